@@ -1,0 +1,111 @@
+// swift-tools-version:6.1
+import PackageDescription
+
+/// AgentTrace: an OpenTelemetry trace collector for systems of AI agents.
+///
+/// Dependency direction, never reversed:
+/// agenttrace -> AgentTraceServer -> {Receivers, Processors, Exporters} -> Pipeline -> TraceModel;
+/// Receivers, Exporters -> {TraceWire, HTTP2} -> TraceModel.
+/// Only TraceWire and HTTP2 import a C module.
+let package = Package(
+    name: "AgentTrace",
+    platforms: [.macOS(.v15)],
+    products: [
+        .executable(name: "agenttrace", targets: ["agenttrace"])
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-nio.git", from: "2.81.0"),
+        .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.5.0"),
+        .package(url: "https://github.com/apple/swift-log.git", from: "1.6.0"),
+        .package(url: "https://github.com/apple/swift-collections.git", from: "1.1.0"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.6.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.1.0"),
+        .package(url: "https://github.com/jpsim/Yams.git", from: "6.0.0"),
+        .package(url: "https://github.com/adam-fowler/compress-nio.git", from: "1.4.0"),
+        .package(url: "https://github.com/apple/swift-nio-extras.git", from: "1.24.0"),
+    ],
+    targets: [
+        // C libraries, each behind one tiny target.
+        .systemLibrary(
+            name: "CProtobufC",
+            pkgConfig: "libprotobuf-c",
+            providers: [.apt(["libprotobuf-c-dev"])]
+        ),
+        .systemLibrary(
+            name: "CNghttp2",
+            pkgConfig: "libnghttp2",
+            providers: [.apt(["libnghttp2-dev"])]
+        ),
+        // protoc-c output (generated/, include/*.pb-c.h; regenerate with scripts/generate-protos)
+        // plus the hand-written per-request arena allocator (trace_arena.c).
+        .target(
+            name: "CTraceProto",
+            dependencies: ["CProtobufC"]
+        ),
+
+        .target(name: "TraceModel"),
+        .target(
+            name: "TraceWire",
+            dependencies: [
+                "TraceModel", "CTraceProto", "CProtobufC",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "CompressNIO", package: "compress-nio"),
+            ]
+        ),
+        .target(
+            name: "HTTP2",
+            dependencies: ["CNghttp2"]
+        ),
+        .target(
+            name: "Pipeline",
+            dependencies: [
+                "TraceModel",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "DequeModule", package: "swift-collections"),
+                .product(name: "Yams", package: "Yams"),
+            ]
+        ),
+        .target(
+            name: "Receivers",
+            dependencies: [
+                "Pipeline", "TraceWire",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOExtras", package: "swift-nio-extras"),
+            ]
+        ),
+        .target(name: "Processors", dependencies: ["Pipeline"]),
+        .target(
+            name: "Exporters",
+            dependencies: ["Pipeline", "TraceWire"]
+        ),
+        .target(
+            name: "AgentTraceServer",
+            dependencies: [
+                "Pipeline", "Receivers", "Processors", "Exporters", "TraceWire", "HTTP2",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+            ],
+            resources: [.embedInCode("Resources/default-config.yaml")]
+        ),
+        .executableTarget(
+            name: "agenttrace",
+            dependencies: [
+                "AgentTraceServer",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]
+        ),
+
+        .testTarget(name: "TraceWireTests", dependencies: ["TraceWire"]),
+        .testTarget(name: "PipelineTests", dependencies: ["Pipeline"]),
+        .testTarget(name: "ReceiversTests", dependencies: ["Receivers"]),
+        .testTarget(name: "ProcessorsTests", dependencies: ["Processors"]),
+        .testTarget(name: "ExportersTests", dependencies: ["Exporters"]),
+        .testTarget(name: "AgentTraceServerTests", dependencies: ["AgentTraceServer"]),
+    ],
+    swiftLanguageModes: [.v6]
+)

@@ -1,0 +1,193 @@
+import Foundation
+import Logging
+import NIOCore
+import NIOPosix
+import Pipeline
+import Receivers
+import ServiceLifecycle
+import Synchronization
+import TraceModel
+
+/// One built traces pipeline.
+public struct BuiltPipeline: Sendable {
+    public var name: String
+    public var queue: BoundedBatchQueue
+    public var runner: PipelineRunner
+}
+
+/// Offers each batch to several pipelines (a receiver shared by pipelines). Refused when any is full.
+struct FanOutSink: BatchSink {
+    let sinks: [any BatchSink]
+
+    func offer(_ batch: SpanBatch) -> Bool {
+        var all = true
+        for sink in sinks where !sink.offer(batch) { all = false }
+        return all
+    }
+}
+
+/// Lines on standard output that tell scripts and tests where the collector listens and when it is ready.
+public struct StartupAnnouncer: Sendable {
+    private let write: @Sendable (String) -> Void
+
+    public init(write: @escaping @Sendable (String) -> Void = { line in
+        FileHandle.standardOutput.write(Data((line + "\n").utf8))
+    }) {
+        self.write = write
+    }
+
+    func listening(receiver: String, protocolName: String, address: String) {
+        write("agenttrace: listening receiver=\(receiver) protocol=\(protocolName) address=\(address)")
+    }
+
+    func listeningAdmin(address: String) {
+        write("agenttrace: listening admin address=\(address)")
+    }
+
+    func ready() {
+        write("agenttrace: ready")
+    }
+}
+
+/// Listeners bound so far.
+final class BoundListeners: Sendable {
+    let count = Atomic<Int>(0)
+}
+
+/// Builds the components a configuration names and runs them as one service group.
+public final class Collector: Sendable {
+    public let configuration: CollectorConfiguration
+    public let metrics: SelfMetrics
+    public let pipelines: [BuiltPipeline]
+    private let receiverServices: [any Service]
+    private let pipelineServices: [PipelineService]
+    private let admin: HTTP1Server
+    private let listenersExpected: Int
+    private let listenersBound: BoundListeners
+    private let announcer: StartupAnnouncer
+    private let logger: Logger
+
+    /// Builds everything; configuration mistakes fail here, naming the key.
+    public init(configuration: CollectorConfiguration, registry: ComponentRegistry = .standard(), metrics: SelfMetrics = SelfMetrics(),
+                logger: Logger, announcer: StartupAnnouncer = StartupAnnouncer(),
+                group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton) throws {
+        self.configuration = configuration
+        self.metrics = metrics
+        self.logger = logger
+        self.announcer = announcer
+        var pipelines: [BuiltPipeline] = []
+        for pipeline in configuration.pipelines {
+            let queue = BoundedBatchQueue(maxBatches: configuration.queue.maxBatches, maxSpans: configuration.queue.maxSpans)
+            let runner = PipelineRunner(
+                processors: try Self.makeProcessors(pipeline, configuration, registry, metrics, logger),
+                exporters: try Self.makeExporters(pipeline, configuration, registry, metrics, logger),
+                logger: logger.with(component: "pipeline", pipeline.name))
+            pipelines.append(BuiltPipeline(name: pipeline.name, queue: queue, runner: runner))
+        }
+        self.pipelines = pipelines
+        pipelineServices = pipelines.map {
+            PipelineService(name: $0.name, queue: $0.queue, runner: $0.runner, metrics: metrics,
+                            logger: logger.with(component: "pipeline", $0.name))
+        }
+
+        // Each receiver once, feeding every pipeline that lists it.
+        var receiverServices: [any Service] = []
+        let usedReceivers = configuration.receivers.filter { declared in
+            configuration.pipelines.contains { $0.receivers.contains(declared.id) }
+        }
+        let listenersBound = BoundListeners()
+        self.listenersBound = listenersBound
+        for (id, value) in usedReceivers {
+            guard let factory = registry.receivers[id.type] else {
+                throw ConfigurationError(key: "receivers.\(id)", "unknown receiver type \"\(id.type)\"; known: \(registry.receivers.keys.sorted().joined(separator: ", "))")
+            }
+            let sinks = zip(configuration.pipelines, pipelines).filter { $0.0.receivers.contains(id) }.map { $0.1.queue as any BatchSink }
+            let context = ComponentContext(id: id, logger: logger.with(component: "receiver", id.description), metrics: metrics) { protocolName, address in
+                announcer.listening(receiver: id.description, protocolName: protocolName, address: address)
+                listenersBound.count.add(1, ordering: .relaxed)
+            }
+            let section = try ConfigSection(value, path: "receivers.\(id)")
+            receiverServices += try factory.makeReceiver(section: section, context: context,
+                                                         sink: sinks.count == 1 ? sinks[0] : FanOutSink(sinks: sinks))
+        }
+        self.receiverServices = receiverServices
+        listenersExpected = receiverServices.count + 1
+
+        let pipelineServices = self.pipelineServices
+        let expected = receiverServices.count + 1
+        let adminResponder = AdminResponder(metrics: metrics) {
+            listenersBound.count.load(ordering: .relaxed) >= expected && pipelineServices.allSatisfy(\.isStarted)
+        }
+        admin = HTTP1Server(endpoint: configuration.adminEndpoint, responder: adminResponder, group: group,
+                            logger: logger.with(component: "admin", "admin")) { address in
+            announcer.listeningAdmin(address: address)
+            listenersBound.count.add(1, ordering: .relaxed)
+        }
+    }
+
+    /// True once every listener is bound and every exporter started.
+    public var isReady: Bool {
+        listenersBound.count.load(ordering: .relaxed) >= listenersExpected && pipelineServices.allSatisfy(\.isStarted)
+    }
+
+    /// Runs until SIGINT or SIGTERM, then shuts down gracefully: receivers stop accepting first,
+    /// pipelines drain and flush, exporters finish, the admin API closes last.
+    public func run() async throws {
+        // Shutdown goes in reverse order of this list.
+        let services: [any Service] = [admin] + pipelineServices.map { $0 as any Service } + receiverServices
+        let group = ServiceGroup(configuration: .init(
+            services: services.map { .init(service: $0, successTerminationBehavior: .gracefullyShutdownGroup,
+                                           failureTerminationBehavior: .gracefullyShutdownGroup) },
+            gracefulShutdownSignals: [.sigterm, .sigint],
+            logger: logger))
+        try await withThrowingDiscardingTaskGroup { tasks in
+            tasks.addTask { [self] in
+                while !isReady {
+                    try await Task.sleep(for: .milliseconds(5))
+                }
+                announcer.ready()
+                logger.info("ready")
+            }
+            try await group.run()
+            tasks.cancelAll()
+        }
+    }
+
+    private static func makeProcessors(_ pipeline: CollectorConfiguration.PipelineConfiguration, _ configuration: CollectorConfiguration,
+                                       _ registry: ComponentRegistry, _ metrics: SelfMetrics, _ logger: Logger) throws -> [ProcessorInstance] {
+        try pipeline.processors.map { id in
+            guard let value = configuration.processors.first(where: { $0.id == id })?.value else {
+                throw ConfigurationError(key: "service.pipelines.\(pipeline.name).processors", "\(id) is not declared")
+            }
+            guard let factory = registry.processors[id.type] else {
+                throw ConfigurationError(key: "processors.\(id)", "unknown processor type \"\(id.type)\"; known: \(registry.processors.keys.sorted().joined(separator: ", "))")
+            }
+            let context = ComponentContext(id: id, logger: logger.with(component: "processor", id.description), metrics: metrics)
+            return ProcessorInstance(id: id, processor: try factory.makeProcessor(section: try ConfigSection(value, path: "processors.\(id)"), context: context))
+        }
+    }
+
+    private static func makeExporters(_ pipeline: CollectorConfiguration.PipelineConfiguration, _ configuration: CollectorConfiguration,
+                                      _ registry: ComponentRegistry, _ metrics: SelfMetrics, _ logger: Logger) throws -> [ExporterInstance] {
+        try pipeline.exporters.map { id in
+            guard let value = configuration.exporters.first(where: { $0.id == id })?.value else {
+                throw ConfigurationError(key: "service.pipelines.\(pipeline.name).exporters", "\(id) is not declared")
+            }
+            guard let factory = registry.exporters[id.type] else {
+                throw ConfigurationError(key: "exporters.\(id)", "unknown exporter type \"\(id.type)\"; known: \(registry.exporters.keys.sorted().joined(separator: ", "))")
+            }
+            let context = ComponentContext(id: id, logger: logger.with(component: "exporter", id.description), metrics: metrics)
+            return ExporterInstance(id: id, exporter: try factory.makeExporter(section: try ConfigSection(value, path: "exporters.\(id)"), context: context),
+                                    metrics: metrics)
+        }
+    }
+}
+
+extension Logger {
+    /// A copy with the component's kind and name as metadata.
+    func with(component kind: String, _ name: String) -> Logger {
+        var copy = self
+        copy[metadataKey: kind] = "\(name)"
+        return copy
+    }
+}

@@ -1,0 +1,209 @@
+import Foundation
+import Logging
+import NIOCore
+import Pipeline
+import Receivers
+import TraceModel
+import TraceWire
+#if canImport(FoundationNetworking)
+import FoundationNetworking
+#endif
+
+/// What a replay did.
+public struct ReplaySummary: Sendable, Equatable {
+    public var files = 0
+    public var spansRead = 0
+    public var accepted = 0
+    public var rejected = 0
+    /// Requests (lines) that could not be decoded.
+    public var malformed = 0
+    /// Per exporter, in pipeline order: name, spans sent, spans failed.
+    public var exporters: [(name: String, sent: Int, failed: Int)] = []
+
+    public init() {}
+
+    public static func == (lhs: ReplaySummary, rhs: ReplaySummary) -> Bool {
+        lhs.lines == rhs.lines
+    }
+
+    /// The summary as printed: the `replay:` line, then one line per exporter.
+    public var lines: [String] {
+        ["replay: files=\(files) spans_read=\(spansRead) accepted=\(accepted) rejected=\(rejected)"
+            + (malformed > 0 ? " malformed_requests=\(malformed)" : "")]
+            + exporters.map { "exporter \($0.name): sent=\($0.sent) failed=\($0.failed)" }
+    }
+}
+
+/// Replays recorded trace files through the configured pipeline in this process, on a virtual clock
+/// that follows the spans' own timestamps: batch timeouts fire where the recording says time passed,
+/// so the same input always gives the same output.
+public struct InProcessReplay {
+    private let collector: Collector
+    private let reader = TraceFileReader()
+    private let progress: ReplayProgress
+
+    public init(collector: Collector, progress: ReplayProgress) {
+        self.collector = collector
+        self.progress = progress
+    }
+
+    public func run(files: [String]) async throws -> ReplaySummary {
+        var summary = ReplaySummary()
+        for pipeline in collector.pipelines { try await pipeline.runner.start() }
+        var clock: UInt64 = 0
+        for (fileIndex, path) in files.enumerated() {
+            let entries = try reader.read(path)
+            summary.files += 1
+            for (entryIndex, entry) in entries.enumerated() {
+                progress.update(fraction: (Double(fileIndex) + Double(entryIndex + 1) / Double(max(entries.count, 1))) / Double(files.count),
+                                spans: summary.spansRead)
+                guard case .success(var request) = entry else {
+                    if case .failure(let error) = entry { progress.warn(error.description) }
+                    summary.malformed += 1
+                    continue
+                }
+                summary.spansRead += request.batch.spanCount
+                summary.rejected += SpanValidation.dropInvalidSpans(&request.batch)
+                guard !request.batch.isEmpty else { continue }
+                summary.accepted += request.batch.spanCount
+                clock = max(clock, Self.arrivalTime(of: request.batch))
+                for pipeline in collector.pipelines {
+                    await pipeline.runner.tick(now: clock)
+                    await pipeline.runner.process(request.batch, now: clock)
+                }
+            }
+        }
+        for pipeline in collector.pipelines { await pipeline.runner.shutdown(now: clock) }
+        progress.finish()
+        for pipeline in collector.pipelines {
+            for instance in pipeline.runner.exporters {
+                summary.exporters.append((instance.id.description, instance.tally.sent.load(ordering: .relaxed),
+                                          instance.tally.failed.load(ordering: .relaxed)))
+            }
+        }
+        return summary
+    }
+
+    /// When a recorded request reached the collector: as soon as its last span ended.
+    static func arrivalTime(of batch: SpanBatch) -> UInt64 {
+        var latest: UInt64 = 0
+        batch.forEachSpan { span, _, _ in latest = max(latest, span.endTimeUnixNano, span.startTimeUnixNano) }
+        return latest
+    }
+}
+
+/// Sends recorded trace files to a running collector over OTLP/HTTP protobuf, paced by the recording's
+/// timing divided by `speed` (0: as fast as possible), retrying when told to (429/503, Retry-After).
+public struct EndpointReplay {
+    private let url: URL
+    private let speed: Double
+    private let progress: ReplayProgress
+    private let reader = TraceFileReader()
+    private let codec = OTLPProtobufCodec()
+
+    public init(endpoint: String, speed: Double, progress: ReplayProgress) throws {
+        var text = endpoint
+        if !text.contains("://") { text = "http://\(text)" }
+        guard var components = URLComponents(string: text), components.host != nil else {
+            throw TraceFileReader.ReadError(description: "--endpoint: \"\(endpoint)\" is not a URL such as http://localhost:4318")
+        }
+        if components.path.isEmpty || components.path == "/" { components.path = "/v1/traces" }
+        guard let url = components.url else {
+            throw TraceFileReader.ReadError(description: "--endpoint: \"\(endpoint)\" is not a URL")
+        }
+        self.url = url
+        self.speed = speed
+        self.progress = progress
+    }
+
+    public func run(files: [String]) async throws -> ReplaySummary {
+        var summary = ReplaySummary()
+        let session = URLSession(configuration: .ephemeral)
+        var firstRecorded: UInt64?
+        let started = ContinuousClock.now
+        for (fileIndex, path) in files.enumerated() {
+            let entries = try reader.read(path)
+            summary.files += 1
+            for (entryIndex, entry) in entries.enumerated() {
+                progress.update(fraction: (Double(fileIndex) + Double(entryIndex + 1) / Double(max(entries.count, 1))) / Double(files.count),
+                                spans: summary.spansRead)
+                guard case .success(let request) = entry else {
+                    if case .failure(let error) = entry { progress.warn(error.description) }
+                    summary.malformed += 1
+                    continue
+                }
+                let count = request.batch.spanCount
+                summary.spansRead += count
+                if speed > 0 {
+                    let recorded = InProcessReplay.arrivalTime(of: request.batch)
+                    let origin = firstRecorded ?? recorded
+                    firstRecorded = origin
+                    let due = Duration.nanoseconds(Int64(Double(recorded &- min(origin, recorded)) / speed))
+                    let wait = due - (ContinuousClock.now - started)
+                    if wait > .zero { try await Task.sleep(for: wait) }
+                }
+                let rejected = try await send(codec.encodeRequest(request.batch), session: session, location: request.location)
+                summary.rejected += rejected
+                summary.accepted += count - rejected
+            }
+        }
+        progress.finish()
+        return summary
+    }
+
+    /// Posts one request; returns the spans the collector rejected in its partial success.
+    private func send(_ body: [UInt8], session: URLSession, location: String) async throws -> Int {
+        var request = URLRequest(url: url)
+        request.httpMethod = "POST"
+        request.setValue("application/x-protobuf", forHTTPHeaderField: "Content-Type")
+        request.httpBody = Data(body)
+        for attempt in 1...10 {
+            let (data, response) = try await session.data(for: request)
+            let status = (response as? HTTPURLResponse)?.statusCode ?? 0
+            switch status {
+            case 200:
+                let partial = try codec.decodeResponse(Array(data))
+                return Int(partial.rejectedSpans)
+            case 429, 502, 503, 504:
+                let retryAfter = (response as? HTTPURLResponse)?.value(forHTTPHeaderField: "Retry-After").flatMap(Double.init) ?? 1
+                progress.warn("\(location): collector answered \(status); retrying in \(retryAfter)s (attempt \(attempt))")
+                try await Task.sleep(for: .milliseconds(Int(min(retryAfter, 30) * 1000)))
+            default:
+                let message = (try? codec.decodeStatus(Array(data)).message) ?? String(decoding: data, as: UTF8.self)
+                throw TraceFileReader.ReadError(description: "\(location): collector answered \(status): \(message)")
+            }
+        }
+        throw TraceFileReader.ReadError(description: "\(location): collector kept refusing; gave up after 10 attempts")
+    }
+}
+
+/// A progress bar on standard error when it is a terminal; warnings always.
+public final class ReplayProgress: @unchecked Sendable {
+    // Used from the replay's single task only.
+    private let isTerminal: Bool
+    private var lastDrawn = -1
+
+    public init(isTerminal: Bool = isatty(STDERR_FILENO) == 1) {
+        self.isTerminal = isTerminal
+    }
+
+    func update(fraction: Double, spans: Int) {
+        guard isTerminal else { return }
+        let percent = Int(min(max(fraction, 0), 1) * 100)
+        guard percent != lastDrawn else { return }
+        lastDrawn = percent
+        let width = 30
+        let filled = width * percent / 100
+        let bar = String(repeating: "=", count: filled) + String(repeating: " ", count: width - filled)
+        FileHandle.standardError.write(Data("\r[\(bar)] \(percent)% \(spans) spans".utf8))
+    }
+
+    func warn(_ message: String) {
+        if isTerminal, lastDrawn >= 0 { FileHandle.standardError.write(Data("\n".utf8)) }
+        FileHandle.standardError.write(Data("warning: \(message)\n".utf8))
+    }
+
+    func finish() {
+        if isTerminal, lastDrawn >= 0 { FileHandle.standardError.write(Data("\n".utf8)) }
+    }
+}

@@ -1,0 +1,21 @@
+/* Hand-written; not generated. A pre-pass over protobuf bytes that bounds message nesting before
+ * protobuf-c (which recurses without a limit) unpacks them, so hostile input cannot overflow the stack. */
+#ifndef TRACE_WIRE_SCAN_H
+#define TRACE_WIRE_SCAN_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <protobuf-c/protobuf-c.h>
+
+typedef enum {
+    TRACE_WIRE_SCAN_OK = 0,
+    TRACE_WIRE_SCAN_TOO_DEEP = 1,
+    TRACE_WIRE_SCAN_MALFORMED = 2,
+} TraceWireScanResult;
+
+/* Walks `data` as a message of `descriptor`, descending into known message fields, and fails when
+ * they nest more than max_depth levels deep or the framing (tags, varints, lengths) is broken. */
+TraceWireScanResult trace_wire_scan(const ProtobufCMessageDescriptor *descriptor, const uint8_t *data,
+                                    size_t length, unsigned max_depth);
+
+#endif /* TRACE_WIRE_SCAN_H */

@@ -1,0 +1,115 @@
+import DequeModule
+import Synchronization
+import TraceModel
+
+/// The bounded queue between receivers and the processor chain. Receivers `offer` without waiting and
+/// learn at once when it is full (so the sender gets 429/503 and retries: backpressure, never a silent
+/// drop); the pipeline task is the only consumer.
+public final class BoundedBatchQueue: BatchSink, Sendable {
+    /// What the consumer receives.
+    public enum Item: Sendable {
+        case batch(SpanBatch)
+        /// Time has passed; coalesced, so at most one is pending.
+        case tick
+    }
+
+    private struct State: ~Copyable {
+        var items: Deque<SpanBatch> = []
+        var spans = 0
+        var tickPending = false
+        var closed = false
+        var waiter: CheckedContinuation<Item?, Never>?
+    }
+
+    /// The most batches held at once.
+    public let maxBatches: Int
+    /// The most spans held at once.
+    public let maxSpans: Int
+    private let state = Mutex(State())
+
+    /// Creates a queue holding at most `maxBatches` batches and `maxSpans` spans.
+    public init(maxBatches: Int, maxSpans: Int) {
+        self.maxBatches = maxBatches
+        self.maxSpans = maxSpans
+    }
+
+    /// Batches waiting.
+    public var count: Int { state.withLock { $0.items.count } }
+
+    /// Spans waiting.
+    public var spanCount: Int { state.withLock { $0.spans } }
+
+    public func offer(_ batch: SpanBatch) -> Bool {
+        let spans = batch.spanCount
+        let waiter: CheckedContinuation<Item?, Never>? = state.withLock { state in
+            guard !state.closed else { return nil }
+            if let waiter = state.waiter {
+                state.waiter = nil
+                return waiter
+            }
+            return nil
+        }
+        if let waiter {
+            waiter.resume(returning: .batch(batch))
+            return true
+        }
+        return state.withLock { state in
+            guard !state.closed, state.items.count < maxBatches,
+                  state.spans == 0 || state.spans + spans <= maxSpans else { return false }
+            state.items.append(batch)
+            state.spans += spans
+            return true
+        }
+    }
+
+    /// Asks the consumer to let time pass; several ticks before it looks count as one.
+    public func offerTick() {
+        let waiter: CheckedContinuation<Item?, Never>? = state.withLock { state in
+            guard !state.closed else { return nil }
+            if let waiter = state.waiter {
+                state.waiter = nil
+                return waiter
+            }
+            state.tickPending = true
+            return nil
+        }
+        waiter?.resume(returning: .tick)
+    }
+
+    /// Refuses further offers; the consumer still receives what is queued, then nil.
+    public func close() {
+        let waiter = state.withLock { state in
+            state.closed = true
+            let waiter = state.waiter
+            state.waiter = nil
+            return waiter
+        }
+        waiter?.resume(returning: nil)
+    }
+
+    /// The next item, waiting when there is none; nil once closed and drained.
+    public func next() async -> Item? {
+        if let item = state.withLock({ Self.take(&$0) }) { return item }
+        return await withCheckedContinuation { continuation in
+            let immediate: Item?? = state.withLock { state in
+                if let item = Self.take(&state) { return .some(item) }
+                if state.closed { return .some(nil) }
+                state.waiter = continuation
+                return .none
+            }
+            if let immediate { continuation.resume(returning: immediate) }
+        }
+    }
+
+    private static func take(_ state: inout State) -> Item? {
+        if let batch = state.items.popFirst() {
+            state.spans -= batch.spanCount
+            return .batch(batch)
+        }
+        if state.tickPending {
+            state.tickPending = false
+            return .tick
+        }
+        return nil
+    }
+}

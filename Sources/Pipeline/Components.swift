@@ -1,0 +1,102 @@
+import Logging
+import ServiceLifecycle
+import TraceModel
+
+/// The name of a configured component instance: its type and an optional suffix (`zipkin/backup`).
+public struct ComponentID: Sendable, Hashable, CustomStringConvertible {
+    /// The component type, which picks the factory (`zipkin`).
+    public var type: String
+    /// The instance name after the slash; empty when there is none.
+    public var name: String
+
+    /// Parses `type` or `type/name`.
+    public init(_ text: String) {
+        if let slash = text.firstIndex(of: "/") {
+            type = String(text[..<slash])
+            name = String(text[text.index(after: slash)...])
+        } else {
+            type = text
+            name = ""
+        }
+    }
+
+    public var description: String { name.isEmpty ? type : "\(type)/\(name)" }
+}
+
+/// What every component factory gets besides its own configuration.
+public struct ComponentContext: Sendable {
+    /// The instance being built.
+    public var id: ComponentID
+    /// A logger labelled with the component.
+    public var logger: Logger
+    /// The collector's own metrics.
+    public var metrics: SelfMetrics
+    /// Receivers call this once a listener is bound: the protocol (`http`) and the bound `host:port`.
+    public var announceListening: @Sendable (_ protocolName: String, _ address: String) -> Void
+
+    public init(id: ComponentID, logger: Logger, metrics: SelfMetrics,
+                announceListening: @escaping @Sendable (String, String) -> Void = { _, _ in }) {
+        self.id = id
+        self.logger = logger
+        self.metrics = metrics
+        self.announceListening = announceListening
+    }
+}
+
+/// Builds receivers of one type from configuration.
+public protocol ReceiverFactory: Sendable {
+    /// The type name used in configuration (`otlp`).
+    var type: String { get }
+    /// Builds the receiver's listeners, one service each, feeding `sink`; reads its settings from
+    /// `section` and must call `section.finish()`.
+    func makeReceiver(section: ConfigSection, context: ComponentContext, sink: any BatchSink) throws -> [any Service]
+}
+
+/// Hands accepted batches to the pipeline. Receivers call it from event-loop threads, so it never blocks.
+public protocol BatchSink: Sendable {
+    /// Offers a batch; false when the pipeline is full and the sender should retry later.
+    func offer(_ batch: SpanBatch) -> Bool
+}
+
+/// Something that transforms, holds back or observes batches. The pipeline calls one processor from one
+/// task at a time, in order, so results come back as data rather than through callbacks, and a virtual
+/// clock (replay) or the wall clock can drive it the same way.
+public protocol SpanProcessor: AnyObject, Sendable {
+    /// Handles a batch arriving at `now` (Unix nanoseconds); returns what passes on, possibly nothing.
+    func process(_ batch: SpanBatch, now: UInt64) -> [SpanBatch]
+    /// Lets time pass; returns what became due (a batch timeout, a sampling decision).
+    func tick(now: UInt64) -> [SpanBatch]
+    /// Returns everything still held, at shutdown.
+    func flush() -> [SpanBatch]
+}
+
+extension SpanProcessor {
+    public func tick(now: UInt64) -> [SpanBatch] { [] }
+    public func flush() -> [SpanBatch] { [] }
+}
+
+/// Sends batches out of the collector.
+public protocol SpanExporter: Sendable {
+    /// Prepares (opens files, connects); called once before the first export.
+    func start() async throws
+    /// Sends one batch. Throwing counts the batch's spans as failed.
+    func export(_ batch: SpanBatch) async throws
+    /// Flushes and releases resources; called once after the last export.
+    func shutdown() async
+}
+
+/// Builds processors of one type from configuration.
+public protocol ProcessorFactory: Sendable {
+    /// The type name used in configuration (`batch`).
+    var type: String { get }
+    /// Builds an instance; reads its settings from `section` and must call `section.finish()`.
+    func makeProcessor(section: ConfigSection, context: ComponentContext) throws -> any SpanProcessor
+}
+
+/// Builds exporters of one type from configuration.
+public protocol ExporterFactory: Sendable {
+    /// The type name used in configuration (`file`).
+    var type: String { get }
+    /// Builds an instance; reads its settings from `section` and must call `section.finish()`.
+    func makeExporter(section: ConfigSection, context: ComponentContext) throws -> any SpanExporter
+}

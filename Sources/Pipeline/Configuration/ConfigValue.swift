@@ -1,0 +1,121 @@
+import Yams
+
+/// A parsed configuration document: YAML reduced to scalars, sequences and mappings,
+/// with `${env:NAME}` (and `${NAME}`) already expanded.
+public indirect enum ConfigValue: Sendable, Equatable {
+    case scalar(String)
+    case sequence([ConfigValue])
+    /// Keys in document order.
+    case mapping([ConfigEntry])
+    case null
+}
+
+/// One key of a mapping.
+public struct ConfigEntry: Sendable, Equatable {
+    public var key: String
+    public var value: ConfigValue
+
+    public init(_ key: String, _ value: ConfigValue) {
+        self.key = key
+        self.value = value
+    }
+}
+
+/// A configuration mistake, naming the offending key (`exporters.file.path`).
+public struct ConfigurationError: Error, CustomStringConvertible, Sendable {
+    /// The dotted path of the key at fault.
+    public var key: String
+    /// What is wrong with it.
+    public var message: String
+
+    public init(key: String, _ message: String) {
+        self.key = key
+        self.message = message
+    }
+
+    public var description: String { key.isEmpty ? message : "\(key): \(message)" }
+}
+
+extension ConfigValue {
+    /// Parses YAML text, expanding environment references from `environment`.
+    public static func parse(yaml: String, environment: [String: String]) throws(ConfigurationError) -> ConfigValue {
+        let node: Node?
+        do {
+            node = try Yams.compose(yaml: yaml)
+        } catch {
+            throw ConfigurationError(key: "", "invalid YAML: \(error)")
+        }
+        guard let node else { return .mapping([]) }
+        return try convert(node, path: "", environment: environment)
+    }
+
+    private static func convert(_ node: Node, path: String, environment: [String: String]) throws(ConfigurationError) -> ConfigValue {
+        switch node {
+        case .scalar(let scalar):
+            if scalar.style == .plain, ["", "~", "null", "Null", "NULL"].contains(scalar.string) { return .null }
+            return .scalar(try expand(scalar.string, path: path, environment: environment))
+        case .sequence(let sequence):
+            var elements: [ConfigValue] = []
+            for (index, element) in sequence.enumerated() {
+                elements.append(try convert(element, path: "\(path)[\(index)]", environment: environment))
+            }
+            return .sequence(elements)
+        case .mapping(let mapping):
+            var entries: [ConfigEntry] = []
+            for (keyNode, valueNode) in mapping {
+                guard case .scalar(let keyScalar) = keyNode else {
+                    throw ConfigurationError(key: path, "mapping keys must be plain strings")
+                }
+                let key = keyScalar.string
+                let childPath = path.isEmpty ? key : "\(path).\(key)"
+                guard !entries.contains(where: { $0.key == key }) else {
+                    throw ConfigurationError(key: childPath, "duplicate key")
+                }
+                entries.append(ConfigEntry(key, try convert(valueNode, path: childPath, environment: environment)))
+            }
+            return .mapping(entries)
+        case .alias:
+            throw ConfigurationError(key: path, "YAML aliases are not supported")
+        }
+    }
+
+    /// Replaces `${env:NAME}`, `${NAME}` (and `${env:NAME:-default}`) with the variable's value; `$$` is a literal `$`.
+    static func expand(_ text: String, path: String, environment: [String: String]) throws(ConfigurationError) -> String {
+        guard text.contains("$") else { return text }
+        var result = ""
+        var index = text.startIndex
+        while index < text.endIndex {
+            let character = text[index]
+            let next = text.index(after: index)
+            guard character == "$", next < text.endIndex else {
+                result.append(character)
+                index = next
+                continue
+            }
+            if text[next] == "$" {
+                result.append("$")
+                index = text.index(after: next)
+            } else if text[next] == "{" {
+                guard let close = text[next...].firstIndex(of: "}") else {
+                    throw ConfigurationError(key: path, "unterminated ${ in \"\(text)\"")
+                }
+                var reference = String(text[text.index(after: next)..<close])
+                if reference.hasPrefix("env:") { reference.removeFirst(4) }
+                var fallback: String?
+                if let range = reference.range(of: ":-") {
+                    fallback = String(reference[range.upperBound...])
+                    reference = String(reference[..<range.lowerBound])
+                }
+                guard !reference.isEmpty, reference.allSatisfy({ $0.isLetter || $0.isNumber || $0 == "_" }) else {
+                    throw ConfigurationError(key: path, "invalid environment reference ${\(reference)}")
+                }
+                result += environment[reference] ?? fallback ?? ""
+                index = text.index(after: close)
+            } else {
+                result.append(character)
+                index = next
+            }
+        }
+        return result
+    }
+}

@@ -1,0 +1,139 @@
+import Logging
+import Prometheus
+import Synchronization
+import TraceModel
+
+/// Spans an exporter sent and failed to send.
+public final class ExportTally: Sendable {
+    public let sent = Atomic<Int>(0)
+    public let failed = Atomic<Int>(0)
+
+    public init() {}
+}
+
+/// One configured exporter with its counters.
+public struct ExporterInstance: Sendable {
+    /// The configured name.
+    public var id: ComponentID
+    /// The exporter.
+    public var exporter: any SpanExporter
+    let sentSpans: Counter
+    let failedSpans: Counter
+    /// Readable totals of the same counts, for summaries such as `replay`'s.
+    public let tally = ExportTally()
+
+    public init(id: ComponentID, exporter: any SpanExporter, metrics: SelfMetrics) {
+        self.id = id
+        self.exporter = exporter
+        let labels = [("exporter", id.description)]
+        sentSpans = metrics.counter("agenttrace_exporter_sent_spans_total",
+                                    help: "Spans successfully sent by an exporter.", labels: labels)
+        failedSpans = metrics.counter("agenttrace_exporter_send_failed_spans_total",
+                                      help: "Spans an exporter failed to send.", labels: labels)
+    }
+}
+
+/// One configured processor.
+public struct ProcessorInstance: Sendable {
+    /// The configured name.
+    public var id: ComponentID
+    /// The processor.
+    public var processor: any SpanProcessor
+
+    public init(id: ComponentID, processor: any SpanProcessor) {
+        self.id = id
+        self.processor = processor
+    }
+}
+
+/// Runs batches through the processor chain, in order, and hands what comes out to every exporter.
+/// Used by one task at a time: the pipeline service with the wall clock, or `replay` with a virtual one.
+public final class PipelineRunner: Sendable {
+    /// The processors, in pipeline order.
+    public let processors: [ProcessorInstance]
+    /// The exporters, all of which receive every batch.
+    public let exporters: [ExporterInstance]
+    private let logger: Logger
+
+    public init(processors: [ProcessorInstance], exporters: [ExporterInstance], logger: Logger) {
+        self.processors = processors
+        self.exporters = exporters
+        self.logger = logger
+    }
+
+    /// Starts every exporter.
+    public func start() async throws {
+        for instance in exporters {
+            do {
+                try await instance.exporter.start()
+            } catch {
+                throw PipelineError.exporterFailedToStart(instance.id.description, "\(error)")
+            }
+        }
+    }
+
+    /// Runs a batch that arrived at `now` through the chain and exports what comes out.
+    public func process(_ batch: SpanBatch, now: UInt64) async {
+        await run(from: 0, [batch], now: now)
+    }
+
+    /// Lets every processor see the time; what falls due continues down the chain.
+    public func tick(now: UInt64) async {
+        for index in processors.indices {
+            let due = processors[index].processor.tick(now: now)
+            if !due.isEmpty { await run(from: index + 1, due, now: now) }
+        }
+    }
+
+    /// Flushes every processor in order, exports the rest and shuts the exporters down.
+    public func shutdown(now: UInt64) async {
+        for index in processors.indices {
+            let held = processors[index].processor.flush()
+            if !held.isEmpty { await run(from: index + 1, held, now: now) }
+        }
+        for instance in exporters { await instance.exporter.shutdown() }
+    }
+
+    private func run(from first: Int, _ batches: [SpanBatch], now: UInt64) async {
+        var batches = batches
+        var index = first
+        while index < processors.count, !batches.isEmpty {
+            let processor = processors[index].processor
+            batches = batches.flatMap { processor.process($0, now: now) }
+            index += 1
+        }
+        for batch in batches where !batch.isEmpty { await export(batch) }
+    }
+
+    private func export(_ batch: SpanBatch) async {
+        let spans = Int64(batch.spanCount)
+        await withTaskGroup(of: Void.self) { group in
+            for instance in exporters {
+                group.addTask {
+                    do {
+                        try await instance.exporter.export(batch)
+                        instance.sentSpans.increment(by: spans)
+                        instance.tally.sent.add(Int(spans), ordering: .relaxed)
+                    } catch {
+                        instance.failedSpans.increment(by: spans)
+                        instance.tally.failed.add(Int(spans), ordering: .relaxed)
+                        self.logger.warning("export failed", metadata: [
+                            "exporter": "\(instance.id)", "spans": "\(spans)", "error": "\(error)",
+                        ])
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Failures of the pipeline as a whole.
+public enum PipelineError: Error, CustomStringConvertible {
+    case exporterFailedToStart(String, String)
+
+    public var description: String {
+        switch self {
+        case .exporterFailedToStart(let name, let reason): "exporter \(name) failed to start: \(reason)"
+        }
+    }
+}

@@ -1,0 +1,35 @@
+import Prometheus
+import Synchronization
+
+/// The collector's own metrics, served at the admin API's `/metrics` in Prometheus text format.
+/// Every name starts with `agenttrace_`.
+public final class SelfMetrics: Sendable {
+    private let registry = PrometheusCollectorRegistry()
+    private let refreshers = Mutex<[@Sendable () -> Void]>([])
+
+    public init() {}
+
+    /// A counter; the same name and labels return the same counter.
+    public func counter(_ name: String, help: String, labels: [(String, String)] = []) -> Counter {
+        registry.makeCounter(name: name, labels: labels, help: help)
+    }
+
+    /// A gauge; the same name and labels return the same gauge.
+    public func gauge(_ name: String, help: String, labels: [(String, String)] = []) -> Gauge {
+        registry.makeGauge(name: name, labels: labels, help: help)
+    }
+
+    /// Runs `refresh` before every scrape, for gauges that sample state (queue lengths).
+    public func onScrape(_ refresh: @escaping @Sendable () -> Void) {
+        refreshers.withLock { $0.append(refresh) }
+    }
+
+    /// The exposition text.
+    public func render() -> [UInt8] {
+        for refresh in refreshers.withLock({ $0 }) { refresh() }
+        var buffer: [UInt8] = []
+        buffer.reserveCapacity(8192)
+        registry.emit(into: &buffer)
+        return buffer
+    }
+}

@@ -1,0 +1,166 @@
+import NIOCore
+import NIOHTTP1
+import Pipeline
+import TraceModel
+import TraceWire
+
+/// OTLP/HTTP for traces, as the OTLP specification defines it: `POST /v1/traces` with a binary
+/// (`application/x-protobuf`) or JSON (`application/json`) `ExportTraceServiceRequest`, optionally
+/// `Content-Encoding: gzip`; the response in the request's content type.
+struct OTLPHTTPResponder: HTTP1Responder {
+    enum Format {
+        case protobuf, json
+
+        var contentType: String { self == .protobuf ? "application/x-protobuf" : "application/json" }
+    }
+
+    /// gRPC status codes used in `google.rpc.Status` bodies.
+    enum RPCCode {
+        static let invalidArgument: Int32 = 3
+        static let notFound: Int32 = 5
+        static let resourceExhausted: Int32 = 8
+        static let unimplemented: Int32 = 12
+        static let unavailable: Int32 = 14
+    }
+
+    let configuration: OTLPHTTPConfiguration
+    let sink: any BatchSink
+    let metrics: OTLPReceiverMetrics
+    /// One codec (and its arena) per event loop: decoding never contends, and memory stays per thread.
+    private let codecs: [ObjectIdentifier: NIOLoopBound<OTLPProtobufCodec>]
+
+    init(configuration: OTLPHTTPConfiguration, sink: any BatchSink, group: any EventLoopGroup, metrics: OTLPReceiverMetrics) {
+        self.configuration = configuration
+        self.sink = sink
+        self.metrics = metrics
+        var codecs: [ObjectIdentifier: NIOLoopBound<OTLPProtobufCodec>] = [:]
+        for loop in group.makeIterator() {
+            codecs[ObjectIdentifier(loop)] = NIOLoopBound(OTLPProtobufCodec(initialArenaCapacity: 256 << 10), eventLoop: loop)
+        }
+        self.codecs = codecs
+    }
+
+    var maxBodySize: Int { configuration.maxRequestBodySize }
+
+    static func format(of head: HTTPRequestHead) -> Format? {
+        guard let contentType = head.headers.first(name: "content-type") else { return nil }
+        let mediaType = contentType.split(separator: ";", maxSplits: 1).first.map {
+            $0.trimmingCharacters(in: .whitespaces).lowercased()
+        }
+        switch mediaType {
+        case "application/x-protobuf", "application/protobuf": return .protobuf
+        case "application/json": return .json
+        default: return nil
+        }
+    }
+
+    func respond(toHead head: HTTPRequestHead) -> HTTP1Response? {
+        let path = head.uri.split(separator: "?", maxSplits: 1, omittingEmptySubsequences: false).first.map(String.init) ?? head.uri
+        let format = Self.format(of: head) ?? .json
+        guard path == configuration.tracesURLPath else {
+            return error(.notFound, RPCCode.notFound, "no such path: only POST \(configuration.tracesURLPath) is served", format)
+        }
+        guard head.method == .POST else {
+            var response = error(.methodNotAllowed, RPCCode.unimplemented, "\(head.method) is not allowed; use POST", format)
+            response.headers.add(name: "allow", value: "POST")
+            return response
+        }
+        guard Self.format(of: head) != nil else {
+            let received = head.headers.first(name: "content-type") ?? "none"
+            return error(.unsupportedMediaType, RPCCode.invalidArgument,
+                         "unsupported Content-Type \(received); use application/x-protobuf or application/json", .json)
+        }
+        let encoding = head.headers.first(name: "content-encoding")?.lowercased() ?? "identity"
+        guard encoding == "gzip" || encoding == "identity" else {
+            return error(.unsupportedMediaType, RPCCode.invalidArgument,
+                         "unsupported Content-Encoding \(encoding); use gzip or none", format)
+        }
+        return nil
+    }
+
+    func tooLarge(_ head: HTTPRequestHead) -> HTTP1Response {
+        error(.payloadTooLarge, RPCCode.resourceExhausted,
+              "request body exceeds max_request_body_size (\(configuration.maxRequestBodySize) bytes)", Self.format(of: head) ?? .json)
+    }
+
+    func respond(to head: HTTPRequestHead, body: ByteBuffer, eventLoop: any EventLoop) -> HTTP1Response {
+        // respond(toHead:) has already refused requests without a usable format.
+        let format = Self.format(of: head) ?? .json
+        var body = body
+        if head.headers.first(name: "content-encoding")?.lowercased() == "gzip" {
+            do {
+                body = try Gzip.inflate(body, limit: configuration.maxRequestBodySize)
+            } catch .tooLarge {
+                return tooLarge(head)
+            } catch {
+                metrics.decodeFailed("gzip")
+                return self.error(.badRequest, RPCCode.invalidArgument, "body is not valid gzip", format)
+            }
+        }
+        let codec = codecs[ObjectIdentifier(eventLoop)]?.value
+        var batch: SpanBatch
+        do {
+            switch format {
+            case .protobuf:
+                batch = try body.withUnsafeReadableBytes { buffer in
+                    try (codec ?? OTLPProtobufCodec(initialArenaCapacity: 4096)).decodeRequest(buffer)
+                }
+            case .json:
+                batch = try body.withUnsafeReadableBytes { try OTLPJSON.decodeRequest($0) }
+            }
+        } catch {
+            metrics.decodeFailed(format == .protobuf ? "protobuf" : "json")
+            return self.error(.badRequest, RPCCode.invalidArgument, "cannot decode ExportTraceServiceRequest: \(error)", format)
+        }
+
+        let rejected = SpanValidation.dropInvalidSpans(&batch)
+        if rejected > 0 { metrics.refusedSpans.increment(by: Int64(rejected)) }
+        let accepted = batch.spanCount
+        if accepted > 0 {
+            guard sink.offer(batch) else {
+                metrics.refusedSpans.increment(by: Int64(accepted))
+                var response = error(.serviceUnavailable, RPCCode.unavailable, "the pipeline is full; retry later", format)
+                response.headers.add(name: "retry-after", value: "1")
+                return response
+            }
+            metrics.acceptedSpans.increment(by: Int64(accepted))
+        }
+        let message = rejected > 0 ? SpanValidation.rejectionMessage(rejected) : ""
+        let responseBody: [UInt8] = switch format {
+        case .protobuf: (codec ?? OTLPProtobufCodec(initialArenaCapacity: 4096)).encodeResponse(rejectedSpans: rejected, errorMessage: message)
+        case .json: OTLPJSON.encodeResponse(rejectedSpans: rejected, errorMessage: message)
+        }
+        metrics.answered(200)
+        return HTTP1Response(status: .ok, headers: ["content-type": format.contentType], body: ByteBuffer(bytes: responseBody))
+    }
+
+    private func error(_ status: HTTPResponseStatus, _ code: Int32, _ message: String, _ format: Format) -> HTTP1Response {
+        metrics.answered(Int(status.code))
+        let body: [UInt8] = switch format {
+        case .protobuf: OTLPProtobufCodec(initialArenaCapacity: 4096).encodeStatus(code: code, message: message)
+        case .json: OTLPJSON.encodeStatus(code: code, message: message)
+        }
+        return HTTP1Response(status: status, headers: ["content-type": format.contentType], body: ByteBuffer(bytes: body))
+    }
+}
+
+/// The checks OTLP asks of receivers before spans enter the pipeline.
+public enum SpanValidation {
+    /// Drops spans whose trace id is not 16 non-zero bytes or whose span id is not 8 non-zero bytes
+    /// (decoders turn malformed ids into zero ids); returns how many were dropped.
+    public static func dropInvalidSpans(_ batch: inout SpanBatch) -> Int {
+        let before = batch.spanCount
+        var anyInvalid = false
+        batch.forEachSpan { span, _, _ in
+            if !span.traceID.isValid || !span.spanID.isValid { anyInvalid = true }
+        }
+        guard anyInvalid else { return 0 }
+        batch.filterSpans { $0.traceID.isValid && $0.spanID.isValid }
+        return before - batch.spanCount
+    }
+
+    /// The `partial_success.error_message` for dropped spans.
+    public static func rejectionMessage(_ count: Int) -> String {
+        "\(count) span(s) dropped: trace id must be 16 non-zero bytes and span id 8 non-zero bytes"
+    }
+}

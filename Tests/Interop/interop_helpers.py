@@ -1,0 +1,806 @@
+"""Helpers for the interop tests that drive the real `agenttrace` binary.
+
+Nothing here imports the binary's code: the tests see the collector only the
+way a user does (config file, stdout, HTTP, files it writes).
+
+  * config writer      -- build_config() / to_yaml() / write_config()
+  * metrics parser     -- parse_metrics() -> MetricSet (Prometheus text format)
+  * OTLP reader        -- load_requests(), spans_of(), read_output_spans()
+  * process control    -- Collector (serve), run_cli(), parse_replay_output()
+  * raw HTTP           -- http_request()
+"""
+
+import base64
+import gzip
+import http.client
+import json
+import math
+import os
+import queue
+import re
+import signal
+import socket
+import subprocess
+import threading
+import time
+import zlib
+from dataclasses import dataclass, field
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+TESTDATA = os.path.join(REPO_ROOT, "testdata")
+
+READY_LINE = "agenttrace: ready"
+RECEIVER_LINE_RE = re.compile(r"^agenttrace: listening receiver=(\S+) protocol=(\S+) address=(\S+)$")
+ADMIN_LINE_RE = re.compile(r"^agenttrace: listening admin address=(\S+)$")
+REPLAY_LINE_RE = re.compile(r"^replay: files=(\d+) spans_read=(\d+) accepted=(\d+) rejected=(\d+)$")
+EXPORTER_LINE_RE = re.compile(r"^exporter (\S+): sent=(\d+) failed=(\d+)$")
+
+
+# ---------------------------------------------------------------------------
+# Binary location
+# ---------------------------------------------------------------------------
+
+def binary_path():
+    """AGENTTRACE_BIN, or .build/debug/agenttrace under the repository root."""
+    p = os.environ.get("AGENTTRACE_BIN") or os.path.join(".build", "debug", "agenttrace")
+    if not os.path.isabs(p):
+        p = os.path.join(REPO_ROOT, p)
+    return p
+
+
+def binary_problem(path):
+    """None if `path` is a runnable file, else a sentence saying what is wrong."""
+    if not os.path.exists(path):
+        return ("agenttrace binary not found at %s: build it first (swift build) "
+                "or point AGENTTRACE_BIN at it" % path)
+    if not os.path.isfile(path) or not os.access(path, os.X_OK):
+        return "agenttrace binary at %s is not an executable file" % path
+    return None
+
+
+# ---------------------------------------------------------------------------
+# Config writer (a tiny YAML emitter: mappings, lists, scalars)
+# ---------------------------------------------------------------------------
+
+_PLAIN_RE = re.compile(r"^[A-Za-z0-9_/.][A-Za-z0-9_./:@+-]*$")
+_YAML_SPECIAL = {"", "~", "null", "true", "false", "yes", "no", "on", "off", "y", "n"}
+
+
+def _yaml_scalar(v):
+    if v is None:
+        return "null"
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, int):
+        return str(v)
+    if isinstance(v, float):
+        if math.isnan(v) or math.isinf(v):
+            raise ValueError("non-finite float in config")
+        return repr(v)
+    if isinstance(v, str):
+        if (_PLAIN_RE.match(v) and v.lower() not in _YAML_SPECIAL and not _looks_numeric(v)
+                and not v.endswith(":")):
+            return v
+        return json.dumps(v)  # a JSON string is a valid YAML double-quoted scalar
+    raise TypeError("cannot write %r to YAML" % (v,))
+
+
+def _looks_numeric(s):
+    try:
+        float(s)
+        return True
+    except ValueError:
+        pass
+    return bool(re.match(r"^[-+]?(0x[0-9a-fA-F]+|0o[0-7]+|\.inf|\.nan)$", s, re.IGNORECASE))
+
+
+def to_yaml(obj, indent=0):
+    """Serialise nested dicts/lists/scalars as block-style YAML (lists of scalars in flow style)."""
+    pad = "  " * indent
+    lines = []
+    if isinstance(obj, dict):
+        if not obj:
+            return pad + "{}\n"
+        for k, v in obj.items():
+            key = _yaml_scalar(str(k))
+            if isinstance(v, dict) and v:
+                lines.append("%s%s:\n%s" % (pad, key, to_yaml(v, indent + 1)))
+            elif isinstance(v, dict):
+                lines.append("%s%s: {}\n" % (pad, key))
+            elif isinstance(v, list) and any(isinstance(x, (dict, list)) for x in v):
+                lines.append("%s%s:\n%s" % (pad, key, to_yaml(v, indent + 1)))
+            elif isinstance(v, list):
+                lines.append("%s%s: [%s]\n" % (pad, key, ", ".join(_yaml_scalar(x) for x in v)))
+            else:
+                lines.append("%s%s: %s\n" % (pad, key, _yaml_scalar(v)))
+        return "".join(lines)
+    if isinstance(obj, list):
+        for item in obj:
+            if isinstance(item, (dict, list)) and item:
+                body = to_yaml(item, indent + 1)
+                lines.append("%s- %s" % (pad, body.lstrip(" ")))
+            else:
+                lines.append("%s- %s\n" % (pad, _yaml_scalar(item) if not isinstance(item, (dict, list))
+                                           else ("{}" if isinstance(item, dict) else "[]")))
+        return "".join(lines)
+    return pad + _yaml_scalar(obj) + "\n"
+
+
+def build_config(output_path, max_request_body_size=1048576, send_batch_size=512, timeout="200ms",
+                 receiver_endpoint="127.0.0.1:0", admin_endpoint="127.0.0.1:0"):
+    """The collector config the tests use: OTLP/HTTP receiver -> batch -> file exporter."""
+    return {
+        "receivers": {
+            "otlp": {
+                "protocols": {
+                    "http": {
+                        "endpoint": receiver_endpoint,
+                        "max_request_body_size": max_request_body_size,
+                    },
+                },
+            },
+        },
+        "processors": {
+            "batch": {
+                "send_batch_size": send_batch_size,
+                "timeout": timeout,
+            },
+        },
+        "exporters": {
+            "file": {
+                "path": output_path,
+            },
+        },
+        "service": {
+            "admin": {"endpoint": admin_endpoint},
+            "pipelines": {
+                "traces": {
+                    "receivers": ["otlp"],
+                    "processors": ["batch"],
+                    "exporters": ["file"],
+                },
+            },
+        },
+    }
+
+
+def write_config(path, config):
+    with open(path, "w", encoding="utf-8") as f:
+        f.write(to_yaml(config))
+    return path
+
+
+# ---------------------------------------------------------------------------
+# Prometheus text format parser
+# ---------------------------------------------------------------------------
+
+_NAME_RE = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*")
+_LABEL_NAME_RE = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
+
+
+class MetricsParseError(ValueError):
+    pass
+
+
+class MetricSet:
+    """Samples from one scrape: {(name, sorted label tuple): value}, plus # TYPE and # HELP."""
+
+    def __init__(self):
+        self.samples = {}
+        self.types = {}
+        self.help = {}
+
+    def value(self, name, labels=None, default=0.0, **kw):
+        """The value of the series with exactly these labels (default if absent)."""
+        lab = dict(labels or {}, **kw)
+        return self.samples.get((name, tuple(sorted(lab.items()))), default)
+
+    def has(self, name, labels=None, **kw):
+        lab = dict(labels or {}, **kw)
+        return (name, tuple(sorted(lab.items()))) in self.samples
+
+    def series(self, name):
+        """[(labels dict, value)] for every series of this metric name."""
+        return [(dict(k[1]), v) for k, v in self.samples.items() if k[0] == name]
+
+    def total(self, name, labels=None, **kw):
+        """Sum over all series of `name` whose labels include the given ones."""
+        want = dict(labels or {}, **kw)
+        return sum(v for labs, v in self.series(name) if all(labs.get(k) == x for k, x in want.items()))
+
+    def names(self):
+        return {k[0] for k in self.samples}
+
+
+def _parse_labels(text, pos, line):
+    """Parse `{a="b",c="d"}` starting at text[pos] == '{'; return (labels, new pos)."""
+    assert text[pos] == "{"
+    pos += 1
+    labels = {}
+    while True:
+        while pos < len(text) and text[pos] in " \t":
+            pos += 1
+        if pos < len(text) and text[pos] == "}":
+            return labels, pos + 1
+        m = _LABEL_NAME_RE.match(text, pos)
+        if not m:
+            raise MetricsParseError("bad label name in line: %r" % line)
+        name = m.group(0)
+        pos = m.end()
+        while pos < len(text) and text[pos] in " \t":
+            pos += 1
+        if pos >= len(text) or text[pos] != "=":
+            raise MetricsParseError("expected '=' in line: %r" % line)
+        pos += 1
+        while pos < len(text) and text[pos] in " \t":
+            pos += 1
+        if pos >= len(text) or text[pos] != '"':
+            raise MetricsParseError("expected '\"' in line: %r" % line)
+        pos += 1
+        val = []
+        while True:
+            if pos >= len(text):
+                raise MetricsParseError("unterminated label value in line: %r" % line)
+            c = text[pos]
+            if c == "\\":
+                if pos + 1 >= len(text):
+                    raise MetricsParseError("bad escape in line: %r" % line)
+                n = text[pos + 1]
+                val.append({"n": "\n", "\\": "\\", '"': '"'}.get(n, "\\" + n))
+                pos += 2
+            elif c == '"':
+                pos += 1
+                break
+            else:
+                val.append(c)
+                pos += 1
+        if name in labels:
+            raise MetricsParseError("duplicate label %s in line: %r" % (name, line))
+        labels[name] = "".join(val)
+        while pos < len(text) and text[pos] in " \t":
+            pos += 1
+        if pos < len(text) and text[pos] == ",":
+            pos += 1
+            continue
+        if pos < len(text) and text[pos] == "}":
+            return labels, pos + 1
+        raise MetricsParseError("expected ',' or '}' in line: %r" % line)
+
+
+def _parse_value(s, line):
+    low = s.lower()
+    if low in ("+inf", "inf"):
+        return math.inf
+    if low == "-inf":
+        return -math.inf
+    if low == "nan":
+        return math.nan
+    try:
+        return float(s)
+    except ValueError:
+        raise MetricsParseError("bad sample value %r in line: %r" % (s, line))
+
+
+def parse_metrics(text):
+    """Parse the Prometheus text exposition format (version 0.0.4)."""
+    ms = MetricSet()
+    for raw in text.splitlines():
+        line = raw.strip()
+        if not line:
+            continue
+        if line.startswith("#"):
+            parts = line.split(None, 3)
+            if len(parts) >= 3 and parts[1] == "TYPE":
+                ms.types[parts[2]] = parts[3].strip() if len(parts) > 3 else ""
+            elif len(parts) >= 3 and parts[1] == "HELP":
+                ms.help[parts[2]] = parts[3] if len(parts) > 3 else ""
+            continue
+        m = _NAME_RE.match(line)
+        if not m:
+            raise MetricsParseError("bad metric name in line: %r" % raw)
+        name = m.group(0)
+        pos = m.end()
+        labels = {}
+        if pos < len(line) and line[pos] == "{":
+            labels, pos = _parse_labels(line, pos, raw)
+        rest = line[pos:].split()
+        if not rest or len(rest) > 2:
+            raise MetricsParseError("expected value [timestamp] in line: %r" % raw)
+        value = _parse_value(rest[0], raw)
+        key = (name, tuple(sorted(labels.items())))
+        if key in ms.samples:
+            raise MetricsParseError("duplicate series in line: %r" % raw)
+        ms.samples[key] = value
+    return ms
+
+
+# ---------------------------------------------------------------------------
+# OTLP/JSON reading
+# ---------------------------------------------------------------------------
+
+ID_KEYS = ("traceId", "spanId", "parentSpanId")
+KIND_NAMES = {0: "UNSPECIFIED", 1: "INTERNAL", 2: "SERVER", 3: "CLIENT", 4: "PRODUCER", 5: "CONSUMER"}
+
+
+def decode_any_value(v):
+    """OTLP/JSON AnyValue -> Python value (int, float, str, bool, bytes, list, dict, or None)."""
+    if not isinstance(v, dict):
+        raise ValueError("AnyValue must be an object, got %r" % (v,))
+    if not v:
+        return None
+    if len(v) != 1:
+        raise ValueError("AnyValue must have exactly one field, got %r" % (v,))
+    (k, x), = v.items()
+    if k == "stringValue":
+        return x
+    if k == "boolValue":
+        if not isinstance(x, bool):
+            raise ValueError("boolValue must be a JSON boolean: %r" % (x,))
+        return x
+    if k == "intValue":
+        if isinstance(x, bool) or not isinstance(x, (str, int)):
+            raise ValueError("intValue must be a decimal string or integer: %r" % (x,))
+        return int(x)
+    if k == "doubleValue":
+        if isinstance(x, str):
+            return float({"Infinity": "inf", "-Infinity": "-inf", "NaN": "nan"}.get(x, x))
+        return float(x)
+    if k == "bytesValue":
+        return base64.b64decode(x, validate=True)
+    if k == "arrayValue":
+        return [decode_any_value(e) for e in x.get("values", [])]
+    if k == "kvlistValue":
+        return decode_attributes(x.get("values", []))
+    raise ValueError("unknown AnyValue field %r" % k)
+
+
+def decode_attributes(kvs):
+    out = {}
+    for kv in kvs or []:
+        out[kv["key"]] = decode_any_value(kv.get("value", {}))
+    return out
+
+
+@dataclass
+class FlatSpan:
+    """One span with its resource and scope, values decoded from OTLP/JSON."""
+    trace_id: str
+    span_id: str
+    parent_span_id: str
+    name: str
+    kind: int
+    start: int
+    end: int
+    attributes: dict
+    events: list          # [(name, time_unix_nano, attributes)]
+    links: list           # [(trace_id, span_id, attributes)]
+    status_code: int
+    status_message: str
+    resource: dict
+    scope_name: str
+    scope_version: str
+    trace_state: str = ""
+    raw: dict = field(default_factory=dict, repr=False)
+
+    @property
+    def key(self):
+        return (self.trace_id, self.span_id)
+
+
+def _hex_id(v):
+    if v is None:
+        return ""
+    if not isinstance(v, str) or not re.fullmatch(r"[0-9a-fA-F]*", v):
+        raise ValueError("id is not hex: %r" % (v,))
+    return v.lower()
+
+
+def spans_of(request):
+    """Flatten one ExportTraceServiceRequest (OTLP/JSON dict) into FlatSpans."""
+    out = []
+    for rs in request.get("resourceSpans", []) or []:
+        resource = decode_attributes((rs.get("resource") or {}).get("attributes", []))
+        for ss in rs.get("scopeSpans", []) or []:
+            scope = ss.get("scope") or {}
+            for sp in ss.get("spans", []) or []:
+                st = sp.get("status") or {}
+                out.append(FlatSpan(
+                    trace_id=_hex_id(sp.get("traceId")),
+                    span_id=_hex_id(sp.get("spanId")),
+                    parent_span_id=_hex_id(sp.get("parentSpanId")),
+                    name=sp.get("name", ""),
+                    kind=int(sp.get("kind", 0)),
+                    start=int(sp.get("startTimeUnixNano", 0)),
+                    end=int(sp.get("endTimeUnixNano", 0)),
+                    attributes=decode_attributes(sp.get("attributes", [])),
+                    events=[(e.get("name", ""), int(e.get("timeUnixNano", 0)),
+                             decode_attributes(e.get("attributes", []))) for e in sp.get("events", []) or []],
+                    links=[(_hex_id(ln.get("traceId")), _hex_id(ln.get("spanId")),
+                            decode_attributes(ln.get("attributes", []))) for ln in sp.get("links", []) or []],
+                    status_code=int(st.get("code", 0)),
+                    status_message=st.get("message", ""),
+                    resource=resource,
+                    scope_name=scope.get("name", ""),
+                    scope_version=scope.get("version", ""),
+                    trace_state=sp.get("traceState", ""),
+                    raw=sp,
+                ))
+    return out
+
+
+def _convert_ids(obj, fn):
+    if isinstance(obj, dict):
+        return {k: (fn(v) if k in ID_KEYS and isinstance(v, str) else _convert_ids(v, fn)) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_convert_ids(x, fn) for x in obj]
+    return obj
+
+
+def otlp_json_to_proto_json(obj):
+    """OTLP/JSON (hex ids) -> proto3 canonical JSON (base64 bytes), for json_format."""
+    return _convert_ids(obj, lambda h: base64.b64encode(bytes.fromhex(h)).decode("ascii"))
+
+
+def proto_json_to_otlp_json(obj):
+    return _convert_ids(obj, lambda b: base64.b64decode(b).hex())
+
+
+def request_from_protobuf(data):
+    """Binary ExportTraceServiceRequest -> OTLP/JSON dict."""
+    from google.protobuf import json_format
+    from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
+
+    msg = trace_service_pb2.ExportTraceServiceRequest()
+    msg.ParseFromString(data)
+    return proto_json_to_otlp_json(json_format.MessageToDict(msg, use_integers_for_enums=True))
+
+
+def request_to_protobuf(request):
+    """OTLP/JSON dict -> ExportTraceServiceRequest message; raises on any key protobuf does not know."""
+    from google.protobuf import json_format
+    from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
+
+    msg = trace_service_pb2.ExportTraceServiceRequest()
+    json_format.Parse(json.dumps(otlp_json_to_proto_json(request)), msg, ignore_unknown_fields=False)
+    return msg
+
+
+def parse_jsonl(data, allow_partial_tail=False):
+    """Parse OTLP/JSON lines. With allow_partial_tail, an unterminated last line is ignored
+    (the writer may be in the middle of it)."""
+    text = data.decode("utf-8") if isinstance(data, bytes) else data
+    lines = text.split("\n")
+    tail = lines.pop()  # "" when the text ends with a newline
+    if tail.strip() and not allow_partial_tail:
+        lines.append(tail)
+    out = []
+    for i, line in enumerate(lines):
+        if not line.strip():
+            continue
+        try:
+            out.append(json.loads(line))
+        except json.JSONDecodeError as e:
+            raise ValueError("line %d is not JSON (%s): %.200r" % (i + 1, e, line))
+    return out
+
+
+def load_requests(path):
+    """Read a trace file as replay would: .jsonl, .json, .pb, and any of them gzipped (.gz)."""
+    with open(path, "rb") as f:
+        data = f.read()
+    name = path
+    if name.endswith(".gz"):
+        data = gzip.decompress(data)
+        name = name[:-3]
+    if name.endswith(".pb"):
+        return [request_from_protobuf(data)]
+    if name.endswith(".jsonl"):
+        return parse_jsonl(data)
+    if name.endswith(".json"):
+        return [json.loads(data)]
+    raise ValueError("unknown trace file type: %s" % path)
+
+
+def load_spans(path):
+    return [s for r in load_requests(path) for s in spans_of(r)]
+
+
+def read_output_spans(path, allow_partial_tail=True):
+    """Spans in the file exporter's output so far ([] if the file does not exist yet)."""
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except FileNotFoundError:
+        return []
+    return [s for r in parse_jsonl(data, allow_partial_tail) for s in spans_of(r)]
+
+
+def wait_for_output_spans(path, want, timeout=10.0, interval=0.05):
+    """Poll the exporter's output until `want(spans)` is true; returns the spans.
+    `want` may be an int (at least that many spans) or a predicate."""
+    pred = (lambda spans: len(spans) >= want) if isinstance(want, int) else want
+    deadline = time.monotonic() + timeout
+    spans = []
+    while True:
+        spans = read_output_spans(path)
+        if pred(spans):
+            return spans
+        if time.monotonic() >= deadline:
+            raise AssertionError("file output %s did not reach the expected state within %.0fs; "
+                                 "it has %d spans" % (path, timeout, len(spans)))
+        time.sleep(interval)
+
+
+ANY_VALUE_KEYS = {"stringValue", "boolValue", "intValue", "doubleValue", "bytesValue"}
+
+
+def explicit_defaults(obj, path="$"):
+    """Paths of fields holding a proto3 default value ("" 0 "0" false []) outside AnyValue,
+    which OTLP/JSON writers should omit."""
+    found = []
+    if isinstance(obj, dict):
+        for k, v in obj.items():
+            p = "%s.%s" % (path, k)
+            if k in ANY_VALUE_KEYS:
+                continue
+            if v in ("", "0", []) or (v == 0 and not isinstance(v, dict)) or v is False:
+                found.append(p)
+            else:
+                found.extend(explicit_defaults(v, p))
+    elif isinstance(obj, list):
+        for i, v in enumerate(obj):
+            found.extend(explicit_defaults(v, "%s[%d]" % (path, i)))
+    return found
+
+
+# ---------------------------------------------------------------------------
+# Raw HTTP
+# ---------------------------------------------------------------------------
+
+@dataclass
+class HTTPResult:
+    status: int
+    headers: dict   # lower-cased names
+    body: bytes
+
+    @property
+    def content_type(self):
+        return self.headers.get("content-type", "")
+
+    def json(self):
+        return json.loads(self.body.decode("utf-8"))
+
+
+def http_request(address, method, path, body=None, headers=None, timeout=15.0):
+    """One request on a fresh connection. The body is sent even if the server answers early
+    (e.g. 413); the response is still read in that case."""
+    host, port = split_address(address)
+    conn = http.client.HTTPConnection(host, port, timeout=timeout)
+    try:
+        conn.putrequest(method, path, skip_accept_encoding=True)
+        hdrs = dict(headers or {})
+        if body is not None:
+            hdrs.setdefault("Content-Length", str(len(body)))
+        for k, v in hdrs.items():
+            conn.putheader(k, v)
+        conn.endheaders()
+        send_error = None
+        if body:
+            try:
+                view = memoryview(body)
+                for i in range(0, len(view), 256 * 1024):
+                    conn.send(view[i:i + 256 * 1024])
+            except (BrokenPipeError, ConnectionResetError) as e:
+                send_error = e  # the server may have answered and closed early; read the answer
+        try:
+            resp = conn.getresponse()
+            data = resp.read()
+        except (ConnectionResetError, http.client.RemoteDisconnected, BrokenPipeError) as e:
+            raise AssertionError("%s %s: no HTTP response (%r; sending the body failed with %r)"
+                                 % (method, path, e, send_error))
+        return HTTPResult(resp.status, {k.lower(): v for k, v in resp.getheaders()}, data)
+    finally:
+        conn.close()
+
+
+def split_address(address):
+    host, _, port = address.rpartition(":")
+    host = host.strip("[]")
+    return host, int(port)
+
+
+def gzip_bomb(uncompressed_size=100 * 1024 * 1024):
+    """A small gzip member that inflates to `uncompressed_size` zero bytes."""
+    co = zlib.compressobj(9, zlib.DEFLATED, 31)  # wbits 31: gzip container
+    chunk = bytes(1024 * 1024)
+    parts = []
+    left = uncompressed_size
+    while left > 0:
+        n = min(left, len(chunk))
+        parts.append(co.compress(chunk[:n]))
+        left -= n
+    parts.append(co.flush())
+    return b"".join(parts)
+
+
+# ---------------------------------------------------------------------------
+# Processes
+# ---------------------------------------------------------------------------
+
+class Collector:
+    """An `agenttrace serve` process with its config, output file and bound addresses."""
+
+    def __init__(self, binary, workdir, **config_kw):
+        self.binary = binary
+        self.workdir = str(workdir)
+        os.makedirs(self.workdir, exist_ok=True)
+        self.output = os.path.join(self.workdir, "traces.jsonl")
+        self.config = build_config(self.output, **config_kw)
+        self.config_path = write_config(os.path.join(self.workdir, "agenttrace.yaml"), self.config)
+        self.stderr_path = os.path.join(self.workdir, "stderr.log")
+        self.proc = None
+        self.stdout_lines = []
+        self._lines = queue.Queue()
+        self.receivers = {}   # (receiver, protocol) -> address
+        self.admin = None
+        self.returncode = None
+
+    # -- life cycle --
+
+    def start(self, timeout=30.0):
+        self._stderr = open(self.stderr_path, "wb")
+        self.proc = subprocess.Popen(
+            [self.binary, "serve", "--config", self.config_path],
+            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=self._stderr,
+            cwd=self.workdir, start_new_session=True,
+        )
+        t = threading.Thread(target=self._pump, name="agenttrace-stdout", daemon=True)
+        t.start()
+        deadline = time.monotonic() + timeout
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                self._abort()
+                raise AssertionError("agenttrace serve did not print %r within %.0fs\n%s"
+                                     % (READY_LINE, timeout, self.describe()))
+            try:
+                line = self._lines.get(timeout=min(left, 0.5))
+            except queue.Empty:
+                continue
+            if line is None:
+                self.proc.wait(timeout=5)
+                raise AssertionError("agenttrace serve exited with code %s before it was ready\n%s"
+                                     % (self.proc.returncode, self.describe()))
+            m = RECEIVER_LINE_RE.match(line)
+            if m:
+                self.receivers[(m.group(1), m.group(2))] = m.group(3)
+                continue
+            m = ADMIN_LINE_RE.match(line)
+            if m:
+                self.admin = m.group(1)
+                continue
+            if line == READY_LINE:
+                break
+        if ("otlp", "http") not in self.receivers or self.admin is None:
+            self._abort()
+            raise AssertionError("agenttrace printed %r without the listening lines for the otlp http "
+                                 "receiver and the admin server\n%s" % (READY_LINE, self.describe()))
+        for addr in (self.http_address, self.admin):
+            host, port = split_address(addr)
+            if port == 0:
+                self._abort()
+                raise AssertionError("agenttrace reported port 0 instead of the bound port: %s" % addr)
+        return self
+
+    def _pump(self):
+        for raw in self.proc.stdout:
+            line = raw.decode("utf-8", "replace").rstrip("\r\n")
+            self.stdout_lines.append(line)
+            self._lines.put(line)
+        self._lines.put(None)
+
+    def _abort(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(timeout=10)
+
+    def stop(self, timeout=15.0):
+        """SIGTERM and wait; returns the exit code (None if it had to be killed)."""
+        if self.proc is None:
+            return None
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=10)
+                self.returncode = None
+                self._close()
+                return None
+        self.returncode = self.proc.returncode
+        self._close()
+        return self.returncode
+
+    def _close(self):
+        try:
+            self._stderr.close()
+        except Exception:
+            pass
+
+    def describe(self):
+        try:
+            with open(self.stderr_path, "rb") as f:
+                err = f.read()[-4000:].decode("utf-8", "replace")
+        except OSError:
+            err = ""
+        return ("command: %s serve --config %s\nstdout:\n%s\nstderr (tail):\n%s"
+                % (self.binary, self.config_path, "\n".join(self.stdout_lines[-40:]), err))
+
+    # -- addresses and requests --
+
+    @property
+    def http_address(self):
+        return self.receivers[("otlp", "http")]
+
+    @property
+    def endpoint(self):
+        return "http://%s" % self.http_address
+
+    def post_traces(self, body, content_type="application/x-protobuf", headers=None, path="/v1/traces",
+                    method="POST"):
+        h = {"Content-Type": content_type} if content_type is not None else {}
+        h.update(headers or {})
+        return http_request(self.http_address, method, path, body, h)
+
+    def admin_get(self, path):
+        return http_request(self.admin, "GET", path)
+
+    def scrape(self):
+        r = self.admin_get("/metrics")
+        assert r.status == 200, "GET /metrics answered %d: %r" % (r.status, r.body[:300])
+        return parse_metrics(r.body.decode("utf-8"))
+
+    def output_spans(self):
+        return read_output_spans(self.output)
+
+    def wait_for_spans(self, want, timeout=10.0):
+        return wait_for_output_spans(self.output, want, timeout)
+
+
+def run_cli(binary, args, timeout=60.0, cwd=None):
+    """Run `agenttrace ARGS...`; returns CompletedProcess with text stdout/stderr."""
+    return subprocess.run([binary] + list(args), stdin=subprocess.DEVNULL, capture_output=True,
+                          text=True, timeout=timeout, cwd=cwd or REPO_ROOT)
+
+
+@dataclass
+class ReplaySummary:
+    files: int
+    spans_read: int
+    accepted: int
+    rejected: int
+    exporters: dict   # name -> (sent, failed)
+
+
+def parse_replay_output(stdout):
+    """The final lines of `agenttrace replay`: the replay line, then one line per exporter."""
+    lines = [ln.rstrip("\r") for ln in stdout.splitlines() if ln.strip()]
+    exporters = {}
+    i = len(lines) - 1
+    while i >= 0 and EXPORTER_LINE_RE.match(lines[i]):
+        m = EXPORTER_LINE_RE.match(lines[i])
+        exporters[m.group(1)] = (int(m.group(2)), int(m.group(3)))
+        i -= 1
+    if i < 0 or not REPLAY_LINE_RE.match(lines[i]):
+        raise AssertionError("replay output does not end with 'replay: files=N spans_read=N accepted=N "
+                             "rejected=N' followed by exporter lines:\n%s" % stdout[-2000:])
+    m = REPLAY_LINE_RE.match(lines[i])
+    return ReplaySummary(int(m.group(1)), int(m.group(2)), int(m.group(3)), int(m.group(4)), exporters)
+
+
+def free_port():
+    """A loopback port that was free a moment ago (for negative tests only)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
