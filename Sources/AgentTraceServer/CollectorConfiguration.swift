@@ -67,7 +67,9 @@ public struct CollectorConfiguration: Sendable {
             queue.maxSpans = try queueSection.int("max_spans", default: queue.maxSpans, in: 1...1_000_000_000)
             try queueSection.finish()
         }
-        guard let pipelinesSection = try service.section("pipelines") else {
+        let pipelinesSection = try service.section("pipelines")
+        try service.finish()  // a misspelt key is a better message than a missing one
+        guard let pipelinesSection else {
             throw ConfigurationError(key: "service.pipelines", "required: declare at least a traces pipeline")
         }
         pipelines = []
@@ -99,7 +101,6 @@ public struct CollectorConfiguration: Sendable {
         }
         guard !pipelines.isEmpty else { throw ConfigurationError(key: "service.pipelines", "declare at least one traces pipeline") }
         try pipelinesSection.finish()
-        try service.finish()
         try root.finish()
     }
 

@@ -27,15 +27,15 @@ struct OTLPHTTPResponder: HTTP1Responder {
     let sink: any BatchSink
     let metrics: OTLPReceiverMetrics
     /// One codec (and its arena) per event loop: decoding never contends, and memory stays per thread.
-    private let codecs: [ObjectIdentifier: NIOLoopBound<OTLPProtobufCodec>]
+    private let codecs: [ObjectIdentifier: NIOLoopBoundBox<OTLPProtobufCodec?>]
 
     init(configuration: OTLPHTTPConfiguration, sink: any BatchSink, group: any EventLoopGroup, metrics: OTLPReceiverMetrics) {
         self.configuration = configuration
         self.sink = sink
         self.metrics = metrics
-        var codecs: [ObjectIdentifier: NIOLoopBound<OTLPProtobufCodec>] = [:]
+        var codecs: [ObjectIdentifier: NIOLoopBoundBox<OTLPProtobufCodec?>] = [:]
         for loop in group.makeIterator() {
-            codecs[ObjectIdentifier(loop)] = NIOLoopBound(OTLPProtobufCodec(initialArenaCapacity: 256 << 10), eventLoop: loop)
+            codecs[ObjectIdentifier(loop)] = .makeEmptyBox(valueType: OTLPProtobufCodec.self, eventLoop: loop)
         }
         self.codecs = codecs
     }
@@ -97,13 +97,13 @@ struct OTLPHTTPResponder: HTTP1Responder {
                 return self.error(.badRequest, RPCCode.invalidArgument, "body is not valid gzip", format)
             }
         }
-        let codec = codecs[ObjectIdentifier(eventLoop)]?.value
+        let codec = self.codec(on: eventLoop)
         var batch: SpanBatch
         do {
             switch format {
             case .protobuf:
                 batch = try body.withUnsafeReadableBytes { buffer in
-                    try (codec ?? OTLPProtobufCodec(initialArenaCapacity: 4096)).decodeRequest(buffer)
+                    try codec.decodeRequest(buffer)
                 }
             case .json:
                 batch = try body.withUnsafeReadableBytes { try OTLPJSON.decodeRequest($0) }
@@ -127,11 +127,20 @@ struct OTLPHTTPResponder: HTTP1Responder {
         }
         let message = rejected > 0 ? SpanValidation.rejectionMessage(rejected) : ""
         let responseBody: [UInt8] = switch format {
-        case .protobuf: (codec ?? OTLPProtobufCodec(initialArenaCapacity: 4096)).encodeResponse(rejectedSpans: rejected, errorMessage: message)
+        case .protobuf: codec.encodeResponse(rejectedSpans: rejected, errorMessage: message)
         case .json: OTLPJSON.encodeResponse(rejectedSpans: rejected, errorMessage: message)
         }
         metrics.answered(200)
         return HTTP1Response(status: .ok, headers: ["content-type": format.contentType], body: ByteBuffer(bytes: responseBody))
+    }
+
+    /// This event loop's codec, created on first use there.
+    private func codec(on eventLoop: any EventLoop) -> OTLPProtobufCodec {
+        guard let box = codecs[ObjectIdentifier(eventLoop)] else { return OTLPProtobufCodec(initialArenaCapacity: 4096) }
+        if let codec = box.value { return codec }
+        let codec = OTLPProtobufCodec(initialArenaCapacity: 256 << 10)
+        box.value = codec
+        return codec
     }
 
     private func error(_ status: HTTPResponseStatus, _ code: Int32, _ message: String, _ format: Format) -> HTTP1Response {

@@ -1,0 +1,61 @@
+import Testing
+@testable import Pipeline
+
+@Suite("configuration reading")
+struct ConfigurationTests {
+    @Test("environment references expand, with defaults and $$ escapes")
+    func environment() throws {
+        let environment = ["PORT": "4318", "HOST": "0.0.0.0"]
+        #expect(try ConfigValue.expand("${env:HOST}:${PORT}", path: "x", environment: environment) == "0.0.0.0:4318")
+        #expect(try ConfigValue.expand("${env:MISSING:-fallback}", path: "x", environment: environment) == "fallback")
+        #expect(try ConfigValue.expand("cost $$5", path: "x", environment: environment) == "cost $5")
+        #expect(throws: ConfigurationError.self) { try ConfigValue.expand("${env:oops", path: "x", environment: environment) }
+    }
+
+    @Test("unknown keys fail naming the full key path")
+    func unknownKey() throws {
+        let value = try ConfigValue.parse(yaml: "file:\n  path: /tmp/x\n  pathh: /tmp/y\n", environment: [:])
+        let root = try ConfigSection(value, path: "exporters")
+        let file = try #require(try root.section("file"))
+        _ = try file.string("path", default: "")
+        #expect(throws: ConfigurationError.self) { try file.finish() }
+        do {
+            try file.finish()
+        } catch {
+            #expect(error.key == "exporters.file.pathh")
+        }
+    }
+
+    @Test("typed readers reject bad values naming the key")
+    func typedValues() throws {
+        let value = try ConfigValue.parse(yaml: "size: many\ntimeout: 5 parsecs\nflag: maybe\nport: x:99999\n", environment: [:])
+        let section = try ConfigSection(value, path: "p")
+        #expect(throws: ConfigurationError.self) { try section.int("size", default: 1) }
+        #expect(throws: ConfigurationError.self) { try section.duration("timeout", default: .seconds(1)) }
+        #expect(throws: ConfigurationError.self) { try section.bool("flag", default: false) }
+        #expect(throws: ConfigurationError.self) { try section.endpoint("port", default: Endpoint(host: "a", port: 1)) }
+    }
+
+    @Test("durations read as Go writes them", arguments: [
+        ("200ms", Duration.milliseconds(200)), ("5s", .seconds(5)), ("1m30s", .seconds(90)), ("1h", .seconds(3600)),
+        ("1.5s", .milliseconds(1500)), ("250us", .microseconds(250)), ("2", .seconds(2)),
+    ])
+    func durations(text: String, expected: Duration) {
+        #expect(Duration(configText: text) == expected)
+    }
+
+    @Test("endpoints parse host:port and bracketed IPv6")
+    func endpoints() {
+        #expect(Endpoint("localhost:4318") == Endpoint(host: "localhost", port: 4318))
+        #expect(Endpoint("[::1]:4317") == Endpoint(host: "::1", port: 4317))
+        #expect(Endpoint("localhost") == nil)
+        #expect(Endpoint(":80") == nil)
+    }
+
+    @Test("component ids split type and name")
+    func componentIDs() {
+        #expect(ComponentID("zipkin/backup").type == "zipkin")
+        #expect(ComponentID("zipkin/backup").name == "backup")
+        #expect(ComponentID("file").description == "file")
+    }
+}

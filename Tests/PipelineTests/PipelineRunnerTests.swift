@@ -1,0 +1,86 @@
+import Logging
+import Synchronization
+import Testing
+import TraceModel
+@testable import Pipeline
+
+/// Holds every batch until a tick, then releases them: enough to check how the runner chains time.
+final class HoldUntilTick: SpanProcessor {
+    private let held = Mutex<[SpanBatch]>([])
+    func process(_ batch: SpanBatch, now: UInt64) -> [SpanBatch] {
+        held.withLock { $0.append(batch) }
+        return []
+    }
+    func tick(now: UInt64) -> [SpanBatch] { held.withLock { let all = $0; $0 = []; return all } }
+    func flush() -> [SpanBatch] { tick(now: 0) }
+}
+
+/// Renames every span, to see processors run in order.
+final class Rename: SpanProcessor {
+    let suffix: String
+    init(_ suffix: String) { self.suffix = suffix }
+    func process(_ batch: SpanBatch, now: UInt64) -> [SpanBatch] {
+        var batch = batch
+        for r in batch.resourceSpans.indices {
+            for s in batch.resourceSpans[r].scopeSpans.indices {
+                for i in batch.resourceSpans[r].scopeSpans[s].spans.indices { batch.resourceSpans[r].scopeSpans[s].spans[i].name += suffix }
+            }
+        }
+        return [batch]
+    }
+}
+
+actor RecordingExporter: SpanExporter {
+    var batches: [SpanBatch] = []
+    var started = false
+    var stopped = false
+    let failing: Bool
+    init(failing: Bool = false) { self.failing = failing }
+    func start() { started = true }
+    func export(_ batch: SpanBatch) throws {
+        if failing { throw CancellationError() }
+        batches.append(batch)
+    }
+    func shutdown() { stopped = true }
+}
+
+@Suite("pipeline runner")
+struct PipelineRunnerTests {
+    @Test("processors run in order; ticks release held batches through the rest of the chain")
+    func ordering() async throws {
+        let metrics = SelfMetrics()
+        let exporter = RecordingExporter()
+        let runner = PipelineRunner(
+            processors: [ProcessorInstance(id: ComponentID("a"), processor: Rename("-a")),
+                         ProcessorInstance(id: ComponentID("hold"), processor: HoldUntilTick()),
+                         ProcessorInstance(id: ComponentID("b"), processor: Rename("-b"))],
+            exporters: [ExporterInstance(id: ComponentID("rec"), exporter: exporter, metrics: metrics)],
+            logger: Logger(label: "test"))
+        try await runner.start()
+        var batch = makeBatch(spans: 1)
+        batch.resourceSpans[0].scopeSpans[0].spans[0].name = "op"
+        await runner.process(batch, now: 1)
+        #expect(await exporter.batches.isEmpty)
+        await runner.tick(now: 2)
+        let exported = await exporter.batches
+        #expect(exported.count == 1)
+        #expect(exported.first?.resourceSpans[0].scopeSpans[0].spans[0].name == "op-a-b")
+        await runner.shutdown(now: 3)
+        #expect(await exporter.stopped)
+    }
+
+    @Test("a failing exporter does not stop the others; spans are counted per exporter")
+    func failures() async throws {
+        let metrics = SelfMetrics()
+        let good = ExporterInstance(id: ComponentID("good"), exporter: RecordingExporter(), metrics: metrics)
+        let bad = ExporterInstance(id: ComponentID("bad"), exporter: RecordingExporter(failing: true), metrics: metrics)
+        let runner = PipelineRunner(processors: [], exporters: [good, bad], logger: Logger(label: "test"))
+        try await runner.start()
+        await runner.process(makeBatch(spans: 4), now: 1)
+        #expect(good.tally.sent.load(ordering: .relaxed) == 4)
+        #expect(bad.tally.failed.load(ordering: .relaxed) == 4)
+        let text = String(decoding: metrics.render(), as: UTF8.self)
+        #expect(text.contains("agenttrace_exporter_send_failed_spans_total{exporter=\"bad\"} 4"))
+        #expect(text.contains("agenttrace_exporter_sent_spans_total{exporter=\"good\"} 4"))
+    }
+}
