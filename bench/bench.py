@@ -1,0 +1,193 @@
+#!/usr/bin/env python3
+"""AgentTrace side by side with rotel, in one run, on this machine.
+
+Each collector runs pinned to one core (taskset), the load generator to another. For every row it
+measures, after a warm-up, for a fixed duration: spans/s (successful requests x spans per request),
+latency p50/p99 as the load generator saw it, CPU seconds per million spans (from /proc), and peak
+RSS. Prints one table and writes it as markdown under bench/results/.
+
+Called by bench/run; see bench/README.md.
+"""
+import argparse
+import datetime
+import os
+import platform
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BENCH = os.path.join(ROOT, "bench")
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def wait_for_port(port, timeout=30.0):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"nothing listens on 127.0.0.1:{port} after {timeout}s")
+
+
+def cpu_seconds(pid):
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS  # utime + stime
+
+
+def peak_rss_mib(pid):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def parse_duration_ms(text):
+    match = re.match(r"([\d.]+)(us|ms|s|m)", text)
+    value, unit = float(match.group(1)), match.group(2)
+    return value * {"us": 0.001, "ms": 1, "s": 1000, "m": 60000}[unit]
+
+
+def run_wrk(port, list_file, seconds, connections, load_core):
+    command = ["taskset", "-c", str(load_core), "wrk", "-t2", f"-c{connections}", f"-d{seconds}s", "--latency",
+               "-s", os.path.join(BENCH, "rotate.lua"), f"http://127.0.0.1:{port}/v1/traces", "--", list_file]
+    output = subprocess.run(command, capture_output=True, text=True, check=True).stdout
+    requests = int(re.search(r"(\d+) requests in", output).group(1))
+    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
+    socket_errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", output)
+    failed = int(errors.group(1)) if errors else 0
+    if socket_errors:
+        failed += sum(int(x) for x in socket_errors.groups())
+    p50 = parse_duration_ms(re.search(r"50%\s+(\S+)", output).group(1))
+    p99 = parse_duration_ms(re.search(r"99%\s+(\S+)", output).group(1))
+    return {"ok": max(requests - failed, 0), "failed": failed, "p50": p50, "p99": p99, "raw": output}
+
+
+class Collector:
+    def __init__(self, name, command, port, core, env=None):
+        self.name, self.command, self.port, self.core, self.env = name, command, port, core, env
+
+    def __enter__(self):
+        self.log = tempfile.TemporaryFile()
+        self.process = subprocess.Popen(["taskset", "-c", str(self.core)] + self.command, stdout=self.log,
+                                        stderr=subprocess.STDOUT, env={**os.environ, **(self.env or {})})
+        wait_for_port(self.port)
+        return self
+
+    def __exit__(self, *exc):
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            self.process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+
+def measure(collector, list_file, spans_per_request, warmup, seconds, connections, load_core):
+    with collector:
+        run_wrk(collector.port, list_file, warmup, connections, load_core)
+        cpu_before = cpu_seconds(collector.process.pid)
+        started = time.time()
+        result = run_wrk(collector.port, list_file, seconds, connections, load_core)
+        elapsed = time.time() - started
+        cpu = cpu_seconds(collector.process.pid) - cpu_before
+        rss = peak_rss_mib(collector.process.pid)
+        if collector.process.poll() is not None:
+            raise RuntimeError(f"{collector.name} exited during the run")
+    spans = result["ok"] * spans_per_request
+    return {
+        "spans_per_s": spans / seconds,
+        "p50": result["p50"], "p99": result["p99"],
+        "cpu_per_million": cpu / (spans / 1e6) if spans else float("nan"),
+        "rss": rss, "failed": result["failed"], "elapsed": elapsed,
+    }
+
+
+AGENTTRACE_CONFIGS = {
+    "ingest -> nop": """
+receivers: {otlp: {protocols: {http: {endpoint: "127.0.0.1:PORT"}}}}
+exporters: {nop: {}}
+service:
+  admin: {endpoint: "127.0.0.1:0"}
+  telemetry: {logs: {level: warn}}
+  pipelines: {traces: {receivers: [otlp], exporters: [nop]}}
+""",
+    "batch -> nop": """
+receivers: {otlp: {protocols: {http: {endpoint: "127.0.0.1:PORT"}}}}
+processors: {batch: {send_batch_size: 8192, timeout: 200ms}}
+exporters: {nop: {}}
+service:
+  admin: {endpoint: "127.0.0.1:0"}
+  telemetry: {logs: {level: warn}}
+  pipelines: {traces: {receivers: [otlp], processors: [batch], exporters: [nop]}}
+""",
+}
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--agenttrace", required=True)
+    parser.add_argument("--rotel", required=True)
+    parser.add_argument("--payloads", required=True)
+    parser.add_argument("--spans", type=int, default=512)
+    parser.add_argument("--seconds", type=int, default=15)
+    parser.add_argument("--warmup", type=int, default=5)
+    parser.add_argument("--connections", type=int, default=8)
+    parser.add_argument("--collector-core", type=int, default=0)
+    parser.add_argument("--load-core", type=int, default=1)
+    args = parser.parse_args()
+
+    list_file = os.path.join(args.payloads, "protobuf.list")
+    port = 14318
+    rows = []
+
+    def add(name, collector):
+        print(f"measuring {name} ...", file=sys.stderr, flush=True)
+        rows.append((name, measure(collector, list_file, args.spans, args.warmup, args.seconds, args.connections, args.load_core)))
+
+    add("rotel (blackhole), OTLP/HTTP", Collector("rotel", [args.rotel, "start", "--exporter", "blackhole",
+                                                            "--otlp-http-endpoint", f"127.0.0.1:{port}",
+                                                            "--otlp-grpc-endpoint", "127.0.0.1:14317"], port, args.collector_core))
+    with tempfile.TemporaryDirectory() as directory:
+        for name, config in AGENTTRACE_CONFIGS.items():
+            path = os.path.join(directory, "config.yaml")
+            with open(path, "w") as f:
+                f.write(config.replace("PORT", str(port)))
+            add(f"AgentTrace {name}, OTLP/HTTP", Collector("agenttrace", [args.agenttrace, "serve", "--config", path], port, args.collector_core))
+
+    rotel_rate = rows[0][1]["spans_per_s"]
+    header = "| collector and pipeline | spans/s | vs rotel | p50 ms | p99 ms | CPU s / M spans | peak RSS MiB | failed requests |"
+    lines = [header, "|" + "---|" * 8]
+    for name, r in rows:
+        lines.append(f"| {name} | {r['spans_per_s']:,.0f} | {r['spans_per_s'] / rotel_rate:.2f}x | {r['p50']:.1f} | {r['p99']:.1f} | "
+                     f"{r['cpu_per_million']:.2f} | {r['rss']:.0f} | {r['failed']} |")
+    table = "\n".join(lines)
+    print(table)
+
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cpu_model = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), platform.processor())
+    rotel_version = subprocess.run([args.rotel, "--version"], capture_output=True, text=True).stdout.strip()
+    agenttrace_version = subprocess.run([args.agenttrace, "version"], capture_output=True, text=True).stdout.strip()
+    os.makedirs(os.path.join(BENCH, "results"), exist_ok=True)
+    result_path = os.path.join(BENCH, "results", now.strftime("%Y-%m-%dT%H%M%SZ") + ".md")
+    with open(result_path, "w") as f:
+        f.write(f"# Benchmark {now.strftime('%Y-%m-%d %H:%M UTC')}\n\n")
+        f.write(f"- machine: {cpu_model}, {os.cpu_count()} cores, {platform.system()} {platform.release()}\n")
+        f.write(f"- {agenttrace_version}; {rotel_version}\n")
+        f.write(f"- collector pinned to core {args.collector_core}, wrk (2 threads, {args.connections} connections) to core {args.load_core}; "
+                f"{args.warmup}s warm-up then {args.seconds}s measured; {args.spans}-span OTLP protobuf bodies rotated from {args.payloads}\n\n")
+        f.write(table + "\n")
+    print(f"written to {os.path.relpath(result_path, ROOT)}")
+
+
+if __name__ == "__main__":
+    main()

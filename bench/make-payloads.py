@@ -1,0 +1,126 @@
+#!/usr/bin/env python3
+"""Writes benchmark payloads: COUNT binary OTLP ExportTraceServiceRequests of SPANS realistic agent spans
+each (about 420 bytes a span on the wire), every request with its own trace ids, plus a gRPC-framed copy
+of each (5-byte length prefix) for h2load. Deterministic for a given seed.
+
+    bench/make-payloads.py OUT_DIR [--count 128] [--spans 512]
+"""
+import argparse
+import os
+import random
+import struct
+
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
+from opentelemetry.proto.trace.v1.trace_pb2 import Span, Status
+
+SERVICES = ["coordinator-main", "planner-agent", "research-agent", "coder-agent"]
+MODELS = [("openai", "gpt-4o-2024-08-06"), ("anthropic", "claude-sonnet-4-20250514")]
+TOOLS = ["web_search", "read_file", "run_tests", "query_database"]
+
+
+def kv(key, value):
+    if isinstance(value, bool):
+        return KeyValue(key=key, value=AnyValue(bool_value=value))
+    if isinstance(value, int):
+        return KeyValue(key=key, value=AnyValue(int_value=value))
+    if isinstance(value, float):
+        return KeyValue(key=key, value=AnyValue(double_value=value))
+    return KeyValue(key=key, value=AnyValue(string_value=value))
+
+
+def make_request(rng, index, spans_per_request, base_ns):
+    request = ExportTraceServiceRequest()
+    per_service = spans_per_request // len(SERVICES)
+    for service_index, service in enumerate(SERVICES):
+        resource_spans = request.resource_spans.add()
+        resource_spans.resource.attributes.extend([
+            kv("service.name", service), kv("service.version", "1.8.2"), kv("deployment.environment", "production"),
+            kv("telemetry.sdk.language", "python"), kv("telemetry.sdk.name", "opentelemetry"), kv("telemetry.sdk.version", "1.45.2"),
+        ])
+        scope_spans = resource_spans.scope_spans.add()
+        scope_spans.scope.name = "agenttrace.bench"
+        scope_spans.scope.version = "0.1.0"
+        count = per_service if service_index < len(SERVICES) - 1 else spans_per_request - per_service * (len(SERVICES) - 1)
+        for n in range(count):
+            trace_number = n // 8  # eight spans a trace
+            span = scope_spans.spans.add()
+            span.trace_id = struct.pack(">QQ", 0xA6E7_0000_0000_0000 | index, (service_index << 32) | trace_number + 1)
+            span.span_id = struct.pack(">Q", rng.getrandbits(63) | 1)
+            if n % 8:
+                span.parent_span_id = struct.pack(">Q", rng.getrandbits(63) | 1)
+            start = base_ns + index * 1_000_000_000 + n * 1_000_000
+            span.start_time_unix_nano = start
+            span.end_time_unix_nano = start + rng.randint(2_000_000, 900_000_000)
+            kind = n % 4
+            if kind == 0:
+                system, model = MODELS[n % 2]
+                span.name = f"chat {model}"
+                span.kind = Span.SPAN_KIND_CLIENT
+                span.attributes.extend([
+                    kv("gen_ai.operation.name", "chat"), kv("gen_ai.system", system), kv("gen_ai.request.model", model),
+                    kv("gen_ai.response.model", model), kv("gen_ai.usage.input_tokens", rng.randint(200, 9000)),
+                    kv("gen_ai.usage.output_tokens", rng.randint(20, 1500)), kv("gen_ai.agent.name", service),
+                    kv("server.address", "api.example.com"),
+                ])
+            elif kind == 1:
+                tool = TOOLS[n % len(TOOLS)]
+                span.name = f"execute_tool {tool}"
+                span.kind = Span.SPAN_KIND_INTERNAL
+                span.attributes.extend([
+                    kv("gen_ai.operation.name", "execute_tool"), kv("gen_ai.tool.name", tool),
+                    kv("gen_ai.tool.call.id", f"call_{rng.getrandbits(48):012x}"), kv("agent.step", n),
+                ])
+            elif kind == 2:
+                span.name = "POST /v1/delegate"
+                span.kind = Span.SPAN_KIND_CLIENT
+                span.attributes.extend([
+                    kv("http.request.method", "POST"), kv("url.full", "http://planner-agent:8080/v1/delegate"),
+                    kv("http.response.status_code", 200), kv("peer.service", SERVICES[(service_index + 1) % len(SERVICES)]),
+                    kv("agent.task.id", f"task-{rng.getrandbits(32):08x}"),
+                ])
+            else:
+                span.name = "SELECT agent_memory"
+                span.kind = Span.SPAN_KIND_CLIENT
+                span.attributes.extend([
+                    kv("db.system", "postgresql"), kv("db.name", "agents"),
+                    kv("db.statement", "SELECT content FROM memory WHERE agent_id = $1 ORDER BY created_at DESC LIMIT 20"),
+                    kv("server.address", "postgres"), kv("server.port", 5432),
+                ])
+            if rng.random() < 0.03:
+                span.status.code = Status.STATUS_CODE_ERROR
+                span.status.message = "upstream timed out"
+    return request
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("out")
+    parser.add_argument("--count", type=int, default=128)
+    parser.add_argument("--spans", type=int, default=512)
+    args = parser.parse_args()
+    os.makedirs(args.out, exist_ok=True)
+    rng = random.Random(20261129)
+    base_ns = 1_767_225_600_000_000_000  # 2026-01-01T00:00:00Z
+    protobuf_list, grpc_list, sizes = [], [], []
+    for index in range(args.count):
+        body = make_request(rng, index, args.spans, base_ns).SerializeToString()
+        sizes.append(len(body))
+        path = os.path.join(args.out, f"request-{index:04d}.pb")
+        with open(path, "wb") as f:
+            f.write(body)
+        framed = os.path.join(args.out, f"request-{index:04d}.grpc")
+        with open(framed, "wb") as f:
+            f.write(b"\x00" + struct.pack(">I", len(body)) + body)
+        protobuf_list.append(os.path.abspath(path))
+        grpc_list.append(os.path.abspath(framed))
+    with open(os.path.join(args.out, "protobuf.list"), "w") as f:
+        f.write("\n".join(protobuf_list) + "\n")
+    with open(os.path.join(args.out, "grpc.list"), "w") as f:
+        f.write("\n".join(grpc_list) + "\n")
+    mean = sum(sizes) / len(sizes)
+    print(f"payloads: {args.count} requests x {args.spans} spans, {mean / 1024:.0f} KiB each, {mean / args.spans:.0f} B/span")
+
+
+if __name__ == "__main__":
+    main()
