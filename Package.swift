@@ -54,7 +54,14 @@ let package = Package(
         ),
         .target(
             name: "HTTP2",
-            dependencies: ["CNghttp2"]
+            dependencies: [
+                "CNghttp2",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOExtras", package: "swift-nio-extras"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]
         ),
         .target(
             name: "Pipeline",
@@ -70,7 +77,7 @@ let package = Package(
         .target(
             name: "Receivers",
             dependencies: [
-                "Pipeline", "TraceWire",
+                "Pipeline", "TraceWire", "HTTP2",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
@@ -101,6 +108,7 @@ let package = Package(
         ),
 
         .testTarget(name: "TraceWireTests", dependencies: ["TraceWire"]),
+        .testTarget(name: "HTTP2Tests", dependencies: ["HTTP2"]),
         .testTarget(name: "PipelineTests", dependencies: ["Pipeline"]),
         .testTarget(name: "ReceiversTests", dependencies: ["Receivers"]),
         .testTarget(name: "ProcessorsTests", dependencies: ["Processors"]),

@@ -1,6 +1,8 @@
 /* Hand-written; not generated. See include/trace_wire_scan.h. */
 #include "trace_wire_scan.h"
 
+#include "opentelemetry/proto/collector/trace/v1/trace_service.pb-c.h"
+
 static int trace_wire_read_varint(const uint8_t *data, size_t length, size_t *offset, uint64_t *value) {
     uint64_t result = 0;
     for (unsigned shift = 0; shift < 64; shift += 7) {
@@ -61,4 +63,9 @@ static TraceWireScanResult trace_wire_scan_level(const ProtobufCMessageDescripto
 TraceWireScanResult trace_wire_scan(const ProtobufCMessageDescriptor *descriptor, const uint8_t *data,
                                     size_t length, unsigned max_depth) {
     return trace_wire_scan_level(descriptor, data, length, max_depth);
+}
+
+TraceWireScanResult trace_wire_scan_export_trace_request(const uint8_t *data, size_t length, unsigned max_depth) {
+    return trace_wire_scan(&opentelemetry__proto__collector__trace__v1__export_trace_service_request__descriptor, data, length,
+                           max_depth);
 }

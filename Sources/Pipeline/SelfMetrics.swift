@@ -11,12 +11,12 @@ public final class SelfMetrics: Sendable {
 
     /// A counter; the same name and labels return the same counter.
     public func counter(_ name: String, help: String, labels: [(String, String)] = []) -> Counter {
-        registry.makeCounter(name: name, labels: labels, help: help)
+        registry.makeCounter(descriptor: MetricNameDescriptor(metricName: name, unitName: "", helpText: help), labels: labels)
     }
 
     /// A gauge; the same name and labels return the same gauge.
     public func gauge(_ name: String, help: String, labels: [(String, String)] = []) -> Gauge {
-        registry.makeGauge(name: name, labels: labels, help: help)
+        registry.makeGauge(descriptor: MetricNameDescriptor(metricName: name, unitName: "", helpText: help), labels: labels)
     }
 
     /// Runs `refresh` before every scrape, for gauges that sample state (queue lengths).

@@ -18,4 +18,8 @@ typedef enum {
 TraceWireScanResult trace_wire_scan(const ProtobufCMessageDescriptor *descriptor, const uint8_t *data,
                                     size_t length, unsigned max_depth);
 
+/* trace_wire_scan for an opentelemetry.proto.collector.trace.v1.ExportTraceServiceRequest; takes the
+ * descriptor's address here in C, where it is stable. */
+TraceWireScanResult trace_wire_scan_export_trace_request(const uint8_t *data, size_t length, unsigned max_depth);
+
 #endif /* TRACE_WIRE_SCAN_H */

@@ -26,18 +26,13 @@ struct OTLPHTTPResponder: HTTP1Responder {
     let configuration: OTLPHTTPConfiguration
     let sink: any BatchSink
     let metrics: OTLPReceiverMetrics
-    /// One codec (and its arena) per event loop: decoding never contends, and memory stays per thread.
-    private let codecs: [ObjectIdentifier: NIOLoopBoundBox<OTLPProtobufCodec?>]
+    private let codecs: PerEventLoopCodecs
 
     init(configuration: OTLPHTTPConfiguration, sink: any BatchSink, group: any EventLoopGroup, metrics: OTLPReceiverMetrics) {
         self.configuration = configuration
         self.sink = sink
         self.metrics = metrics
-        var codecs: [ObjectIdentifier: NIOLoopBoundBox<OTLPProtobufCodec?>] = [:]
-        for loop in group.makeIterator() {
-            codecs[ObjectIdentifier(loop)] = .makeEmptyBox(valueType: OTLPProtobufCodec.self, eventLoop: loop)
-        }
-        self.codecs = codecs
+        codecs = PerEventLoopCodecs(group: group)
     }
 
     var maxBodySize: Int { configuration.maxRequestBodySize }
@@ -97,7 +92,7 @@ struct OTLPHTTPResponder: HTTP1Responder {
                 return self.error(.badRequest, RPCCode.invalidArgument, "body is not valid gzip", format)
             }
         }
-        let codec = self.codec(on: eventLoop)
+        let codec = codecs.codec(on: eventLoop)
         var batch: SpanBatch
         do {
             switch format {
@@ -130,21 +125,12 @@ struct OTLPHTTPResponder: HTTP1Responder {
         case .protobuf: codec.encodeResponse(rejectedSpans: rejected, errorMessage: message)
         case .json: OTLPJSON.encodeResponse(rejectedSpans: rejected, errorMessage: message)
         }
-        metrics.answered(200)
+        metrics.answered("200")
         return HTTP1Response(status: .ok, headers: ["content-type": format.contentType], body: ByteBuffer(bytes: responseBody))
     }
 
-    /// This event loop's codec, created on first use there.
-    private func codec(on eventLoop: any EventLoop) -> OTLPProtobufCodec {
-        guard let box = codecs[ObjectIdentifier(eventLoop)] else { return OTLPProtobufCodec(initialArenaCapacity: 4096) }
-        if let codec = box.value { return codec }
-        let codec = OTLPProtobufCodec(initialArenaCapacity: 256 << 10)
-        box.value = codec
-        return codec
-    }
-
     private func error(_ status: HTTPResponseStatus, _ code: Int32, _ message: String, _ format: Format) -> HTTP1Response {
-        metrics.answered(Int(status.code))
+        metrics.answered(String(status.code))
         let body: [UInt8] = switch format {
         case .protobuf: OTLPProtobufCodec(initialArenaCapacity: 4096).encodeStatus(code: code, message: message)
         case .json: OTLPJSON.encodeStatus(code: code, message: message)

@@ -1,32 +1,71 @@
+import HTTP2
 import Logging
 import NIOCore
 import NIOPosix
 import Pipeline
 import ServiceLifecycle
 
-/// The `otlp` receiver: OTLP over HTTP (protobuf and JSON) today; gRPC joins it under `protocols:`.
+/// The `otlp` receiver: OTLP over gRPC and over HTTP (protobuf and JSON), each under `protocols:`.
 public struct OTLPReceiverConfiguration: Sendable, Equatable {
+    /// `protocols: grpc:` settings; nil when the protocol is not configured.
+    public var grpc: OTLPGRPCConfiguration?
     /// `protocols: http:` settings; nil when the protocol is not configured.
     public var http: OTLPHTTPConfiguration?
 
-    public init(http: OTLPHTTPConfiguration? = OTLPHTTPConfiguration()) {
+    public init(grpc: OTLPGRPCConfiguration? = OTLPGRPCConfiguration(), http: OTLPHTTPConfiguration? = OTLPHTTPConfiguration()) {
+        self.grpc = grpc
         self.http = http
     }
 
     /// Reads `receivers: otlp:`, failing on unknown keys or bad values.
     public init(section: ConfigSection) throws(ConfigurationError) {
         guard let protocols = try section.section("protocols") else {
-            throw ConfigurationError(key: section.keyPath("protocols"), "required: configure at least one of http")
+            throw ConfigurationError(key: section.keyPath("protocols"), "required: configure grpc, http or both")
         }
+        grpc = try protocols.section("grpc").map { (grpc) throws(ConfigurationError) in try OTLPGRPCConfiguration(section: grpc) }
         http = try protocols.section("http").map { (http) throws(ConfigurationError) in try OTLPHTTPConfiguration(section: http) }
-        if protocols.value("grpc") != nil {
-            throw ConfigurationError(key: protocols.keyPath("grpc"), "OTLP/gRPC is not available in this build yet")
-        }
         try protocols.finish()
         try section.finish()
-        guard http != nil else {
-            throw ConfigurationError(key: section.keyPath("protocols"), "configure at least one of http")
+        guard grpc != nil || http != nil else {
+            throw ConfigurationError(key: section.keyPath("protocols"), "configure grpc, http or both")
         }
+    }
+}
+
+/// `receivers: otlp: protocols: grpc:` settings, named as the OpenTelemetry Collector names them.
+public struct OTLPGRPCConfiguration: Sendable, Equatable {
+    /// Where to listen. Default `localhost:4317`; use `0.0.0.0:4317` to accept from other hosts.
+    public var endpoint = Endpoint(host: "localhost", port: 4317)
+    /// The largest request message, in MiB, after decompression. Default 4.
+    public var maxReceiveMessageSizeMiB = 4
+    /// Concurrent streams per connection. Default 100.
+    public var maxConcurrentStreams = 100
+    /// `keepalive: server_parameters: max_connection_idle`: close a connection idle this long. Default: never.
+    public var maxConnectionIdle: Duration?
+
+    public init() {}
+
+    public init(section: ConfigSection) throws(ConfigurationError) {
+        endpoint = try section.endpoint("endpoint", default: endpoint)
+        maxReceiveMessageSizeMiB = try section.int("max_recv_msg_size_mib", default: maxReceiveMessageSizeMiB, in: 1...1024)
+        maxConcurrentStreams = try section.int("max_concurrent_streams", default: maxConcurrentStreams, in: 1...100_000)
+        if let keepalive = try section.section("keepalive") {
+            if let server = try keepalive.section("server_parameters") {
+                let idle = try server.duration("max_connection_idle", default: .zero)
+                maxConnectionIdle = idle > .zero ? idle : nil
+                try server.finish()
+            }
+            try keepalive.finish()
+        }
+        try section.finish()
+    }
+
+    /// The HTTP/2 server's settings.
+    var server: GRPCServerConfiguration {
+        var configuration = GRPCServerConfiguration(host: endpoint.host, port: endpoint.port)
+        configuration.settings.maxConcurrentStreams = UInt32(maxConcurrentStreams)
+        configuration.maxConnectionIdle = maxConnectionIdle
+        return configuration
     }
 }
 
@@ -64,6 +103,14 @@ public struct OTLPReceiverFactory: ReceiverFactory {
     public func makeReceiver(section: ConfigSection, context: ComponentContext, sink: any BatchSink) throws -> [any Service] {
         let configuration = try OTLPReceiverConfiguration(section: section)
         var services: [any Service] = []
+        if let grpc = configuration.grpc {
+            let service = OTLPGRPCService(maxReceiveMessageSize: grpc.maxReceiveMessageSizeMiB << 20, sink: sink, group: group,
+                                          metrics: OTLPReceiverMetrics(receiver: context.id.description, transport: "grpc",
+                                                                       metrics: context.metrics))
+            services.append(GRPCServer(configuration: grpc.server, service: service, group: group, logger: context.logger) { address in
+                context.announceListening("grpc", address)
+            })
+        }
         if let http = configuration.http {
             let responder = OTLPHTTPResponder(configuration: http, sink: sink, group: group,
                                               metrics: OTLPReceiverMetrics(receiver: context.id.description, transport: "http",

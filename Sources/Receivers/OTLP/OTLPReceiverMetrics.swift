@@ -2,15 +2,21 @@ import Pipeline
 import Prometheus
 
 /// The counters one OTLP transport keeps, named after the OpenTelemetry Collector's receiver metrics.
+/// `requests_total{code}` is the HTTP status for `transport="http"` and the gRPC status name
+/// (`OK`, `INVALID_ARGUMENT`…) for `transport="grpc"`.
 struct OTLPReceiverMetrics: Sendable {
-    /// Status codes answered, so `requests_total{code}` needs no lookup per request.
-    static let knownCodes = [200, 400, 404, 405, 413, 415, 429, 503]
+    /// The codes each transport answers with, created up front so answering needs no registry lookup.
+    static func knownCodes(transport: String) -> [String] {
+        transport == "grpc"
+            ? ["OK", "INVALID_ARGUMENT", "RESOURCE_EXHAUSTED", "UNIMPLEMENTED", "UNAVAILABLE"]
+            : ["200", "400", "404", "405", "413", "415", "503"]
+    }
 
     let acceptedSpans: Counter
     let refusedSpans: Counter
-    private let requests: [Int: Counter]
+    private let requests: [String: Counter]
     private let decodeErrors: [String: Counter]
-    private let otherRequests: @Sendable (Int) -> Counter
+    private let otherRequests: @Sendable (String) -> Counter
 
     init(receiver: String, transport: String, metrics: SelfMetrics) {
         let labels = [("receiver", receiver), ("transport", transport)]
@@ -18,16 +24,16 @@ struct OTLPReceiverMetrics: Sendable {
                                         help: "Spans accepted into the pipeline.", labels: labels)
         refusedSpans = metrics.counter("agenttrace_receiver_refused_spans_total",
                                        help: "Spans refused: invalid ids, or the pipeline was full.", labels: labels)
-        let makeRequests: @Sendable (Int) -> Counter = { code in
-            metrics.counter("agenttrace_receiver_requests_total", help: "Requests answered, by status code.",
-                            labels: labels + [("code", String(code))])
+        let makeRequests: @Sendable (String) -> Counter = { code in
+            metrics.counter("agenttrace_receiver_requests_total", help: "Requests answered, by HTTP status or gRPC status name.",
+                            labels: labels + [("code", code)])
         }
-        var requests: [Int: Counter] = [:]
-        for code in Self.knownCodes { requests[code] = makeRequests(code) }
+        var requests: [String: Counter] = [:]
+        for code in Self.knownCodes(transport: transport) { requests[code] = makeRequests(code) }
         self.requests = requests
         otherRequests = makeRequests
         var decodeErrors: [String: Counter] = [:]
-        for encoding in ["protobuf", "json", "gzip"] {
+        for encoding in transport == "grpc" ? ["protobuf", "gzip"] : ["protobuf", "json", "gzip"] {
             decodeErrors[encoding] = metrics.counter(
                 "agenttrace_receiver_decode_errors_total", help: "Requests whose body could not be decoded.",
                 labels: labels + [("encoding", encoding)])
@@ -35,7 +41,7 @@ struct OTLPReceiverMetrics: Sendable {
         self.decodeErrors = decodeErrors
     }
 
-    func answered(_ code: Int) {
+    func answered(_ code: String) {
         (requests[code] ?? otherRequests(code)).increment()
     }
 

@@ -35,9 +35,8 @@ public final class OTLPProtobufCodec {
     /// so the receiver can count them as rejected rather than fail the request.
     public func decodeRequest(_ bytes: UnsafeRawBufferPointer) throws(OTLPDecodingError) -> SpanBatch {
         let data = bytes.baseAddress?.assumingMemoryBound(to: UInt8.self)
-        let descriptor = withUnsafePointer(to: opentelemetry__proto__collector__trace__v1__export_trace_service_request__descriptor) { $0 }
         if bytes.count > 0 {
-            switch trace_wire_scan(descriptor, data, bytes.count, Self.maximumNestingDepth) {
+            switch trace_wire_scan_export_trace_request(data, bytes.count, Self.maximumNestingDepth) {
             case TRACE_WIRE_SCAN_OK: break
             case TRACE_WIRE_SCAN_TOO_DEEP:
                 throw OTLPDecodingError("protobuf message nested deeper than \(Self.maximumNestingDepth) levels")
@@ -291,9 +290,7 @@ enum ProtobufToModel {
 
 extension UInt64 {
     init(bigEndianBytes bytes: UnsafePointer<UInt8>) {
-        var value: UInt64 = 0
-        UnsafeMutableRawPointer(&value).copyMemory(from: bytes, byteCount: 8)
-        self = UInt64(bigEndian: value)
+        self = UInt64(bigEndian: UnsafeRawPointer(bytes).loadUnaligned(as: UInt64.self))
     }
 }
 

@@ -1,0 +1,329 @@
+import Logging
+import NIOCore
+import NIOExtras
+import NIOPosix
+import ServiceLifecycle
+import Synchronization
+
+/// A unary gRPC service. Called on the connection's event loop; must not block.
+public protocol GRPCUnaryService: Sendable {
+    /// The largest request message accepted, in bytes, after decompression.
+    var maxReceiveMessageSize: Int { get }
+    /// Whether `path` (`/package.Service/Method`) is served; unknown ones get UNIMPLEMENTED.
+    func serves(path: String) -> Bool
+    /// Handles one request message. `encoding` is the stream's `grpc-encoding` when the message is compressed.
+    func handle(path: String, message: [UInt8], encoding: String?, eventLoop: any EventLoop) -> GRPCResponse
+    /// Told of every call refused before `handle` (unknown method, oversized, malformed framing, not gRPC).
+    func refused(_ response: GRPCResponse)
+}
+
+/// `grpc: …` listener settings.
+public struct GRPCServerConfiguration: Sendable, Equatable {
+    /// host and port to bind.
+    public var host: String
+    public var port: Int
+    /// HTTP/2 settings announced to clients.
+    public var settings = HTTP2Settings()
+    /// A connection with no open stream for this long is closed with GOAWAY; nil keeps it open.
+    public var maxConnectionIdle: Duration?
+
+    public init(host: String, port: Int) {
+        self.host = host
+        self.port = port
+    }
+}
+
+/// A gRPC server over HTTP/2 with prior knowledge (h2c), as OpenTelemetry SDKs use it: SwiftNIO owns
+/// the sockets, an nghttp2 session per connection owns the HTTP/2 protocol. A `Service`: binds on
+/// `run`; on graceful shutdown sends GOAWAY, finishes the streams in flight, then closes.
+public final class GRPCServer: Service, Sendable {
+    private let configuration: GRPCServerConfiguration
+    private let service: any GRPCUnaryService
+    private let group: any EventLoopGroup
+    private let logger: Logger
+    private let onListening: @Sendable (String) -> Void
+
+    public init(configuration: GRPCServerConfiguration, service: any GRPCUnaryService,
+                group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton, logger: Logger,
+                onListening: @escaping @Sendable (String) -> Void) {
+        self.configuration = configuration
+        self.service = service
+        self.group = group
+        self.logger = logger
+        self.onListening = onListening
+    }
+
+    public func run() async throws {
+        let quiesce = ServerQuiescingHelper(group: group)
+        let configuration = self.configuration
+        let service = self.service
+        let logger = self.logger
+        let channel = try await ServerBootstrap(group: group)
+            .serverChannelOption(.backlog, value: 256)
+            .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+            .serverChannelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHandler(quiesce.makeServerChannelHandler(channel: channel))
+                }
+            }
+            .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
+            .childChannelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    if let idle = configuration.maxConnectionIdle {
+                        try channel.pipeline.syncOperations.addHandler(
+                            IdleStateHandler(allTimeout: TimeAmount.nanoseconds(idle.components.seconds * 1_000_000_000 + idle.components.attoseconds / 1_000_000_000)))
+                    }
+                    try channel.pipeline.syncOperations.addHandler(
+                        GRPCConnectionHandler(service: service, settings: configuration.settings, logger: logger))
+                }
+            }
+            .bind(host: configuration.host, port: configuration.port)
+            .get()
+        let address = channel.localAddress.map { "\($0.ipAddress ?? configuration.host):\($0.port ?? configuration.port)" }
+            ?? "\(configuration.host):\(configuration.port)"
+        onListening(address)
+
+        let allClosed = channel.eventLoop.makePromise(of: Void.self)
+        let initiated = Mutex(false)
+        let initiateShutdown: @Sendable () -> Void = {
+            guard initiated.withLock({ let first = !$0; $0 = true; return first }) else { return }
+            quiesce.initiateShutdown(promise: allClosed)
+        }
+        await withTaskCancellationHandler {
+            await withGracefulShutdownHandler {
+                try? await channel.closeFuture.get()
+            } onGracefulShutdown: {
+                initiateShutdown()
+            }
+        } onCancel: {
+            initiateShutdown()
+        }
+        initiateShutdown()
+        try? await allClosed.futureResult.get()
+    }
+}
+
+/// One HTTP/2 connection: feeds bytes to its `HTTP2Session`, gathers each stream's request, answers
+/// unary gRPC calls, and writes what the session produces.
+final class GRPCConnectionHandler: ChannelInboundHandler {
+    typealias InboundIn = ByteBuffer
+    typealias OutboundOut = ByteBuffer
+
+    private struct Stream {
+        var path: String
+        var encoding: String?
+        var body: [UInt8] = []
+        /// Answered early (refused); the rest of its body is ignored.
+        var answered = false
+    }
+
+    private let service: any GRPCUnaryService
+    private let settings: HTTP2Settings
+    private let logger: Logger
+    private var session: HTTP2Session?
+    private var streams: [Int32: Stream] = [:]
+    private var quiescing = false
+    private var output: [UInt8] = []
+
+    init(service: any GRPCUnaryService, settings: HTTP2Settings, logger: Logger) {
+        self.service = service
+        self.settings = settings
+        self.logger = logger
+    }
+
+    func channelActive(context: ChannelHandlerContext) {
+        do {
+            // Its SETTINGS go out with the first answer, after the client's preface has been seen, so a
+            // client that is not speaking HTTP/2 gets a plain HTTP/1.1 refusal and nothing else.
+            session = try HTTP2Session(role: .server, settings: settings)
+        } catch {
+            logger.error("cannot create an HTTP/2 session", metadata: ["error": "\(error)"])
+            context.close(promise: nil)
+        }
+        context.fireChannelActive()
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        session?.close()
+        session = nil
+        streams.removeAll()
+        context.fireChannelInactive()
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        guard let session else { return }
+        let buffer = unwrapInboundIn(data)
+        let events: [HTTP2Event]
+        do throws(HTTP2Error) {
+            events = try buffer.withUnsafeReadableBytes { (bytes) throws(HTTP2Error) in try session.receive(bytes) }
+        } catch {
+            if error.isBadPreface {
+                refuseNonHTTP2(context: context)
+            } else {
+                // nghttp2 has queued a GOAWAY with the right error code; send it and close.
+                flush(context: context)
+                context.close(promise: nil)
+            }
+            return
+        }
+        for event in events { handle(event, session: session, eventLoop: context.eventLoop) }
+        flush(context: context)
+        closeIfDrained(context: context)
+    }
+
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if event is ChannelShouldQuiesceEvent {
+            quiescing = true
+            session?.sendGoAway()
+            flush(context: context)
+            closeIfDrained(context: context)
+        } else if let idle = event as? IdleStateHandler.IdleStateEvent, idle == .all, streams.isEmpty {
+            session?.sendGoAway()
+            flush(context: context)
+            context.close(promise: nil)
+        } else {
+            context.fireUserInboundEventTriggered(event)
+        }
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        context.close(promise: nil)
+    }
+
+    private func handle(_ event: HTTP2Event, session: HTTP2Session, eventLoop: any EventLoop) {
+        switch event {
+        case .headers(let streamID, let headers, let endStream):
+            if streams[streamID] != nil {
+                // Trailers from the client end the request.
+                if endStream { finish(streamID, session: session, eventLoop: eventLoop) }
+                return
+            }
+            begin(streamID, headers: headers, endStream: endStream, session: session, eventLoop: eventLoop)
+        case .data(let streamID, let bytes):
+            guard var stream = streams[streamID], !stream.answered else { return }
+            stream.body += bytes
+            let limit = service.maxReceiveMessageSize
+            if let declared = GRPCFraming.declaredLength(stream.body), declared > limit || stream.body.count > limit + 5 {
+                stream.answered = true
+                streams[streamID] = stream
+                refuse(streamID, GRPCResponse(status: .resourceExhausted,
+                                              message: "message of \(max(declared, stream.body.count - 5)) bytes exceeds max_recv_msg_size (\(limit) bytes)"),
+                       session: session, reset: true)
+                return
+            }
+            streams[streamID] = stream
+        case .endStream(let streamID):
+            finish(streamID, session: session, eventLoop: eventLoop)
+        case .streamClosed(let streamID, _):
+            streams[streamID] = nil
+        case .goAway:
+            break
+        }
+    }
+
+    private func begin(_ streamID: Int32, headers: [HTTP2Header], endStream: Bool, session: HTTP2Session, eventLoop: any EventLoop) {
+        var method = "", path = "", contentType = "", encoding: String?
+        for header in headers {
+            switch header.name {
+            case ":method": method = header.value
+            case ":path": path = header.value
+            case "content-type": contentType = header.value
+            case "grpc-encoding": encoding = header.value
+            default: break
+            }
+        }
+        streams[streamID] = Stream(path: path, encoding: encoding)
+        // gRPC over HTTP/2: a request that is not gRPC gets 415, as the protocol document asks.
+        guard method == "POST", contentType.hasPrefix("application/grpc") else {
+            streams[streamID]?.answered = true
+            service.refused(GRPCResponse(status: .unimplemented, message: "not a gRPC request"))
+            try? session.respond(streamID: streamID, headers: [(":status", "415"), ("content-type", "text/plain")],
+                                 body: Array("this port serves OTLP over gRPC; content-type must be application/grpc\n".utf8))
+            if !endStream { session.resetStream(streamID, errorCode: 0) }
+            return
+        }
+        guard service.serves(path: path) else {
+            streams[streamID]?.answered = true
+            refuse(streamID, GRPCResponse(status: .unimplemented, message: "unknown method \(path)"), session: session, reset: !endStream)
+            return
+        }
+        if endStream { finish(streamID, session: session, eventLoop: eventLoop) }
+    }
+
+    private func finish(_ streamID: Int32, session: HTTP2Session, eventLoop: any EventLoop) {
+        guard var stream = streams[streamID], !stream.answered else { return }
+        stream.answered = true
+        streams[streamID] = stream
+        let messages: [GRPCFraming.Message]
+        do {
+            messages = try GRPCFraming.messages(in: stream.body, maxMessageSize: service.maxReceiveMessageSize)
+        } catch .tooLarge(let declared, let limit) {
+            refuse(streamID, GRPCResponse(status: .resourceExhausted, message: "message of \(declared) bytes exceeds max_recv_msg_size (\(limit) bytes)"),
+                   session: session, reset: false)
+            return
+        } catch {
+            refuse(streamID, GRPCResponse(status: .invalidArgument, message: "malformed gRPC message framing: \(error)"), session: session, reset: false)
+            return
+        }
+        guard messages.count == 1, let message = messages.first else {
+            refuse(streamID, GRPCResponse(status: .invalidArgument, message: "a unary call takes exactly one message, got \(messages.count)"),
+                   session: session, reset: false)
+            return
+        }
+        let response = service.handle(path: stream.path, message: message.bytes, encoding: message.compressed ? (stream.encoding ?? "") : nil,
+                                      eventLoop: eventLoop)
+        respond(streamID, response, session: session)
+    }
+
+    private func refuse(_ streamID: Int32, _ response: GRPCResponse, session: HTTP2Session, reset: Bool) {
+        service.refused(response)
+        respond(streamID, response, session: session)
+        // An early answer: tell the client to stop sending the rest (RFC 9113 §8.1, NO_ERROR).
+        if reset { session.resetStream(streamID, errorCode: 0) }
+    }
+
+    private func respond(_ streamID: Int32, _ response: GRPCResponse, session: HTTP2Session) {
+        var trailers: [HTTP2Header] = [("grpc-status", String(response.status.rawValue))]
+        if !response.message.isEmpty { trailers.append(("grpc-message", GRPCResponse.percentEncoded(response.message))) }
+        do {
+            if response.status == .ok {
+                try session.respond(streamID: streamID, headers: [(":status", "200"), ("content-type", "application/grpc")],
+                                    body: GRPCFraming.frame(response.body), trailers: trailers)
+            } else {
+                // Trailers-Only: one HEADERS frame carrying the status, ending the stream.
+                try session.respond(streamID: streamID, headers: [(":status", "200"), ("content-type", "application/grpc")] + trailers)
+            }
+        } catch {
+            session.resetStream(streamID, errorCode: 2)  // INTERNAL_ERROR
+        }
+    }
+
+    private func flush(context: ChannelHandlerContext) {
+        guard let session else { return }
+        output.removeAll(keepingCapacity: true)
+        do {
+            guard try session.takeOutput(into: &output) else { return }
+        } catch {
+            context.close(promise: nil)
+            return
+        }
+        context.writeAndFlush(wrapOutboundOut(context.channel.allocator.buffer(bytes: output)), promise: nil)
+    }
+
+    private func closeIfDrained(context: ChannelHandlerContext) {
+        guard let session else { return }
+        if (quiescing && session.openStreams == 0) || !session.isActive {
+            context.close(promise: nil)
+        }
+    }
+
+    private func refuseNonHTTP2(context: ChannelHandlerContext) {
+        service.refused(GRPCResponse(status: .unimplemented, message: "not HTTP/2"))
+        let body = "this port serves OTLP over gRPC (HTTP/2 with prior knowledge); send OTLP/HTTP to port 4318\n"
+        let response = "HTTP/1.1 400 Bad Request\r\ncontent-type: text/plain\r\nconnection: close\r\ncontent-length: \(body.utf8.count)\r\n\r\n\(body)"
+        let channel = context.channel
+        context.writeAndFlush(wrapOutboundOut(channel.allocator.buffer(string: response))).whenComplete { _ in
+            channel.close(promise: nil)
+        }
+    }
+}

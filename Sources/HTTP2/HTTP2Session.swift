@@ -1,0 +1,360 @@
+import CNghttp2
+
+/// A header field: lowercase name and value, as HTTP/2 carries them.
+public typealias HTTP2Header = (name: String, value: String)
+
+/// What an `HTTP2Session` learnt from the bytes it was given, in order. Results come back as data, so
+/// nothing in the caller runs inside an nghttp2 callback.
+public enum HTTP2Event {
+    /// A complete header block: request headers (server), response headers or trailers (client).
+    case headers(streamID: Int32, [HTTP2Header], endStream: Bool)
+    /// Part of a stream's body.
+    case data(streamID: Int32, [UInt8])
+    /// The peer finished sending on the stream (END_STREAM on a DATA frame).
+    case endStream(streamID: Int32)
+    /// The stream is gone; `errorCode` is the HTTP/2 error code (0: NO_ERROR).
+    case streamClosed(streamID: Int32, errorCode: UInt32)
+    /// The peer sent GOAWAY.
+    case goAway(lastStreamID: Int32, errorCode: UInt32)
+}
+
+/// HTTP/2 failures, mapped once from nghttp2's error codes at this boundary.
+public struct HTTP2Error: Error, CustomStringConvertible, Sendable {
+    /// nghttp2's error code (negative).
+    public var code: Int32
+    /// What went wrong.
+    public var message: String
+    public var file: String
+    public var line: Int
+
+    init(code: Int32, file: String = #fileID, line: Int = #line) {
+        self.code = code
+        self.message = String(cString: nghttp2_strerror(code))
+        self.file = file
+        self.line = line
+    }
+
+    /// True when the peer did not start with the HTTP/2 connection preface (an HTTP/1 client, say).
+    public var isBadPreface: Bool { code == NGHTTP2_ERR_BAD_CLIENT_MAGIC.rawValue }
+
+    public var description: String { "HTTP/2 error \(code): \(message)" }
+}
+
+/// Settings a session announces.
+public struct HTTP2Settings: Sendable, Equatable {
+    /// Streams the peer may open at once. Default 100.
+    public var maxConcurrentStreams: UInt32 = 100
+    /// Per-stream flow-control window. Default 1 MiB, so a 4 MiB request needs few round trips.
+    public var initialWindowSize: UInt32 = 1 << 20
+    /// Connection-level flow-control window. Default 16 MiB.
+    public var connectionWindowSize: Int32 = 16 << 20
+    /// Largest frame payload accepted. Default 16 KiB (the HTTP/2 default).
+    public var maxFrameSize: UInt32 = 16_384
+    /// Largest header list accepted, in bytes. Default 16 KiB.
+    public var maxHeaderListSize: UInt32 = 16_384
+
+    public init() {}
+}
+
+/// One HTTP/2 connection's protocol state, owned by exactly one `nghttp2_session`: bytes in through
+/// `receive`, bytes out through `takeOutput`, responses submitted as values. Not thread-safe: a
+/// connection's event loop owns it. Socket I/O stays with SwiftNIO.
+public final class HTTP2Session {
+    /// Which side of the connection this is.
+    public enum Role: Sendable { case server, client }
+
+    private var session: OpaquePointer?
+    private var events: [HTTP2Event] = []
+    private var headerBlocks: [Int32: (headers: [HTTP2Header], bytes: Int)] = [:]
+    private var outgoing: [Int32: OutgoingBody] = [:]
+    private var liveStreams: Set<Int32> = []
+    private let maxHeaderListSize: Int
+
+    /// A response or request body being sent, with the trailers that follow it.
+    private final class OutgoingBody {
+        var bytes: [UInt8]
+        var offset = 0
+        let trailers: [HTTP2Header]
+
+        init(bytes: [UInt8], trailers: [HTTP2Header]) {
+            self.bytes = bytes
+            self.trailers = trailers
+        }
+    }
+
+    /// Creates a session and queues the initial SETTINGS frame.
+    public init(role: Role, settings: HTTP2Settings = HTTP2Settings()) throws(HTTP2Error) {
+        maxHeaderListSize = Int(settings.maxHeaderListSize)
+        var callbacks: OpaquePointer?
+        guard nghttp2_session_callbacks_new(&callbacks) == 0, let callbacks else { throw HTTP2Error(code: NGHTTP2_ERR_NOMEM.rawValue) }
+        defer { nghttp2_session_callbacks_del(callbacks) }
+        nghttp2_session_callbacks_set_on_begin_headers_callback(callbacks, onBeginHeaders)
+        nghttp2_session_callbacks_set_on_header_callback(callbacks, onHeader)
+        nghttp2_session_callbacks_set_on_frame_recv_callback(callbacks, onFrameReceived)
+        nghttp2_session_callbacks_set_on_data_chunk_recv_callback(callbacks, onDataChunk)
+        nghttp2_session_callbacks_set_on_stream_close_callback(callbacks, onStreamClose)
+
+        var option: OpaquePointer?
+        guard nghttp2_option_new(&option) == 0, let option else { throw HTTP2Error(code: NGHTTP2_ERR_NOMEM.rawValue) }
+        defer { nghttp2_option_del(option) }
+        nghttp2_option_set_max_send_header_block_length(option, 64 << 10)
+        nghttp2_option_set_max_deflate_dynamic_table_size(option, 4096)
+
+        let userData = Unmanaged.passUnretained(self).toOpaque()
+        var created: OpaquePointer?
+        let result = role == .server
+            ? nghttp2_session_server_new2(&created, callbacks, userData, option)
+            : nghttp2_session_client_new2(&created, callbacks, userData, option)
+        guard result == 0, let created else { throw HTTP2Error(code: result) }
+        session = created
+
+        var entries = [
+            nghttp2_settings_entry(settings_id: Int32(NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS.rawValue), value: settings.maxConcurrentStreams),
+            nghttp2_settings_entry(settings_id: Int32(NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE.rawValue), value: settings.initialWindowSize),
+            nghttp2_settings_entry(settings_id: Int32(NGHTTP2_SETTINGS_MAX_FRAME_SIZE.rawValue), value: settings.maxFrameSize),
+            nghttp2_settings_entry(settings_id: Int32(NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE.rawValue), value: settings.maxHeaderListSize),
+        ]
+        try check(nghttp2_submit_settings(created, UInt8(NGHTTP2_FLAG_NONE.rawValue), &entries, entries.count))
+        try check(nghttp2_session_set_local_window_size(created, UInt8(NGHTTP2_FLAG_NONE.rawValue), 0, settings.connectionWindowSize))
+    }
+
+    deinit {
+        close()
+    }
+
+    /// Frees the nghttp2 session; later calls throw or do nothing.
+    public func close() {
+        if let session { nghttp2_session_del(session) }
+        session = nil
+        outgoing.removeAll()
+        headerBlocks.removeAll()
+    }
+
+    /// Feeds bytes from the peer; returns what they meant. A protocol error from the peer throws
+    /// (the caller then sends what `takeOutput` holds, normally a GOAWAY, and closes).
+    public func receive(_ bytes: UnsafeRawBufferPointer) throws(HTTP2Error) -> [HTTP2Event] {
+        guard let session else { throw HTTP2Error(code: NGHTTP2_ERR_INVALID_STATE.rawValue) }
+        var offset = 0
+        while offset < bytes.count {
+            let consumed = nghttp2_session_mem_recv(session, bytes.baseAddress!.advanced(by: offset).assumingMemoryBound(to: UInt8.self),
+                                                    bytes.count - offset)
+            guard consumed >= 0 else {
+                events.removeAll()
+                throw HTTP2Error(code: Int32(consumed))
+            }
+            offset += consumed
+        }
+        defer { events.removeAll(keepingCapacity: true) }
+        return events
+    }
+
+    /// Appends every frame nghttp2 wants to send to `output`; returns false when there was none.
+    @discardableResult
+    public func takeOutput(into output: inout [UInt8]) throws(HTTP2Error) -> Bool {
+        guard let session else { return false }
+        var wrote = false
+        while true {
+            var pointer: UnsafePointer<UInt8>?
+            let length = nghttp2_session_mem_send(session, &pointer)
+            guard length >= 0 else { throw HTTP2Error(code: Int32(length)) }
+            guard length > 0, let pointer else { return wrote }
+            output.append(contentsOf: UnsafeBufferPointer(start: pointer, count: length))
+            wrote = true
+        }
+    }
+
+    /// Whether the session still wants to read or write; both false means the connection can close.
+    public var isActive: Bool {
+        guard let session else { return false }
+        return nghttp2_session_want_read(session) != 0 || nghttp2_session_want_write(session) != 0
+    }
+
+    /// Streams open now (begun and not yet closed).
+    public var openStreams: Int { liveStreams.count }
+
+    /// Server: answers a stream with headers, an optional body and optional trailers.
+    /// An empty body with no trailers ends the stream on the headers.
+    public func respond(streamID: Int32, headers: [HTTP2Header], body: [UInt8] = [], trailers: [HTTP2Header] = []) throws(HTTP2Error) {
+        guard let session else { throw HTTP2Error(code: NGHTTP2_ERR_INVALID_STATE.rawValue) }
+        let result: Int32
+        if body.isEmpty && trailers.isEmpty {
+            result = Self.withNameValues(headers) { nghttp2_submit_response(session, streamID, $0, $1, nil) }
+        } else {
+            outgoing[streamID] = OutgoingBody(bytes: body, trailers: trailers)
+            var provider = nghttp2_data_provider(source: nghttp2_data_source(ptr: nil), read_callback: onReadBody)
+            result = Self.withNameValues(headers) { nghttp2_submit_response(session, streamID, $0, $1, &provider) }
+            if result != 0 { outgoing[streamID] = nil }
+        }
+        try check(result)
+    }
+
+    /// Client: opens a stream with headers and a body, then trailers if any; returns the stream id.
+    public func request(headers: [HTTP2Header], body: [UInt8], trailers: [HTTP2Header] = []) throws(HTTP2Error) -> Int32 {
+        guard let session else { throw HTTP2Error(code: NGHTTP2_ERR_INVALID_STATE.rawValue) }
+        var provider = nghttp2_data_provider(source: nghttp2_data_source(ptr: nil), read_callback: onReadBody)
+        let streamID = Self.withNameValues(headers) { nghttp2_submit_request(session, nil, $0, $1, &provider, nil) }
+        guard streamID > 0 else { throw HTTP2Error(code: streamID) }
+        outgoing[streamID] = OutgoingBody(bytes: body, trailers: trailers)
+        liveStreams.insert(streamID)
+        return streamID
+    }
+
+    /// Ends a stream abruptly with an HTTP/2 error code (0: NO_ERROR, after an early response).
+    public func resetStream(_ streamID: Int32, errorCode: UInt32) {
+        guard let session else { return }
+        _ = nghttp2_submit_rst_stream(session, UInt8(NGHTTP2_FLAG_NONE.rawValue), streamID, errorCode)
+    }
+
+    /// Graceful shutdown, step one: tells the peer to open no new streams (RFC 9113 §6.8).
+    public func sendShutdownNotice() {
+        guard let session else { return }
+        _ = nghttp2_submit_shutdown_notice(session)
+    }
+
+    /// Graceful shutdown, step two: GOAWAY naming the last stream that will be processed.
+    public func sendGoAway(errorCode: UInt32 = 0) {
+        guard let session else { return }
+        _ = nghttp2_submit_goaway(session, UInt8(NGHTTP2_FLAG_NONE.rawValue), nghttp2_session_get_last_proc_stream_id(session),
+                                  errorCode, nil, 0)
+    }
+
+    private func check(_ result: Int32, file: String = #fileID, line: Int = #line) throws(HTTP2Error) {
+        guard result == 0 else { throw HTTP2Error(code: result, file: file, line: line) }
+    }
+
+    /// Lays `headers` out as nghttp2_nv values over one contiguous buffer (nghttp2 copies them).
+    private static func withNameValues<Result>(_ headers: [HTTP2Header], _ body: (UnsafePointer<nghttp2_nv>, Int) -> Result) -> Result {
+        var storage: [UInt8] = []
+        var ranges: [(Int, Int, Int, Int)] = []
+        for header in headers {
+            let nameStart = storage.count
+            storage.append(contentsOf: header.name.utf8)
+            let valueStart = storage.count
+            storage.append(contentsOf: header.value.utf8)
+            ranges.append((nameStart, valueStart - nameStart, valueStart, storage.count - valueStart))
+        }
+        storage.append(0)  // never empty, so the base address exists
+        return storage.withUnsafeMutableBufferPointer { buffer in
+            let base = buffer.baseAddress!
+            let nameValues = ranges.map { range in
+                nghttp2_nv(name: base + range.0, value: base + range.2, namelen: range.1, valuelen: range.3,
+                           flags: UInt8(NGHTTP2_NV_FLAG_NONE.rawValue))
+            }
+            return nameValues.withUnsafeBufferPointer { body($0.baseAddress!, $0.count) }
+        }
+    }
+
+    // MARK: nghttp2 callbacks: they only record, the caller acts after `receive` returns.
+
+    fileprivate static func from(_ userData: UnsafeMutableRawPointer?) -> HTTP2Session {
+        Unmanaged<HTTP2Session>.fromOpaque(userData!).takeUnretainedValue()
+    }
+
+    fileprivate func beginHeaders(streamID: Int32) {
+        headerBlocks[streamID] = ([], 0)
+        liveStreams.insert(streamID)
+    }
+
+    /// Records one header; false when the block passes the advertised maximum (the stream is then reset).
+    fileprivate func header(streamID: Int32, name: UnsafePointer<UInt8>, nameLength: Int, value: UnsafePointer<UInt8>, valueLength: Int) -> Bool {
+        guard headerBlocks[streamID] != nil else { return true }
+        // RFC 9113 §6.5.2: the size of a field is its name and value lengths plus 32.
+        headerBlocks[streamID]!.bytes += nameLength + valueLength + 32
+        guard headerBlocks[streamID]!.bytes <= maxHeaderListSize else {
+            headerBlocks[streamID] = nil
+            return false
+        }
+        headerBlocks[streamID]!.headers.append((
+            String(decoding: UnsafeBufferPointer(start: name, count: nameLength), as: UTF8.self),
+            String(decoding: UnsafeBufferPointer(start: value, count: valueLength), as: UTF8.self)))
+        return true
+    }
+
+    fileprivate func frameReceived(_ frame: UnsafePointer<nghttp2_frame>) {
+        let header = frame.pointee.hd
+        let endStream = header.flags & UInt8(NGHTTP2_FLAG_END_STREAM.rawValue) != 0
+        switch Int(header.type) {
+        case Int(NGHTTP2_HEADERS.rawValue):
+            guard let block = headerBlocks.removeValue(forKey: header.stream_id) else { return }
+            events.append(.headers(streamID: header.stream_id, block.headers, endStream: endStream))
+        case Int(NGHTTP2_DATA.rawValue):
+            if endStream { events.append(.endStream(streamID: header.stream_id)) }
+        case Int(NGHTTP2_GOAWAY.rawValue):
+            events.append(.goAway(lastStreamID: frame.pointee.goaway.last_stream_id, errorCode: frame.pointee.goaway.error_code))
+        default:
+            break
+        }
+    }
+
+    fileprivate func dataChunk(streamID: Int32, _ bytes: UnsafeBufferPointer<UInt8>) {
+        events.append(.data(streamID: streamID, Array(bytes)))
+    }
+
+    fileprivate func streamClosed(streamID: Int32, errorCode: UInt32) {
+        outgoing[streamID] = nil
+        headerBlocks[streamID] = nil
+        liveStreams.remove(streamID)
+        events.append(.streamClosed(streamID: streamID, errorCode: errorCode))
+    }
+
+    fileprivate func readBody(streamID: Int32, into buffer: UnsafeMutablePointer<UInt8>, length: Int,
+                              flags: UnsafeMutablePointer<UInt32>) -> Int {
+        guard let body = outgoing[streamID] else {
+            flags.pointee |= NGHTTP2_DATA_FLAG_EOF.rawValue
+            return 0
+        }
+        let count = min(length, body.bytes.count - body.offset)
+        if count > 0 {
+            body.bytes.withUnsafeBufferPointer { source in
+                buffer.update(from: source.baseAddress!.advanced(by: body.offset), count: count)
+            }
+            body.offset += count
+        }
+        if body.offset == body.bytes.count {
+            flags.pointee |= NGHTTP2_DATA_FLAG_EOF.rawValue
+            if !body.trailers.isEmpty, let session {
+                flags.pointee |= NGHTTP2_DATA_FLAG_NO_END_STREAM.rawValue
+                let result = Self.withNameValues(body.trailers) { nghttp2_submit_trailer(session, streamID, $0, $1) }
+                if result != 0 { return Int(NGHTTP2_ERR_CALLBACK_FAILURE.rawValue) }
+            }
+            outgoing[streamID] = nil
+        }
+        return count
+    }
+}
+
+private let onBeginHeaders: nghttp2_on_begin_headers_callback = { _, frame, userData in
+    guard let frame else { return 0 }
+    HTTP2Session.from(userData).beginHeaders(streamID: frame.pointee.hd.stream_id)
+    return 0
+}
+
+private let onHeader: nghttp2_on_header_callback = { _, frame, name, nameLength, value, valueLength, _, userData in
+    guard let frame, let name, let value else { return 0 }
+    let accepted = HTTP2Session.from(userData).header(streamID: frame.pointee.hd.stream_id, name: name, nameLength: nameLength,
+                                                      value: value, valueLength: valueLength)
+    // A temporal failure resets just this stream (RST_STREAM), as nghttp2 documents.
+    return accepted ? 0 : NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE.rawValue
+}
+
+private let onFrameReceived: nghttp2_on_frame_recv_callback = { _, frame, userData in
+    guard let frame else { return 0 }
+    HTTP2Session.from(userData).frameReceived(frame)
+    return 0
+}
+
+private let onDataChunk: nghttp2_on_data_chunk_recv_callback = { _, _, streamID, data, length, userData in
+    guard let data else { return 0 }
+    HTTP2Session.from(userData).dataChunk(streamID: streamID, UnsafeBufferPointer(start: data, count: length))
+    return 0
+}
+
+private let onStreamClose: nghttp2_on_stream_close_callback = { _, streamID, errorCode, userData in
+    HTTP2Session.from(userData).streamClosed(streamID: streamID, errorCode: errorCode)
+    return 0
+}
+
+private let onReadBody: nghttp2_data_source_read_callback = { _, streamID, buffer, length, flags, _, userData in
+    guard let buffer, let flags else { return Int(NGHTTP2_ERR_CALLBACK_FAILURE.rawValue) }
+    return HTTP2Session.from(userData).readBody(streamID: streamID, into: buffer, length: length, flags: flags)
+}

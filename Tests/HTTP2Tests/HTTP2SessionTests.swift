@@ -1,0 +1,122 @@
+import Testing
+@testable import HTTP2
+
+/// Two sessions wired back to back: whatever one writes, the other reads.
+struct SessionPair {
+    let client: HTTP2Session
+    let server: HTTP2Session
+
+    init(settings: HTTP2Settings = HTTP2Settings()) throws {
+        client = try HTTP2Session(role: .client)
+        server = try HTTP2Session(role: .server, settings: settings)
+    }
+
+    /// Moves bytes both ways until neither side has anything to say; returns what each side saw.
+    func exchange() throws -> (client: [HTTP2Event], server: [HTTP2Event]) {
+        var clientEvents: [HTTP2Event] = []
+        var serverEvents: [HTTP2Event] = []
+        for _ in 0..<50 {
+            var toServer: [UInt8] = []
+            var toClient: [UInt8] = []
+            let clientWrote = try client.takeOutput(into: &toServer)
+            if clientWrote { serverEvents += try toServer.withUnsafeBytes { try server.receive($0) } }
+            let serverWrote = try server.takeOutput(into: &toClient)
+            if serverWrote { clientEvents += try toClient.withUnsafeBytes { try client.receive($0) } }
+            if !clientWrote && !serverWrote { break }
+        }
+        return (clientEvents, serverEvents)
+    }
+}
+
+@Suite("HTTP/2 session over nghttp2")
+struct HTTP2SessionTests {
+    @Test("a request with a body and trailers gets a response with a body and trailers")
+    func requestResponse() throws {
+        let pair = try SessionPair()
+        let body = Array(repeating: UInt8(7), count: 100_000)  // several DATA frames, past the 64 KiB default window
+        let streamID = try pair.client.request(headers: [(":method", "POST"), (":scheme", "http"), (":path", "/x.Y/Z"),
+                                                         (":authority", "localhost"), ("content-type", "application/grpc")],
+                                               body: body)
+        var (_, serverEvents) = try pair.exchange()
+        var received: [UInt8] = []
+        var requestHeaders: [HTTP2Header] = []
+        var ended = false
+        for event in serverEvents {
+            switch event {
+            case .headers(let id, let headers, _) where id == streamID: requestHeaders = headers
+            case .data(let id, let bytes) where id == streamID: received += bytes
+            case .endStream(let id) where id == streamID: ended = true
+            default: break
+            }
+        }
+        #expect(requestHeaders.contains { $0.name == ":path" && $0.value == "/x.Y/Z" })
+        #expect(received == body)
+        #expect(ended)
+
+        try pair.server.respond(streamID: streamID, headers: [(":status", "200"), ("content-type", "application/grpc")],
+                                body: [1, 2, 3], trailers: [("grpc-status", "0")])
+        let clientEvents: [HTTP2Event]
+        (clientEvents, serverEvents) = try pair.exchange()
+        var headerBlocks: [[HTTP2Header]] = []
+        var responseBody: [UInt8] = []
+        for event in clientEvents {
+            switch event {
+            case .headers(_, let headers, _): headerBlocks.append(headers)
+            case .data(_, let bytes): responseBody += bytes
+            default: break
+            }
+        }
+        #expect(headerBlocks.count == 2)
+        #expect(headerBlocks.first?.first { $0.name == ":status" }?.value == "200")
+        #expect(headerBlocks.last?.first { $0.name == "grpc-status" }?.value == "0")
+        #expect(responseBody == [1, 2, 3])
+        #expect(pair.server.openStreams == 0)
+    }
+
+    @Test("bytes that are not HTTP/2 are a bad preface, reported as an error rather than a crash")
+    func badPreface() throws {
+        let server = try HTTP2Session(role: .server)
+        let request = Array("POST /v1/traces HTTP/1.1\r\nHost: x\r\n\r\n".utf8)
+        do {
+            _ = try request.withUnsafeBytes { try server.receive($0) }
+            Issue.record("expected an error")
+        } catch let error as HTTP2Error {
+            #expect(error.isBadPreface)
+        } catch {
+            Issue.record("unexpected \(error)")
+        }
+    }
+
+    @Test("garbage after a valid preface ends the connection with GOAWAY, not a crash")
+    func garbageFrames() throws {
+        let server = try HTTP2Session(role: .server)
+        let bytes = Array("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".utf8) + Array(repeating: 0xFF, count: 64)
+        _ = try? bytes.withUnsafeBytes { try server.receive($0) }
+        var output: [UInt8] = []
+        _ = try server.takeOutput(into: &output)
+        // Walk the frames written: 3-byte length, 1-byte type, 1-byte flags, 4-byte stream id, payload.
+        var types: [UInt8] = []
+        var offset = 0
+        while offset + 9 <= output.count {
+            let length = Int(output[offset]) << 16 | Int(output[offset + 1]) << 8 | Int(output[offset + 2])
+            types.append(output[offset + 3])
+            offset += 9 + length
+        }
+        #expect(types.contains(0x7))  // GOAWAY
+        #expect(!server.isActive)
+    }
+
+    @Test("a header block over the advertised limit resets the stream only")
+    func headerLimit() throws {
+        var settings = HTTP2Settings()
+        settings.maxHeaderListSize = 1024
+        let pair = try SessionPair(settings: settings)
+        _ = try pair.exchange()  // settle SETTINGS
+        let big = String(repeating: "a", count: 2000)
+        _ = try pair.client.request(headers: [(":method", "POST"), (":scheme", "http"), (":path", "/a"), (":authority", "x"),
+                                              ("x-big", big)], body: [1])
+        let (clientEvents, serverEvents) = try pair.exchange()
+        #expect(!serverEvents.contains { if case .headers = $0 { true } else { false } })
+        #expect(clientEvents.contains { if case .streamClosed(_, let code) = $0 { code != 0 } else { false } })
+    }
+}
