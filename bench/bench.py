@@ -72,6 +72,17 @@ def run_wrk(port, list_file, seconds, connections, load_core):
     return {"ok": max(requests - failed, 0), "failed": failed, "p50": p50, "p99": p99, "raw": output}
 
 
+def run_h2load(port, body_file, seconds, warmup, connections, streams, load_core):
+    command = ["taskset", "-c", str(load_core), "h2load", f"-c{connections}", f"-m{streams}", "-t1", f"-D{seconds}",
+               f"--warm-up-time={warmup}", "-d", body_file, "-H", "content-type: application/grpc", "-H", "te: trailers",
+               f"http://127.0.0.1:{port}/opentelemetry.proto.collector.trace.v1.TraceService/Export"]
+    output = subprocess.run(command, capture_output=True, text=True, check=True).stdout
+    match = re.search(r"requests: (\d+) total, (\d+) started, (\d+) done, (\d+) succeeded, (\d+) failed, (\d+) errored", output)
+    succeeded, failed, errored = int(match.group(4)), int(match.group(5)), int(match.group(6))
+    mean = re.search(r"time for request:\s+\S+\s+\S+\s+(\S+)", output).group(1)
+    return {"ok": succeeded, "failed": failed + errored, "mean": parse_duration_ms(mean), "raw": output}
+
+
 class Collector:
     def __init__(self, name, command, port, core, env=None):
         self.name, self.command, self.port, self.core, self.env = name, command, port, core, env
@@ -92,21 +103,30 @@ class Collector:
             self.process.wait()
 
 
-def measure(collector, list_file, spans_per_request, warmup, seconds, connections, load_core):
+def measure(collector, list_file, spans_per_request, warmup, seconds, connections, load_core, grpc_body=None):
     with collector:
-        run_wrk(collector.port, list_file, warmup, connections, load_core)
-        cpu_before = cpu_seconds(collector.process.pid)
-        started = time.time()
-        result = run_wrk(collector.port, list_file, seconds, connections, load_core)
-        elapsed = time.time() - started
-        cpu = cpu_seconds(collector.process.pid) - cpu_before
+        if grpc_body:
+            # h2load warms up itself, then measures; CPU is read around the whole run and scaled.
+            cpu_before = cpu_seconds(collector.process.pid)
+            started = time.time()
+            result = run_h2load(collector.port, grpc_body, seconds, warmup, connections, 16, load_core)
+            elapsed = time.time() - started
+            cpu = (cpu_seconds(collector.process.pid) - cpu_before) * seconds / max(elapsed, seconds)
+            result["p50"] = result["p99"] = float("nan")
+        else:
+            run_wrk(collector.port, list_file, warmup, connections, load_core)
+            cpu_before = cpu_seconds(collector.process.pid)
+            started = time.time()
+            result = run_wrk(collector.port, list_file, seconds, connections, load_core)
+            elapsed = time.time() - started
+            cpu = cpu_seconds(collector.process.pid) - cpu_before
         rss = peak_rss_mib(collector.process.pid)
         if collector.process.poll() is not None:
             raise RuntimeError(f"{collector.name} exited during the run")
     spans = result["ok"] * spans_per_request
     return {
         "spans_per_s": spans / seconds,
-        "p50": result["p50"], "p99": result["p99"],
+        "p50": result["p50"], "p99": result["p99"], "mean": result.get("mean"),
         "cpu_per_million": cpu / (spans / 1e6) if spans else float("nan"),
         "rss": rss, "failed": result["failed"], "elapsed": elapsed,
     }
@@ -114,7 +134,7 @@ def measure(collector, list_file, spans_per_request, warmup, seconds, connection
 
 AGENTTRACE_CONFIGS = {
     "ingest -> nop": """
-receivers: {otlp: {protocols: {http: {endpoint: "127.0.0.1:PORT"}}}}
+receivers: {otlp: {protocols: {http: {endpoint: "127.0.0.1:PORT"}, grpc: {endpoint: "127.0.0.1:GRPCPORT"}}}}
 exporters: {nop: {}}
 service:
   admin: {endpoint: "127.0.0.1:0"}
@@ -147,28 +167,39 @@ def main():
     args = parser.parse_args()
 
     list_file = os.path.join(args.payloads, "protobuf.list")
-    port = 14318
+    with open(os.path.join(args.payloads, "grpc.list")) as f:
+        grpc_body = f.readline().strip()
+    port, grpc_port = 14318, 14317
     rows = []
 
-    def add(name, collector):
+    def add(name, collector, grpc=False):
         print(f"measuring {name} ...", file=sys.stderr, flush=True)
-        rows.append((name, measure(collector, list_file, args.spans, args.warmup, args.seconds, args.connections, args.load_core)))
+        rows.append((name, measure(collector, list_file, args.spans, args.warmup, args.seconds, args.connections, args.load_core,
+                                   grpc_body if grpc else None)))
 
-    add("rotel (blackhole), OTLP/HTTP", Collector("rotel", [args.rotel, "start", "--exporter", "blackhole",
-                                                            "--otlp-http-endpoint", f"127.0.0.1:{port}",
-                                                            "--otlp-grpc-endpoint", "127.0.0.1:14317"], port, args.collector_core))
+    rotel_command = [args.rotel, "start", "--exporter", "blackhole", "--otlp-http-endpoint", f"127.0.0.1:{port}",
+                     "--otlp-grpc-endpoint", f"127.0.0.1:{grpc_port}"]
+    add("rotel (blackhole), OTLP/HTTP", Collector("rotel", rotel_command, port, args.collector_core))
+    add("rotel (blackhole), OTLP/gRPC", Collector("rotel", rotel_command, grpc_port, args.collector_core), grpc=True)
     with tempfile.TemporaryDirectory() as directory:
         for name, config in AGENTTRACE_CONFIGS.items():
             path = os.path.join(directory, "config.yaml")
             with open(path, "w") as f:
-                f.write(config.replace("PORT", str(port)))
-            add(f"AgentTrace {name}, OTLP/HTTP", Collector("agenttrace", [args.agenttrace, "serve", "--config", path], port, args.collector_core))
+                f.write(config.replace("GRPCPORT", str(grpc_port)).replace("PORT", str(port)))
+            command = [args.agenttrace, "serve", "--config", path]
+            add(f"AgentTrace {name}, OTLP/HTTP", Collector("agenttrace", command, port, args.collector_core))
+            if "GRPCPORT" in config:
+                add(f"AgentTrace {name}, OTLP/gRPC", Collector("agenttrace", command, grpc_port, args.collector_core), grpc=True)
 
-    rotel_rate = rows[0][1]["spans_per_s"]
+    rates = {name: r["spans_per_s"] for name, r in rows}
     header = "| collector and pipeline | spans/s | vs rotel | p50 ms | p99 ms | CPU s / M spans | peak RSS MiB | failed requests |"
     lines = [header, "|" + "---|" * 8]
     for name, r in rows:
-        lines.append(f"| {name} | {r['spans_per_s']:,.0f} | {r['spans_per_s'] / rotel_rate:.2f}x | {r['p50']:.1f} | {r['p99']:.1f} | "
+        transport = name.rsplit(", ", 1)[1]
+        rotel_rate = rates[f"rotel (blackhole), {transport}"]
+        latency = (f"mean {r['mean']:.1f} | (h2load: no percentiles)" if r.get("mean") is not None
+                   else f"{r['p50']:.1f} | {r['p99']:.1f}")
+        lines.append(f"| {name} | {r['spans_per_s']:,.0f} | {r['spans_per_s'] / rotel_rate:.2f}x | {latency} | "
                      f"{r['cpu_per_million']:.2f} | {r['rss']:.0f} | {r['failed']} |")
     table = "\n".join(lines)
     print(table)
@@ -184,7 +215,8 @@ def main():
         f.write(f"- machine: {cpu_model}, {os.cpu_count()} cores, {platform.system()} {platform.release()}\n")
         f.write(f"- {agenttrace_version}; {rotel_version}\n")
         f.write(f"- collector pinned to core {args.collector_core}, wrk (2 threads, {args.connections} connections) to core {args.load_core}; "
-                f"{args.warmup}s warm-up then {args.seconds}s measured; {args.spans}-span OTLP protobuf bodies rotated from {args.payloads}\n\n")
+                f"{args.warmup}s warm-up then {args.seconds}s measured; {args.spans}-span OTLP protobuf bodies rotated from {args.payloads} (wrk); "
+                f"gRPC rows: h2load, {args.connections} connections x 16 streams, one body\n\n")
         f.write(table + "\n")
     print(f"written to {os.path.relpath(result_path, ROOT)}")
 

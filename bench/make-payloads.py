@@ -87,6 +87,20 @@ def make_request(rng, index, spans_per_request, base_ns):
                     kv("db.statement", "SELECT content FROM memory WHERE agent_id = $1 ORDER BY created_at DESC LIMIT 20"),
                     kv("server.address", "postgres"), kv("server.port", 5432),
                 ])
+            # Context every agent SDK attaches to every span.
+            span.attributes.extend([
+                kv("agent.name", service), kv("session.id", f"{rng.getrandbits(64):016x}-{rng.getrandbits(64):016x}"),
+                kv("thread.id", 1 + n % 4),
+            ])
+            if kind == 0:
+                span.attributes.extend([
+                    kv("gen_ai.request.temperature", 0.2), kv("gen_ai.request.max_tokens", 4096),
+                    kv("gen_ai.response.id", f"chatcmpl-{rng.getrandbits(96):024x}"),
+                    KeyValue(key="gen_ai.response.finish_reasons", value=AnyValue(array_value={"values": [AnyValue(string_value="stop")]})),
+                ])
+                event = span.events.add()
+                event.name = "gen_ai.choice"
+                event.time_unix_nano = span.end_time_unix_nano
             if rng.random() < 0.03:
                 span.status.code = Status.STATUS_CODE_ERROR
                 span.status.message = "upstream timed out"

@@ -51,26 +51,15 @@ public struct InProcessReplay {
         var summary = ReplaySummary()
         for pipeline in collector.pipelines { try await pipeline.runner.start() }
         var clock: UInt64 = 0
-        for (fileIndex, path) in files.enumerated() {
-            let entries = try reader.read(path)
-            summary.files += 1
-            for (entryIndex, entry) in entries.enumerated() {
-                progress.update(fraction: (Double(fileIndex) + Double(entryIndex + 1) / Double(max(entries.count, 1))) / Double(files.count),
-                                spans: summary.spansRead)
-                guard case .success(var request) = entry else {
-                    if case .failure(let error) = entry { progress.warn(error.description) }
-                    summary.malformed += 1
-                    continue
-                }
-                summary.spansRead += request.batch.spanCount
-                summary.rejected += SpanValidation.dropInvalidSpans(&request.batch)
-                guard !request.batch.isEmpty else { continue }
-                summary.accepted += request.batch.spanCount
-                clock = max(clock, Self.arrivalTime(of: request.batch))
-                for pipeline in collector.pipelines {
-                    await pipeline.runner.tick(now: clock)
-                    await pipeline.runner.process(request.batch, now: clock)
-                }
+        try await reader.forEachRequest(in: files, summary: &summary, progress: progress) { request, summary in
+            var batch = request.batch
+            summary.rejected += SpanValidation.dropInvalidSpans(&batch)
+            guard !batch.isEmpty else { return }
+            summary.accepted += batch.spanCount
+            clock = max(clock, Self.arrivalTime(of: batch))
+            for pipeline in collector.pipelines {
+                await pipeline.runner.tick(now: clock)
+                await pipeline.runner.process(batch, now: clock)
             }
         }
         for pipeline in collector.pipelines { await pipeline.runner.shutdown(now: clock) }
@@ -121,31 +110,19 @@ public struct EndpointReplay {
         let session = URLSession(configuration: .ephemeral)
         var firstRecorded: UInt64?
         let started = ContinuousClock.now
-        for (fileIndex, path) in files.enumerated() {
-            let entries = try reader.read(path)
-            summary.files += 1
-            for (entryIndex, entry) in entries.enumerated() {
-                progress.update(fraction: (Double(fileIndex) + Double(entryIndex + 1) / Double(max(entries.count, 1))) / Double(files.count),
-                                spans: summary.spansRead)
-                guard case .success(let request) = entry else {
-                    if case .failure(let error) = entry { progress.warn(error.description) }
-                    summary.malformed += 1
-                    continue
-                }
-                let count = request.batch.spanCount
-                summary.spansRead += count
-                if speed > 0 {
-                    let recorded = InProcessReplay.arrivalTime(of: request.batch)
-                    let origin = firstRecorded ?? recorded
-                    firstRecorded = origin
-                    let due = Duration.nanoseconds(Int64(Double(recorded &- min(origin, recorded)) / speed))
-                    let wait = due - (ContinuousClock.now - started)
-                    if wait > .zero { try await Task.sleep(for: wait) }
-                }
-                let rejected = try await send(codec.encodeRequest(request.batch), session: session, location: request.location)
-                summary.rejected += rejected
-                summary.accepted += count - rejected
+        try await reader.forEachRequest(in: files, summary: &summary, progress: progress) { request, summary in
+            let count = request.batch.spanCount
+            if speed > 0 {
+                let recorded = InProcessReplay.arrivalTime(of: request.batch)
+                let origin = firstRecorded ?? recorded
+                firstRecorded = origin
+                let due = Duration.nanoseconds(Int64(Double(recorded &- min(origin, recorded)) / speed))
+                let wait = due - (ContinuousClock.now - started)
+                if wait > .zero { try await Task.sleep(for: wait) }
             }
+            let rejected = try await send(codec.encodeRequest(request.batch), session: session, location: request.location)
+            summary.rejected += rejected
+            summary.accepted += count - rejected
         }
         progress.finish()
         return summary
@@ -174,6 +151,31 @@ public struct EndpointReplay {
             }
         }
         throw TraceFileReader.ReadError(description: "\(location): collector kept refusing; gave up after 10 attempts")
+    }
+}
+
+extension TraceFileReader {
+    /// Reads `files` in order and calls `body` with every decodable request, counting files, spans
+    /// read and malformed requests into `summary` and drawing progress; malformed requests are warned
+    /// about and skipped.
+    func forEachRequest(in files: [String], summary: inout ReplaySummary, progress: ReplayProgress,
+                        _ body: (Entry, inout ReplaySummary) async throws -> Void) async throws {
+        for (fileIndex, path) in files.enumerated() {
+            let entries = try read(path)
+            summary.files += 1
+            for (entryIndex, entry) in entries.enumerated() {
+                progress.update(fraction: (Double(fileIndex) + Double(entryIndex + 1) / Double(max(entries.count, 1))) / Double(files.count),
+                                spans: summary.spansRead)
+                switch entry {
+                case .success(let request):
+                    summary.spansRead += request.batch.spanCount
+                    try await body(request, &summary)
+                case .failure(let error):
+                    progress.warn(error.description)
+                    summary.malformed += 1
+                }
+            }
+        }
     }
 }
 

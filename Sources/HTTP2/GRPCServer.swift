@@ -3,7 +3,6 @@ import NIOCore
 import NIOExtras
 import NIOPosix
 import ServiceLifecycle
-import Synchronization
 
 /// A unary gRPC service. Called on the connection's event loop; must not block.
 public protocol GRPCUnaryService: Sendable {
@@ -54,52 +53,24 @@ public final class GRPCServer: Service, Sendable {
     }
 
     public func run() async throws {
-        let quiesce = ServerQuiescingHelper(group: group)
         let configuration = self.configuration
         let service = self.service
         let logger = self.logger
-        let channel = try await ServerBootstrap(group: group)
-            .serverChannelOption(.backlog, value: 256)
-            .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
-            .serverChannelInitializer { channel in
-                channel.eventLoop.makeCompletedFuture {
-                    try channel.pipeline.syncOperations.addHandler(quiesce.makeServerChannelHandler(channel: channel))
-                }
+        try await QuiescingServer.run(host: configuration.host, port: configuration.port, group: group, initializeConnection: { channel in
+            if let idle = configuration.maxConnectionIdle {
+                try channel.pipeline.syncOperations.addHandler(IdleStateHandler(allTimeout: .nanoseconds(idle.wholeNanoseconds)))
             }
-            .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
-            .childChannelInitializer { channel in
-                channel.eventLoop.makeCompletedFuture {
-                    if let idle = configuration.maxConnectionIdle {
-                        try channel.pipeline.syncOperations.addHandler(
-                            IdleStateHandler(allTimeout: TimeAmount.nanoseconds(idle.components.seconds * 1_000_000_000 + idle.components.attoseconds / 1_000_000_000)))
-                    }
-                    try channel.pipeline.syncOperations.addHandler(
-                        GRPCConnectionHandler(service: service, settings: configuration.settings, logger: logger))
-                }
-            }
-            .bind(host: configuration.host, port: configuration.port)
-            .get()
-        let address = channel.localAddress.map { "\($0.ipAddress ?? configuration.host):\($0.port ?? configuration.port)" }
-            ?? "\(configuration.host):\(configuration.port)"
-        onListening(address)
+            try channel.pipeline.syncOperations.addHandler(GRPCConnectionHandler(service: service, settings: configuration.settings, logger: logger))
+        }, onListening: onListening)
+    }
+}
 
-        let allClosed = channel.eventLoop.makePromise(of: Void.self)
-        let initiated = Mutex(false)
-        let initiateShutdown: @Sendable () -> Void = {
-            guard initiated.withLock({ let first = !$0; $0 = true; return first }) else { return }
-            quiesce.initiateShutdown(promise: allClosed)
-        }
-        await withTaskCancellationHandler {
-            await withGracefulShutdownHandler {
-                try? await channel.closeFuture.get()
-            } onGracefulShutdown: {
-                initiateShutdown()
-            }
-        } onCancel: {
-            initiateShutdown()
-        }
-        initiateShutdown()
-        try? await allClosed.futureResult.get()
+extension Duration {
+    /// Whole nanoseconds, saturating.
+    var wholeNanoseconds: Int64 {
+        let (seconds, attoseconds) = components
+        let (product, overflow) = seconds.multipliedReportingOverflow(by: 1_000_000_000)
+        return overflow ? Int64.max : product + attoseconds / 1_000_000_000
     }
 }
 

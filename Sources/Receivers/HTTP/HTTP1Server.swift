@@ -1,11 +1,10 @@
 import Logging
 import NIOCore
-import NIOExtras
 import NIOHTTP1
 import NIOPosix
+import HTTP2
 import Pipeline
 import ServiceLifecycle
-import Synchronization
 
 /// A complete HTTP/1.1 response.
 public struct HTTP1Response: Sendable {
@@ -51,48 +50,11 @@ public final class HTTP1Server: Service, Sendable {
     }
 
     public func run() async throws {
-        let quiesce = ServerQuiescingHelper(group: group)
         let responder = self.responder
-        let channel = try await ServerBootstrap(group: group)
-            .serverChannelOption(.backlog, value: 256)
-            .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
-            .serverChannelInitializer { channel in
-                channel.eventLoop.makeCompletedFuture {
-                    try channel.pipeline.syncOperations.addHandler(quiesce.makeServerChannelHandler(channel: channel))
-                }
-            }
-            .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
-            .childChannelOption(.maxMessagesPerRead, value: 16)
-            .childChannelInitializer { channel in
-                channel.eventLoop.makeCompletedFuture {
-                    try channel.pipeline.syncOperations.configureHTTPServerPipeline(withErrorHandling: true)
-                    try channel.pipeline.syncOperations.addHandler(HTTP1RequestHandler(responder: responder))
-                }
-            }
-            .bind(host: endpoint.host, port: endpoint.port)
-            .get()
-        let address = channel.localAddress.map { "\($0.ipAddress ?? endpoint.host):\($0.port ?? endpoint.port)" } ?? endpoint.description
-        onListening(address)
-
-        // Graceful shutdown or cancellation: close the listener, let each connection finish the response
-        // it is working on, then close it; `allClosed` completes when the last one has.
-        let allClosed = channel.eventLoop.makePromise(of: Void.self)
-        let initiated = Mutex(false)
-        let initiateShutdown: @Sendable () -> Void = {
-            guard initiated.withLock({ let first = !$0; $0 = true; return first }) else { return }
-            quiesce.initiateShutdown(promise: allClosed)
-        }
-        await withTaskCancellationHandler {
-            await withGracefulShutdownHandler {
-                try? await channel.closeFuture.get()
-            } onGracefulShutdown: {
-                initiateShutdown()
-            }
-        } onCancel: {
-            initiateShutdown()
-        }
-        initiateShutdown()
-        try? await allClosed.futureResult.get()
+        try await QuiescingServer.run(host: endpoint.host, port: endpoint.port, group: group, initializeConnection: { channel in
+            try channel.pipeline.syncOperations.configureHTTPServerPipeline(withErrorHandling: true)
+            try channel.pipeline.syncOperations.addHandler(HTTP1RequestHandler(responder: responder))
+        }, onListening: onListening)
     }
 }
 
