@@ -210,7 +210,7 @@ final class GRPCConnectionHandler: ChannelInboundHandler {
             service.refused(GRPCResponse(status: .unimplemented, message: "not a gRPC request"))
             try? session.respond(streamID: streamID, headers: [(":status", "415"), ("content-type", "text/plain")],
                                  body: Array("this port serves OTLP over gRPC; content-type must be application/grpc\n".utf8))
-            if !endStream { session.resetStream(streamID, errorCode: 0) }
+            if !endStream { session.resetAfterResponse(streamID) }
             return
         }
         guard service.serves(path: path) else {
@@ -249,8 +249,8 @@ final class GRPCConnectionHandler: ChannelInboundHandler {
     private func refuse(_ streamID: Int32, _ response: GRPCResponse, session: HTTP2Session, reset: Bool) {
         service.refused(response)
         respond(streamID, response, session: session)
-        // An early answer: tell the client to stop sending the rest (RFC 9113 §8.1, NO_ERROR).
-        if reset { session.resetStream(streamID, errorCode: 0) }
+        // An early answer: once it is out, tell the client to stop sending the rest (RFC 9113 §8.1).
+        if reset { session.resetAfterResponse(streamID) }
     }
 
     private func respond(_ streamID: Int32, _ response: GRPCResponse, session: HTTP2Session) {

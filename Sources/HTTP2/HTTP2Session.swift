@@ -68,6 +68,8 @@ public final class HTTP2Session {
     private var headerBlocks: [Int32: (headers: [HTTP2Header], bytes: Int)] = [:]
     private var outgoing: [Int32: OutgoingBody] = [:]
     private var liveStreams: Set<Int32> = []
+    /// Streams to reset once their response has been written out in full.
+    private var resetsAfterResponse: [Int32: UInt32] = [:]
     private let maxHeaderListSize: Int
 
     /// A response or request body being sent, with the trailers that follow it.
@@ -157,9 +159,20 @@ public final class HTTP2Session {
             var pointer: UnsafePointer<UInt8>?
             let length = nghttp2_session_mem_send(session, &pointer)
             guard length >= 0 else { throw HTTP2Error(code: Int32(length)) }
-            guard length > 0, let pointer else { return wrote }
-            output.append(contentsOf: UnsafeBufferPointer(start: pointer, count: length))
-            wrote = true
+            if length > 0, let pointer {
+                output.append(contentsOf: UnsafeBufferPointer(start: pointer, count: length))
+                wrote = true
+                continue
+            }
+            // Everything queued is written; resets that waited for their response can follow it now.
+            let due = resetsAfterResponse.filter { outgoing[$0.key] == nil }
+            guard !due.isEmpty else { return wrote }
+            for (streamID, errorCode) in due.sorted(by: { $0.key < $1.key }) {
+                resetsAfterResponse[streamID] = nil
+                if liveStreams.contains(streamID) {
+                    _ = nghttp2_submit_rst_stream(session, UInt8(NGHTTP2_FLAG_NONE.rawValue), streamID, errorCode)
+                }
+            }
         }
     }
 
@@ -199,10 +212,17 @@ public final class HTTP2Session {
         return streamID
     }
 
-    /// Ends a stream abruptly with an HTTP/2 error code (0: NO_ERROR, after an early response).
+    /// Ends a stream abruptly with an HTTP/2 error code.
     public func resetStream(_ streamID: Int32, errorCode: UInt32) {
         guard let session else { return }
         _ = nghttp2_submit_rst_stream(session, UInt8(NGHTTP2_FLAG_NONE.rawValue), streamID, errorCode)
+    }
+
+    /// After an early response (the peer is still sending): once the response has been written in full,
+    /// resets the stream with NO_ERROR so the peer stops sending the rest (RFC 9113 §8.1). Resetting at
+    /// once would make nghttp2 drop the queued response.
+    public func resetAfterResponse(_ streamID: Int32) {
+        resetsAfterResponse[streamID] = 0
     }
 
     /// Graceful shutdown, step one: tells the peer to open no new streams (RFC 9113 §6.8).
@@ -293,6 +313,7 @@ public final class HTTP2Session {
     fileprivate func streamClosed(streamID: Int32, errorCode: UInt32) {
         outgoing[streamID] = nil
         headerBlocks[streamID] = nil
+        resetsAfterResponse[streamID] = nil
         liveStreams.remove(streamID)
         events.append(.streamClosed(streamID: streamID, errorCode: errorCode))
     }

@@ -15,7 +15,13 @@ public enum Gzip {
     public static func inflate(_ compressed: ByteBuffer, limit: Int) throws(GzipError) -> ByteBuffer {
         var input = compressed
         do {
-            return try input.decompress(with: .gzip(), maxSize: limit)
+            let inflated = try input.decompress(with: .gzip(), maxSize: limit)
+            // CompressNIO's maxSize bounds what it allocates, rounded up to a power of two, not what
+            // it returns, so the limit is checked here too.
+            guard inflated.readableBytes <= limit else { throw GzipError.tooLarge(limit: limit) }
+            return inflated
+        } catch let error as GzipError {
+            throw error
         } catch let error as CompressNIOError where error == .bufferOverflow {
             throw .tooLarge(limit: limit)
         } catch {

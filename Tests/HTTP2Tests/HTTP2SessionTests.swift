@@ -120,3 +120,25 @@ struct HTTP2SessionTests {
         #expect(clientEvents.contains { if case .streamClosed(_, let code) = $0 { code != 0 } else { false } })
     }
 }
+
+@Suite("HTTP/2 early responses")
+struct HTTP2EarlyResponseTests {
+    @Test("an answer given before the request body ends reaches the client before the reset")
+    func earlyAnswer() throws {
+        let pair = try SessionPair()
+        let streamID = try pair.client.request(headers: [(":method", "POST"), (":scheme", "http"), (":path", "/a"), (":authority", "x")],
+                                               body: Array(repeating: 1, count: 10))
+        // Let only the headers through: the server answers before the body ends.
+        var toServer: [UInt8] = []
+        _ = try pair.client.takeOutput(into: &toServer)
+        _ = try toServer.withUnsafeBytes { try pair.server.receive($0) }
+        try pair.server.respond(streamID: streamID, headers: [(":status", "200"), ("grpc-status", "8")])
+        pair.server.resetAfterResponse(streamID)
+        let (clientEvents, _) = try pair.exchange()
+        let statuses = clientEvents.compactMap { event -> String? in
+            if case .headers(_, let headers, _) = event { return headers.first { $0.name == "grpc-status" }?.value }
+            return nil
+        }
+        #expect(statuses == ["8"])
+    }
+}

@@ -4,8 +4,8 @@ Run from the repository root:
 
     python3 -m pytest Tests/Interop
 
-The binary is $AGENTTRACE_BIN or .build/debug/agenttrace. A missing binary or
-a missing promtool makes the tests fail (never skip): this suite exists to
+The binary is $AGENTTRACE_BIN or .build/debug/agenttrace. A missing binary,
+promtool or h2load makes the tests fail (never skip): this suite exists to
 prove the built collector works with real peers.
 """
 
@@ -16,7 +16,7 @@ import pytest
 
 import interop_helpers as h
 
-# A missing binary or promtool is reported as a test FAILURE (not a setup error, never a skip).
+# A missing binary, promtool or h2load is reported as a test FAILURE (not a setup error, never a skip).
 MISSING = "missing prerequisite:"
 
 
@@ -53,6 +53,15 @@ def promtool():
 
 
 @pytest.fixture(scope="session")
+def h2load():
+    path = shutil.which("h2load")
+    if not path:
+        _fail_missing("h2load not found on PATH: install Debian's 'nghttp2-client' package "
+                      "(apt-get install nghttp2-client)")
+    return path
+
+
+@pytest.fixture(scope="session")
 def testdata():
     """Absolute path of a file in testdata/ (fails if scripts/generate-testdata was not run)."""
     def path(name):
@@ -83,6 +92,9 @@ class _Collectors:
         for c in self.started:
             if c.proc is None:
                 continue
+            if c.stop_requested:
+                c.stop(timeout=15.0)  # the test stopped it and checked the exit itself; just reap it
+                continue
             was_running = c.proc.poll() is None
             rc = c.stop(timeout=15.0)
             if not was_running:
@@ -111,6 +123,16 @@ def module_collector(agenttrace_bin, tmp_path_factory):
     """One collector shared by the tests of a module (they run in order, one at a time)."""
     cs = _Collectors(agenttrace_bin, tmp_path_factory.mktemp("collector"))
     c = cs()
+    yield c
+    problems = cs.stop_all()
+    assert not problems, "\n\n".join(problems)
+
+
+@pytest.fixture(scope="module")
+def module_grpc_collector(agenttrace_bin, tmp_path_factory):
+    """Like module_collector, with the OTLP/gRPC receiver (h.GRPC_SETTINGS) next to the HTTP one."""
+    cs = _Collectors(agenttrace_bin, tmp_path_factory.mktemp("grpc-collector"))
+    c = cs("grpc", grpc=h.GRPC_SETTINGS)
     yield c
     problems = cs.stop_all()
     assert not problems, "\n\n".join(problems)

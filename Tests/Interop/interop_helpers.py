@@ -8,6 +8,9 @@ way a user does (config file, stdout, HTTP, files it writes).
   * OTLP reader        -- load_requests(), spans_of(), read_output_spans()
   * process control    -- Collector (serve), run_cli(), parse_replay_output()
   * raw HTTP           -- http_request()
+  * gRPC               -- grpc_channel(), grpc_export(), grpc_frame()
+  * raw HTTP/2         -- h2_request() / H2Client (hyper-h2), H2FrameClient (frame level),
+                          raw_exchange(), parse_h2_frames(), parse_h2load_output()
 """
 
 import base64
@@ -126,18 +129,40 @@ def to_yaml(obj, indent=0):
     return pad + _yaml_scalar(obj) + "\n"
 
 
+# `receivers: otlp: protocols: grpc:` as the gRPC tests configure it (the documented example).
+GRPC_SETTINGS = {
+    "endpoint": "127.0.0.1:0",
+    "max_recv_msg_size_mib": 4,
+    "max_concurrent_streams": 100,
+    "keepalive": {"server_parameters": {"max_connection_idle": "5m"}},
+}
+
+
 def build_config(output_path, max_request_body_size=1048576, send_batch_size=512, timeout="200ms",
-                 receiver_endpoint="127.0.0.1:0", admin_endpoint="127.0.0.1:0"):
-    """The collector config the tests use: OTLP/HTTP receiver -> batch -> file exporter."""
+                 receiver_endpoint="127.0.0.1:0", admin_endpoint="127.0.0.1:0", http=True, grpc=None,
+                 exporter="file"):
+    """The collector config the tests use: OTLP/HTTP receiver -> batch -> file exporter.
+
+    grpc: settings for an OTLP/gRPC receiver next to the HTTP one (e.g. GRPC_SETTINGS), None for none;
+    http=False leaves the HTTP one out. exporter: "file" (writing output_path), "nop" or "debug"."""
+    protocols = {}
+    if grpc is not None:
+        protocols["grpc"] = dict({"endpoint": "127.0.0.1:0"}, **grpc)
+    if http:
+        protocols["http"] = {
+            "endpoint": receiver_endpoint,
+            "max_request_body_size": max_request_body_size,
+        }
+    if exporter == "file":
+        exporters = {"file": {"path": output_path}}
+    elif exporter in ("nop", "debug"):
+        exporters = {exporter: {}}
+    else:
+        raise ValueError("unknown exporter %r" % (exporter,))
     return {
         "receivers": {
             "otlp": {
-                "protocols": {
-                    "http": {
-                        "endpoint": receiver_endpoint,
-                        "max_request_body_size": max_request_body_size,
-                    },
-                },
+                "protocols": protocols,
             },
         },
         "processors": {
@@ -146,18 +171,14 @@ def build_config(output_path, max_request_body_size=1048576, send_batch_size=512
                 "timeout": timeout,
             },
         },
-        "exporters": {
-            "file": {
-                "path": output_path,
-            },
-        },
+        "exporters": exporters,
         "service": {
             "admin": {"endpoint": admin_endpoint},
             "pipelines": {
                 "traces": {
                     "receivers": ["otlp"],
                     "processors": ["batch"],
-                    "exporters": ["file"],
+                    "exporters": list(exporters),
                 },
             },
         },
@@ -624,6 +645,432 @@ def gzip_bomb(uncompressed_size=100 * 1024 * 1024):
 
 
 # ---------------------------------------------------------------------------
+# gRPC (grpcio)
+# ---------------------------------------------------------------------------
+
+GRPC_EXPORT_PATH = "/opentelemetry.proto.collector.trace.v1.TraceService/Export"
+# Channel options for every test client: never route loopback traffic through a proxy from the
+# environment, and no client-side message size limits (the server's limit is what is tested).
+GRPC_CHANNEL_OPTIONS = (
+    ("grpc.enable_http_proxy", 0),
+    ("grpc.max_send_message_length", -1),
+    ("grpc.max_receive_message_length", -1),
+)
+
+
+def grpc_channel(address):
+    """An insecure (h2c) grpcio channel to host:port; use it as a context manager."""
+    import grpc
+    return grpc.insecure_channel(address, options=list(GRPC_CHANNEL_OPTIONS))
+
+
+@dataclass
+class GRPCResult:
+    code: object        # grpc.StatusCode
+    details: str
+    response: object    # ExportTraceServiceResponse, or None unless the code is OK
+
+
+def grpc_export(channel, message, compression=None, timeout=10.0, method=GRPC_EXPORT_PATH):
+    """One unary call of `method` with `message` (an ExportTraceServiceRequest or raw bytes, sent as
+    they are); returns the status instead of raising it."""
+    import grpc
+    from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
+
+    body = message if isinstance(message, bytes) else message.SerializeToString()
+    call = channel.unary_unary(method, request_serializer=None,
+                               response_deserializer=trace_service_pb2.ExportTraceServiceResponse.FromString)
+    try:
+        response, c = call.with_call(body, timeout=timeout, compression=compression)
+        return GRPCResult(c.code(), c.details() or "", response)
+    except grpc.RpcError as e:
+        return GRPCResult(e.code(), e.details() or "", None)
+
+
+def grpc_frame(message, compressed=False, declared_length=None):
+    """gRPC's Length-Prefixed-Message: flag byte, 4-byte big-endian length, message.
+    declared_length overrides the length the prefix states (for malformed framing)."""
+    n = len(message) if declared_length is None else declared_length
+    return bytes([1 if compressed else 0]) + n.to_bytes(4, "big") + message
+
+
+# ---------------------------------------------------------------------------
+# Raw HTTP/2 (h2c with prior knowledge)
+# ---------------------------------------------------------------------------
+
+H2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+H2_FRAME_TYPES = {0: "DATA", 1: "HEADERS", 2: "PRIORITY", 3: "RST_STREAM", 4: "SETTINGS", 5: "PUSH_PROMISE",
+                  6: "PING", 7: "GOAWAY", 8: "WINDOW_UPDATE", 9: "CONTINUATION"}
+
+
+@dataclass
+class H2Frame:
+    type: int
+    flags: int
+    stream_id: int
+    payload: bytes
+
+    @property
+    def type_name(self):
+        return H2_FRAME_TYPES.get(self.type, "0x%02x" % self.type)
+
+
+def parse_h2_frames(data):
+    """Split bytes a server sent into HTTP/2 frames; an incomplete frame at the end is ignored."""
+    frames = []
+    pos = 0
+    while len(data) - pos >= 9:
+        length = int.from_bytes(data[pos:pos + 3], "big")
+        if len(data) - pos - 9 < length:
+            break
+        stream_id = int.from_bytes(data[pos + 5:pos + 9], "big") & 0x7FFFFFFF
+        frames.append(H2Frame(data[pos + 3], data[pos + 4], stream_id, bytes(data[pos + 9:pos + 9 + length])))
+        pos += 9 + length
+    return frames
+
+
+def grpc_request_headers(address, path=GRPC_EXPORT_PATH, content_type="application/grpc", extra=()):
+    return [(":method", "POST"), (":scheme", "http"), (":authority", address), (":path", path),
+            ("content-type", content_type), ("te", "trailers")] + list(extra)
+
+
+@dataclass
+class H2Response:
+    status: int = None          # :status of the response headers, None if none arrived
+    headers: dict = field(default_factory=dict)    # response headers (Trailers-Only: the status too)
+    trailers: dict = field(default_factory=dict)
+    data: bytes = b""
+    ended: bool = False         # the server ended its side of the stream
+    reset_code: int = None      # RST_STREAM error code, if the server reset the stream
+    goaway_code: int = None     # GOAWAY error code, if the server sent one
+    connection_closed: bool = False
+    request_finished: bool = False  # whether the client had ended its side when the response ended
+
+    @property
+    def grpc_status(self):
+        """grpc-status from the trailers, or from the headers of a Trailers-Only response."""
+        v = self.trailers.get("grpc-status", self.headers.get("grpc-status"))
+        return None if v is None else int(v)
+
+    @property
+    def grpc_message(self):
+        return self.trailers.get("grpc-message", self.headers.get("grpc-message", ""))
+
+
+class H2Client:
+    """An h2c client connection with prior knowledge (hyper-h2 over a plain socket), driven step by step:
+    open streams, send DATA under flow control, and read until a condition holds."""
+
+    def __init__(self, address, timeout=10.0):
+        import h2.config
+        import h2.connection
+
+        self.address = address
+        self.timeout = timeout
+        self.responses = {}         # stream id -> H2Response
+        self.goaway_code = None     # error code of the server's GOAWAY, if one arrived
+        self.goaway_last_stream_id = None
+        self.closed = False         # the server closed the connection
+        self.conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True, header_encoding="utf-8"))
+        host, port = split_address(address)
+        self.sock = socket.create_connection((host, port), timeout=timeout)
+        self.conn.initiate_connection()
+        self._flush()
+
+    def close(self):
+        self.sock.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def _flush(self):
+        data = self.conn.data_to_send()
+        if data and not self.closed:
+            try:
+                self.sock.sendall(data)
+            except (BrokenPipeError, ConnectionResetError):
+                self.closed = True
+
+    def send_headers(self, headers, end_stream=False):
+        """Open a stream; returns its id."""
+        sid = self.conn.get_next_available_stream_id()
+        self.responses[sid] = H2Response()
+        self.conn.send_headers(sid, headers, end_stream=end_stream)
+        self.responses[sid].request_finished = end_stream
+        self._flush()
+        return sid
+
+    def send_data(self, sid, data, end_stream=False):
+        """Send `data` on stream `sid` as the flow-control windows allow; stops early if the server
+        ends or resets the stream or closes the connection. Returns whether everything was sent."""
+        resp = self.responses[sid]
+        view = memoryview(data)
+        while True:
+            if resp.ended or resp.reset_code is not None or self.closed:
+                return False
+            n = min(len(view), self.conn.local_flow_control_window(sid), self.conn.max_outbound_frame_size)
+            if n == 0 and view:
+                if not self.read_once(self.timeout):  # wait for a WINDOW_UPDATE
+                    return False
+                continue
+            last = n == len(view)
+            self.conn.send_data(sid, bytes(view[:n]), end_stream=(end_stream and last))
+            view = view[n:]
+            self._flush()
+            if last:
+                resp.request_finished = end_stream
+                return True
+
+    def read_once(self, timeout):
+        """One read (waiting up to `timeout`); handles the events. False once the connection is gone
+        or nothing arrived in time."""
+        import h2.events
+        import h2.exceptions
+
+        if self.closed:
+            return False
+        self.sock.settimeout(max(timeout, 0.001))
+        try:
+            chunk = self.sock.recv(65536)
+        except socket.timeout:
+            return False
+        except ConnectionResetError:
+            chunk = b""
+        if not chunk:
+            self.closed = True
+            return False
+        try:
+            events = self.conn.receive_data(chunk)
+        except h2.exceptions.ProtocolError as e:
+            raise AssertionError("the server broke the HTTP/2 protocol: %r" % (e,))
+        for ev in events:
+            resp = self.responses.get(getattr(ev, "stream_id", None))
+            if isinstance(ev, h2.events.ResponseReceived) and resp:
+                resp.headers = dict(ev.headers)
+                resp.status = int(resp.headers.get(":status", 0))
+            elif isinstance(ev, h2.events.TrailersReceived) and resp:
+                resp.trailers = dict(ev.headers)
+            elif isinstance(ev, h2.events.DataReceived) and resp:
+                resp.data += ev.data
+                self.conn.acknowledge_received_data(ev.flow_controlled_length, ev.stream_id)
+            elif isinstance(ev, h2.events.StreamEnded) and resp:
+                resp.ended = True
+            elif isinstance(ev, h2.events.StreamReset) and resp:
+                resp.reset_code = int(ev.error_code)
+            elif isinstance(ev, h2.events.ConnectionTerminated):
+                self.goaway_code = int(ev.error_code)
+                self.goaway_last_stream_id = ev.last_stream_id
+        self._flush()
+        return True
+
+    def read_until(self, predicate, timeout=None):
+        """Read until predicate() holds (True), the connection closes or the timeout passes (False)."""
+        deadline = time.monotonic() + (self.timeout if timeout is None else timeout)
+        while not predicate():
+            left = deadline - time.monotonic()
+            if left <= 0 or self.closed:
+                return predicate()
+            self.read_once(left)
+        return True
+
+    def finished(self, sid):
+        """Whether the server is done with stream `sid` (ended, reset, or the connection is gone)."""
+        r = self.responses[sid]
+        return r.ended or r.reset_code is not None or self.closed
+
+    def wait_response(self, sid, timeout=None):
+        """Read until the server is done with `sid`; then also take an RST_STREAM that follows an early
+        answer. Fails if the server is not done within the timeout."""
+        if not self.read_until(lambda: self.finished(sid), timeout):
+            raise AssertionError("no complete HTTP/2 response on stream %d within %.0fs: %r"
+                                 % (sid, self.timeout if timeout is None else timeout, self.responses[sid]))
+        r = self.responses[sid]
+        if r.ended and r.reset_code is None and not r.request_finished:
+            self.read_until(lambda: r.reset_code is not None, timeout=0.2)
+        r.connection_closed = self.closed
+        r.goaway_code = self.goaway_code
+        return r
+
+
+def h2_request(address, headers, data=b"", end_stream=True, timeout=10.0):
+    """One request on a fresh h2c connection, read until the server ends or resets the stream or
+    closes the connection.
+
+    With end_stream=False the request body stays open after `data`: any response is then one the
+    server sent before the client finished sending."""
+    with H2Client(address, timeout) as c:
+        sid = c.send_headers(headers, end_stream=(end_stream and not data))
+        if data:
+            c.send_data(sid, data, end_stream=end_stream)
+        return c.wait_response(sid)
+
+
+def h2_frame(frame_type, flags, stream_id, payload=b""):
+    """One HTTP/2 frame: 9-byte header, then the payload."""
+    return (len(payload).to_bytes(3, "big") + bytes([frame_type, flags]) + stream_id.to_bytes(4, "big")
+            + payload)
+
+
+class H2FrameClient:
+    """HTTP/2 at the frame level, with HPACK from the hpack package, for what hyper-h2's state machine
+    refuses: going on with a stream after the server's GOAWAY (RFC 9113 §6.8 lets a client finish the
+    streams up to the GOAWAY's last stream id). Bodies must fit in the default 65 535-byte windows."""
+
+    def __init__(self, address, timeout=10.0):
+        import hpack
+
+        self.timeout = timeout
+        self.encoder = hpack.Encoder()
+        self.decoder = hpack.Decoder()
+        self.buffer = b""
+        self.frames = []           # every H2Frame received, in order
+        self.headers = {}          # stream id -> [decoded header dict, ...] (response headers, trailers)
+        self.data = {}             # stream id -> bytes
+        self.ended = set()         # stream ids the server ended
+        self.resets = {}           # stream id -> RST_STREAM error code
+        self.goaway = None         # (last_stream_id, error_code)
+        self.closed = False
+        self._block = None         # (stream id, flags, fragments) of a header block awaiting CONTINUATION
+        host, port = split_address(address)
+        self.sock = socket.create_connection((host, port), timeout=timeout)
+        self.send(H2_PREFACE + h2_frame(4, 0, 0))  # preface, empty SETTINGS
+
+    def send(self, data):
+        """False if the connection is gone."""
+        try:
+            self.sock.sendall(data)
+            return True
+        except (BrokenPipeError, ConnectionResetError):
+            self.closed = True
+            return False
+
+    def close(self):
+        self.sock.close()
+
+    def send_headers(self, stream_id, headers, end_stream=False):
+        return self.send(h2_frame(1, 0x4 | (0x1 if end_stream else 0), stream_id, self.encoder.encode(headers)))
+
+    def send_data(self, stream_id, data, end_stream=False):
+        chunks = [data[i:i + 16384] for i in range(0, len(data), 16384)] or [b""]
+        frames = b"".join(h2_frame(0, 0x1 if (end_stream and i == len(chunks) - 1) else 0, stream_id, c)
+                          for i, c in enumerate(chunks))
+        return self.send(frames)
+
+    def _handle(self, f):
+        self.frames.append(f)
+        if f.type == 4 and not f.flags & 0x1:
+            self.send(h2_frame(4, 0x1, 0))                   # SETTINGS ACK
+        elif f.type == 6 and not f.flags & 0x1:
+            self.send(h2_frame(6, 0x1, 0, f.payload))        # PING ACK
+        elif f.type == 7:
+            self.goaway = (int.from_bytes(f.payload[0:4], "big") & 0x7FFFFFFF, int.from_bytes(f.payload[4:8], "big"))
+        elif f.type == 3:
+            self.resets[f.stream_id] = int.from_bytes(f.payload[0:4], "big")
+        elif f.type == 0:
+            payload = f.payload
+            if f.flags & 0x8:                                 # PADDED
+                payload = payload[1:len(payload) - payload[0]]
+            self.data[f.stream_id] = self.data.get(f.stream_id, b"") + payload
+            if f.payload:                                     # give the window back
+                inc = len(f.payload).to_bytes(4, "big")
+                self.send(h2_frame(8, 0, 0, inc) + h2_frame(8, 0, f.stream_id, inc))
+            if f.flags & 0x1:
+                self.ended.add(f.stream_id)
+        elif f.type in (1, 9):
+            if f.type == 1:
+                payload = f.payload
+                if f.flags & 0x8:
+                    payload = payload[1:len(payload) - payload[0]]
+                if f.flags & 0x20:                            # PRIORITY
+                    payload = payload[5:]
+                self._block = (f.stream_id, f.flags, [payload])
+            else:
+                self._block[2].append(f.payload)
+            if f.flags & 0x4:                                 # END_HEADERS
+                sid, flags, parts = self._block
+                self._block = None
+                self.headers.setdefault(sid, []).append(dict(self.decoder.decode(b"".join(parts))))
+                if flags & 0x1:
+                    self.ended.add(sid)
+
+    def read_until(self, predicate, timeout=None):
+        """Read frames until predicate() holds (True), the connection closes or the timeout passes (False)."""
+        deadline = time.monotonic() + (self.timeout if timeout is None else timeout)
+        while not predicate():
+            left = deadline - time.monotonic()
+            if left <= 0 or self.closed:
+                return predicate()
+            self.sock.settimeout(left)
+            try:
+                chunk = self.sock.recv(65536)
+            except socket.timeout:
+                continue
+            except ConnectionResetError:
+                chunk = b""
+            if not chunk:
+                self.closed = True
+                continue
+            self.buffer += chunk
+            frames = parse_h2_frames(self.buffer)
+            self.buffer = self.buffer[sum(9 + len(f.payload) for f in frames):]
+            for f in frames:
+                self._handle(f)
+        return True
+
+    def grpc_status(self, stream_id):
+        """grpc-status in the last header block of the stream (trailers, or a Trailers-Only response)."""
+        blocks = self.headers.get(stream_id) or [{}]
+        v = blocks[-1].get("grpc-status")
+        return None if v is None else int(v)
+
+
+def raw_exchange(address, payload, timeout=10.0):
+    """Send raw bytes on a fresh TCP connection and read until the server closes it.
+    Returns everything the server sent; fails if it does not close within `timeout`."""
+    host, port = split_address(address)
+    got = bytearray()
+    with socket.create_connection((host, port), timeout=timeout) as sock:
+        sock.sendall(payload)
+        deadline = time.monotonic() + timeout
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise AssertionError("the server did not close the connection within %.0fs; it sent %r"
+                                     % (timeout, bytes(got[:300])))
+            sock.settimeout(left)
+            try:
+                chunk = sock.recv(65536)
+            except socket.timeout:
+                continue
+            except ConnectionResetError:
+                break
+            if not chunk:
+                break
+            got += chunk
+    return bytes(got)
+
+
+H2LOAD_REQUESTS_RE = re.compile(r"^requests: (\d+) total, (\d+) started, (\d+) done, (\d+) succeeded, "
+                                r"(\d+) failed, (\d+) errored, (\d+) timeout$", re.MULTILINE)
+H2LOAD_STATUS_RE = re.compile(r"^status codes: (\d+) 2xx, (\d+) 3xx, (\d+) 4xx, (\d+) 5xx$", re.MULTILINE)
+
+
+def parse_h2load_output(stdout):
+    """The `requests:` and `status codes:` lines of h2load's summary, as a dict of ints."""
+    m = H2LOAD_REQUESTS_RE.search(stdout)
+    s = H2LOAD_STATUS_RE.search(stdout)
+    if not m or not s:
+        raise AssertionError("h2load output has no 'requests:' and 'status codes:' summary:\n%s" % stdout[-3000:])
+    keys = ("total", "started", "done", "succeeded", "failed", "errored", "timeout")
+    out = dict(zip(keys, map(int, m.groups())))
+    out.update(zip(("2xx", "3xx", "4xx", "5xx"), map(int, s.groups())))
+    return out
+
+
+# ---------------------------------------------------------------------------
 # Processes
 # ---------------------------------------------------------------------------
 
@@ -644,6 +1091,7 @@ class Collector:
         self.receivers = {}   # (receiver, protocol) -> address
         self.admin = None
         self.returncode = None
+        self.stop_requested = False   # SIGTERM sent (by stop() or terminate())
 
     # -- life cycle --
 
@@ -681,11 +1129,13 @@ class Collector:
                 continue
             if line == READY_LINE:
                 break
-        if ("otlp", "http") not in self.receivers or self.admin is None:
+        want = [("otlp", p) for p in self.config["receivers"]["otlp"]["protocols"]]
+        if any(w not in self.receivers for w in want) or self.admin is None:
             self._abort()
-            raise AssertionError("agenttrace printed %r without the listening lines for the otlp http "
-                                 "receiver and the admin server\n%s" % (READY_LINE, self.describe()))
-        for addr in (self.http_address, self.admin):
+            raise AssertionError("agenttrace printed %r without the listening lines for the otlp %s "
+                                 "receiver and the admin server\n%s"
+                                 % (READY_LINE, " and ".join(p for _, p in want), self.describe()))
+        for addr in [self.receivers[w] for w in want] + [self.admin]:
             host, port = split_address(addr)
             if port == 0:
                 self._abort()
@@ -704,12 +1154,18 @@ class Collector:
             self.proc.kill()
             self.proc.wait(timeout=10)
 
+    def terminate(self):
+        """Send SIGTERM without waiting (wait with stop(), which does not signal again)."""
+        if self.proc is not None and self.proc.poll() is None and not self.stop_requested:
+            self.proc.send_signal(signal.SIGTERM)
+        self.stop_requested = True
+
     def stop(self, timeout=15.0):
-        """SIGTERM and wait; returns the exit code (None if it had to be killed)."""
+        """SIGTERM (unless terminate() sent it) and wait; returns the exit code (None if it had to be killed)."""
         if self.proc is None:
             return None
         if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
+            self.terminate()
             try:
                 self.proc.wait(timeout=timeout)
             except subprocess.TimeoutExpired:
@@ -746,6 +1202,10 @@ class Collector:
     @property
     def endpoint(self):
         return "http://%s" % self.http_address
+
+    @property
+    def grpc_address(self):
+        return self.receivers[("otlp", "grpc")]
 
     def post_traces(self, body, content_type="application/x-protobuf", headers=None, path="/v1/traces",
                     method="POST"):

@@ -44,6 +44,20 @@ def test_yaml_lists_of_mappings_round_trip():
     assert yaml.safe_load(h.to_yaml(obj)) == obj
 
 
+def test_config_with_grpc_and_nop_exporter(tmp_path):
+    cfg = h.build_config(str(tmp_path / "out.jsonl"), grpc=h.GRPC_SETTINGS, exporter="nop")
+    text = h.to_yaml(cfg)
+    assert text.startswith("receivers:\n  otlp:\n    protocols:\n      grpc:\n        endpoint: 127.0.0.1:0\n")
+    assert "        max_recv_msg_size_mib: 4\n" in text
+    assert "        keepalive:\n          server_parameters:\n            max_connection_idle: 5m\n" in text
+    assert "      http:\n" in text
+    assert "exporters:\n  nop: {}\n" in text and "      exporters: [nop]\n" in text
+    only_grpc = h.build_config(str(tmp_path / "out.jsonl"), http=False, grpc={})
+    assert only_grpc["receivers"]["otlp"]["protocols"] == {"grpc": {"endpoint": "127.0.0.1:0"}}
+    yaml = pytest.importorskip("yaml")
+    assert yaml.safe_load(text) == cfg
+
+
 def test_write_config(tmp_path):
     p = h.write_config(str(tmp_path / "c.yaml"), {"service": {"pipelines": {}}})
     assert open(p).read() == "service:\n  pipelines: {}\n"
@@ -238,9 +252,47 @@ def test_parse_replay_output():
 def test_listening_line_patterns():
     m = h.RECEIVER_LINE_RE.match("agenttrace: listening receiver=otlp protocol=http address=127.0.0.1:43121")
     assert m and m.groups() == ("otlp", "http", "127.0.0.1:43121")
+    m = h.RECEIVER_LINE_RE.match("agenttrace: listening receiver=otlp protocol=grpc address=127.0.0.1:4317")
+    assert m and m.groups() == ("otlp", "grpc", "127.0.0.1:4317")
     m = h.ADMIN_LINE_RE.match("agenttrace: listening admin address=127.0.0.1:40001")
     assert m and m.group(1) == "127.0.0.1:40001"
     assert h.split_address("[::1]:4318") == ("::1", 4318)
+
+
+# --- gRPC and HTTP/2 framing ------------------------------------------------
+
+def test_grpc_frame():
+    assert h.grpc_frame(b"abc") == b"\x00\x00\x00\x00\x03abc"
+    assert h.grpc_frame(b"abc", compressed=True)[:1] == b"\x01"
+    assert h.grpc_frame(b"0123456789", declared_length=100) == b"\x00\x00\x00\x00\x640123456789"
+    assert h.grpc_frame(b"", declared_length=0x7FFFFFFF) == b"\x00\x7f\xff\xff\xff"
+
+
+def test_parse_h2_frames():
+    settings = h.h2_frame(4, 0, 0, b"\x00\x03\x00\x00\x00\x64")
+    goaway = h.h2_frame(7, 0, 0, (1).to_bytes(4, "big") + (6).to_bytes(4, "big") + b"why")
+    data = settings + goaway + h.h2_frame(0, 1, 0x80000003, b"xyz")[:-1]  # R bit set, last frame incomplete
+    frames = h.parse_h2_frames(data)
+    assert [(f.type_name, f.flags, f.stream_id) for f in frames] == [("SETTINGS", 0, 0), ("GOAWAY", 0, 0)]
+    assert frames[1].payload[8:] == b"why"
+    full = h.parse_h2_frames(data + b"z")
+    assert (full[2].type_name, full[2].stream_id, full[2].payload) == ("DATA", 3, b"xyz")
+    assert h.parse_h2_frames(b"\x00\x00") == []
+
+
+H2LOAD_OUTPUT = """finished in 2.61s, 7662.84 req/s, 263.37KB/s
+requests: 20000 total, 20000 started, 19990 done, 19980 succeeded, 10 failed, 10 errored, 0 timeout
+status codes: 19980 2xx, 0 3xx, 0 4xx, 0 5xx
+traffic: 687.37KB (703868) total, 39.28KB (40224) headers (space savings 94.71%), 97.66KB (100000) data
+"""
+
+
+def test_parse_h2load_output():
+    r = h.parse_h2load_output(H2LOAD_OUTPUT)
+    assert r == {"total": 20000, "started": 20000, "done": 19990, "succeeded": 19980, "failed": 10, "errored": 10,
+                 "timeout": 0, "2xx": 19980, "3xx": 0, "4xx": 0, "5xx": 0}
+    with pytest.raises(AssertionError):
+        h.parse_h2load_output("connect to 127.0.0.1:1 failed\n")
 
 
 def test_gzip_bomb_is_small_and_inflates():

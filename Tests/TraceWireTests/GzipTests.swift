@@ -23,3 +23,14 @@ struct GzipTests {
         #expect(throws: GzipError.corrupt) { try Gzip.inflate(ByteBuffer(string: "definitely not gzip"), limit: 1 << 20) }
     }
 }
+
+@Suite("gzip limits")
+struct GzipLimitTests {
+    @Test("the limit is exact: one byte over is refused, exactly the limit is accepted", arguments: [1 << 20, 4 << 20, 1000])
+    func exactLimit(limit: Int) throws {
+        let atLimit = try Gzip.deflate(ByteBuffer(bytes: Array(repeating: UInt8(ascii: "x"), count: limit)))
+        #expect(try Gzip.inflate(atLimit, limit: limit).readableBytes == limit)
+        let over = try Gzip.deflate(ByteBuffer(bytes: Array(repeating: UInt8(ascii: "x"), count: limit + 1)))
+        #expect(throws: GzipError.tooLarge(limit: limit)) { try Gzip.inflate(over, limit: limit) }
+    }
+}
