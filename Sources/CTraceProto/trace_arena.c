@@ -34,7 +34,7 @@ static unsigned char *trace_arena_chunk_data(TraceArenaChunk *chunk) {
     return (unsigned char *)chunk + TRACE_ARENA_HEADER;
 }
 
-void *trace_arena_alloc(TraceArena *arena, size_t size) {
+static void *trace_arena_alloc_uninitialized(TraceArena *arena, size_t size) {
     size_t rounded = (size + (TRACE_ARENA_ALIGNMENT - 1)) & ~(size_t)(TRACE_ARENA_ALIGNMENT - 1);
     if (rounded < size) return NULL; /* overflow */
     if (arena->byte_limit != 0 && arena->handed_out + rounded > arena->byte_limit) return NULL;
@@ -58,12 +58,18 @@ void *trace_arena_alloc(TraceArena *arena, size_t size) {
     void *memory = trace_arena_chunk_data(chunk) + chunk->used;
     chunk->used += rounded;
     arena->handed_out += rounded;
-    memset(memory, 0, size);
     return memory;
 }
 
+void *trace_arena_alloc(TraceArena *arena, size_t size) {
+    void *memory = trace_arena_alloc_uninitialized(arena, size);
+    if (memory != NULL) memset(memory, 0, size);
+    return memory;
+}
+
+/* protobuf-c initialises or fills everything it allocates, so its memory is not zeroed. */
 static void *trace_arena_protobuf_alloc(void *data, size_t size) {
-    return trace_arena_alloc((TraceArena *)data, size);
+    return trace_arena_alloc_uninitialized((TraceArena *)data, size);
 }
 
 static void trace_arena_protobuf_free(void *data, void *pointer) {

@@ -44,7 +44,10 @@ static TraceWireScanResult trace_wire_scan_level(const ProtobufCMessageDescripto
             if (size > length - offset) return TRACE_WIRE_SCAN_MALFORMED;
             const ProtobufCFieldDescriptor *field =
                 protobuf_c_message_descriptor_get_field(descriptor, (unsigned)number);
-            if (field != NULL && field->type == PROTOBUF_C_TYPE_MESSAGE) {
+            /* Every nesting level costs at least two bytes (a tag and a length), so a message of `size`
+             * bytes holds at most size / 2 levels: when that fits the budget, it need not be walked. This
+             * keeps the scan to the request's top levels instead of every attribute. */
+            if (field != NULL && field->type == PROTOBUF_C_TYPE_MESSAGE && size / 2 >= depth_left) {
                 if (depth_left == 0) return TRACE_WIRE_SCAN_TOO_DEEP;
                 TraceWireScanResult inner =
                     trace_wire_scan_level(field->descriptor, data + offset, (size_t)size, depth_left - 1);

@@ -14,7 +14,8 @@ typedef enum {
 } TraceWireScanResult;
 
 /* Walks `data` as a message of `descriptor`, descending into known message fields, and fails when
- * they nest more than max_depth levels deep or the framing (tags, varints, lengths) is broken. */
+ * they nest more than max_depth levels deep or the framing (tags, varints, lengths) is broken.
+ * Sub-messages too short to nest past the limit are skipped, not checked: protobuf-c checks them. */
 TraceWireScanResult trace_wire_scan(const ProtobufCMessageDescriptor *descriptor, const uint8_t *data,
                                     size_t length, unsigned max_depth);
 

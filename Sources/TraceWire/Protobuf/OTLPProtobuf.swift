@@ -25,6 +25,7 @@ public final class OTLPProtobufCodec {
     public static let maximumNestingDepth: UInt32 = 64
 
     private let arena: ProtobufArena
+    private var decoder = ProtobufToModel()
 
     /// Creates a codec whose arena starts at `initialArenaCapacity` bytes.
     public init(initialArenaCapacity: Int = 1 << 20) {
@@ -51,7 +52,7 @@ public final class OTLPProtobufCodec {
                 allocator, bytes.count, data) else {
                 return .failure(OTLPDecodingError("malformed protobuf: not an ExportTraceServiceRequest"))
             }
-            return .success(ProtobufToModel.batch(request.pointee))
+            return .success(decoder.batch(request.pointee))
         }
         return try result.get()
     }
@@ -140,9 +141,11 @@ public final class OTLPProtobufCodec {
     }
 }
 
-/// Reads protobuf-c structs into the span model.
-enum ProtobufToModel {
-    static func batch(_ request: CRequest) -> SpanBatch {
+/// Reads protobuf-c structs into the span model, reusing recurring strings.
+struct ProtobufToModel {
+    private var strings = StringCache()
+
+    mutating func batch(_ request: CRequest) -> SpanBatch {
         var batch = SpanBatch()
         batch.resourceSpans.reserveCapacity(request.n_resource_spans)
         for index in 0..<request.n_resource_spans {
@@ -152,8 +155,8 @@ enum ProtobufToModel {
         return batch
     }
 
-    static func resourceSpans(_ value: CResourceSpans) -> ResourceSpans {
-        var result = ResourceSpans(schemaURL: String(protobufC: value.schema_url))
+    mutating func resourceSpans(_ value: CResourceSpans) -> ResourceSpans {
+        var result = ResourceSpans(schemaURL: strings.string(value.schema_url))
         if let resource = value.resource {
             result.resource = Resource(
                 attributes: attributes(resource.pointee.attributes, resource.pointee.n_attributes),
@@ -168,12 +171,12 @@ enum ProtobufToModel {
         return result
     }
 
-    static func scopeSpans(_ value: CScopeSpans) -> ScopeSpans {
-        var result = ScopeSpans(schemaURL: String(protobufC: value.schema_url))
+    mutating func scopeSpans(_ value: CScopeSpans) -> ScopeSpans {
+        var result = ScopeSpans(schemaURL: strings.string(value.schema_url))
         if let scope = value.scope {
             result.scope = InstrumentationScope(
-                name: String(protobufC: scope.pointee.name),
-                version: String(protobufC: scope.pointee.version),
+                name: strings.string(scope.pointee.name),
+                version: strings.string(scope.pointee.version),
                 attributes: attributes(scope.pointee.attributes, scope.pointee.n_attributes),
                 droppedAttributesCount: scope.pointee.dropped_attributes_count
             )
@@ -196,14 +199,14 @@ enum ProtobufToModel {
         return SpanID(UInt64(bigEndianBytes: bytes))
     }
 
-    static func span(_ value: CSpan) -> Span {
+    mutating func span(_ value: CSpan) -> Span {
         var span = Span(
-            traceID: traceID(value.trace_id),
-            spanID: spanID(value.span_id),
-            parentSpanID: spanID(value.parent_span_id),
-            traceState: String(protobufC: value.trace_state),
+            traceID: Self.traceID(value.trace_id),
+            spanID: Self.spanID(value.span_id),
+            parentSpanID: Self.spanID(value.parent_span_id),
+            traceState: strings.string(value.trace_state),
             flags: value.flags,
-            name: String(protobufC: value.name),
+            name: strings.string(value.name),
             kind: SpanKind(otlpValue: Int32(truncatingIfNeeded: value.kind.rawValue)),
             startTimeUnixNano: value.start_time_unix_nano,
             endTimeUnixNano: value.end_time_unix_nano,
@@ -218,7 +221,7 @@ enum ProtobufToModel {
                 guard let event = value.events[index]?.pointee else { continue }
                 span.events.append(SpanEvent(
                     timeUnixNano: event.time_unix_nano,
-                    name: String(protobufC: event.name),
+                    name: strings.string(event.name),
                     attributes: attributes(event.attributes, event.n_attributes),
                     droppedAttributesCount: event.dropped_attributes_count
                 ))
@@ -229,9 +232,9 @@ enum ProtobufToModel {
             for index in 0..<value.n_links {
                 guard let link = value.links[index]?.pointee else { continue }
                 span.links.append(SpanLink(
-                    traceID: traceID(link.trace_id),
-                    spanID: spanID(link.span_id),
-                    traceState: String(protobufC: link.trace_state),
+                    traceID: Self.traceID(link.trace_id),
+                    spanID: Self.spanID(link.span_id),
+                    traceState: strings.string(link.trace_state),
                     attributes: attributes(link.attributes, link.n_attributes),
                     droppedAttributesCount: link.dropped_attributes_count,
                     flags: link.flags
@@ -241,27 +244,27 @@ enum ProtobufToModel {
         if let status = value.status?.pointee {
             span.status = SpanStatus(
                 code: SpanStatus.Code(rawValue: Int32(truncatingIfNeeded: status.code.rawValue)) ?? .unset,
-                message: String(protobufC: status.message)
+                message: strings.string(status.message)
             )
         }
         return span
     }
 
-    static func attributes(_ values: UnsafeMutablePointer<UnsafeMutablePointer<CKeyValue>?>?, _ count: Int) -> [Attribute] {
+    mutating func attributes(_ values: UnsafeMutablePointer<UnsafeMutablePointer<CKeyValue>?>?, _ count: Int) -> [Attribute] {
         guard count > 0, let values else { return [] }
         var result: [Attribute] = []
         result.reserveCapacity(count)
         for index in 0..<count {
             guard let keyValue = values[index]?.pointee else { continue }
-            result.append(Attribute(String(protobufC: keyValue.key), keyValue.value.map { anyValue($0.pointee) } ?? .empty))
+            result.append(Attribute(strings.string(keyValue.key), keyValue.value.map { anyValue($0.pointee) } ?? .empty))
         }
         return result
     }
 
-    static func anyValue(_ value: CAnyValue) -> AttributeValue {
+    mutating func anyValue(_ value: CAnyValue) -> AttributeValue {
         switch value.value_case {
         case OPENTELEMETRY__PROTO__COMMON__V1__ANY_VALUE__VALUE_STRING_VALUE:
-            return .string(String(protobufC: value.string_value))
+            return .string(strings.string(value.string_value))
         case OPENTELEMETRY__PROTO__COMMON__V1__ANY_VALUE__VALUE_BOOL_VALUE:
             return .bool(value.bool_value != 0)
         case OPENTELEMETRY__PROTO__COMMON__V1__ANY_VALUE__VALUE_INT_VALUE:
