@@ -61,6 +61,8 @@ def run_wrk(port, list_file, seconds, connections, load_core):
     command = ["taskset", "-c", str(load_core), "wrk", "-t2", f"-c{connections}", f"-d{seconds}s", "--latency",
                "-s", os.path.join(BENCH, "rotate.lua"), f"http://127.0.0.1:{port}/v1/traces", "--", list_file]
     output = subprocess.run(command, capture_output=True, text=True, check=True).stdout
+    if "Latency Distribution" not in output:
+        raise RuntimeError(f"wrk completed no request:\n{output}")
     requests = int(re.search(r"(\d+) requests in", output).group(1))
     errors = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
     socket_errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", output)
@@ -94,7 +96,13 @@ class Collector:
         wait_for_port(self.port)
         return self
 
+    def log_tail(self, lines=40):
+        self.log.seek(0)
+        return "\n".join(self.log.read().decode(errors="replace").splitlines()[-lines:])
+
     def __exit__(self, *exc):
+        if exc[0] is not None:
+            print(f"--- {self.name} log (last lines) ---\n{self.log_tail()}", file=sys.stderr)
         self.process.send_signal(signal.SIGTERM)
         try:
             self.process.wait(timeout=30)

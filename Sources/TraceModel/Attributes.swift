@@ -1,5 +1,5 @@
 /// An attribute value: OTLP's `AnyValue`, every variant of it.
-public indirect enum AttributeValue: Sendable, Hashable {
+public enum AttributeValue: Sendable, Hashable {
     case string(String)
     case bool(Bool)
     case int(Int64)

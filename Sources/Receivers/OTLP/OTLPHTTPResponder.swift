@@ -145,9 +145,11 @@ public enum SpanValidation {
     /// (decoders turn malformed ids into zero ids); returns how many were dropped.
     public static func dropInvalidSpans(_ batch: inout SpanBatch) -> Int {
         let before = batch.spanCount
-        var anyInvalid = false
-        batch.forEachSpan { span, _, _ in
-            if !span.traceID.isValid || !span.spanID.isValid { anyInvalid = true }
+        // Reads the ids in place: copying each span out would retain and release all its fields.
+        let anyInvalid = batch.resourceSpans.contains { resourceSpans in
+            resourceSpans.scopeSpans.contains { scopeSpans in
+                scopeSpans.spans.contains { !$0.traceID.isValid || !$0.spanID.isValid }
+            }
         }
         guard anyInvalid else { return 0 }
         batch.filterSpans { $0.traceID.isValid && $0.spanID.isValid }
