@@ -23,6 +23,7 @@ let package = Package(
         .package(url: "https://github.com/jpsim/Yams.git", from: "6.0.0"),
         .package(url: "https://github.com/adam-fowler/compress-nio.git", from: "1.4.0"),
         .package(url: "https://github.com/apple/swift-nio-extras.git", from: "1.24.0"),
+        .package(url: "https://github.com/swift-server/async-http-client.git", from: "1.20.0"),
     ],
     targets: [
         // C libraries, each behind one tiny target.
@@ -87,7 +88,13 @@ let package = Package(
         .target(name: "Processors", dependencies: ["Pipeline"]),
         .target(
             name: "Exporters",
-            dependencies: ["Pipeline", "TraceWire"]
+            dependencies: [
+                "Pipeline", "TraceWire", "HTTP2",
+                .product(name: "DequeModule", package: "swift-collections"),
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ]
         ),
         .target(
             name: "AgentTraceServer",

@@ -22,6 +22,9 @@ public struct ComponentRegistry: Sendable {
         registry.register(FileExporterFactory())
         registry.register(DebugExporterFactory())
         registry.register(NopExporterFactory())
+        registry.register(ZipkinExporterFactory())
+        registry.register(JaegerExporterFactory())
+        registry.register(OTLPExporterFactory())
         return registry
     }
 

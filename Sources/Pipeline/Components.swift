@@ -1,4 +1,5 @@
 import Logging
+import Prometheus
 import ServiceLifecycle
 import TraceModel
 
@@ -83,6 +84,38 @@ public protocol SpanExporter: Sendable {
     func export(_ batch: SpanBatch) async throws
     /// Flushes and releases resources; called once after the last export.
     func shutdown() async
+    /// Exporters that deliver later, behind a queue, keep `reporter` and count sent and failed spans
+    /// themselves, returning true; for the others the pipeline counts a batch as sent when `export` returns.
+    func reportsDelivery(to reporter: DeliveryReporter) -> Bool
+}
+
+extension SpanExporter {
+    public func reportsDelivery(to reporter: DeliveryReporter) -> Bool { false }
+}
+
+/// Counts an exporter's delivered and failed spans, in /metrics and in a readable tally.
+public struct DeliveryReporter: Sendable {
+    let sentSpans: Counter
+    let failedSpans: Counter
+    let tally: ExportTally
+
+    public init(sentSpans: Counter, failedSpans: Counter, tally: ExportTally) {
+        self.sentSpans = sentSpans
+        self.failedSpans = failedSpans
+        self.tally = tally
+    }
+
+    /// `spans` reached the backend.
+    public func delivered(_ spans: Int) {
+        sentSpans.increment(by: Int64(spans))
+        tally.sent.add(spans, ordering: .relaxed)
+    }
+
+    /// `spans` were given up on.
+    public func failed(_ spans: Int) {
+        failedSpans.increment(by: Int64(spans))
+        tally.failed.add(spans, ordering: .relaxed)
+    }
 }
 
 /// Builds processors of one type from configuration.

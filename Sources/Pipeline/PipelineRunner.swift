@@ -17,19 +17,23 @@ public struct ExporterInstance: Sendable {
     public var id: ComponentID
     /// The exporter.
     public var exporter: any SpanExporter
-    let sentSpans: Counter
-    let failedSpans: Counter
-    /// Readable totals of the same counts, for summaries such as `replay`'s.
+    /// Readable totals of sent and failed spans, for summaries such as `replay`'s.
     public let tally = ExportTally()
+    let reporter: DeliveryReporter
+    /// True when the exporter counts its own deliveries (it queues).
+    let reportsOwnDelivery: Bool
 
     public init(id: ComponentID, exporter: any SpanExporter, metrics: SelfMetrics) {
         self.id = id
         self.exporter = exporter
         let labels = [("exporter", id.description)]
-        sentSpans = metrics.counter("agenttrace_exporter_sent_spans_total",
-                                    help: "Spans successfully sent by an exporter.", labels: labels)
-        failedSpans = metrics.counter("agenttrace_exporter_send_failed_spans_total",
-                                      help: "Spans an exporter failed to send.", labels: labels)
+        reporter = DeliveryReporter(
+            sentSpans: metrics.counter("agenttrace_exporter_sent_spans_total",
+                                       help: "Spans successfully sent by an exporter.", labels: labels),
+            failedSpans: metrics.counter("agenttrace_exporter_send_failed_spans_total",
+                                         help: "Spans an exporter failed to send.", labels: labels),
+            tally: tally)
+        reportsOwnDelivery = exporter.reportsDelivery(to: reporter)
     }
 }
 
@@ -112,11 +116,9 @@ public final class PipelineRunner: Sendable {
                 group.addTask {
                     do {
                         try await instance.exporter.export(batch)
-                        instance.sentSpans.increment(by: spans)
-                        instance.tally.sent.add(Int(spans), ordering: .relaxed)
+                        if !instance.reportsOwnDelivery { instance.reporter.delivered(Int(spans)) }
                     } catch {
-                        instance.failedSpans.increment(by: spans)
-                        instance.tally.failed.add(Int(spans), ordering: .relaxed)
+                        instance.reporter.failed(Int(spans))
                         self.logger.warning("export failed", metadata: [
                             "exporter": "\(instance.id)", "spans": "\(spans)", "error": "\(error)",
                         ])

@@ -42,6 +42,21 @@ struct JSONWriter {
         needsComma = false
     }
 
+    /// Writes a member name that is not a literal.
+    mutating func dynamicKey(_ name: String) {
+        separate()
+        appendQuoted(name)
+        bytes.append(UInt8(ascii: ":"))
+        needsComma = false
+    }
+
+    /// Writes already-formatted JSON (a number, `null`).
+    mutating func raw(_ text: String) {
+        separate()
+        bytes.append(contentsOf: text.utf8)
+        needsComma = true
+    }
+
     mutating func string(_ value: String) {
         separate()
         appendQuoted(value)

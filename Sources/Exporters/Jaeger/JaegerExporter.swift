@@ -1,0 +1,77 @@
+import HTTP2
+import Pipeline
+import TraceWire
+
+/// `exporters: jaeger:` settings. Jaeger v2 also takes OTLP: the `otlp` exporter reaches it too.
+public struct JaegerExporterConfiguration: Sendable, Equatable {
+    /// The collector's gRPC `host:port`, such as `localhost:14250`. Required.
+    public var endpoint: Endpoint
+    public var common = ExporterCommonConfiguration()
+
+    public init(section: ConfigSection) throws(ConfigurationError) {
+        guard let text = try section.optionalString("endpoint") else {
+            throw ConfigurationError(key: section.keyPath("endpoint"), "required: host:port of Jaeger's gRPC collector, such as localhost:14250")
+        }
+        guard let endpoint = Endpoint(text.replacingOccurrences(of: "http://", with: "")) else {
+            throw ConfigurationError(key: section.keyPath("endpoint"), "expected host:port, not \"\(text)\"")
+        }
+        self.endpoint = endpoint
+        let protocolName = try section.string("protocol", default: "grpc")
+        guard protocolName == "grpc" else {
+            throw ConfigurationError(key: section.keyPath("protocol"), "only grpc (api_v2 PostSpans) is supported; use the otlp exporter for Jaeger's OTLP ports")
+        }
+        common = try ExporterCommonConfiguration(section: section)
+        try section.finish()
+    }
+}
+
+/// Sends each resource's spans as one `jaeger.api_v2.CollectorService/PostSpans` call.
+struct JaegerSender: BatchSender {
+    static let path = "/jaeger.api_v2.CollectorService/PostSpans"
+    let client: GRPCClient
+    let timeout: Duration
+
+    func send(_ payload: SpanBatchPayload) async throws(ExportError) {
+        let encoder = JaegerEncoder()
+        for batch in JaegerTranslator.batches(from: payload.batch) where !batch.spans.isEmpty {
+            try await GRPCCall.unary(client, path: Self.path, message: encoder.postSpansRequest(batch), compressed: false,
+                                     metadata: [], timeout: timeout)
+        }
+    }
+
+    func shutdown() async {
+        await client.close()
+    }
+}
+
+/// One unary call with its outcome classified for the retrying queue.
+enum GRPCCall {
+    @discardableResult
+    static func unary(_ client: GRPCClient, path: String, message: [UInt8], compressed: Bool, metadata: [HTTP2Header],
+                      timeout: Duration) async throws(ExportError) -> [UInt8] {
+        let result: GRPCCallResult
+        do {
+            result = try await client.call(path: path, message: message, compressed: compressed, metadata: metadata, timeout: timeout)
+        } catch {
+            throw .retryable(error.description)
+        }
+        guard result.status != 0 else { return result.body }
+        throw ExportError.forGRPCStatus(result.status, message: result.message,
+                                        retryAfter: result.statusDetails.flatMap(RPCStatusDetails.retryDelay(base64:)))
+    }
+}
+
+/// Builds `jaeger` exporters.
+public struct JaegerExporterFactory: ExporterFactory {
+    public let type = "jaeger"
+
+    public init() {}
+
+    public func makeExporter(section: ConfigSection, context: ComponentContext) throws -> any SpanExporter {
+        let configuration = try JaegerExporterConfiguration(section: section)
+        let sender = JaegerSender(client: GRPCClient(host: configuration.endpoint.host, port: configuration.endpoint.port),
+                                  timeout: configuration.common.timeout)
+        return QueuedExporter(id: context.id, sender: sender, queue: configuration.common.queue, retry: configuration.common.retry,
+                              metrics: context.metrics, logger: context.logger)
+    }
+}

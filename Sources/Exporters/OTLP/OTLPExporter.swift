@@ -1,0 +1,123 @@
+import HTTP2
+import NIOCore
+import Pipeline
+import TraceWire
+
+/// `exporters: otlp:` settings, as the OpenTelemetry Collector's otlp and otlphttp exporters take them.
+public struct OTLPExporterConfiguration: Sendable, Equatable {
+    public enum TransportProtocol: String, Sendable {
+        case grpc, httpProtobuf = "http/protobuf", httpJSON = "http/json"
+    }
+
+    /// `grpc` (default), `http/protobuf` or `http/json`.
+    public var transport = TransportProtocol.grpc
+    /// gRPC: `host:port`. HTTP: a base URL; `/v1/traces` is appended.
+    public var endpoint: String
+    /// HTTP: the full traces URL, used as given.
+    public var tracesEndpoint: String?
+    /// Sent as HTTP headers or gRPC metadata.
+    public var headers: [(String, String)] = []
+    /// Compress with gzip. Default false.
+    public var gzip = false
+    public var common = ExporterCommonConfiguration()
+
+    public static func == (lhs: Self, rhs: Self) -> Bool {
+        lhs.transport == rhs.transport && lhs.endpoint == rhs.endpoint && lhs.tracesEndpoint == rhs.tracesEndpoint
+            && lhs.headers.elementsEqual(rhs.headers, by: ==) && lhs.gzip == rhs.gzip && lhs.common == rhs.common
+    }
+
+    public init(section: ConfigSection) throws(ConfigurationError) {
+        let protocolName = try section.string("protocol", default: "grpc")
+        guard let transport = TransportProtocol(rawValue: protocolName) else {
+            throw ConfigurationError(key: section.keyPath("protocol"), "expected grpc, http/protobuf or http/json")
+        }
+        self.transport = transport
+        tracesEndpoint = try section.optionalString("traces_endpoint")
+        guard let endpoint = try section.optionalString("endpoint") ?? tracesEndpoint else {
+            throw ConfigurationError(key: section.keyPath("endpoint"), "required")
+        }
+        self.endpoint = endpoint
+        headers = try ExporterCommonConfiguration.headers(section)
+        gzip = try ExporterCommonConfiguration.gzip(section)
+        common = try ExporterCommonConfiguration(section: section)
+        try section.finish()
+        if transport == .grpc {
+            guard grpcEndpoint != nil else {
+                throw ConfigurationError(key: section.keyPath("endpoint"), "expected host:port for gRPC, not \"\(endpoint)\"")
+            }
+        } else {
+            guard tracesURL.hasPrefix("http://") || tracesURL.hasPrefix("https://") else {
+                throw ConfigurationError(key: section.keyPath("endpoint"), "expected a URL such as http://localhost:4318")
+            }
+        }
+    }
+
+    /// gRPC's `host:port` (a leading `http://` is tolerated).
+    var grpcEndpoint: Endpoint? {
+        var text = endpoint
+        for scheme in ["http://", "https://"] where text.hasPrefix(scheme) { text.removeFirst(scheme.count) }
+        if text.hasSuffix("/") { text.removeLast() }
+        return Endpoint(text)
+    }
+
+    /// HTTP's URL: `traces_endpoint`, or `endpoint` + `/v1/traces`.
+    var tracesURL: String {
+        if let tracesEndpoint { return tracesEndpoint }
+        return endpoint.hasSuffix("/") ? endpoint + "v1/traces" : endpoint + "/v1/traces"
+    }
+}
+
+/// Forwards `ExportTraceServiceRequest`s over OTLP/gRPC.
+struct OTLPGRPCSender: BatchSender {
+    static let path = "/opentelemetry.proto.collector.trace.v1.TraceService/Export"
+    let client: GRPCClient
+    let gzip: Bool
+    let metadata: [HTTP2Header]
+    let timeout: Duration
+
+    func send(_ payload: SpanBatchPayload) async throws(ExportError) {
+        var message = OTLPProtobufCodec(initialArenaCapacity: 64 << 10).encodeRequest(payload.batch)
+        if gzip {
+            do {
+                message = Array(try Gzip.deflate(ByteBuffer(bytes: message)).readableBytesView)
+            } catch {
+                throw .permanent("cannot gzip the request: \(error)")
+            }
+        }
+        try await GRPCCall.unary(client, path: Self.path, message: message, compressed: gzip, metadata: metadata, timeout: timeout)
+    }
+
+    func shutdown() async {
+        await client.close()
+    }
+}
+
+/// Builds `otlp` exporters.
+public struct OTLPExporterFactory: ExporterFactory {
+    public let type = "otlp"
+
+    public init() {}
+
+    public func makeExporter(section: ConfigSection, context: ComponentContext) throws -> any SpanExporter {
+        let configuration = try OTLPExporterConfiguration(section: section)
+        let sender: any BatchSender
+        switch configuration.transport {
+        case .grpc:
+            let endpoint = configuration.grpcEndpoint!  // checked by the configuration
+            sender = OTLPGRPCSender(client: GRPCClient(host: endpoint.host, port: endpoint.port), gzip: configuration.gzip,
+                                    metadata: configuration.headers.map { ($0.0, $0.1) }, timeout: configuration.common.timeout)
+        case .httpProtobuf:
+            sender = HTTPBatchSender(url: configuration.tracesURL, headers: configuration.headers, gzip: configuration.gzip,
+                                     timeout: configuration.common.timeout) { payload in
+                (OTLPProtobufCodec(initialArenaCapacity: 64 << 10).encodeRequest(payload.batch), "application/x-protobuf")
+            }
+        case .httpJSON:
+            sender = HTTPBatchSender(url: configuration.tracesURL, headers: configuration.headers, gzip: configuration.gzip,
+                                     timeout: configuration.common.timeout) { payload in
+                (OTLPJSON.encodeRequest(payload.batch), "application/json")
+            }
+        }
+        return QueuedExporter(id: context.id, sender: sender, queue: configuration.common.queue, retry: configuration.common.retry,
+                              metrics: context.metrics, logger: context.logger)
+    }
+}

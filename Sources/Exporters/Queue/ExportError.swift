@@ -1,0 +1,58 @@
+/// How a send failed, classified as the OTLP specification classifies responses: a retryable failure
+/// is tried again with backoff; a permanent one drops the batch.
+public struct ExportError: Error, CustomStringConvertible, Sendable {
+    /// Whether trying again may succeed.
+    public var isRetryable: Bool
+    /// What went wrong, for logs.
+    public var reason: String
+    /// How long the backend asked us to wait (HTTP `Retry-After`, gRPC `RetryInfo`).
+    public var retryAfter: Duration?
+
+    public static func retryable(_ reason: String, retryAfter: Duration? = nil) -> ExportError {
+        ExportError(isRetryable: true, reason: reason, retryAfter: retryAfter)
+    }
+
+    public static func permanent(_ reason: String) -> ExportError {
+        ExportError(isRetryable: false, reason: reason, retryAfter: nil)
+    }
+
+    public var description: String { "\(isRetryable ? "retryable" : "permanent"): \(reason)" }
+
+    /// OTLP/HTTP: 429, 502, 503 and 504 are retryable; every other failure status is not.
+    public static func forHTTPStatus(_ status: Int, body: String, retryAfter: Duration?) -> ExportError {
+        let reason = "HTTP \(status)\(body.isEmpty ? "" : ": \(body.prefix(200))")"
+        return [429, 502, 503, 504].contains(status) ? .retryable(reason, retryAfter: retryAfter) : .permanent(reason)
+    }
+
+    /// OTLP/gRPC: CANCELLED, DEADLINE_EXCEEDED, RESOURCE_EXHAUSTED (only with RetryInfo), ABORTED,
+    /// OUT_OF_RANGE, UNAVAILABLE and DATA_LOSS are retryable.
+    public static func forGRPCStatus(_ code: Int, message: String, retryAfter: Duration?) -> ExportError {
+        let reason = "gRPC status \(code)\(message.isEmpty ? "" : ": \(message.prefix(200))")"
+        switch code {
+        case 1, 4, 10, 11, 14, 15: return .retryable(reason, retryAfter: retryAfter)
+        case 8 where retryAfter != nil: return .retryable(reason, retryAfter: retryAfter)
+        default: return .permanent(reason)
+        }
+    }
+}
+
+/// Sends one batch to a backend; the queue around it retries and persists.
+public protocol BatchSender: Sendable {
+    /// Sends `batch`, throwing an `ExportError` that says whether to try again.
+    func send(_ batch: SpanBatchPayload) async throws(ExportError)
+    /// Releases connections.
+    func shutdown() async
+}
+
+import TraceModel
+
+/// What a sender sends: the batch, and how many spans it holds (counted once).
+public struct SpanBatchPayload: Sendable {
+    public var batch: SpanBatch
+    public var spanCount: Int
+
+    public init(_ batch: SpanBatch) {
+        self.batch = batch
+        spanCount = batch.spanCount
+    }
+}

@@ -1,0 +1,283 @@
+import DequeModule
+import Foundation
+import Logging
+import Pipeline
+import Prometheus
+import Synchronization
+import TraceModel
+import TraceWire
+
+/// Puts a bounded, retrying, optionally persistent queue in front of a `BatchSender`, as the
+/// OpenTelemetry Collector's exporter helper does: `export` returns once the batch is queued (and, with
+/// `storage`, written to disk); `num_consumers` tasks send, retrying retryable failures with
+/// exponential backoff and jitter. A full queue makes `export` wait, so the pipeline queue fills and
+/// receivers answer 429/UNAVAILABLE: backpressure, never a silent drop.
+public final class QueuedExporter: SpanExporter {
+    private let id: ComponentID
+    private let sender: any BatchSender
+    private let queueConfiguration: QueueConfiguration
+    private let retry: RetryConfiguration
+    private let logger: Logger
+    private let queue: ExportQueue
+    private let reporter = Mutex<DeliveryReporter?>(nil)
+    private let consumers = Mutex<Task<Void, Never>?>(nil)
+    private let retriedSpans: Counter
+    private let stopping = Atomic<Bool>(false)
+    /// How long `shutdown` keeps trying to deliver what is queued.
+    private let drainDeadline: Duration
+
+    public init(id: ComponentID, sender: any BatchSender, queue: QueueConfiguration, retry: RetryConfiguration,
+                metrics: SelfMetrics, logger: Logger, drainDeadline: Duration = .seconds(5)) {
+        self.id = id
+        self.sender = sender
+        self.queueConfiguration = queue
+        self.retry = retry
+        self.logger = logger
+        self.drainDeadline = drainDeadline
+        let labels = [("exporter", id.description)]
+        retriedSpans = metrics.counter("agenttrace_exporter_retried_spans_total",
+                                       help: "Spans whose send failed and was retried.", labels: labels)
+        let size = metrics.gauge("agenttrace_exporter_queue_size", help: "Batches waiting in an exporter's sending queue.", labels: labels)
+        let persisted = metrics.gauge("agenttrace_exporter_persisted_bytes", help: "Bytes of queued batches kept on disk.", labels: labels)
+        metrics.gauge("agenttrace_exporter_queue_capacity", help: "The most batches an exporter's sending queue holds.", labels: labels)
+            .set(Double(queue.queueSize))
+        self.queue = ExportQueue(capacity: queue.queueSize, storage: queue.storage.map { URL(fileURLWithPath: $0) })
+        let exportQueue = self.queue
+        metrics.onScrape {
+            let (count, bytes) = exportQueue.gauges
+            size.set(Double(count))
+            persisted.set(Double(bytes))
+        }
+    }
+
+    public func reportsDelivery(to reporter: DeliveryReporter) -> Bool {
+        self.reporter.withLock { $0 = reporter }
+        return queueConfiguration.enabled
+    }
+
+    public func start() async throws {
+        guard queueConfiguration.enabled else { return }
+        let recovered = try await queue.recover()
+        if recovered > 0 {
+            logger.info("recovered queued batches from storage", metadata: ["batches": "\(recovered)"])
+        }
+        let task = Task { [self] in
+            await withDiscardingTaskGroup { group in
+                for _ in 0..<queueConfiguration.numConsumers {
+                    group.addTask { await self.consume() }
+                }
+            }
+        }
+        consumers.withLock { $0 = task }
+    }
+
+    public func export(_ batch: SpanBatch) async throws {
+        let payload = SpanBatchPayload(batch)
+        guard queueConfiguration.enabled else {
+            // No queue: send inline; the pipeline counts the outcome.
+            if let failure = await deliver(QueuedBatch(payload: payload, file: nil)) { throw failure }
+            return
+        }
+        try await queue.push(payload)
+    }
+
+    public func shutdown() async {
+        await queue.close()
+        guard let task = consumers.withLock({ $0 }) else {
+            await sender.shutdown()
+            return
+        }
+        // Let the consumers drain what is queued; past the deadline, stop them. With storage, what is
+        // left stays on disk for the next start; without, it is counted as failed.
+        let finished = Task { await task.value }
+        let deadline = Task {
+            try? await Task.sleep(for: drainDeadline)
+            stopping.store(true, ordering: .relaxed)
+            task.cancel()
+        }
+        await finished.value
+        deadline.cancel()
+        let abandoned = await queue.abandonUnpersisted()
+        if abandoned > 0 {
+            reporter.withLock { $0 }?.failed(abandoned)
+            logger.warning("shut down with undelivered spans", metadata: ["spans": "\(abandoned)"])
+        }
+        await sender.shutdown()
+    }
+
+    private func consume() async {
+        while let item = await queue.pop() {
+            if let failure = await deliver(item) {
+                if failure.isRetryable, stopping.load(ordering: .relaxed), item.file != nil {
+                    await queue.keepOnDisk(item)  // delivered after the next start
+                    continue
+                }
+                reporter.withLock { $0 }?.failed(item.payload.spanCount)
+                logger.warning("dropping a batch", metadata: ["exporter": "\(id)", "spans": "\(item.payload.spanCount)",
+                                                             "error": "\(failure)"])
+            } else {
+                reporter.withLock { $0 }?.delivered(item.payload.spanCount)
+            }
+            await queue.finished(item)
+        }
+    }
+
+    /// Sends with retries; nil on success, else the error that ended the attempts.
+    private func deliver(_ item: QueuedBatch) async -> ExportError? {
+        let started = ContinuousClock.now
+        var attempt = 0
+        while true {
+            do {
+                try await sender.send(item.payload)
+                return nil
+            } catch {
+                guard error.isRetryable, retry.enabled, !stopping.load(ordering: .relaxed), !Task.isCancelled else { return error }
+                attempt += 1
+                let delay = retry.delay(attempt: attempt, random: Double.random(in: 0..<1), retryAfter: error.retryAfter)
+                if retry.maxElapsedTime > .zero, ContinuousClock.now - started + delay > retry.maxElapsedTime {
+                    return ExportError.permanent("gave up after \(attempt) attempts over max_elapsed_time: \(error.reason)")
+                }
+                retriedSpans.increment(by: Int64(item.payload.spanCount))
+                do {
+                    try await Task.sleep(for: delay)
+                } catch {
+                    return ExportError.retryable("shutting down")
+                }
+            }
+        }
+    }
+}
+
+/// One queued batch and, with storage, the file that holds it.
+struct QueuedBatch: Sendable {
+    var payload: SpanBatchPayload
+    var file: URL?
+    var bytes: Int = 0
+}
+
+/// The bounded queue itself: batches in memory and, with storage, each also in a file named by a
+/// sequence number, written before `push` returns and removed once the batch is done.
+actor ExportQueue {
+    private let capacity: Int
+    private let storage: URL?
+    private var items: Deque<QueuedBatch> = []
+    private var inFlight = 0
+    private var closed = false
+    private var waitingConsumers: [CheckedContinuation<QueuedBatch?, Never>] = []
+    private var waitingProducers: [CheckedContinuation<Void, Never>] = []
+    private var nextSequence: UInt64 = 1
+    private let codec = OTLPProtobufCodec(initialArenaCapacity: 64 << 10)
+    private let counts = Mutex<(batches: Int, bytes: Int)>((0, 0))
+
+    init(capacity: Int, storage: URL?) {
+        self.capacity = capacity
+        self.storage = storage
+    }
+
+    /// Batches queued and bytes on disk, readable without waiting for the actor.
+    nonisolated var gauges: (Int, Int) { counts.withLock { ($0.batches, $0.bytes) } }
+
+    /// Loads batches left in storage by an earlier run, oldest first; returns how many.
+    func recover() throws -> Int {
+        guard let storage else { return 0 }
+        try FileManager.default.createDirectory(at: storage, withIntermediateDirectories: true)
+        let names = try FileManager.default.contentsOfDirectory(atPath: storage.path)
+        var recovered = 0
+        for name in names.sorted() {
+            let file = storage.appendingPathComponent(name)
+            if name.hasSuffix(".tmp") {
+                try? FileManager.default.removeItem(at: file)  // a write that never completed was never acknowledged
+                continue
+            }
+            guard name.hasSuffix(".otlp"), let sequence = UInt64(name.dropLast(5)),
+                  let data = FileManager.default.contents(atPath: file.path) else { continue }
+            nextSequence = max(nextSequence, sequence + 1)
+            guard let batch = try? codec.decodeRequest(Array(data)) else {
+                try? FileManager.default.moveItem(at: file, to: file.appendingPathExtension("corrupt"))
+                continue
+            }
+            items.append(QueuedBatch(payload: SpanBatchPayload(batch), file: file, bytes: data.count))
+            recovered += 1
+        }
+        updateCounts()
+        return recovered
+    }
+
+    /// Queues a batch, waiting while the queue is full; with storage, writes it to disk first.
+    func push(_ payload: SpanBatchPayload) async throws {
+        while items.count + inFlight >= capacity, !closed {
+            await withCheckedContinuation { waitingProducers.append($0) }
+        }
+        guard !closed else { throw ExportError.permanent("the exporter is shutting down") }
+        var item = QueuedBatch(payload: payload, file: nil)
+        if let storage {
+            let bytes = codec.encodeRequest(payload.batch)
+            let file = storage.appendingPathComponent(String(format: "%020llu.otlp", nextSequence))
+            nextSequence += 1
+            let temporary = file.appendingPathExtension("tmp")
+            try Data(bytes).write(to: temporary)
+            try FileManager.default.moveItem(at: temporary, to: file)
+            item.file = file
+            item.bytes = bytes.count
+        }
+        if !waitingConsumers.isEmpty {
+            inFlight += 1
+            waitingConsumers.removeFirst().resume(returning: item)
+        } else {
+            items.append(item)
+        }
+        updateCounts()
+    }
+
+    /// The next batch to send; nil once closed and empty.
+    func pop() async -> QueuedBatch? {
+        if let item = items.popFirst() {
+            inFlight += 1
+            updateCounts()
+            return item
+        }
+        if closed { return nil }
+        return await withCheckedContinuation { waitingConsumers.append($0) }
+    }
+
+    /// A popped batch is done (sent or given up): its file goes, and a waiting producer may proceed.
+    func finished(_ item: QueuedBatch) {
+        if let file = item.file { try? FileManager.default.removeItem(at: file) }
+        release(item)
+    }
+
+    /// A popped batch stays on disk for the next start.
+    func keepOnDisk(_ item: QueuedBatch) {
+        release(item)
+    }
+
+    /// No more pushes; consumers drain what is queued, then get nil.
+    func close() {
+        closed = true
+        for consumer in waitingConsumers { consumer.resume(returning: nil) }
+        waitingConsumers.removeAll()
+        for producer in waitingProducers { producer.resume() }
+        waitingProducers.removeAll()
+    }
+
+    /// After the consumers stopped: drops what is still queued in memory only, returning its spans;
+    /// persisted batches stay on disk.
+    func abandonUnpersisted() -> Int {
+        let spans = items.filter { $0.file == nil }.reduce(0) { $0 + $1.payload.spanCount }
+        items.removeAll()
+        updateCounts()
+        return spans
+    }
+
+    private func release(_ item: QueuedBatch) {
+        inFlight -= 1
+        if item.file != nil { updateCounts() }
+        if !waitingProducers.isEmpty { waitingProducers.removeFirst().resume() }
+        updateCounts()
+    }
+
+    private func updateCounts() {
+        let bytes = items.reduce(0) { $0 + $1.bytes }
+        counts.withLock { $0 = (items.count + inFlight, bytes) }
+    }
+}

@@ -1,0 +1,82 @@
+import AsyncHTTPClient
+import Foundation
+import NIOCore
+import NIOHTTP1
+import Pipeline
+import TraceWire
+
+/// POSTs each batch to one URL, as OTLP/HTTP and Zipkin both take spans, and classifies the answer:
+/// 2xx is success; 429, 502, 503, 504 and connection failures are retryable (honouring
+/// `Retry-After`); everything else is permanent.
+final class HTTPBatchSender: BatchSender {
+    /// Turns a batch into a request body and its content type.
+    typealias Encoder = @Sendable (SpanBatchPayload) throws -> (body: [UInt8], contentType: String)
+
+    private let url: String
+    private let headers: [(String, String)]
+    private let gzip: Bool
+    private let timeout: Duration
+    private let encode: Encoder
+    private let client: HTTPClient
+
+    init(url: String, headers: [(String, String)], gzip: Bool, timeout: Duration, encode: @escaping Encoder) {
+        self.url = url
+        self.headers = headers
+        self.gzip = gzip
+        self.timeout = timeout
+        self.encode = encode
+        client = HTTPClient(eventLoopGroupProvider: .singleton, configuration: .init(
+            redirectConfiguration: .disallow, timeout: .init(connect: .seconds(5)), decompression: .disabled))
+    }
+
+    func send(_ payload: SpanBatchPayload) async throws(ExportError) {
+        let encoded: (body: [UInt8], contentType: String)
+        do {
+            encoded = try encode(payload)
+        } catch {
+            throw .permanent("cannot encode the batch: \(error)")
+        }
+        var request = HTTPClientRequest(url: url)
+        request.method = .POST
+        request.headers.add(name: "content-type", value: encoded.contentType)
+        request.headers.add(name: "user-agent", value: "AgentTrace")
+        for (name, value) in headers { request.headers.replaceOrAdd(name: name, value: value) }
+        var body = ByteBuffer(bytes: encoded.body)
+        if gzip {
+            do {
+                body = try Gzip.deflate(body)
+            } catch {
+                throw .permanent("cannot gzip the batch: \(error)")
+            }
+            request.headers.add(name: "content-encoding", value: "gzip")
+        }
+        request.body = .bytes(body)
+        let response: HTTPClientResponse
+        let responseBody: ByteBuffer
+        do {
+            response = try await client.execute(request, timeout: .nanoseconds(timeout.nanoseconds))
+            responseBody = try await response.body.collect(upTo: 1 << 20)
+        } catch {
+            throw .retryable("\(url): \(error)")
+        }
+        guard !(200..<300).contains(Int(response.status.code)) else { return }
+        throw ExportError.forHTTPStatus(Int(response.status.code), body: String(buffer: responseBody),
+                                        retryAfter: response.headers.first(name: "retry-after").flatMap(Self.retryAfter))
+    }
+
+    func shutdown() async {
+        try? await client.shutdown()
+    }
+
+    /// `Retry-After` as delay-seconds or an HTTP date (RFC 9110 §10.2.3).
+    static func retryAfter(_ value: String) -> Duration? {
+        if let seconds = Int(value.trimmingCharacters(in: .whitespaces)), seconds >= 0 { return .seconds(seconds) }
+        let formatter = DateFormatter()
+        formatter.locale = Locale(identifier: "en_US_POSIX")
+        formatter.timeZone = TimeZone(identifier: "GMT")
+        formatter.dateFormat = "EEE, dd MMM yyyy HH:mm:ss zzz"
+        guard let date = formatter.date(from: value) else { return nil }
+        return .milliseconds(max(0, Int(date.timeIntervalSinceNow * 1000)))
+    }
+}
+

@@ -1,0 +1,284 @@
+import Logging
+import NIOCore
+import NIOPosix
+import Synchronization
+
+/// What a unary call returned.
+public struct GRPCCallResult: Sendable {
+    /// `grpc-status` (from the HTTP status when the server sent none).
+    public var status: Int
+    /// `grpc-message`, percent-decoded.
+    public var message: String
+    /// The response message, unframed.
+    public var body: [UInt8]
+    /// `grpc-status-details-bin`, base64 as received (a `google.rpc.Status`).
+    public var statusDetails: String?
+}
+
+/// A call that never got an answer: the connection failed, closed or timed out.
+public struct GRPCTransportError: Error, CustomStringConvertible, Sendable {
+    /// The gRPC status this stands for: UNAVAILABLE (14) or DEADLINE_EXCEEDED (4).
+    public var status: Int
+    public var reason: String
+
+    public var description: String { "gRPC transport error (status \(status)): \(reason)" }
+}
+
+/// A gRPC client for unary calls over one plaintext HTTP/2 connection (h2c), whose HTTP/2 is an
+/// nghttp2 client session: connects on first use, multiplexes calls as streams, reconnects after a
+/// failure. Used by the Jaeger and OTLP exporters.
+public final class GRPCClient: Sendable {
+    private let host: String
+    private let port: Int
+    private let group: any EventLoopGroup
+    /// The current connection (or attempt), with a number so a late close forgets only its own.
+    private let channel = Mutex<(generation: Int, future: EventLoopFuture<any Channel>?)>((0, nil))
+
+    public init(host: String, port: Int, group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton) {
+        self.host = host
+        self.port = port
+        self.group = group
+    }
+
+    /// Calls `path` (`/package.Service/Method`) with one request message.
+    public func call(path: String, message: [UInt8], compressed: Bool = false, metadata: [HTTP2Header] = [],
+                     timeout: Duration) async throws(GRPCTransportError) -> GRPCCallResult {
+        let channel: any Channel
+        do {
+            channel = try await connection().get()
+        } catch {
+            forgetConnection()
+            throw GRPCTransportError(status: 14, reason: "cannot connect to \(host):\(port): \(error)")
+        }
+        var headers: [HTTP2Header] = [(":method", "POST"), (":scheme", "http"), (":path", path), (":authority", "\(host):\(port)"),
+                                      ("content-type", "application/grpc"), ("te", "trailers"), ("user-agent", "AgentTrace")]
+        if compressed { headers.append(("grpc-encoding", "gzip")) }
+        headers.append(("grpc-timeout", "\(max(1, timeout.components.seconds * 1000 + timeout.components.attoseconds / 1_000_000_000_000_000))m"))
+        headers += metadata
+        var frame = [UInt8](repeating: 0, count: 5)
+        frame[0] = compressed ? 1 : 0
+        let length = UInt32(message.count)
+        frame[1] = UInt8(length >> 24)
+        frame[2] = UInt8(length >> 16 & 0xFF)
+        frame[3] = UInt8(length >> 8 & 0xFF)
+        frame[4] = UInt8(length & 0xFF)
+        let promise = channel.eventLoop.makePromise(of: GRPCCallResult.self)
+        let call = GRPCClientCall(headers: headers, body: frame + message, promise: promise)
+        let deadline = channel.eventLoop.scheduleTask(in: .nanoseconds(timeout.components.seconds * 1_000_000_000 + timeout.components.attoseconds / 1_000_000_000)) {
+            promise.fail(GRPCTransportError(status: 4, reason: "no answer within \(timeout)"))
+        }
+        channel.writeAndFlush(call, promise: nil)
+        do {
+            let result = try await promise.futureResult.get()
+            deadline.cancel()
+            return result
+        } catch let error as GRPCTransportError {
+            if error.status == 14 { forgetConnection() }
+            throw error
+        } catch {
+            forgetConnection()
+            throw GRPCTransportError(status: 14, reason: "\(error)")
+        }
+    }
+
+    /// Closes the connection.
+    public func close() async {
+        let current = channel.withLock { value in
+            defer { value.future = nil }
+            return value.future
+        }
+        if let current, let opened = try? await current.get() {
+            try? await opened.close()
+        }
+    }
+
+    private func connection() -> EventLoopFuture<any Channel> {
+        channel.withLock { state in
+            if let current = state.future { return current }
+            state.generation += 1
+            let generation = state.generation
+            let connecting = ClientBootstrap(group: group)
+                .channelOption(.socketOption(.tcp_nodelay), value: 1)
+                .connectTimeout(.seconds(5))
+                .channelInitializer { channel in
+                    channel.eventLoop.makeCompletedFuture {
+                        try channel.pipeline.syncOperations.addHandler(GRPCClientHandler())
+                    }
+                }
+                .connect(host: host, port: port)
+            connecting.whenSuccess { [weak self] opened in
+                opened.closeFuture.whenComplete { _ in self?.forgetConnection(generation: generation) }
+            }
+            state.future = connecting
+            return connecting
+        }
+    }
+
+    /// Drops the connection so the next call opens a new one; with `generation`, only if it is still that one.
+    private func forgetConnection(generation: Int? = nil) {
+        channel.withLock { state in
+            if let generation, generation != state.generation { return }
+            state.future = nil
+        }
+    }
+}
+
+/// One call handed to the connection's handler.
+struct GRPCClientCall {
+    var headers: [HTTP2Header]
+    var body: [UInt8]
+    var promise: EventLoopPromise<GRPCCallResult>
+}
+
+/// Runs an nghttp2 client session on a connection: each written `GRPCClientCall` becomes a stream;
+/// the stream's response headers, body and trailers complete its promise.
+final class GRPCClientHandler: ChannelDuplexHandler {
+    typealias InboundIn = ByteBuffer
+    typealias OutboundIn = GRPCClientCall
+    typealias OutboundOut = ByteBuffer
+
+    private struct Pending {
+        var promise: EventLoopPromise<GRPCCallResult>
+        var headers: [HTTP2Header] = []
+        var body: [UInt8] = []
+    }
+
+    private var session: HTTP2Session?
+    private var pending: [Int32: Pending] = [:]
+    private var output: [UInt8] = []
+
+    func channelActive(context: ChannelHandlerContext) {
+        session = try? HTTP2Session(role: .client)
+        flush(context: context)
+        context.fireChannelActive()
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        failAll(GRPCTransportError(status: 14, reason: "the connection closed"))
+        session?.close()
+        session = nil
+        context.fireChannelInactive()
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        failAll(GRPCTransportError(status: 14, reason: "\(error)"))
+        context.close(promise: nil)
+    }
+
+    func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
+        let call = unwrapOutboundIn(data)
+        guard let session else {
+            call.promise.fail(GRPCTransportError(status: 14, reason: "no HTTP/2 session"))
+            promise?.succeed()
+            return
+        }
+        do {
+            let streamID = try session.request(headers: call.headers, body: call.body)
+            pending[streamID] = Pending(promise: call.promise)
+        } catch {
+            call.promise.fail(GRPCTransportError(status: 14, reason: "cannot open a stream: \(error)"))
+        }
+        promise?.succeed()
+    }
+
+    func flush(context: ChannelHandlerContext) {
+        guard let session else { return }
+        output.removeAll(keepingCapacity: true)
+        do {
+            guard try session.takeOutput(into: &output) else { return }
+        } catch {
+            context.close(promise: nil)
+            return
+        }
+        context.writeAndFlush(wrapOutboundOut(context.channel.allocator.buffer(bytes: output)), promise: nil)
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        guard let session else { return }
+        let buffer = unwrapInboundIn(data)
+        let events: [HTTP2Event]
+        do throws(HTTP2Error) {
+            events = try buffer.withUnsafeReadableBytes { (bytes) throws(HTTP2Error) in try session.receive(bytes) }
+        } catch {
+            flush(context: context)
+            context.close(promise: nil)
+            return
+        }
+        for event in events {
+            switch event {
+            case .headers(let streamID, let headers, _):
+                pending[streamID]?.headers += headers
+            case .data(let streamID, let bytes):
+                pending[streamID]?.body += bytes
+            case .streamClosed(let streamID, let errorCode):
+                guard let call = pending.removeValue(forKey: streamID) else { continue }
+                complete(call, errorCode: errorCode)
+            case .endStream, .goAway:
+                break
+            }
+        }
+        flush(context: context)
+    }
+
+    private func complete(_ call: Pending, errorCode: UInt32) {
+        let header = { (name: String) in call.headers.last { $0.name == name }?.value }
+        guard let statusText = header("grpc-status"), let status = Int(statusText) else {
+            if errorCode != 0 {
+                call.promise.fail(GRPCTransportError(status: 14, reason: "stream reset with HTTP/2 error \(errorCode)"))
+                return
+            }
+            // No gRPC status: map the HTTP status as the gRPC HTTP/2 protocol document does.
+            let http = Int(header(":status") ?? "") ?? 0
+            let mapped = switch http {
+            case 400: 13
+            case 401: 16
+            case 403: 7
+            case 404: 12
+            case 429, 502, 503, 504: 14
+            default: 2
+            }
+            call.promise.succeed(GRPCCallResult(status: mapped, message: "HTTP \(http) without grpc-status", body: [], statusDetails: nil))
+            return
+        }
+        var body: [UInt8] = []
+        if call.body.count >= 5 {
+            body = Array(call.body[5...])
+        }
+        call.promise.succeed(GRPCCallResult(status: status, message: (header("grpc-message") ?? "").removingPercentEncodingLeniently,
+                                            body: body, statusDetails: header("grpc-status-details-bin")))
+    }
+
+    private func failAll(_ error: GRPCTransportError) {
+        let calls = pending
+        pending.removeAll()
+        for call in calls.values { call.promise.fail(error) }
+    }
+}
+
+extension String {
+    /// Decodes `%XX` escapes (grpc-message); malformed escapes stay as they are.
+    var removingPercentEncodingLeniently: String {
+        guard contains("%") else { return self }
+        var bytes: [UInt8] = []
+        var iterator = Array(utf8)[...]
+        while let byte = iterator.popFirst() {
+            if byte == UInt8(ascii: "%"), iterator.count >= 2,
+               let high = hexValue(iterator[iterator.startIndex]), let low = hexValue(iterator[iterator.startIndex + 1]) {
+                bytes.append(high << 4 | low)
+                iterator = iterator.dropFirst(2)
+            } else {
+                bytes.append(byte)
+            }
+        }
+        return String(decoding: bytes, as: UTF8.self)
+    }
+}
+
+private func hexValue(_ byte: UInt8) -> UInt8? {
+    switch byte {
+    case UInt8(ascii: "0")...UInt8(ascii: "9"): byte - UInt8(ascii: "0")
+    case UInt8(ascii: "a")...UInt8(ascii: "f"): byte - UInt8(ascii: "a") + 10
+    case UInt8(ascii: "A")...UInt8(ascii: "F"): byte - UInt8(ascii: "A") + 10
+    default: nil
+    }
+}

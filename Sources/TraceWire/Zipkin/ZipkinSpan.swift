@@ -1,0 +1,217 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import TraceModel
+
+/// A Zipkin v2 span (zipkin2-api.yaml `Span`), the shape both the JSON and the proto3 encodings take.
+public struct ZipkinSpan: Sendable, Equatable {
+    /// Zipkin's span kinds; INTERNAL has none.
+    public enum Kind: String, Sendable {
+        case client = "CLIENT", server = "SERVER", producer = "PRODUCER", consumer = "CONSUMER"
+    }
+
+    /// A service and network address.
+    public struct Endpoint: Sendable, Equatable {
+        public var serviceName: String?
+        /// 4 bytes, or nil.
+        public var ipv4: [UInt8]?
+        /// 16 bytes, or nil.
+        public var ipv6: [UInt8]?
+        public var port: Int?
+    }
+
+    public var traceID: TraceID
+    public var parentID: SpanID?
+    public var id: SpanID
+    public var kind: Kind?
+    public var name: String
+    /// Epoch microseconds; nil when the start is unknown.
+    public var timestamp: UInt64?
+    /// Microseconds, at least 1; nil when unknown.
+    public var duration: UInt64?
+    public var localEndpoint: Endpoint
+    public var remoteEndpoint: Endpoint?
+    /// (epoch µs, value)
+    public var annotations: [(timestamp: UInt64, value: String)]
+    /// In the order keys were first set.
+    public var tags: [(key: String, value: String)]
+
+    public static func == (lhs: ZipkinSpan, rhs: ZipkinSpan) -> Bool {
+        lhs.traceID == rhs.traceID && lhs.parentID == rhs.parentID && lhs.id == rhs.id && lhs.kind == rhs.kind
+            && lhs.name == rhs.name && lhs.timestamp == rhs.timestamp && lhs.duration == rhs.duration
+            && lhs.localEndpoint == rhs.localEndpoint && lhs.remoteEndpoint == rhs.remoteEndpoint
+            && lhs.annotations.elementsEqual(rhs.annotations, by: { $0 == $1 }) && lhs.tags.elementsEqual(rhs.tags, by: { $0 == $1 })
+    }
+}
+
+/// Maps OTLP spans to Zipkin v2, as docs/exporter-mappings.md §1 sets out (the OpenTelemetry
+/// specification's Zipkin exporter rules, with the Collector's formats where the specification is open).
+public enum ZipkinTranslator {
+    /// Attributes that name the remote service, best first (zipkin.md "Remote endpoint").
+    static let remoteServiceKeys = ["peer.service", "server.address", "net.peer.name", "server.socket.domain",
+                                    "net.sock.peer.name", "peer.hostname", "peer.address", "db.name"]
+    static let remoteAddressKeys = ["network.peer.address", "server.socket.address", "net.sock.peer.addr", "net.peer.ip"]
+    static let remotePortKeys = ["network.peer.port", "server.socket.port", "net.sock.peer.port", "net.peer.port"]
+
+    /// Every span of the batch, in order.
+    public static func spans(from batch: SpanBatch) -> [ZipkinSpan] {
+        var result: [ZipkinSpan] = []
+        result.reserveCapacity(batch.spanCount)
+        for resourceSpans in batch.resourceSpans {
+            let serviceName = resourceSpans.resource.serviceName.flatMap { $0.isEmpty ? nil : $0 } ?? "unknown_service"
+            var resourceTags = TagList()
+            for attribute in resourceSpans.resource.attributes where attribute.key != "service.name" {
+                resourceTags.set(attribute.key, AttributeText.string(attribute.value))
+            }
+            for scopeSpans in resourceSpans.scopeSpans {
+                var scopeTags = resourceTags
+                let scope = scopeSpans.scope
+                if !scope.name.isEmpty {
+                    scopeTags.set("otel.scope.name", scope.name)
+                    scopeTags.set("otel.library.name", scope.name)
+                }
+                if !scope.version.isEmpty {
+                    scopeTags.set("otel.scope.version", scope.version)
+                    scopeTags.set("otel.library.version", scope.version)
+                }
+                for attribute in scope.attributes { scopeTags.set(attribute.key, AttributeText.string(attribute.value)) }
+                for span in scopeSpans.spans where span.traceID.isValid && span.spanID.isValid {
+                    result.append(self.span(span, serviceName: serviceName, inheritedTags: scopeTags))
+                }
+            }
+        }
+        return result
+    }
+
+    static func span(_ span: Span, serviceName: String, inheritedTags: TagList) -> ZipkinSpan {
+        var tags = inheritedTags
+        for attribute in span.attributes { tags.set(attribute.key, AttributeText.string(attribute.value)) }
+        let kind: ZipkinSpan.Kind? = switch span.kind {
+        case .client: .client
+        case .server: .server
+        case .producer: .producer
+        case .consumer: .consumer
+        case .internal, .unspecified: nil
+        }
+        if span.kind == .internal { tags.set("span.kind", "internal") }
+        switch span.status.code {
+        case .ok:
+            tags.set("otel.status_code", "OK")
+            tags.remove("error")
+        case .error:
+            tags.set("otel.status_code", "ERROR")
+            tags.set("error", span.status.message)
+        case .unset:
+            tags.remove("error")
+        }
+        if span.status.code != .unset, !span.status.message.isEmpty { tags.set("otel.status_description", span.status.message) }
+        if !span.traceState.isEmpty { tags.set("w3c.tracestate", span.traceState) }
+        for (index, link) in span.links.enumerated() {
+            tags.set("otlp.link.\(index)", "\(link.traceID.hex)|\(link.spanID.hex)|\(link.traceState)|"
+                + "\(AttributeText.jsonObject(link.attributes))|\(link.droppedAttributesCount)")
+        }
+        if span.droppedAttributesCount > 0 { tags.set("otel.dropped_attributes_count", String(span.droppedAttributesCount)) }
+        if span.droppedEventsCount > 0 { tags.set("otel.dropped_events_count", String(span.droppedEventsCount)) }
+        if span.droppedLinksCount > 0 { tags.set("otel.dropped_links_count", String(span.droppedLinksCount)) }
+
+        let start = span.startTimeUnixNano
+        let end = span.endTimeUnixNano
+        return ZipkinSpan(
+            traceID: span.traceID,
+            parentID: span.parentSpanID.isValid ? span.parentSpanID : nil,
+            id: span.spanID,
+            kind: kind,
+            name: span.name,
+            timestamp: start == 0 ? nil : start / 1000,
+            duration: start == 0 || end == 0 || end < start ? nil : max(1, (end - start) / 1000),
+            localEndpoint: ZipkinSpan.Endpoint(serviceName: serviceName),
+            remoteEndpoint: remoteEndpoint(span.attributes),
+            annotations: span.events.map { event in
+                let value = event.attributes.isEmpty && event.droppedAttributesCount == 0
+                    ? event.name
+                    : "\(event.name)|\(AttributeText.jsonObject(event.attributes))|\(event.droppedAttributesCount)"
+                return (event.timeUnixNano / 1000, value)
+            },
+            tags: tags.entries
+        )
+    }
+
+    static func remoteEndpoint(_ attributes: [Attribute]) -> ZipkinSpan.Endpoint? {
+        var endpoint = ZipkinSpan.Endpoint()
+        endpoint.serviceName = remoteServiceKeys.lazy.compactMap { key -> String? in
+            guard let value = attributes[key] else { return nil }
+            let text = AttributeText.string(value)
+            return text.isEmpty ? nil : text
+        }.first
+        for key in remoteAddressKeys {
+            guard let text = attributes[key]?.stringValue else { continue }
+            if let v4 = IPAddress.v4(text) {
+                endpoint.ipv4 = v4
+            } else if let v6 = IPAddress.v6(text) {
+                if v6.prefix(12) == [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xFF, 0xFF] { endpoint.ipv4 = Array(v6.suffix(4)) } else { endpoint.ipv6 = v6 }
+            } else {
+                continue
+            }
+            break
+        }
+        for key in remotePortKeys {
+            let port: Int? = switch attributes[key] {
+            case .int(let number)?: Int(exactly: number)
+            case .string(let text)?: Int(text)
+            default: nil
+            }
+            if let port, (1...65535).contains(port) {
+                endpoint.port = port
+                break
+            }
+        }
+        guard endpoint.serviceName != nil || endpoint.ipv4 != nil || endpoint.ipv6 != nil else { return nil }
+        return endpoint
+    }
+}
+
+/// Tags with one value per key, in the order keys were first set; a later `set` replaces the value.
+struct TagList {
+    private(set) var entries: [(key: String, value: String)] = []
+    private var index: [String: Int] = [:]
+
+    mutating func set(_ key: String, _ value: String) {
+        if let position = index[key] {
+            entries[position].value = value
+        } else {
+            index[key] = entries.count
+            entries.append((key, value))
+        }
+    }
+
+    mutating func remove(_ key: String) {
+        guard let position = index.removeValue(forKey: key) else { return }
+        entries.remove(at: position)
+        for (other, value) in index where value > position { index[other] = value - 1 }
+    }
+}
+
+/// IP address literals, parsed by the C library.
+enum IPAddress {
+    static func v4(_ text: String) -> [UInt8]? {
+        var address = in_addr()
+        guard inet_pton(AF_INET, text, &address) == 1 else { return nil }
+        return withUnsafeBytes(of: &address) { Array($0) }
+    }
+
+    static func v6(_ text: String) -> [UInt8]? {
+        var address = in6_addr()
+        guard inet_pton(AF_INET6, text, &address) == 1 else { return nil }
+        return withUnsafeBytes(of: &address) { Array($0) }
+    }
+
+    static func text(v4 bytes: [UInt8]) -> String { bytes.map(String.init).joined(separator: ".") }
+
+    static func text(v6 bytes: [UInt8]) -> String {
+        var address = in6_addr()
+        withUnsafeMutableBytes(of: &address) { $0.copyBytes(from: bytes) }
+        var buffer = [CChar](repeating: 0, count: Int(INET6_ADDRSTRLEN))
+        guard inet_ntop(AF_INET6, &address, &buffer, socklen_t(buffer.count)) != nil else { return "" }
+        return String(cString: buffer)
+    }
+}
