@@ -98,6 +98,13 @@ def generated_modules():
 # Protobuf strictness helpers
 # ---------------------------------------------------------------------------
 
+def _repeated(fd):
+    rep = getattr(fd, "is_repeated", None)
+    if rep is not None:
+        return rep
+    return fd.label == fd.LABEL_REPEATED
+
+
 def unknown_field_paths(msg, path=""):
     """Paths of unknown fields anywhere in a parsed protobuf message (fields the schema does not have)."""
     from google.protobuf import unknown_fields
@@ -116,7 +123,7 @@ def unknown_field_paths(msg, path=""):
                 for k, v in value.items():
                     found.extend(unknown_field_paths(v, "%s.%s[%r]" % (name, fd.name, k)))
             continue
-        if fd.label == fd.LABEL_REPEATED:
+        if _repeated(fd):
             for i, v in enumerate(value):
                 found.extend(unknown_field_paths(v, "%s.%s[%d]" % (name, fd.name, i)))
         else:
@@ -130,12 +137,12 @@ def enum_violations(msg, path=""):
     name = path or msg.DESCRIPTOR.full_name
     for fd, value in msg.ListFields():
         if fd.enum_type is not None:
-            values = value if fd.label == fd.LABEL_REPEATED else [value]
+            values = value if _repeated(fd) else [value]
             for v in values:
                 if v not in fd.enum_type.values_by_number:
                     found.append("%s.%s: %d is not a value of enum %s" % (name, fd.name, v, fd.enum_type.full_name))
         elif fd.message_type is not None and not fd.message_type.GetOptions().map_entry:
-            if fd.label == fd.LABEL_REPEATED:
+            if _repeated(fd):
                 for i, v in enumerate(value):
                     found.extend(enum_violations(v, "%s.%s[%d]" % (name, fd.name, i)))
             else:
@@ -384,8 +391,14 @@ class HTTPFakeBase(FakeBase):
 
             def do_POST(self):
                 body = _read_body(self)
-                status, headers, out = fake._handle_post(self.path, {k.lower(): v for k, v in self.headers.items()},
-                                                         body)
+                hdrs = {k.lower(): v for k, v in self.headers.items()}
+                try:
+                    status, headers, out = fake._handle_post(self.path, hdrs, body)
+                except Exception as e:  # a bug in the fake must show up, not hang the sender
+                    fake._record(Received(time.monotonic(), "http", self.path, hdrs, body,
+                                          violations=["fake crashed handling the request: %r" % (e,)],
+                                          answer=500))
+                    status, headers, out = 500, {}, b""
                 self._answer(status, headers, out)
 
             def _other(self):
@@ -1106,7 +1119,10 @@ class GRPCFakeBase(FakeBase):
         for k, v in context.invocation_metadata():
             md[k.lower()] = v
         rec = Received(time.monotonic(), "grpc", self.path, md, body)
-        self.parse(rec, body)
+        try:
+            self.parse(rec, body)
+        except Exception as e:  # a bug in the fake must show up as a violation
+            rec.violations.append("fake crashed handling the request: %r" % (e,))
         failure = self.script.decide()
         if rec.violations:
             rec.answer = "INVALID_ARGUMENT"
