@@ -158,6 +158,33 @@ service:
   telemetry: {logs: {level: warn}}
   pipelines: {traces: {receivers: [otlp], processors: [batch], exporters: [nop]}}
 """,
+    "batch -> zipkin (JSON, local sink)": """
+receivers: {otlp: {protocols: {http: {endpoint: "127.0.0.1:PORT"}}}}
+processors: {batch: {send_batch_size: 8192, timeout: 200ms}}
+exporters: {zipkin: {endpoint: "http://127.0.0.1:SINKPORT/api/v2/spans"}}
+service:
+  admin: {endpoint: "127.0.0.1:0"}
+  telemetry: {logs: {level: warn}}
+  pipelines: {traces: {receivers: [otlp], processors: [batch], exporters: [zipkin]}}
+""",
+    "batch -> otlp/http (local sink)": """
+receivers: {otlp: {protocols: {http: {endpoint: "127.0.0.1:PORT"}}}}
+processors: {batch: {send_batch_size: 8192, timeout: 200ms}}
+exporters: {otlp: {protocol: http/protobuf, endpoint: "http://127.0.0.1:SINKPORT"}}
+service:
+  admin: {endpoint: "127.0.0.1:0"}
+  telemetry: {logs: {level: warn}}
+  pipelines: {traces: {receivers: [otlp], processors: [batch], exporters: [otlp]}}
+""",
+    "batch -> otlp/http with storage (local sink)": """
+receivers: {otlp: {protocols: {http: {endpoint: "127.0.0.1:PORT"}}}}
+processors: {batch: {send_batch_size: 8192, timeout: 200ms}}
+exporters: {otlp: {protocol: http/protobuf, endpoint: "http://127.0.0.1:SINKPORT", sending_queue: {storage: "STORAGE"}}}
+service:
+  admin: {endpoint: "127.0.0.1:0"}
+  telemetry: {logs: {level: warn}}
+  pipelines: {traces: {receivers: [otlp], processors: [batch], exporters: [otlp]}}
+""",
 }
 
 
@@ -189,16 +216,24 @@ def main():
                      "--otlp-grpc-endpoint", f"127.0.0.1:{grpc_port}"]
     add("rotel (blackhole), OTLP/HTTP", Collector("rotel", rotel_command, port, args.collector_core))
     add("rotel (blackhole), OTLP/gRPC", Collector("rotel", rotel_command, grpc_port, args.collector_core), grpc=True)
+    sink_port = 19411
+    sink = subprocess.Popen(["taskset", "-c", str(args.load_core), sys.executable, os.path.join(BENCH, "sink.py"), str(sink_port)],
+                            stdout=subprocess.DEVNULL)
+    wait_for_port(sink_port)
     with tempfile.TemporaryDirectory() as directory:
         for name, config in AGENTTRACE_CONFIGS.items():
             path = os.path.join(directory, "config.yaml")
+            storage = os.path.join(directory, "queue")
             with open(path, "w") as f:
-                f.write(config.replace("GRPCPORT", str(grpc_port)).replace("PORT", str(port)))
+                f.write(config.replace("GRPCPORT", str(grpc_port)).replace("SINKPORT", str(sink_port))
+                        .replace("PORT", str(port)).replace("STORAGE", storage))
             command = [args.agenttrace, "serve", "--config", path]
             add(f"AgentTrace {name}, OTLP/HTTP", Collector("agenttrace", command, port, args.collector_core))
             if "GRPCPORT" in config:
                 add(f"AgentTrace {name}, OTLP/gRPC", Collector("agenttrace", command, grpc_port, args.collector_core), grpc=True)
 
+    sink.terminate()
+    sink.wait()
     rates = {name: r["spans_per_s"] for name, r in rows}
     header = "| collector and pipeline | spans/s | vs rotel | p50 ms | p99 ms | CPU s / M spans | peak RSS MiB | failed requests |"
     lines = [header, "|" + "---|" * 8]
