@@ -242,6 +242,7 @@ class Received:
     violations: list = field(default_factory=list)
     answer: object = None            # HTTP status (int) or gRPC status name (str)
     accepted: bool = False           # answered success
+    failure: object = None           # the scripted Failure answered, if any
 
     def span_ids(self):
         return [s.key for s in self.spans]
@@ -412,7 +413,8 @@ class HTTPFakeBase(FakeBase):
             do_GET = do_PUT = do_DELETE = do_PATCH = _other
 
         self.server = _Server(("127.0.0.1", self._port), Handler)
-        self.thread = threading.Thread(target=self.server.serve_forever, name=self.name, daemon=True)
+        self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05},
+                                       name=self.name, daemon=True)
         self.thread.start()
         return self
 
@@ -454,6 +456,7 @@ class HTTPFakeBase(FakeBase):
         if rec.violations:
             status, hdrs, out = self.bad_request(rec)
         elif failure is not None:
+            rec.failure = failure
             status, hdrs, out = self.failure_answer(rec, failure)
         else:
             status, hdrs, out = self.success(rec)
@@ -594,7 +597,8 @@ def zipkin_proto_span_to_json(span, zipkin_pb2):
     if span.id:
         out["id"] = span.id.hex()
     if span.kind:
-        out["kind"] = zipkin_pb2.Span.Kind.Name(span.kind)
+        kinds = zipkin_pb2.Span.Kind.DESCRIPTOR.values_by_number
+        out["kind"] = kinds[span.kind].name if span.kind in kinds else span.kind
     if span.name:
         out["name"] = span.name
     if span.timestamp:
@@ -757,8 +761,9 @@ def otlp_json_id_violations(obj, path="$"):
             p = "%s.%s" % (path, k)
             if k in _OTLP_JSON_ID_KEYS:
                 n = _OTLP_JSON_ID_KEYS[k]
-                if not isinstance(v, str) or not (v == "" and k == "parentSpanId") and (
-                        len(v) != n or any(c not in "0123456789abcdefABCDEF" for c in v)):
+                if k == "parentSpanId" and v == "":
+                    continue  # a root span
+                if not isinstance(v, str) or len(v) != n or any(c not in "0123456789abcdefABCDEF" for c in v):
                     out.append("%s: %r is not a %d-character hex id (OTLP/JSON)" % (p, v, n))
             else:
                 out.extend(otlp_json_id_violations(v, p))
@@ -874,6 +879,7 @@ class SniffedStream:
     stream_id: int
     headers: dict                       # request headers (first header block), lower-case names
     message_flags: list = field(default_factory=list)   # the compressed-flag byte of each gRPC message
+    message_sizes: list = field(default_factory=list)   # the length prefix of each gRPC message
     errors: list = field(default_factory=list)
 
 
@@ -1026,6 +1032,7 @@ class _H2RequestParser:
                 if len(buf) < 5 + n:
                     break
                 st.message_flags.append(buf[0])
+                st.message_sizes.append(n)
                 buf = buf[5 + n:]
             self.pending[sid] = buf
 
@@ -1131,6 +1138,7 @@ class GRPCFakeBase(FakeBase):
         if failure is not None:
             code = failure.code
             rec.answer = code.name
+            rec.failure = failure
             self._record(rec)
             if failure.retry_after is not None:
                 st = _retry_info_trailer(failure.retry_after)

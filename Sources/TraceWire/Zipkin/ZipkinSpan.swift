@@ -75,8 +75,9 @@ public enum ZipkinTranslator {
                     scopeTags.set("otel.library.version", scope.version)
                 }
                 for attribute in scope.attributes { scopeTags.set(attribute.key, AttributeText.string(attribute.value)) }
+                let inherited = scopeTags.sealed()
                 for span in scopeSpans.spans where span.traceID.isValid && span.spanID.isValid {
-                    result.append(self.span(span, serviceName: serviceName, inheritedTags: scopeTags))
+                    result.append(self.span(span, serviceName: serviceName, inheritedTags: inherited))
                 }
             }
         }
@@ -132,7 +133,7 @@ public enum ZipkinTranslator {
                     : "\(event.name)|\(AttributeText.jsonObject(event.attributes))|\(event.droppedAttributesCount)"
                 return (event.timeUnixNano / 1000, value)
             },
-            tags: tags.entries
+            tags: tags.tags
         )
     }
 
@@ -171,24 +172,54 @@ public enum ZipkinTranslator {
 }
 
 /// Tags with one value per key, in the order keys were first set; a later `set` replaces the value.
+/// Built once per resource and scope, then copied per span: the copy shares the key index with the
+/// original, and keys a span adds are found by a short scan instead of a fresh dictionary per span.
 struct TagList {
     private(set) var entries: [(key: String, value: String)] = []
+    /// Positions of the keys set before the first copy; shared by copies.
     private var index: [String: Int] = [:]
+    /// Entries from here on were added after `sealed()` and are not in `index`.
+    private var firstUnindexed = 0
+    private var isSealed = false
+
+    /// A copy whose later additions do not grow the shared index.
+    func sealed() -> TagList {
+        var copy = self
+        copy.firstUnindexed = copy.entries.count
+        copy.isSealed = true
+        return copy
+    }
+
+    private func position(of key: String) -> Int? {
+        if let position = index[key], position < entries.count, entries[position].key == key { return position }
+        var position = firstUnindexed
+        while position < entries.count {
+            if entries[position].key == key { return position }
+            position += 1
+        }
+        return nil
+    }
 
     mutating func set(_ key: String, _ value: String) {
-        if let position = index[key] {
+        if let position = position(of: key) {
             entries[position].value = value
-        } else {
+        } else if !isSealed {
             index[key] = entries.count
+            entries.append((key, value))
+            firstUnindexed = entries.count
+        } else {
             entries.append((key, value))
         }
     }
 
     mutating func remove(_ key: String) {
-        guard let position = index.removeValue(forKey: key) else { return }
-        entries.remove(at: position)
-        for (other, value) in index where value > position { index[other] = value - 1 }
+        guard let position = position(of: key) else { return }
+        // Keep positions stable for the shared index: blank the key instead of shifting.
+        entries[position] = ("", "")
     }
+
+    /// The tags, without removed ones.
+    var tags: [(key: String, value: String)] { entries.filter { !$0.key.isEmpty } }
 }
 
 /// IP address literals, parsed by the C library.
