@@ -162,6 +162,8 @@ actor ExportQueue {
     private let storage: URL?
     private var items: Deque<QueuedBatch> = []
     private var inFlight = 0
+    /// Bytes on disk of the batches consumers hold (being sent or retried).
+    private var inFlightBytes = 0
     private var closed = false
     private var waitingConsumers: [CheckedContinuation<QueuedBatch?, Never>] = []
     private var waitingProducers: [CheckedContinuation<Void, Never>] = []
@@ -222,6 +224,7 @@ actor ExportQueue {
         }
         if !waitingConsumers.isEmpty {
             inFlight += 1
+            inFlightBytes += item.bytes
             waitingConsumers.removeFirst().resume(returning: item)
         } else {
             items.append(item)
@@ -233,6 +236,7 @@ actor ExportQueue {
     func pop() async -> QueuedBatch? {
         if let item = items.popFirst() {
             inFlight += 1
+            inFlightBytes += item.bytes
             updateCounts()
             return item
         }
@@ -271,13 +275,13 @@ actor ExportQueue {
 
     private func release(_ item: QueuedBatch) {
         inFlight -= 1
-        if item.file != nil { updateCounts() }
+        inFlightBytes -= item.bytes
         if !waitingProducers.isEmpty { waitingProducers.removeFirst().resume() }
         updateCounts()
     }
 
     private func updateCounts() {
-        let bytes = items.reduce(0) { $0 + $1.bytes }
+        let bytes = items.reduce(0) { $0 + $1.bytes } + inFlightBytes
         counts.withLock { $0 = (items.count + inFlight, bytes) }
     }
 }
