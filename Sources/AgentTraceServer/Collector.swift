@@ -7,6 +7,7 @@ import Receivers
 import ServiceLifecycle
 import Synchronization
 import TraceModel
+import TraceWire
 
 /// One built traces pipeline.
 public struct BuiltPipeline: Sendable {
@@ -77,10 +78,19 @@ public final class Collector: Sendable {
         self.announcer = announcer
         var pipelines: [BuiltPipeline] = []
         for pipeline in configuration.pipelines {
-            let queue = BoundedBatchQueue(maxBatches: configuration.queue.maxBatches, maxSpans: configuration.queue.maxSpans)
+            let exporters = try Self.makeExporters(pipeline, configuration, registry, metrics, logger)
+            // An exporter with a disk queue makes the pipeline durable: accepted batches are written
+            // ahead, next to that queue, before receivers acknowledge them.
+            let durableLog = try exporters.lazy.compactMap(\.exporter.durableStorage).first.map { storage in
+                try DurableLog(directory: URL(fileURLWithPath: storage).appendingPathComponent("pipeline-\(pipeline.name.replacingOccurrences(of: "/", with: "_"))"),
+                               encode: { OTLPProtobufCodec(initialArenaCapacity: 64 << 10).encodeRequest($0) },
+                               decode: { try OTLPProtobufCodec(initialArenaCapacity: 64 << 10).decodeRequest($0) })
+            }
+            let queue = BoundedBatchQueue(maxBatches: configuration.queue.maxBatches, maxSpans: configuration.queue.maxSpans,
+                                          durableLog: durableLog)
             let runner = PipelineRunner(
                 processors: try Self.makeProcessors(pipeline, configuration, registry, metrics, logger),
-                exporters: try Self.makeExporters(pipeline, configuration, registry, metrics, logger),
+                exporters: exporters, durableLog: durableLog,
                 logger: logger.with(component: "pipeline", pipeline.name))
             pipelines.append(BuiltPipeline(name: pipeline.name, queue: queue, runner: runner))
         }

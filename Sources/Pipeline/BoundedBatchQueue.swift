@@ -26,11 +26,16 @@ public final class BoundedBatchQueue: BatchSink, Sendable {
     /// The most spans held at once.
     public let maxSpans: Int
     private let state = Mutex(State())
+    /// When set, every accepted batch is written here before `offer` returns true.
+    public let durableLog: DurableLog?
+    /// Keeps log appends and enqueueing in one order across receiver threads.
+    private let durableOrder = Mutex(())
 
     /// Creates a queue holding at most `maxBatches` batches and `maxSpans` spans.
-    public init(maxBatches: Int, maxSpans: Int) {
+    public init(maxBatches: Int, maxSpans: Int, durableLog: DurableLog? = nil) {
         self.maxBatches = maxBatches
         self.maxSpans = maxSpans
+        self.durableLog = durableLog
     }
 
     /// Batches waiting.
@@ -40,6 +45,28 @@ public final class BoundedBatchQueue: BatchSink, Sendable {
     public var spanCount: Int { state.withLock { $0.spans } }
 
     public func offer(_ batch: SpanBatch) -> Bool {
+        guard let durableLog else { return enqueue(batch) }
+        return durableOrder.withLock { _ in
+            // Refuse before writing anything when there is no room; the log holds only what was accepted.
+            guard hasRoom(for: batch.spanCount) else { return false }
+            var marked = batch
+            do {
+                marked.durableMark = try durableLog.append(batch)
+            } catch {
+                return false  // cannot make it durable: the sender retries
+            }
+            return enqueue(marked, force: true)
+        }
+    }
+
+    private func hasRoom(for spans: Int) -> Bool {
+        state.withLock { state in
+            !state.closed && state.items.count < maxBatches && (state.spans == 0 || state.spans + spans <= maxSpans)
+        }
+    }
+
+    /// Adds a batch (past the limits when `force`, for a batch already written to the log).
+    private func enqueue(_ batch: SpanBatch, force: Bool = false) -> Bool {
         let spans = batch.spanCount
         let waiter: CheckedContinuation<Item?, Never>? = state.withLock { state in
             guard !state.closed else { return nil }
@@ -54,8 +81,8 @@ public final class BoundedBatchQueue: BatchSink, Sendable {
             return true
         }
         return state.withLock { state in
-            guard !state.closed, state.items.count < maxBatches,
-                  state.spans == 0 || state.spans + spans <= maxSpans else { return false }
+            guard !state.closed, force || state.items.count < maxBatches,
+                  force || state.spans == 0 || state.spans + spans <= maxSpans else { return false }
             state.items.append(batch)
             state.spans += spans
             return true

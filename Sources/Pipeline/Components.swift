@@ -87,10 +87,14 @@ public protocol SpanExporter: Sendable {
     /// Exporters that deliver later, behind a queue, keep `reporter` and count sent and failed spans
     /// themselves, returning true; for the others the pipeline counts a batch as sent when `export` returns.
     func reportsDelivery(to reporter: DeliveryReporter) -> Bool
+    /// The folder of the exporter's disk queue, when it has one: the pipeline then writes accepted
+    /// batches ahead to disk too, before receivers acknowledge them.
+    var durableStorage: String? { get }
 }
 
 extension SpanExporter {
     public func reportsDelivery(to reporter: DeliveryReporter) -> Bool { false }
+    public var durableStorage: String? { nil }
 }
 
 /// Counts an exporter's delivered and failed spans, in /metrics and in a readable tally.

@@ -57,11 +57,14 @@ public final class PipelineRunner: Sendable {
     public let processors: [ProcessorInstance]
     /// The exporters, all of which receive every batch.
     public let exporters: [ExporterInstance]
+    /// The write-ahead log whose records this runner releases once exported, when the pipeline is durable.
+    public let durableLog: DurableLog?
     private let logger: Logger
 
-    public init(processors: [ProcessorInstance], exporters: [ExporterInstance], logger: Logger) {
+    public init(processors: [ProcessorInstance], exporters: [ExporterInstance], durableLog: DurableLog? = nil, logger: Logger) {
         self.processors = processors
         self.exporters = exporters
+        self.durableLog = durableLog
         self.logger = logger
     }
 
@@ -106,7 +109,11 @@ public final class PipelineRunner: Sendable {
             batches = batches.flatMap { processor.process($0, now: now) }
             index += 1
         }
-        for batch in batches where !batch.isEmpty { await export(batch) }
+        for batch in batches {
+            if !batch.isEmpty { await export(batch) }
+            // The exporters hold the batch now (durable ones on disk), so its records may go.
+            if batch.durableMark > 0 { durableLog?.release(upTo: batch.durableMark) }
+        }
     }
 
     private func export(_ batch: SpanBatch) async {

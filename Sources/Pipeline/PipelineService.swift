@@ -44,6 +44,14 @@ public final class PipelineService: Service, Sendable {
 
     public func run() async throws {
         try await runner.start()
+        if let log = queue.durableLog {
+            // Batches acknowledged before a crash and not yet handed to the exporters: run them again.
+            let recovered = try log.recover()
+            if !recovered.isEmpty {
+                logger.info("replaying batches from the write-ahead log", metadata: ["batches": "\(recovered.count)"])
+            }
+            for batch in recovered { await runner.process(batch, now: wallClockNanos()) }
+        }
         started.withLock { $0 = true }
         // Graceful shutdown and cancellation both close the queue: the consumer then drains what was
         // accepted and stops.

@@ -50,6 +50,8 @@ public final class QueuedExporter: SpanExporter {
         }
     }
 
+    public var durableStorage: String? { queueConfiguration.enabled ? queueConfiguration.storage : nil }
+
     public func reportsDelivery(to reporter: DeliveryReporter) -> Bool {
         self.reporter.withLock { $0 = reporter }
         return queueConfiguration.enabled
