@@ -783,3 +783,37 @@ def test_persistent_queue_survives_kill_9(collectors, tmp_path):
         close_all(fs)
         for p in ports.values():
             p.release()
+
+
+def test_acknowledged_spans_survive_kill_9_while_still_in_the_batch_processor(collectors, tmp_path):
+    """With `storage`, a span is on disk before the receiver acknowledges it: killing the collector while the
+    spans still wait in the batch processor (a long timeout, a batch size never reached) loses none."""
+    port = fakes.ReservedPort()
+    storage = str(tmp_path / "queue-zipkin")
+    exporters = {"zipkin": {"endpoint": "http://127.0.0.1:%d/api/v2/spans" % port.port, "format": "json",
+                            "timeout": "5s", "sending_queue": sending_queue(storage=storage),
+                            "retry_on_failure": dict(RETRY)}}
+    config = collector_config(exporters, send_batch_size=100_000, timeout="60s")
+    fs = []
+    try:
+        col = collectors.launch("held-before", config)
+        sent = keyed(send_sdk_spans(col, N_CRASH, "held"))
+        assert len(sent) == N_CRASH
+        ms = col.scrape()
+        # Nothing has left the batch processor: the exporter queue is empty, the spans are only in memory and the log.
+        assert ms.total("agenttrace_processor_batch_batches_sent_total") == 0
+        assert ms.value(QUEUE_SIZE, exporter="zipkin") == 0
+        col.proc.kill()  # SIGKILL: the batch processor's spans are gone from memory
+        col.proc.wait(timeout=10)
+        col.stop_requested = True
+
+        port.release()
+        fs = [fakes.ZipkinFake(port=port.port).start()]
+        col2 = collectors.launch("held-after", collector_config(exporters, send_batch_size=100_000, timeout="200ms"))
+        fs[0].wait_for_keys(sent, timeout=20)
+        problems = list(fs[0].violations) + check_arrivals(fs[0], sent, exact_once=False)
+        assert col2.proc.poll() is None
+        fail_if(problems, fs[0])
+    finally:
+        close_all(fs)
+        port.release()
