@@ -176,6 +176,15 @@ service:
   telemetry: {logs: {level: warn}}
   pipelines: {traces: {receivers: [otlp], processors: [batch], exporters: [otlp]}}
 """,
+    "batch -> otlp gRPC (AgentTrace nop sink)": """
+receivers: {otlp: {protocols: {http: {endpoint: "127.0.0.1:PORT"}}}}
+processors: {batch: {send_batch_size: 8192, timeout: 200ms}}
+exporters: {otlp: {protocol: grpc, endpoint: "127.0.0.1:GRPCSINKPORT"}}
+service:
+  admin: {endpoint: "127.0.0.1:0"}
+  telemetry: {logs: {level: warn}}
+  pipelines: {traces: {receivers: [otlp], processors: [batch], exporters: [otlp]}}
+""",
     "batch -> otlp/http with storage (local sink)": """
 receivers: {otlp: {protocols: {http: {endpoint: "127.0.0.1:PORT"}}}}
 processors: {batch: {send_batch_size: 8192, timeout: 200ms}}
@@ -220,18 +229,35 @@ def main():
     sink = subprocess.Popen(["taskset", "-c", str(args.load_core), sys.executable, os.path.join(BENCH, "sink.py"), str(sink_port)],
                             stdout=subprocess.DEVNULL)
     wait_for_port(sink_port)
+    grpc_sink_port = 19317
     with tempfile.TemporaryDirectory() as directory:
+        sink_config = os.path.join(directory, "sink.yaml")
+        with open(sink_config, "w") as f:
+            f.write(f"""
+receivers: {{otlp: {{protocols: {{grpc: {{endpoint: "127.0.0.1:{grpc_sink_port}"}}}}}}}}
+exporters: {{nop: {{}}}}
+service:
+  admin: {{endpoint: "127.0.0.1:0"}}
+  telemetry: {{logs: {{level: warn}}}}
+  pipelines: {{traces: {{receivers: [otlp], exporters: [nop]}}}}
+""")
+        grpc_sink = subprocess.Popen(["taskset", "-c", str(args.load_core), args.agenttrace, "serve", "--config", sink_config],
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_for_port(grpc_sink_port)
         for name, config in AGENTTRACE_CONFIGS.items():
             path = os.path.join(directory, "config.yaml")
             storage = os.path.join(directory, "queue")
             with open(path, "w") as f:
-                f.write(config.replace("GRPCPORT", str(grpc_port)).replace("SINKPORT", str(sink_port))
+                f.write(config.replace("GRPCSINKPORT", str(grpc_sink_port)).replace("GRPCPORT", str(grpc_port))
+                        .replace("SINKPORT", str(sink_port))
                         .replace("PORT", str(port)).replace("STORAGE", storage))
             command = [args.agenttrace, "serve", "--config", path]
             add(f"AgentTrace {name}, OTLP/HTTP", Collector("agenttrace", command, port, args.collector_core))
             if "GRPCPORT" in config:
                 add(f"AgentTrace {name}, OTLP/gRPC", Collector("agenttrace", command, grpc_port, args.collector_core), grpc=True)
 
+        grpc_sink.terminate()
+        grpc_sink.wait()
     sink.terminate()
     sink.wait()
     rates = {name: r["spans_per_s"] for name, r in rows}
