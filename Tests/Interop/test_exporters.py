@@ -581,7 +581,7 @@ def test_mapping_metrics(mapping):
 FAULT_EXPORTERS = ("zipkin", "jaeger", "otlp", "otlp/http")
 # Next to them, in the same collector: the other retryable answers that carry a delay.
 DELAY_EXPORTERS = ("zipkin/429", "otlp/retryinfo")
-FAULT_SECONDS = 3.0
+FAULT_SECONDS = 10.0  # as long as the fault test asks
 N_FAULT = 20
 
 
