@@ -87,6 +87,14 @@ let package = Package(
         ),
         .target(name: "Processors", dependencies: ["Pipeline"]),
         .target(
+            name: "ServiceGraph",
+            dependencies: [
+                "Pipeline",
+                .product(name: "DequeModule", package: "swift-collections"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+            ]
+        ),
+        .target(
             name: "Exporters",
             dependencies: [
                 "Pipeline", "TraceWire", "HTTP2",
@@ -99,7 +107,7 @@ let package = Package(
         .target(
             name: "AgentTraceServer",
             dependencies: [
-                "Pipeline", "Receivers", "Processors", "Exporters", "TraceWire", "HTTP2",
+                "Pipeline", "Receivers", "Processors", "Exporters", "ServiceGraph", "TraceWire", "HTTP2",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
@@ -109,7 +117,7 @@ let package = Package(
         .executableTarget(
             name: "agenttrace",
             dependencies: [
-                "AgentTraceServer",
+                "AgentTraceServer", "ServiceGraph",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
@@ -119,6 +127,7 @@ let package = Package(
         .testTarget(name: "PipelineTests", dependencies: ["Pipeline"]),
         .testTarget(name: "ReceiversTests", dependencies: ["Receivers"]),
         .testTarget(name: "ProcessorsTests", dependencies: ["Processors"]),
+        .testTarget(name: "ServiceGraphTests", dependencies: ["ServiceGraph"]),
         .testTarget(name: "ExportersTests", dependencies: ["Exporters"]),
         .testTarget(name: "AgentTraceServerTests", dependencies: ["AgentTraceServer"]),
     ],

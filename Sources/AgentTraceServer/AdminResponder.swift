@@ -1,17 +1,21 @@
 import NIOCore
 import NIOHTTP1
 import Pipeline
+import Foundation
 import Receivers
+import ServiceGraph
 
 /// The admin API: `GET /healthz` (the process is up), `GET /readyz` (every listener bound and every
 /// exporter started; 503 before), `GET /metrics` (Prometheus text format 0.0.4).
 final class AdminResponder: HTTP1Responder {
     private let metrics: SelfMetrics
+    private let serviceGraphs: ServiceGraphs
     private let isReady: @Sendable () -> Bool
 
     /// `isReady` decides `/readyz`.
-    init(metrics: SelfMetrics, isReady: @escaping @Sendable () -> Bool) {
+    init(metrics: SelfMetrics, serviceGraphs: ServiceGraphs, isReady: @escaping @Sendable () -> Bool) {
         self.metrics = metrics
+        self.serviceGraphs = serviceGraphs
         self.isReady = isReady
     }
 
@@ -32,9 +36,51 @@ final class AdminResponder: HTTP1Responder {
                                          body: ByteBuffer(bytes: metrics.render()))
             if head.method == .HEAD { response.body = nil }
             return response
+        case "/api/service-graph", "/api/graph/data":
+            guard let graph = serviceGraphs.first else { return noGraph() }
+            let query = Self.query(head.uri)
+            var since: UInt64?
+            if let window = query["window"] {
+                guard let duration = Duration(configText: window) else { return text(.badRequest, "window: expected a duration such as 15m\n") }
+                since = wallClockNanos() &- UInt64(clamping: duration.nanoseconds)
+            }
+            return json(GraphJSON.nodeGraph(graph.snapshot(since: since, service: query["service"])))
+        case "/api/graph/fields":
+            return json(GraphJSON.fields())
+        case "/api/health":
+            return serviceGraphs.first == nil ? noGraph() : text(.ok, "API is working well!\n")
+        case "/api/dependencies":
+            guard let graph = serviceGraphs.first else { return noGraph() }
+            let query = Self.query(head.uri)
+            var since: UInt64?
+            if let lookback = query["lookback"].flatMap(UInt64.init) {
+                let end = query["endTs"].flatMap(UInt64.init) ?? wallClockNanos() / 1_000_000
+                since = end > lookback ? (end - lookback) * 1_000_000 : 0
+            }
+            return json(GraphJSON.dependencies(graph.snapshot(since: since)))
         default:
-            return text(.notFound, "not found: try /healthz, /readyz or /metrics\n")
+            return text(.notFound, "not found: try /healthz, /readyz, /metrics or /api/service-graph\n")
         }
+    }
+
+    private func noGraph() -> HTTP1Response {
+        text(.notFound, "no pipeline has a service_graph processor\n")
+    }
+
+    private func json(_ object: Any) -> HTTP1Response {
+        HTTP1Response(status: .ok, headers: ["content-type": "application/json", "access-control-allow-origin": "*"],
+                      body: ByteBuffer(bytes: GraphJSON.encode(object)))
+    }
+
+    /// Query parameters, percent-decoded.
+    static func query(_ uri: String) -> [String: String] {
+        guard let mark = uri.firstIndex(of: "?") else { return [:] }
+        var result: [String: String] = [:]
+        for pair in uri[uri.index(after: mark)...].split(separator: "&") {
+            let parts = pair.split(separator: "=", maxSplits: 1).map { String($0).removingPercentEncoding ?? String($0) }
+            if parts.count == 2 { result[parts[0]] = parts[1] } else if parts.count == 1 { result[parts[0]] = "" }
+        }
+        return result
     }
 
     func tooLarge(_ head: HTTPRequestHead) -> HTTP1Response {

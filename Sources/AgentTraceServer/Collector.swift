@@ -4,6 +4,7 @@ import NIOCore
 import NIOPosix
 import Pipeline
 import Receivers
+import ServiceGraph
 import ServiceLifecycle
 import Synchronization
 import TraceModel
@@ -60,6 +61,8 @@ public final class Collector: Sendable {
     public let configuration: CollectorConfiguration
     public let metrics: SelfMetrics
     public let pipelines: [BuiltPipeline]
+    /// The service graphs the pipelines keep.
+    public let serviceGraphs: ServiceGraphs
     private let receiverServices: [any Service]
     private let pipelineServices: [PipelineService]
     private let admin: HTTP1Server
@@ -74,6 +77,7 @@ public final class Collector: Sendable {
                 group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton) throws {
         self.configuration = configuration
         self.metrics = metrics
+        self.serviceGraphs = registry.serviceGraphs
         self.logger = logger
         self.announcer = announcer
         var pipelines: [BuiltPipeline] = []
@@ -125,7 +129,7 @@ public final class Collector: Sendable {
 
         let pipelineServices = self.pipelineServices
         let expected = receiverServices.count + 1
-        let adminResponder = AdminResponder(metrics: metrics) {
+        let adminResponder = AdminResponder(metrics: metrics, serviceGraphs: registry.serviceGraphs) {
             listenersBound.count.load(ordering: .relaxed) >= expected && pipelineServices.allSatisfy(\.isStarted)
         }
         admin = HTTP1Server(endpoint: configuration.adminEndpoint, responder: adminResponder, group: group,

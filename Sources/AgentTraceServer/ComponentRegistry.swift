@@ -4,6 +4,7 @@ import NIOPosix
 import Pipeline
 import Processors
 import Receivers
+import ServiceGraph
 
 /// The factories for every component type, keyed by the type name used in configuration.
 /// A new component registers its factory here and nothing else in the wiring changes.
@@ -11,12 +12,17 @@ public struct ComponentRegistry: Sendable {
     public var receivers: [String: any ReceiverFactory] = [:]
     public var processors: [String: any ProcessorFactory] = [:]
     public var exporters: [String: any ExporterFactory] = [:]
+    /// Where `service_graph` processors register, for the admin API.
+    public var serviceGraphs = ServiceGraphs()
 
     public init() {}
 
     /// Every built-in component.
-    public static func standard(group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton) -> ComponentRegistry {
+    public static func standard(group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
+                                graphs: ServiceGraphs = ServiceGraphs()) -> ComponentRegistry {
         var registry = ComponentRegistry()
+        registry.serviceGraphs = graphs
+        registry.register(ServiceGraphProcessorFactory(graphs: graphs))
         registry.register(OTLPReceiverFactory(group: group))
         registry.register(BatchProcessorFactory())
         registry.register(FileExporterFactory())

@@ -19,6 +19,12 @@ public final class SelfMetrics: Sendable {
         registry.makeGauge(descriptor: MetricNameDescriptor(metricName: name, unitName: "", helpText: help), labels: labels)
     }
 
+    /// A histogram of seconds (or any value) with fixed bucket bounds.
+    public func histogram(_ name: String, help: String, labels: [(String, String)] = [], buckets: [Double]) -> ValueHistogram {
+        registry.makeValueHistogram(descriptor: MetricNameDescriptor(metricName: name, unitName: "", helpText: help),
+                                    labels: labels, buckets: buckets)
+    }
+
     /// Runs `refresh` before every scrape, for gauges that sample state (queue lengths).
     public func onScrape(_ refresh: @escaping @Sendable () -> Void) {
         refreshers.withLock { $0.append(refresh) }

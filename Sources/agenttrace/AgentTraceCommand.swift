@@ -4,6 +4,7 @@ import Foundation
 import HTTP2
 import Logging
 import Pipeline
+import ServiceGraph
 import TraceWire
 
 @main
@@ -103,6 +104,9 @@ struct Replay: AsyncParsableCommand {
     @Option(help: "With --endpoint: replay at this multiple of the recorded pace; 0 sends as fast as possible.")
     var speed: Double = 1
 
+    @Option(help: "Without --endpoint: write the service graph (the /api/service-graph JSON) to this file afterwards.")
+    var graphOut: String?
+
     @Argument(help: "The trace files to replay.")
     var files: [String]
 
@@ -126,6 +130,12 @@ struct Replay: AsyncParsableCommand {
                 throw ValidationError("invalid configuration: \(error)")
             }
             summary = try await InProcessReplay(collector: collector, progress: progress).run(files: files)
+            if let graphOut {
+                guard let graph = collector.serviceGraphs.first else {
+                    throw ValidationError("--graph-out needs a service_graph processor in the pipeline")
+                }
+                try Data(GraphJSON.encode(GraphJSON.nodeGraph(graph.snapshot()))).write(to: URL(fileURLWithPath: graphOut))
+            }
         }
         for line in summary.lines { print(line) }
         if summary.malformed > 0 { throw ExitCode(1) }

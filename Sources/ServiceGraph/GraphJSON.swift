@@ -1,0 +1,97 @@
+import Foundation
+
+/// The graph in the JSON shapes its consumers read: Grafana's Node Graph panel (through the Infinity
+/// datasource or the Node Graph API plugin) and Jaeger's dependencies API.
+public enum GraphJSON {
+    /// The kind of each node, from the edges that reach it.
+    static func kinds(_ snapshot: GraphSnapshot) -> [String: String] {
+        var kinds: [String: String] = [:]
+        for edge in snapshot.edges {
+            let kind = switch edge.connectionType {
+            case "model": "model"
+            case "tool": "tool"
+            case "database": "database"
+            case "virtual_node": "external"
+            case "messaging_system": "service"
+            default: "service"
+            }
+            if kinds[edge.target] == nil || kind != "service" { kinds[edge.target] = kind }
+            if kinds[edge.source] == nil { kinds[edge.source] = edge.source == "user" ? "user" : "service" }
+        }
+        return kinds
+    }
+
+    static func rate(_ failed: Int, _ requests: Int) -> Double {
+        requests == 0 ? 0 : (Double(failed) / Double(requests) * 10_000).rounded() / 100
+    }
+
+    /// Node Graph panel frames: `{"nodes":[…],"edges":[…]}`.
+    public static func nodeGraph(_ snapshot: GraphSnapshot) -> [String: Any] {
+        let kinds = kinds(snapshot)
+        let nodes: [[String: Any]] = snapshot.nodes.map { node in
+            var object: [String: Any] = [
+                "id": node.id, "title": node.id, "subtitle": kinds[node.id] ?? "service",
+                "mainstat": node.requests, "secondarystat": rate(node.failed, node.requests),
+                "arc__success": node.requests == 0 ? 1.0 : Double(node.requests - node.failed) / Double(node.requests),
+                "arc__failed": node.requests == 0 ? 0.0 : Double(node.failed) / Double(node.requests),
+                "detail__requests": node.requests, "detail__errors": node.failed,
+                "detail__input_tokens": node.inputTokens, "detail__output_tokens": node.outputTokens,
+            ]
+            if node.percentiles.count == 3 {
+                object["detail__p50_ms"] = node.percentiles[0]
+                object["detail__p95_ms"] = node.percentiles[1]
+                object["detail__p99_ms"] = node.percentiles[2]
+            }
+            return object
+        }
+        let edges: [[String: Any]] = snapshot.edges.map { edge in
+            var object: [String: Any] = [
+                "id": edge.id, "source": edge.source, "target": edge.target,
+                "mainstat": edge.requests, "secondarystat": rate(edge.failed, edge.requests),
+                "detail__requests": edge.requests, "detail__failed": edge.failed, "detail__connection_type": edge.connectionType,
+            ]
+            if let mean = edge.meanServerMilliseconds { object["detail__mean_server_ms"] = (mean * 1000).rounded() / 1000 }
+            return object
+        }
+        return ["nodes": nodes, "edges": edges]
+    }
+
+    /// The Node Graph API plugin's `/api/graph/fields`.
+    public static func fields() -> [String: Any] {
+        func field(_ name: String, _ type: String, _ display: String, color: String? = nil) -> [String: Any] {
+            var object: [String: Any] = ["field_name": name, "type": type, "displayName": display]
+            if let color { object["color"] = color }
+            return object
+        }
+        return [
+            "nodes_fields": [
+                field("id", "string", "Node"), field("title", "string", "Name"), field("subtitle", "string", "Kind"),
+                field("mainstat", "number", "Requests"), field("secondarystat", "number", "Error rate (%)"),
+                field("arc__success", "number", "Success", color: "green"), field("arc__failed", "number", "Failed", color: "red"),
+                field("detail__requests", "number", "Requests"), field("detail__errors", "number", "Errors"),
+                field("detail__p50_ms", "number", "p50 (ms)"), field("detail__p95_ms", "number", "p95 (ms)"),
+                field("detail__p99_ms", "number", "p99 (ms)"), field("detail__input_tokens", "number", "Input tokens"),
+                field("detail__output_tokens", "number", "Output tokens"),
+            ],
+            "edges_fields": [
+                field("id", "string", "Edge"), field("source", "string", "Source"), field("target", "string", "Target"),
+                field("mainstat", "number", "Requests"), field("secondarystat", "number", "Error rate (%)"),
+                field("detail__requests", "number", "Requests"), field("detail__failed", "number", "Failed"),
+                field("detail__connection_type", "string", "Connection"), field("detail__mean_server_ms", "number", "Mean server time (ms)"),
+            ],
+        ]
+    }
+
+    /// Jaeger's `/api/dependencies` answer.
+    public static func dependencies(_ snapshot: GraphSnapshot) -> [String: Any] {
+        [
+            "data": snapshot.edges.map { ["parent": $0.source, "child": $0.target, "callCount": $0.requests] as [String: Any] },
+            "total": 0, "limit": 0, "offset": 0, "errors": NSNull(),
+        ]
+    }
+
+    /// Compact JSON with sorted keys, so the same graph always gives the same bytes.
+    public static func encode(_ object: Any) -> [UInt8] {
+        (try? Array(JSONSerialization.data(withJSONObject: object, options: [.sortedKeys]))) ?? Array("{}".utf8)
+    }
+}

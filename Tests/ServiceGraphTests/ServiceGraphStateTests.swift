@@ -1,0 +1,132 @@
+import Pipeline
+import Testing
+import TraceModel
+@testable import ServiceGraph
+
+func resource(_ service: String) -> Resource { Resource(attributes: [Attribute("service.name", .string(service))]) }
+
+func span(_ id: UInt64, parent: UInt64 = 0, kind: SpanKind, trace: UInt64 = 1, error: Bool = false, start: UInt64 = 1_000_000_000,
+          end: UInt64 = 1_200_000_000, attributes: [Attribute] = []) -> Span {
+    Span(traceID: TraceID(high: trace, low: 1), spanID: SpanID(id), parentSpanID: SpanID(parent), kind: kind,
+         startTimeUnixNano: start, endTimeUnixNano: end, attributes: attributes,
+         status: SpanStatus(code: error ? .error : .unset))
+}
+
+@Suite("service graph pairing")
+struct ServiceGraphStateTests {
+    var configuration: ServiceGraphConfiguration {
+        var configuration = ServiceGraphConfiguration()
+        configuration.ttl = .seconds(2)
+        return configuration
+    }
+
+    @Test("a CLIENT and its SERVER child form one edge, in either order, failed when either side failed")
+    func pairing() {
+        for reversed in [false, true] {
+            var state = ServiceGraphState(configuration: configuration)
+            let client = span(10, kind: .client)
+            let server = span(20, parent: 10, kind: .server, error: true, start: 1_050_000_000, end: 1_150_000_000)
+            let first = reversed ? (server, resource("b")) : (client, resource("a"))
+            let second = reversed ? (client, resource("a")) : (server, resource("b"))
+            #expect(state.observe(first.0, resource: first.1, now: 0).filter { $0.connectionType == "" }.isEmpty)
+            let edges = state.observe(second.0, resource: second.1, now: 0).filter { $0.connectionType == "" }
+            #expect(edges.count == 1)
+            #expect(edges.first?.client == "a")
+            #expect(edges.first?.server == "b")
+            #expect(edges.first?.failed == true)
+            #expect(edges.first?.clientSeconds == 0.2)
+            #expect(edges.first?.serverSeconds == 0.1)
+        }
+    }
+
+    @Test("an unpaired CLIENT with a peer becomes a virtual node at expiry; a root SERVER is called by user")
+    func virtualAndUser() {
+        var state = ServiceGraphState(configuration: configuration)
+        _ = state.observe(span(10, kind: .client, attributes: [Attribute("peer.service", "payments")]), resource: resource("a"), now: 0)
+        #expect(state.expire(now: 1_000_000_000).isEmpty)
+        let expired = state.expire(now: 2_000_000_001)
+        #expect(expired.map { "\($0.client)->\($0.server):\($0.connectionType)" } == ["a->payments:virtual_node"])
+        let root = state.observe(span(30, kind: .server, trace: 2), resource: resource("b"), now: 0)
+        #expect(root.map { "\($0.client)->\($0.server)" } == ["user->b"])
+    }
+
+    @Test("database and messaging edges")
+    func databaseAndMessaging() {
+        var state = ServiceGraphState(configuration: configuration)
+        let database = state.observe(span(10, kind: .client, attributes: [Attribute("db.system", "postgresql"), Attribute("server.address", "pg")]),
+                                     resource: resource("a"), now: 0)
+        #expect(database.map { "\($0.server):\($0.connectionType)" } == ["pg:database"])
+        _ = state.observe(span(11, kind: .producer), resource: resource("a"), now: 0)
+        let messaging = state.observe(span(12, parent: 11, kind: .consumer), resource: resource("worker"), now: 0)
+        #expect(messaging.filter { $0.connectionType == "messaging_system" }.map(\.server) == ["worker"])
+    }
+
+    @Test("agent edges: a change of service, agent.source/target, models with tokens, tools")
+    func agentEdges() {
+        var state = ServiceGraphState(configuration: configuration)
+        _ = state.observe(span(1, kind: .internal), resource: resource("coordinator"), now: 0)
+        let child = state.observe(span(2, parent: 1, kind: .internal), resource: resource("planner"), now: 0)
+        #expect(child.map { "\($0.client)->\($0.server):\($0.connectionType)" } == ["coordinator->planner:agent"])
+        // The child arriving first waits for its parent.
+        let early = state.observe(span(4, parent: 3, kind: .internal, trace: 9), resource: resource("coder"), now: 0)
+        #expect(early.isEmpty)
+        let late = state.observe(span(3, kind: .internal, trace: 9), resource: resource("coordinator"), now: 0)
+        #expect(late.map { "\($0.client)->\($0.server)" } == ["coordinator->coder"])
+        let model = state.observe(span(5, parent: 2, kind: .client, attributes: [
+            Attribute("gen_ai.operation.name", "chat"), Attribute("gen_ai.request.model", "gpt-4o"),
+            Attribute("gen_ai.usage.input_tokens", .int(100)), Attribute("gen_ai.usage.output_tokens", .int(7)),
+        ]), resource: resource("planner"), now: 0)
+        #expect(model.contains { $0.server == "gpt-4o" && $0.connectionType == "model" })
+        #expect(state.tokens["planner"]?.input == 100)
+        let tool = state.observe(span(6, parent: 2, kind: .internal, attributes: [
+            Attribute("gen_ai.operation.name", "execute_tool"), Attribute("gen_ai.tool.name", "web_search"),
+        ]), resource: resource("planner"), now: 0)
+        #expect(tool.map { "\($0.server):\($0.connectionType)" } == ["web_search:tool"])
+        let explicit = state.observe(span(7, kind: .internal, attributes: [Attribute("agent.source", "a1"), Attribute("agent.target", "a2")]),
+                                     resource: resource("x"), now: 0)
+        #expect(explicit.map { "\($0.client)->\($0.server)" } == ["a1->a2"])
+    }
+
+    @Test("a client and server of different services are one request edge, not also an agent edge")
+    func noDoubleCounting() {
+        var state = ServiceGraphState(configuration: configuration)
+        var edges = state.observe(span(10, kind: .client), resource: resource("a"), now: 0)
+        edges += state.observe(span(20, parent: 10, kind: .server), resource: resource("b"), now: 0)
+        #expect(edges.map(\.connectionType) == [""])
+    }
+
+    @Test("the store is bounded: halves past max_items are dropped and counted")
+    func bounded() {
+        var configuration = configuration
+        configuration.maxItems = 3
+        configuration.agentEdges = false
+        var state = ServiceGraphState(configuration: configuration)
+        for id in 1...10 { _ = state.observe(span(UInt64(id), kind: .client), resource: resource("a"), now: 0) }
+        #expect(state.storedItems == 3)
+        #expect(state.droppedSpans == 7)
+    }
+}
+
+@Suite("service graph aggregation and JSON")
+struct ServiceGraphJSONTests {
+    @Test("node graph fields: arcs sum to 1, stats numeric, edges identified")
+    func nodeGraph() {
+        let processor = ServiceGraphProcessor(configuration: ServiceGraphConfiguration(), metrics: SelfMetrics())
+        let batch = SpanBatch(resourceSpans: [
+            ResourceSpans(resource: resource("a"), scopeSpans: [ScopeSpans(spans: [span(10, kind: .client), span(11, kind: .client)])]),
+            ResourceSpans(resource: resource("b"), scopeSpans: [ScopeSpans(spans: [span(20, parent: 10, kind: .server, error: true),
+                                                                                    span(21, parent: 11, kind: .server)])]),
+        ])
+        #expect(processor.process(batch, now: 0) == [batch])
+        let json = GraphJSON.nodeGraph(processor.snapshot())
+        let nodes = json["nodes"] as! [[String: Any]]
+        let edges = json["edges"] as! [[String: Any]]
+        let b = nodes.first { $0["id"] as? String == "b" }!
+        #expect(b["mainstat"] as? Int == 2)
+        #expect(b["secondarystat"] as? Double == 50)
+        #expect((b["arc__success"] as! Double) + (b["arc__failed"] as! Double) == 1)
+        #expect(edges.map { $0["id"] as? String } == ["a->b"])
+        let dependencies = GraphJSON.dependencies(processor.snapshot())["data"] as! [[String: Any]]
+        #expect(dependencies.first?["callCount"] as? Int == 2)
+    }
+}
