@@ -42,7 +42,8 @@ final class AdminResponder: HTTP1Responder {
             var since: UInt64?
             if let window = query["window"] {
                 guard let duration = Duration(configText: window) else { return text(.badRequest, "window: expected a duration such as 15m\n") }
-                since = wallClockNanos() &- UInt64(clamping: duration.nanoseconds)
+                // Per-minute history covers the last hour; a longer window reads the totals.
+                if duration <= .seconds(3600) { since = wallClockNanos() &- UInt64(clamping: duration.nanoseconds) }
             }
             return json(GraphJSON.nodeGraph(graph.snapshot(since: since, service: query["service"])))
         case "/api/graph/fields":
