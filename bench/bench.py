@@ -158,6 +158,15 @@ service:
   telemetry: {logs: {level: warn}}
   pipelines: {traces: {receivers: [otlp], processors: [batch], exporters: [nop]}}
 """,
+    "service_graph -> batch -> nop": """
+receivers: {otlp: {protocols: {http: {endpoint: "127.0.0.1:PORT"}}}}
+processors: {service_graph: {}, batch: {send_batch_size: 8192, timeout: 200ms}}
+exporters: {nop: {}}
+service:
+  admin: {endpoint: "127.0.0.1:0"}
+  telemetry: {logs: {level: warn}}
+  pipelines: {traces: {receivers: [otlp], processors: [service_graph, batch], exporters: [nop]}}
+""",
     "batch -> zipkin (JSON, local sink)": """
 receivers: {otlp: {protocols: {http: {endpoint: "127.0.0.1:PORT"}}}}
 processors: {batch: {send_batch_size: 8192, timeout: 200ms}}
