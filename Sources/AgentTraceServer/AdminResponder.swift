@@ -53,12 +53,24 @@ final class AdminResponder: HTTP1Responder {
         case "/api/dependencies":
             guard let graph = serviceGraphs.first else { return noGraph() }
             let query = Self.query(head.uri)
-            var since: UInt64?
-            if let lookback = query["lookback"].flatMap(UInt64.init) {
-                let end = query["endTs"].flatMap(UInt64.init) ?? wallClockNanos() / 1_000_000
-                since = end > lookback ? (end - lookback) * 1_000_000 : 0
+            let endMilliseconds: UInt64
+            if let text = query["endTs"] {
+                guard let value = UInt64(text) else {
+                    return json(GraphJSON.dependenciesError("unable to parse param 'endTs': \(text)"), status: .badRequest)
+                }
+                endMilliseconds = value
+            } else {
+                endMilliseconds = wallClockNanos() / 1_000_000
             }
-            return json(GraphJSON.dependencies(graph.snapshot(since: since)))
+            var lookbackMilliseconds: UInt64?
+            if let text = query["lookback"] {
+                guard let value = UInt64(text) else {
+                    return json(GraphJSON.dependenciesError("unable to parse param 'lookback': \(text)"), status: .badRequest)
+                }
+                lookbackMilliseconds = value
+            }
+            let since = lookbackMilliseconds.map { endMilliseconds > $0 ? (endMilliseconds - $0) * 1_000_000 : 0 }
+            return json(GraphJSON.dependencies(graph.snapshot(since: since, until: endMilliseconds &* 1_000_000)))
         default:
             return text(.notFound, "not found: try /healthz, /readyz, /metrics or /api/service-graph\n")
         }
@@ -68,8 +80,8 @@ final class AdminResponder: HTTP1Responder {
         text(.notFound, "no pipeline has a service_graph processor\n")
     }
 
-    private func json(_ object: Any) -> HTTP1Response {
-        HTTP1Response(status: .ok, headers: ["content-type": "application/json", "access-control-allow-origin": "*"],
+    private func json(_ object: Any, status: HTTPResponseStatus = .ok) -> HTTP1Response {
+        HTTP1Response(status: status, headers: ["content-type": "application/json", "access-control-allow-origin": "*"],
                       body: ByteBuffer(bytes: GraphJSON.encode(object)))
     }
 

@@ -90,6 +90,11 @@ public enum GraphJSON {
         ]
     }
 
+    /// Jaeger's error shape for a bad dependencies query.
+    public static func dependenciesError(_ message: String) -> [String: Any] {
+        ["data": NSNull(), "total": 0, "limit": 0, "offset": 0, "errors": [["code": 400, "msg": message]]]
+    }
+
     /// Compact JSON with sorted keys, so the same graph always gives the same bytes.
     public static func encode(_ object: Any) -> [UInt8] {
         (try? Array(JSONSerialization.data(withJSONObject: object, options: [.sortedKeys]))) ?? Array("{}".utf8)

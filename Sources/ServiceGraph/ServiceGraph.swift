@@ -35,11 +35,12 @@ public final class ServiceGraph: Sendable {
             if isFailed { failed[slot] += 1 }
         }
 
-        /// Requests and failures in minutes after `since` (Unix nanoseconds); all history when nil.
-        func sum(since: UInt64?) -> (requests: Int, failed: Int) {
+        /// Requests and failures in the minutes from `since` to `until` (Unix nanoseconds); open ends when nil.
+        func sum(since: UInt64?, until: UInt64? = nil) -> (requests: Int, failed: Int) {
             let first = since.map { Int64($0 / 60_000_000_000) } ?? Int64.min
+            let last = until.map { Int64($0 / 60_000_000_000) } ?? Int64.max
             var result = (0, 0)
-            for slot in 0..<ServiceGraph.minutes where minute[slot] >= first && minute[slot] >= 0 {
+            for slot in 0..<ServiceGraph.minutes where minute[slot] >= first && minute[slot] <= last && minute[slot] >= 0 {
                 result.0 += requests[slot]
                 result.1 += failed[slot]
             }
@@ -158,24 +159,38 @@ public final class ServiceGraph: Sendable {
     }
 
     /// A snapshot for the APIs: edges seen since `since` (all when nil), optionally only those touching `service`.
-    public func snapshot(since: UInt64?, service: String?, tokens: [String: (input: Int64, output: Int64)]) -> GraphSnapshot {
+    public func snapshot(since: UInt64?, until: UInt64? = nil, service: String?, tokens: [String: (input: Int64, output: Int64)]) -> GraphSnapshot {
         state.withLock { state in
             var snapshot = GraphSnapshot()
             var touched: Set<String> = []
+            // Edges that differ only in their dimensions are one edge in the graph.
+            var merged: [String: (edge: GraphSnapshot.Edge, serverSeconds: Double, serverCount: Int)] = [:]
             for (key, stats) in state.edges {
                 if let service, key.client != service, key.server != service { continue }
-                let windowed = stats.buckets.sum(since: since)
-                guard since == nil || windowed.requests > 0 else { continue }
-                let counts = since == nil ? (stats.requests, stats.failed) : windowed
-                snapshot.edges.append(GraphSnapshot.Edge(
-                    source: key.client, target: key.server, connectionType: key.connectionType, requests: counts.0, failed: counts.1,
-                    meanServerMilliseconds: stats.serverCount > 0 ? stats.serverSecondsSum / Double(stats.serverCount) * 1000 : nil))
+                let windowed = stats.buckets.sum(since: since, until: until)
+                let isWindowed = since != nil || until != nil
+                guard !isWindowed || windowed.requests > 0 else { continue }
+                let counts = isWindowed ? windowed : (stats.requests, stats.failed)
+                let edge = GraphSnapshot.Edge(source: key.client, target: key.server, connectionType: key.connectionType,
+                                              requests: counts.0, failed: counts.1, meanServerMilliseconds: nil)
+                var entry = merged[edge.id] ?? (GraphSnapshot.Edge(source: key.client, target: key.server, connectionType: key.connectionType,
+                                                                   requests: 0, failed: 0, meanServerMilliseconds: nil), 0, 0)
+                entry.edge.requests += edge.requests
+                entry.edge.failed += edge.failed
+                entry.serverSeconds += stats.serverSecondsSum
+                entry.serverCount += stats.serverCount
+                merged[edge.id] = entry
                 touched.insert(key.client)
                 touched.insert(key.server)
             }
+            for (_, entry) in merged {
+                var edge = entry.edge
+                if entry.serverCount > 0 { edge.meanServerMilliseconds = entry.serverSeconds / Double(entry.serverCount) * 1000 }
+                snapshot.edges.append(edge)
+            }
             for name in touched {
                 guard let stats = state.nodes[name] else { continue }
-                let counts = since == nil ? (stats.requests, stats.failed) : stats.buckets.sum(since: since)
+                let counts = since == nil && until == nil ? (stats.requests, stats.failed) : stats.buckets.sum(since: since, until: until)
                 snapshot.nodes.append(GraphSnapshot.Node(
                     id: name, requests: counts.0, failed: counts.1,
                     percentiles: Self.percentiles(stats.latencies, bounds: configuration.latencyBuckets),

@@ -40,8 +40,8 @@ public final class ServiceGraphProcessor: SpanProcessor {
     }
 
     /// The graph for the APIs.
-    public func snapshot(since: UInt64? = nil, service: String? = nil) -> GraphSnapshot {
-        graph.snapshot(since: since, service: service, tokens: state.withLock { $0.tokens })
+    public func snapshot(since: UInt64? = nil, until: UInt64? = nil, service: String? = nil) -> GraphSnapshot {
+        graph.snapshot(since: since, until: until, service: service, tokens: state.withLock { $0.tokens })
     }
 
     private func record(_ observations: [EdgeObservation]) {

@@ -35,6 +35,7 @@ public struct ServiceGraphState: Sendable {
         var peer: String?
         var dimensions: [String]
         var time: UInt64
+        var isRoot = false
     }
 
     /// A span's service and kind, kept for its children to look up.
@@ -69,8 +70,8 @@ public struct ServiceGraphState: Sendable {
         self.configuration = configuration
     }
 
-    /// Entries held (halves, parents, waiting children).
-    public var storedItems: Int { halves.count + parents.count + children.count }
+    /// Unpaired halves held (agent-edge bookkeeping is bounded separately by the same limit).
+    public var storedItems: Int { halves.count }
 
     static let databaseAttributes = ["db.system", "db.name", "db.namespace", "db.system.name"]
     static let modelOperations: Set<String> = ["chat", "text_completion", "completion", "generate_content", "embeddings"]
@@ -90,8 +91,9 @@ public struct ServiceGraphState: Sendable {
         case .client, .producer:
             let messaging = span.kind == .producer
             if !messaging, let database = databaseNode(span) {
+                // No server span will come: the client's duration stands for both sides, as in Tempo.
                 edges.append(EdgeObservation(client: service, server: database, connectionType: "database", dimensions: dimensions,
-                                             failed: failed, clientSeconds: seconds, serverSeconds: nil, time: span.endTimeUnixNano))
+                                             failed: failed, clientSeconds: seconds, serverSeconds: seconds, time: span.endTimeUnixNano))
             } else {
                 let key = PairKey(trace: span.traceID, span: span.spanID)
                 let half = Half(isClient: true, messaging: messaging, service: service, failed: failed, seconds: seconds,
@@ -101,11 +103,12 @@ public struct ServiceGraphState: Sendable {
         case .server, .consumer:
             let messaging = span.kind == .consumer
             if !span.parentSpanID.isValid {
-                // A root server: nobody in the trace called it, so the caller is the user.
-                if !messaging {
-                    edges.append(EdgeObservation(client: "user", server: service, connectionType: "", dimensions: dimensions,
-                                                 failed: failed, clientSeconds: nil, serverSeconds: seconds, time: span.endTimeUnixNano))
-                }
+                // A root server: nobody in the trace called it. Like Tempo, it waits out the ttl as a
+                // half and then becomes an edge from `user` (a virtual node).
+                let key = PairKey(trace: span.traceID, span: span.spanID)
+                let half = Half(isClient: false, messaging: messaging, service: service, failed: failed, seconds: seconds,
+                                peer: nil, dimensions: dimensions, time: span.endTimeUnixNano, isRoot: true)
+                _ = pair(key, half, deadline: deadline)
             } else {
                 let key = PairKey(trace: span.traceID, span: span.parentSpanID)
                 let half = Half(isClient: false, messaging: messaging, service: service, failed: failed, seconds: seconds,
@@ -145,6 +148,10 @@ public struct ServiceGraphState: Sendable {
         if half.isClient, !half.messaging, let peer = half.peer {
             return [EdgeObservation(client: half.service, server: peer, connectionType: "virtual_node", dimensions: half.dimensions,
                                     failed: half.failed, clientSeconds: half.seconds, serverSeconds: nil, time: half.time)]
+        }
+        if !half.isClient, half.isRoot, !half.messaging {
+            return [EdgeObservation(client: "user", server: half.service, connectionType: "virtual_node", dimensions: half.dimensions,
+                                    failed: half.failed, clientSeconds: nil, serverSeconds: half.seconds, time: half.time)]
         }
         unpairedSpans += 1
         return []
@@ -212,15 +219,13 @@ public struct ServiceGraphState: Sendable {
                     edges.append(EdgeObservation(client: parent.service, server: service, connectionType: "agent", dimensions: dimensions,
                                                  failed: failed, clientSeconds: nil, serverSeconds: seconds, time: span.endTimeUnixNano))
                 }
-            } else if storedItems < configuration.maxItems {
+            } else if children.count < configuration.maxItems {
                 if children[parentKey] == nil { expiries.append((deadline, parentKey)) }
                 children[parentKey, default: []].append(Child(service: service, kind: span.kind, failed: failed, seconds: seconds,
                                                               dimensions: dimensions, time: span.endTimeUnixNano))
-            } else {
-                droppedSpans += 1
             }
         }
-        if storedItems < configuration.maxItems {
+        if parents.count < configuration.maxItems {
             if parents[me] == nil, halves[me] == nil { expiries.append((deadline, me)) }
             parents[me] = Parent(service: service, kind: span.kind)
         }

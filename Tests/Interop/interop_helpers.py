@@ -140,11 +140,13 @@ GRPC_SETTINGS = {
 
 def build_config(output_path, max_request_body_size=1048576, send_batch_size=512, timeout="200ms",
                  receiver_endpoint="127.0.0.1:0", admin_endpoint="127.0.0.1:0", http=True, grpc=None,
-                 exporter="file"):
+                 exporter="file", service_graph=None):
     """The collector config the tests use: OTLP/HTTP receiver -> batch -> file exporter.
 
     grpc: settings for an OTLP/gRPC receiver next to the HTTP one (e.g. GRPC_SETTINGS), None for none;
-    http=False leaves the HTTP one out. exporter: "file" (writing output_path), "nop" or "debug"."""
+    http=False leaves the HTTP one out. exporter: "file" (writing output_path), "nop" or "debug".
+    service_graph: settings of a `service_graph` processor, placed before `batch` in the pipeline;
+    None for none."""
     protocols = {}
     if grpc is not None:
         protocols["grpc"] = dict({"endpoint": "127.0.0.1:0"}, **grpc)
@@ -159,25 +161,27 @@ def build_config(output_path, max_request_body_size=1048576, send_batch_size=512
         exporters = {exporter: {}}
     else:
         raise ValueError("unknown exporter %r" % (exporter,))
+    processors = {}
+    if service_graph is not None:
+        processors["service_graph"] = service_graph
+    processors["batch"] = {
+        "send_batch_size": send_batch_size,
+        "timeout": timeout,
+    }
     return {
         "receivers": {
             "otlp": {
                 "protocols": protocols,
             },
         },
-        "processors": {
-            "batch": {
-                "send_batch_size": send_batch_size,
-                "timeout": timeout,
-            },
-        },
+        "processors": processors,
         "exporters": exporters,
         "service": {
             "admin": {"endpoint": admin_endpoint},
             "pipelines": {
                 "traces": {
                     "receivers": ["otlp"],
-                    "processors": ["batch"],
+                    "processors": list(processors),
                     "exporters": list(exporters),
                 },
             },

@@ -46,8 +46,9 @@ struct ServiceGraphStateTests {
         #expect(state.expire(now: 1_000_000_000).isEmpty)
         let expired = state.expire(now: 2_000_000_001)
         #expect(expired.map { "\($0.client)->\($0.server):\($0.connectionType)" } == ["a->payments:virtual_node"])
-        let root = state.observe(span(30, kind: .server, trace: 2), resource: resource("b"), now: 0)
-        #expect(root.map { "\($0.client)->\($0.server)" } == ["user->b"])
+        #expect(state.observe(span(30, kind: .server, trace: 2), resource: resource("b"), now: 3_000_000_000).isEmpty)
+        let root = state.expire(now: 5_000_000_001)
+        #expect(root.map { "\($0.client)->\($0.server):\($0.connectionType)" } == ["user->b:virtual_node"])
     }
 
     @Test("database and messaging edges")
