@@ -95,8 +95,69 @@ public enum GraphJSON {
         ["data": NSNull(), "total": 0, "limit": 0, "offset": 0, "errors": [["code": 400, "msg": message]]]
     }
 
-    /// Compact JSON with sorted keys, so the same graph always gives the same bytes.
+    /// Compact JSON with sorted keys, so the same graph always gives the same bytes. Written by hand:
+    /// Foundation's serializer took about a second for a graph of 10,000 edges.
     public static func encode(_ object: Any) -> [UInt8] {
-        (try? Array(JSONSerialization.data(withJSONObject: object, options: [.sortedKeys]))) ?? Array("{}".utf8)
+        var output: [UInt8] = []
+        output.reserveCapacity(1 << 16)
+        write(object, into: &output)
+        return output
+    }
+
+    private static func write(_ value: Any, into output: inout [UInt8]) {
+        switch value {
+        case let dictionary as [String: Any]:
+            output.append(UInt8(ascii: "{"))
+            for (index, key) in dictionary.keys.sorted().enumerated() {
+                if index > 0 { output.append(UInt8(ascii: ",")) }
+                writeString(key, into: &output)
+                output.append(UInt8(ascii: ":"))
+                write(dictionary[key]!, into: &output)
+            }
+            output.append(UInt8(ascii: "}"))
+        case let array as [Any]:
+            output.append(UInt8(ascii: "["))
+            for (index, element) in array.enumerated() {
+                if index > 0 { output.append(UInt8(ascii: ",")) }
+                write(element, into: &output)
+            }
+            output.append(UInt8(ascii: "]"))
+        case let text as String:
+            writeString(text, into: &output)
+        case let integer as Int:
+            output.append(contentsOf: String(integer).utf8)
+        case let integer as Int64:
+            output.append(contentsOf: String(integer).utf8)
+        case let real as Double:
+            if real.isFinite, real == real.rounded(), abs(real) < 1e15 {
+                output.append(contentsOf: String(Int64(real)).utf8)
+            } else if real.isFinite {
+                output.append(contentsOf: String(real).utf8)
+            } else {
+                output.append(contentsOf: "null".utf8)
+            }
+        case let flag as Bool:
+            output.append(contentsOf: (flag ? "true" : "false").utf8)
+        default:
+            output.append(contentsOf: "null".utf8)
+        }
+    }
+
+    private static func writeString(_ text: String, into output: inout [UInt8]) {
+        output.append(UInt8(ascii: "\""))
+        for byte in text.utf8 {
+            switch byte {
+            case UInt8(ascii: "\""), UInt8(ascii: "\\"):
+                output.append(UInt8(ascii: "\\"))
+                output.append(byte)
+            case 0..<0x20:
+                output.append(contentsOf: "\\u00".utf8)
+                output.append(Array("0123456789abcdef".utf8)[Int(byte >> 4)])
+                output.append(Array("0123456789abcdef".utf8)[Int(byte & 0xF)])
+            default:
+                output.append(byte)
+            }
+        }
+        output.append(UInt8(ascii: "\""))
     }
 }

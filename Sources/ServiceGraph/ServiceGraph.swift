@@ -103,16 +103,21 @@ public final class ServiceGraph: Sendable {
     func record(_ observations: [EdgeObservation]) {
         guard !observations.isEmpty else { return }
         var dropped = 0
+        // Registering an edge's series with Prometheus is slow; do it outside the lock the APIs read under.
+        let keys = observations.map {
+            EdgeKey(client: $0.client, server: $0.server, connectionType: $0.connectionType, dimensions: $0.dimensions)
+        }
+        let unknown = state.withLock { state in Set(keys.filter { state.edges[$0] == nil }) }
+        var fresh: [EdgeKey: EdgeMetrics] = [:]
+        for key in unknown { fresh[key] = makeMetrics(key) }
         state.withLock { state in
-            for observation in observations {
-                let key = EdgeKey(client: observation.client, server: observation.server, connectionType: observation.connectionType,
-                                  dimensions: observation.dimensions)
+            for (observation, key) in zip(observations, keys) {
                 if state.edges[key] == nil {
-                    guard state.edges.count < configuration.maxEdges else {
+                    guard state.edges.count < configuration.maxEdges, let metrics = fresh[key] else {
                         dropped += 1
                         continue
                     }
-                    state.edges[key] = EdgeStats(metrics: makeMetrics(key))
+                    state.edges[key] = EdgeStats(metrics: metrics)
                 }
                 state.edges[key]!.requests += 1
                 if observation.failed { state.edges[key]!.failed += 1 }
