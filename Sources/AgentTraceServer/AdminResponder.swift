@@ -45,7 +45,8 @@ final class AdminResponder: HTTP1Responder {
                 // Per-minute history covers the last hour; a longer window reads the totals.
                 if duration <= .seconds(3600) { since = wallClockNanos() &- UInt64(clamping: duration.nanoseconds) }
             }
-            return json(GraphJSON.nodeGraph(graph.snapshot(since: since, service: query["service"])))
+            return HTTP1Response(status: .ok, headers: ["content-type": "application/json", "access-control-allow-origin": "*"],
+                                 body: ByteBuffer(bytes: GraphJSON.encodeNodeGraph(graph.snapshot(since: since, service: query["service"]))))
         case "/api/graph/fields":
             return json(GraphJSON.fields())
         case "/api/health":

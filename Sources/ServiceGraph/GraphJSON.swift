@@ -25,6 +25,61 @@ public enum GraphJSON {
         requests == 0 ? 0 : (Double(failed) / Double(requests) * 10_000).rounded() / 100
     }
 
+    /// Node Graph panel frames, encoded straight from the snapshot (same bytes as `encode(nodeGraph(…))`).
+    public static func encodeNodeGraph(_ snapshot: GraphSnapshot) -> [UInt8] {
+        let kinds = kinds(snapshot)
+        var output: [UInt8] = []
+        output.reserveCapacity(256 * (snapshot.edges.count + snapshot.nodes.count) + 64)
+        func key(_ name: StaticString) {
+            output.append(UInt8(ascii: "\""))
+            output.append(contentsOf: UnsafeBufferPointer(start: name.utf8Start, count: name.utf8CodeUnitCount))
+            output.append(contentsOf: "\":".utf8)
+        }
+        func number(_ value: Double) { write(value, into: &output) }
+        func integer<Value: BinaryInteger>(_ value: Value) { output.append(contentsOf: String(value).utf8) }
+        func comma() { output.append(UInt8(ascii: ",")) }
+        // Keys in sorted order, as `encode` writes them.
+        output.append(contentsOf: "{\"edges\":[".utf8)
+        for (index, edge) in snapshot.edges.enumerated() {
+            if index > 0 { comma() }
+            output.append(UInt8(ascii: "{"))
+            key("detail__connection_type"); writeString(edge.connectionType, into: &output); comma()
+            key("detail__failed"); integer(edge.failed); comma()
+            if let mean = edge.meanServerMilliseconds { key("detail__mean_server_ms"); number((mean * 1000).rounded() / 1000); comma() }
+            key("detail__requests"); integer(edge.requests); comma()
+            key("id"); writeString(edge.id, into: &output); comma()
+            key("mainstat"); integer(edge.requests); comma()
+            key("secondarystat"); number(rate(edge.failed, edge.requests)); comma()
+            key("source"); writeString(edge.source, into: &output); comma()
+            key("target"); writeString(edge.target, into: &output)
+            output.append(UInt8(ascii: "}"))
+        }
+        output.append(contentsOf: "],\"nodes\":[".utf8)
+        for (index, node) in snapshot.nodes.enumerated() {
+            if index > 0 { comma() }
+            output.append(UInt8(ascii: "{"))
+            key("arc__failed"); number(node.requests == 0 ? 0 : Double(node.failed) / Double(node.requests)); comma()
+            key("arc__success"); number(node.requests == 0 ? 1 : Double(node.requests - node.failed) / Double(node.requests)); comma()
+            key("detail__errors"); integer(node.failed); comma()
+            key("detail__input_tokens"); integer(node.inputTokens); comma()
+            key("detail__output_tokens"); integer(node.outputTokens); comma()
+            if node.percentiles.count == 3 {
+                key("detail__p50_ms"); number(node.percentiles[0]); comma()
+                key("detail__p95_ms"); number(node.percentiles[1]); comma()
+                key("detail__p99_ms"); number(node.percentiles[2]); comma()
+            }
+            key("detail__requests"); integer(node.requests); comma()
+            key("id"); writeString(node.id, into: &output); comma()
+            key("mainstat"); integer(node.requests); comma()
+            key("secondarystat"); number(rate(node.failed, node.requests)); comma()
+            key("subtitle"); writeString(kinds[node.id] ?? "service", into: &output); comma()
+            key("title"); writeString(node.id, into: &output)
+            output.append(UInt8(ascii: "}"))
+        }
+        output.append(contentsOf: "]}".utf8)
+        return output
+    }
+
     /// Node Graph panel frames: `{"nodes":[…],"edges":[…]}`.
     public static func nodeGraph(_ snapshot: GraphSnapshot) -> [String: Any] {
         let kinds = kinds(snapshot)
@@ -129,16 +184,20 @@ public enum GraphJSON {
         case let integer as Int64:
             output.append(contentsOf: String(integer).utf8)
         case let real as Double:
-            if real.isFinite, real == real.rounded(), abs(real) < 1e15 {
-                output.append(contentsOf: String(Int64(real)).utf8)
-            } else if real.isFinite {
-                output.append(contentsOf: String(real).utf8)
-            } else {
-                output.append(contentsOf: "null".utf8)
-            }
+            write(real, into: &output)
         case let flag as Bool:
             output.append(contentsOf: (flag ? "true" : "false").utf8)
         default:
+            output.append(contentsOf: "null".utf8)
+        }
+    }
+
+    private static func write(_ real: Double, into output: inout [UInt8]) {
+        if real.isFinite, real == real.rounded(), abs(real) < 1e15 {
+            output.append(contentsOf: String(Int64(real)).utf8)
+        } else if real.isFinite {
+            output.append(contentsOf: String(real).utf8)
+        } else {
             output.append(contentsOf: "null".utf8)
         }
     }

@@ -134,7 +134,7 @@ struct Replay: AsyncParsableCommand {
                 guard let graph = collector.serviceGraphs.first else {
                     throw ValidationError("--graph-out needs a service_graph processor in the pipeline")
                 }
-                try Data(GraphJSON.encode(GraphJSON.nodeGraph(graph.snapshot()))).write(to: URL(fileURLWithPath: graphOut))
+                try Data(GraphJSON.encodeNodeGraph(graph.snapshot())).write(to: URL(fileURLWithPath: graphOut))
             }
         }
         for line in summary.lines { print(line) }

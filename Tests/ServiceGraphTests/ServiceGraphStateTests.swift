@@ -127,6 +127,8 @@ struct ServiceGraphJSONTests {
         #expect(b["secondarystat"] as? Double == 50)
         #expect((b["arc__success"] as! Double) + (b["arc__failed"] as! Double) == 1)
         #expect(edges.map { $0["id"] as? String } == ["a->b"])
+        // The direct encoder writes the same bytes as encoding the frames.
+        #expect(GraphJSON.encodeNodeGraph(processor.snapshot()) == GraphJSON.encode(json))
         let dependencies = GraphJSON.dependencies(processor.snapshot())["data"] as! [[String: Any]]
         #expect(dependencies.first?["callCount"] as? Int == 2)
     }
