@@ -270,15 +270,7 @@ final class GRPCConnectionHandler: ChannelInboundHandler {
     }
 
     private func flush(context: ChannelHandlerContext) {
-        guard let session else { return }
-        output.removeAll(keepingCapacity: true)
-        do {
-            guard try session.takeOutput(into: &output) else { return }
-        } catch {
-            context.close(promise: nil)
-            return
-        }
-        context.writeAndFlush(wrapOutboundOut(context.channel.allocator.buffer(bytes: output)), promise: nil)
+        session?.writeOutput(using: &output, to: context)
     }
 
     private func closeIfDrained(context: ChannelHandlerContext) {

@@ -1,4 +1,5 @@
 import CNghttp2
+import NIOCore
 
 /// A header field: lowercase name and value, as HTTP/2 carries them.
 public typealias HTTP2Header = (name: String, value: String)
@@ -174,6 +175,19 @@ public final class HTTP2Session {
                 }
             }
         }
+    }
+
+    /// Writes and flushes every frame waiting to be sent on `context`'s connection, reusing `output` as the
+    /// buffer; an nghttp2 failure closes the connection.
+    func writeOutput(using output: inout [UInt8], to context: ChannelHandlerContext) {
+        output.removeAll(keepingCapacity: true)
+        do {
+            guard try takeOutput(into: &output) else { return }
+        } catch {
+            context.close(promise: nil)
+            return
+        }
+        context.writeAndFlush(NIOAny(context.channel.allocator.buffer(bytes: output)), promise: nil)
     }
 
     /// Whether the session still wants to read or write; both false means the connection can close.
