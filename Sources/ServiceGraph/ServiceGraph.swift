@@ -113,7 +113,9 @@ public final class ServiceGraph: Sendable {
         state.withLock { state in
             for (observation, key) in zip(observations, keys) {
                 if state.edges[key] == nil {
-                    guard state.edges.count < configuration.maxEdges, let metrics = fresh[key] else {
+                    let newNodes = (state.nodes[key.client] == nil ? 1 : 0) + (state.nodes[key.server] == nil ? 1 : 0)
+                    guard state.edges.count < configuration.maxEdges, state.nodes.count + newNodes <= configuration.maxNodes,
+                          let metrics = fresh[key] else {
                         dropped += 1
                         continue
                     }

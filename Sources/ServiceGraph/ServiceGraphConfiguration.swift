@@ -15,6 +15,8 @@ public struct ServiceGraphConfiguration: Sendable, Equatable {
     public var dimensions: [String] = []
     /// Edges kept at most; spans that would add more are dropped and counted. Default 10000.
     public var maxEdges = 10_000
+    /// Nodes kept at most; an edge that would add more is dropped and counted. Default 10000.
+    public var maxNodes = 10_000
     /// Agent edges (service changes between parent and child, agent.source/target, GenAI model and tool calls). Default true.
     public var agentEdges = true
 
@@ -40,6 +42,7 @@ public struct ServiceGraphConfiguration: Sendable, Equatable {
         }
         dimensions = try section.stringList("dimensions", default: dimensions)
         maxEdges = try section.int("max_edges", default: maxEdges, in: 1...10_000_000)
+        maxNodes = try section.int("max_nodes", default: maxNodes, in: 1...10_000_000)
         agentEdges = try section.bool("agent_edges", default: agentEdges)
         try section.finish()
     }

@@ -103,8 +103,8 @@ public struct ServiceGraphState: Sendable {
         case .server, .consumer:
             let messaging = span.kind == .consumer
             if !span.parentSpanID.isValid {
-                // A root server: nobody in the trace called it. Like Tempo, it waits out the ttl as a
-                // half and then becomes an edge from `user` (a virtual node).
+                // A root server or consumer: nobody in the trace called it. Like Tempo, it waits out the
+                // ttl as a half and then becomes an edge from `user` (a virtual node).
                 let key = PairKey(trace: span.traceID, span: span.spanID)
                 let half = Half(isClient: false, messaging: messaging, service: service, failed: failed, seconds: seconds,
                                 peer: nil, dimensions: dimensions, time: span.endTimeUnixNano, isRoot: true)
@@ -149,7 +149,7 @@ public struct ServiceGraphState: Sendable {
             return [EdgeObservation(client: half.service, server: peer, connectionType: "virtual_node", dimensions: half.dimensions,
                                     failed: half.failed, clientSeconds: half.seconds, serverSeconds: nil, time: half.time)]
         }
-        if !half.isClient, half.isRoot, !half.messaging {
+        if !half.isClient, half.isRoot {
             return [EdgeObservation(client: "user", server: half.service, connectionType: "virtual_node", dimensions: half.dimensions,
                                     failed: half.failed, clientSeconds: nil, serverSeconds: half.seconds, time: half.time)]
         }

@@ -51,6 +51,28 @@ struct ServiceGraphStateTests {
         #expect(root.map { "\($0.client)->\($0.server):\($0.connectionType)" } == ["user->b:virtual_node"])
     }
 
+    @Test("a root CONSUMER is also called by user, at expiry")
+    func rootConsumer() {
+        var state = ServiceGraphState(configuration: configuration)
+        #expect(state.observe(span(40, kind: .consumer, trace: 3), resource: resource("worker"), now: 0).isEmpty)
+        #expect(state.expire(now: 2_000_000_001).map { "\($0.client)->\($0.server):\($0.connectionType)" } == ["user->worker:virtual_node"])
+    }
+
+    @Test("max_nodes bounds the graph; what would pass it is dropped and counted")
+    func maxNodes() {
+        var configuration = ServiceGraphConfiguration()
+        configuration.maxNodes = 3
+        let metrics = SelfMetrics()
+        let graph = ServiceGraph(configuration: configuration, metrics: metrics)
+        let observations = (0..<5).map {
+            EdgeObservation(client: "a", server: "s\($0)", connectionType: "", dimensions: [], failed: false,
+                            clientSeconds: 0.1, serverSeconds: 0.1, time: 1)
+        }
+        graph.record(observations)
+        #expect(graph.snapshot(since: nil, service: nil, tokens: [:]).nodes.count == 3)
+        #expect(String(decoding: metrics.render(), as: UTF8.self).contains("traces_service_graph_dropped_spans_total 3"))
+    }
+
     @Test("database and messaging edges")
     func databaseAndMessaging() {
         var state = ServiceGraphState(configuration: configuration)
