@@ -176,3 +176,30 @@ struct QueuedExporterTests {
         #expect(HTTPBatchSender.retryAfter("7") == .seconds(7))
     }
 }
+
+@Suite("queue sizer")
+struct QueueSizerTests {
+    @Test("sizer: items counts spans, so a few large batches fill the queue")
+    func items() async throws {
+        var queue = QueueConfiguration()
+        queue.sizer = .items
+        queue.queueSize = 10
+        queue.numConsumers = 1
+        var retry = fastRetry()
+        retry.maxElapsedTime = .zero
+        let sender = ScriptedSender(Array(repeating: .retryable("down"), count: 100))
+        let metrics = SelfMetrics()
+        let exporter = QueuedExporter(id: ComponentID("otlp"), sender: sender, queue: queue, retry: retry, metrics: metrics,
+                                      logger: Logger(label: "test"))
+        let (delivery, tally) = reporter(metrics)
+        _ = exporter.reportsDelivery(to: delivery)
+        try await exporter.start()
+        try await exporter.export(spans(6))
+        let second = Task { try await exporter.export(spans(6)) }  // 12 > 10: waits for the first to leave
+        try await Task.sleep(for: .milliseconds(30))
+        #expect(String(decoding: metrics.render(), as: UTF8.self).contains("agenttrace_exporter_queue_size{exporter=\"otlp\"} 6"))
+        try await second.value
+        await exporter.shutdown()
+        #expect(tally.sent.load(ordering: .relaxed) == 12)
+    }
+}

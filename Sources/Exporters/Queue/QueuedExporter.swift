@@ -37,11 +37,14 @@ public final class QueuedExporter: SpanExporter {
         let labels = [("exporter", id.description)]
         retriedSpans = metrics.counter("agenttrace_exporter_retried_spans_total",
                                        help: "Spans whose send failed and was retried.", labels: labels)
-        let size = metrics.gauge("agenttrace_exporter_queue_size", help: "Batches waiting in an exporter's sending queue.", labels: labels)
+        let size = metrics.gauge("agenttrace_exporter_queue_size",
+                                 help: "What an exporter's sending queue holds, in its sizer's unit (batches or spans).", labels: labels)
         let persisted = metrics.gauge("agenttrace_exporter_persisted_bytes", help: "Bytes of queued batches kept on disk.", labels: labels)
-        metrics.gauge("agenttrace_exporter_queue_capacity", help: "The most batches an exporter's sending queue holds.", labels: labels)
+        metrics.gauge("agenttrace_exporter_queue_capacity",
+                      help: "The most an exporter's sending queue holds, in its sizer's unit (batches or spans).", labels: labels)
             .set(Double(queue.queueSize))
-        self.queue = ExportQueue(capacity: queue.queueSize, storage: queue.storage.map { URL(fileURLWithPath: $0) })
+        self.queue = ExportQueue(capacity: queue.queueSize, countsSpans: queue.sizer == .items,
+                                 storage: queue.storage.map { URL(fileURLWithPath: $0) })
         let exportQueue = self.queue
         metrics.onScrape {
             let (count, bytes) = exportQueue.gauges
@@ -161,6 +164,10 @@ struct QueuedBatch: Sendable {
 /// sequence number, written before `push` returns and removed once the batch is done.
 actor ExportQueue {
     private let capacity: Int
+    /// Count spans against the capacity (`sizer: items`) instead of batches.
+    private let countsSpans: Bool
+    /// Units held, queued and in flight.
+    private var used = 0
     private let storage: URL?
     private var items: Deque<QueuedBatch> = []
     private var inFlight = 0
@@ -173,8 +180,9 @@ actor ExportQueue {
     private let codec = OTLPProtobufCodec(initialArenaCapacity: 64 << 10)
     private let counts = Mutex<(batches: Int, bytes: Int)>((0, 0))
 
-    init(capacity: Int, storage: URL?) {
+    init(capacity: Int, countsSpans: Bool = false, storage: URL?) {
         self.capacity = capacity
+        self.countsSpans = countsSpans
         self.storage = storage
     }
 
@@ -200,7 +208,9 @@ actor ExportQueue {
                 try? FileManager.default.moveItem(at: file, to: file.appendingPathExtension("corrupt"))
                 continue
             }
-            items.append(QueuedBatch(payload: SpanBatchPayload(batch), file: file, bytes: data.count))
+            let payload = SpanBatchPayload(batch)
+            used += cost(payload.spanCount)
+            items.append(QueuedBatch(payload: payload, file: file, bytes: data.count))
             recovered += 1
         }
         updateCounts()
@@ -209,18 +219,27 @@ actor ExportQueue {
 
     /// Queues a batch, waiting while the queue is full; with storage, writes it to disk first.
     func push(_ payload: SpanBatchPayload) async throws {
-        while items.count + inFlight >= capacity, !closed {
+        let cost = self.cost(payload.spanCount)
+        // Wait for room; a batch larger than the whole queue still goes in alone.
+        while used > 0, used + cost > capacity, !closed {
             await withCheckedContinuation { waitingProducers.append($0) }
         }
         guard !closed else { throw ExportError.permanent("the exporter is shutting down") }
+        used += cost
         var item = QueuedBatch(payload: payload, file: nil)
         if let storage {
             let bytes = codec.encodeRequest(payload.batch)
             let file = storage.appendingPathComponent(String(format: "%020llu.otlp", nextSequence))
             nextSequence += 1
             let temporary = file.appendingPathExtension("tmp")
-            try Data(bytes).write(to: temporary)
-            try FileManager.default.moveItem(at: temporary, to: file)
+            do {
+                try Data(bytes).write(to: temporary)
+                try FileManager.default.moveItem(at: temporary, to: file)
+            } catch {
+                used -= cost
+                if !waitingProducers.isEmpty { waitingProducers.removeFirst().resume() }
+                throw error
+            }
             item.file = file
             item.bytes = bytes.count
         }
@@ -270,12 +289,16 @@ actor ExportQueue {
     /// persisted batches stay on disk.
     func abandonUnpersisted() -> Int {
         let spans = items.filter { $0.file == nil }.reduce(0) { $0 + $1.payload.spanCount }
+        for item in items { used -= cost(item.payload.spanCount) }
         items.removeAll()
         updateCounts()
         return spans
     }
 
+    private func cost(_ spans: Int) -> Int { countsSpans ? max(spans, 1) : 1 }
+
     private func release(_ item: QueuedBatch) {
+        used -= cost(item.payload.spanCount)
         inFlight -= 1
         inFlightBytes -= item.bytes
         if !waitingProducers.isEmpty { waitingProducers.removeFirst().resume() }
@@ -284,6 +307,7 @@ actor ExportQueue {
 
     private func updateCounts() {
         let bytes = items.reduce(0) { $0 + $1.bytes } + inFlightBytes
-        counts.withLock { $0 = (items.count + inFlight, bytes) }
+        let size = countsSpans ? used : items.count + inFlight
+        counts.withLock { $0 = (size, bytes) }
     }
 }
