@@ -53,7 +53,7 @@ public final class GRPCClient: Sendable {
         var headers: [HTTP2Header] = [(":method", "POST"), (":scheme", "http"), (":path", path), (":authority", "\(host):\(port)"),
                                       ("content-type", "application/grpc"), ("te", "trailers"), ("user-agent", "AgentTrace")]
         if compressed { headers.append(("grpc-encoding", "gzip")) }
-        headers.append(("grpc-timeout", "\(max(1, timeout.components.seconds * 1000 + timeout.components.attoseconds / 1_000_000_000_000_000))m"))
+        headers.append(("grpc-timeout", "\(max(1, timeout.wholeNanoseconds / 1_000_000))m"))
         headers += metadata
         var frame = [UInt8](repeating: 0, count: 5)
         frame[0] = compressed ? 1 : 0
@@ -64,7 +64,7 @@ public final class GRPCClient: Sendable {
         frame[4] = UInt8(length & 0xFF)
         let promise = channel.eventLoop.makePromise(of: GRPCCallResult.self)
         let call = GRPCClientCall(headers: headers, body: frame + message, promise: promise)
-        let deadline = channel.eventLoop.scheduleTask(in: .nanoseconds(timeout.components.seconds * 1_000_000_000 + timeout.components.attoseconds / 1_000_000_000)) {
+        let deadline = channel.eventLoop.scheduleTask(in: .nanoseconds(timeout.wholeNanoseconds)) {
             promise.fail(GRPCTransportError(status: 4, reason: "no answer within \(timeout)"))
         }
         channel.writeAndFlush(call, promise: nil)

@@ -2,10 +2,12 @@ import Foundation
 import Synchronization
 import TraceModel
 
-/// A write-ahead log of accepted batches, for pipelines whose exporters keep a disk queue: a batch is
-/// written here before the receiver acknowledges it, and forgotten once the exporters have taken it
-/// (into their own disk queues). After a crash, what is left is replayed through the pipeline, so an
-/// acknowledged span is never lost — it may be delivered twice (at least once).
+/// Batches kept on disk, one file per record named by its sequence number, each written whole (a
+/// temporary file, then a rename) before `append` returns. Two users: the write-ahead log of a durable
+/// pipeline (a batch is written before the receiver acknowledges it and released once the exporters
+/// hold it; after a crash what is left runs through the pipeline again, so an acknowledged span is
+/// never lost, only possibly delivered twice), and an exporter's disk queue (a record is removed once
+/// its batch is delivered or given up).
 public final class DurableLog: Sendable {
     /// Encodes and decodes one batch (OTLP protobuf, injected so this module stays free of wire formats).
     public typealias Encode = @Sendable (SpanBatch) -> [UInt8]
@@ -52,6 +54,12 @@ public final class DurableLog: Sendable {
         return sequence
     }
 
+    /// Forgets one record.
+    public func remove(_ sequence: UInt64) {
+        guard state.withLock({ $0.sizes.removeValue(forKey: sequence) }) != nil else { return }
+        try? FileManager.default.removeItem(at: url(for: sequence))
+    }
+
     /// Forgets every record up to and including `mark`.
     public func release(upTo mark: UInt64) {
         let due: [UInt64] = state.withLock { state in
@@ -64,11 +72,10 @@ public final class DurableLog: Sendable {
         for sequence in due { try? FileManager.default.removeItem(at: url(for: sequence)) }
     }
 
-    /// Records an earlier run left, oldest first, each batch marked with its sequence; unreadable
-    /// records are set aside as `.corrupt`.
-    public func recover() throws -> [SpanBatch] {
+    /// Records an earlier run left, oldest first; unreadable records are set aside as `.corrupt`.
+    public func recover() throws -> [(sequence: UInt64, batch: SpanBatch)] {
         let names = try FileManager.default.contentsOfDirectory(atPath: directory.path).sorted()
-        var batches: [SpanBatch] = []
+        var records: [(sequence: UInt64, batch: SpanBatch)] = []
         var highest: UInt64 = 0
         for name in names {
             let file = directory.appendingPathComponent(name)
@@ -78,16 +85,15 @@ public final class DurableLog: Sendable {
             }
             guard name.hasSuffix(".otlp"), let sequence = UInt64(name.dropLast(5)) else { continue }
             highest = max(highest, sequence)
-            guard let data = FileManager.default.contents(atPath: file.path), var batch = try? decode(Array(data)) else {
+            guard let data = FileManager.default.contents(atPath: file.path), let batch = try? decode(Array(data)) else {
                 try? FileManager.default.moveItem(at: file, to: file.appendingPathExtension("corrupt"))
                 continue
             }
-            batch.durableMark = sequence
-            batches.append(batch)
+            records.append((sequence, batch))
             state.withLock { $0.sizes[sequence] = data.count }
         }
         state.withLock { $0.nextSequence = max($0.nextSequence, highest + 1) }
-        return batches
+        return records
     }
 
     private func url(for sequence: UInt64) -> URL {

@@ -50,7 +50,11 @@ public final class PipelineService: Service, Sendable {
             if !recovered.isEmpty {
                 logger.info("replaying batches from the write-ahead log", metadata: ["batches": "\(recovered.count)"])
             }
-            for batch in recovered { await runner.process(batch, now: wallClockNanos()) }
+            for (sequence, batch) in recovered {
+                var marked = batch
+                marked.durableMark = sequence
+                await runner.process(marked, now: wallClockNanos())
+            }
         }
         started.withLock { $0 = true }
         // Graceful shutdown and cancellation both close the queue: the consumer then drains what was

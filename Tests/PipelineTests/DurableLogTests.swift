@@ -29,11 +29,13 @@ struct DurableLogTests {
         // The process dies here; a new one opens the same folder.
         let reopened = try DurableLog(directory: folder, encode: encodeForTest, decode: decodeForTest)
         let recovered = try reopened.recover()
-        #expect(recovered.map(\.spanCount) == [3, 4])
-        #expect(recovered.map(\.durableMark) == [1, 2])
+        #expect(recovered.map(\.batch.spanCount) == [3, 4])
+        #expect(recovered.map(\.sequence) == [1, 2])
         #expect(try reopened.append(makeBatch(spans: 1)) == 3)  // numbering continues
-        reopened.release(upTo: 2)
+        reopened.release(upTo: 1)
+        reopened.remove(2)
         #expect(try FileManager.default.contentsOfDirectory(atPath: folder.path) == ["00000000000000000003.otlp"])
+        #expect(reopened.usage.records == 1)
     }
 
     @Test("a full queue refuses without writing")

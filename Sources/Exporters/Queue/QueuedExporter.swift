@@ -80,7 +80,7 @@ public final class QueuedExporter: SpanExporter {
         let payload = SpanBatchPayload(batch)
         guard queueConfiguration.enabled else {
             // No queue: send inline; the pipeline counts the outcome.
-            if let failure = await deliver(QueuedBatch(payload: payload, file: nil)) { throw failure }
+            if let failure = await deliver(QueuedBatch(payload: payload, record: nil)) { throw failure }
             return
         }
         try await queue.push(payload)
@@ -113,7 +113,7 @@ public final class QueuedExporter: SpanExporter {
     private func consume() async {
         while let item = await queue.pop() {
             if let failure = await deliver(item) {
-                if failure.isRetryable, stopping.load(ordering: .relaxed), item.file != nil {
+                if failure.isRetryable, stopping.load(ordering: .relaxed), item.record != nil {
                     await queue.keepOnDisk(item)  // delivered after the next start
                     continue
                 }
@@ -153,15 +153,14 @@ public final class QueuedExporter: SpanExporter {
     }
 }
 
-/// One queued batch and, with storage, the file that holds it.
+/// One queued batch and, with storage, its record on disk.
 struct QueuedBatch: Sendable {
     var payload: SpanBatchPayload
-    var file: URL?
-    var bytes: Int = 0
+    var record: UInt64?
 }
 
-/// The bounded queue itself: batches in memory and, with storage, each also in a file named by a
-/// sequence number, written before `push` returns and removed once the batch is done.
+/// The bounded queue itself: batches in memory and, with storage, each also a record of a
+/// `DurableLog`, written before `push` returns and removed once the batch is done.
 actor ExportQueue {
     private let capacity: Int
     /// Count spans against the capacity (`sizer: items`) instead of batches.
@@ -171,14 +170,13 @@ actor ExportQueue {
     private let storage: URL?
     private var items: Deque<QueuedBatch> = []
     private var inFlight = 0
-    /// Bytes on disk of the batches consumers hold (being sent or retried).
-    private var inFlightBytes = 0
     private var closed = false
     private var waitingConsumers: [CheckedContinuation<QueuedBatch?, Never>] = []
     private var waitingProducers: [CheckedContinuation<Void, Never>] = []
-    private var nextSequence: UInt64 = 1
-    private let codec = OTLPProtobufCodec(initialArenaCapacity: 64 << 10)
-    private let counts = Mutex<(batches: Int, bytes: Int)>((0, 0))
+    private let size = Mutex(0)
+    /// The disk queue once opened; in a lock so the gauges can read it without waiting for the actor.
+    private let persisted = Mutex<DurableLog?>(nil)
+    private var log: DurableLog? { persisted.withLock { $0 } }
 
     init(capacity: Int, countsSpans: Bool = false, storage: URL?) {
         self.capacity = capacity
@@ -186,35 +184,26 @@ actor ExportQueue {
         self.storage = storage
     }
 
-    /// Batches queued and bytes on disk, readable without waiting for the actor.
-    nonisolated var gauges: (Int, Int) { counts.withLock { ($0.batches, $0.bytes) } }
+    /// What is queued (in the sizer's unit) and bytes on disk, readable without waiting for the actor.
+    nonisolated var gauges: (Int, Int) {
+        (size.withLock { $0 }, persisted.withLock { $0 }?.usage.bytes ?? 0)
+    }
 
-    /// Loads batches left in storage by an earlier run, oldest first; returns how many.
+    /// Opens the storage and loads the batches an earlier run left there, oldest first; returns how many.
     func recover() throws -> Int {
         guard let storage else { return 0 }
-        try FileManager.default.createDirectory(at: storage, withIntermediateDirectories: true)
-        let names = try FileManager.default.contentsOfDirectory(atPath: storage.path)
-        var recovered = 0
-        for name in names.sorted() {
-            let file = storage.appendingPathComponent(name)
-            if name.hasSuffix(".tmp") {
-                try? FileManager.default.removeItem(at: file)  // a write that never completed was never acknowledged
-                continue
-            }
-            guard name.hasSuffix(".otlp"), let sequence = UInt64(name.dropLast(5)),
-                  let data = FileManager.default.contents(atPath: file.path) else { continue }
-            nextSequence = max(nextSequence, sequence + 1)
-            guard let batch = try? codec.decodeRequest(Array(data)) else {
-                try? FileManager.default.moveItem(at: file, to: file.appendingPathExtension("corrupt"))
-                continue
-            }
+        let log = try DurableLog(directory: storage,
+                                 encode: { OTLPProtobufCodec(initialArenaCapacity: 64 << 10).encodeRequest($0) },
+                                 decode: { try OTLPProtobufCodec(initialArenaCapacity: 64 << 10).decodeRequest($0) })
+        persisted.withLock { $0 = log }
+        let recovered = try log.recover()
+        for (sequence, batch) in recovered {
             let payload = SpanBatchPayload(batch)
             used += cost(payload.spanCount)
-            items.append(QueuedBatch(payload: payload, file: file, bytes: data.count))
-            recovered += 1
+            items.append(QueuedBatch(payload: payload, record: sequence))
         }
         updateCounts()
-        return recovered
+        return recovered.count
     }
 
     /// Queues a batch, waiting while the queue is full; with storage, writes it to disk first.
@@ -226,26 +215,18 @@ actor ExportQueue {
         }
         guard !closed else { throw ExportError.permanent("the exporter is shutting down") }
         used += cost
-        var item = QueuedBatch(payload: payload, file: nil)
-        if let storage {
-            let bytes = codec.encodeRequest(payload.batch)
-            let file = storage.appendingPathComponent(String(format: "%020llu.otlp", nextSequence))
-            nextSequence += 1
-            let temporary = file.appendingPathExtension("tmp")
+        var item = QueuedBatch(payload: payload, record: nil)
+        if let log {
             do {
-                try Data(bytes).write(to: temporary)
-                try FileManager.default.moveItem(at: temporary, to: file)
+                item.record = try log.append(payload.batch)
             } catch {
                 used -= cost
                 if !waitingProducers.isEmpty { waitingProducers.removeFirst().resume() }
                 throw error
             }
-            item.file = file
-            item.bytes = bytes.count
         }
         if !waitingConsumers.isEmpty {
             inFlight += 1
-            inFlightBytes += item.bytes
             waitingConsumers.removeFirst().resume(returning: item)
         } else {
             items.append(item)
@@ -257,7 +238,6 @@ actor ExportQueue {
     func pop() async -> QueuedBatch? {
         if let item = items.popFirst() {
             inFlight += 1
-            inFlightBytes += item.bytes
             updateCounts()
             return item
         }
@@ -265,9 +245,9 @@ actor ExportQueue {
         return await withCheckedContinuation { waitingConsumers.append($0) }
     }
 
-    /// A popped batch is done (sent or given up): its file goes, and a waiting producer may proceed.
+    /// A popped batch is done (sent or given up): its record goes, and a waiting producer may proceed.
     func finished(_ item: QueuedBatch) {
-        if let file = item.file { try? FileManager.default.removeItem(at: file) }
+        if let record = item.record { log?.remove(record) }
         release(item)
     }
 
@@ -288,7 +268,7 @@ actor ExportQueue {
     /// After the consumers stopped: drops what is still queued in memory only, returning its spans;
     /// persisted batches stay on disk.
     func abandonUnpersisted() -> Int {
-        let spans = items.filter { $0.file == nil }.reduce(0) { $0 + $1.payload.spanCount }
+        let spans = items.filter { $0.record == nil }.reduce(0) { $0 + $1.payload.spanCount }
         for item in items { used -= cost(item.payload.spanCount) }
         items.removeAll()
         updateCounts()
@@ -300,14 +280,12 @@ actor ExportQueue {
     private func release(_ item: QueuedBatch) {
         used -= cost(item.payload.spanCount)
         inFlight -= 1
-        inFlightBytes -= item.bytes
         if !waitingProducers.isEmpty { waitingProducers.removeFirst().resume() }
         updateCounts()
     }
 
     private func updateCounts() {
-        let bytes = items.reduce(0) { $0 + $1.bytes } + inFlightBytes
-        let size = countsSpans ? used : items.count + inFlight
-        counts.withLock { $0 = (size, bytes) }
+        let held = countsSpans ? used : items.count + inFlight
+        size.withLock { $0 = held }
     }
 }
