@@ -2,13 +2,13 @@ import Foundation
 import Logging
 import NIOCore
 import NIOPosix
+import Exporters
 import Pipeline
 import Receivers
 import ServiceGraph
 import ServiceLifecycle
 import Synchronization
 import TraceModel
-import TraceWire
 
 /// One built traces pipeline.
 public struct BuiltPipeline: Sendable {
@@ -86,9 +86,8 @@ public final class Collector: Sendable {
             // An exporter with a disk queue makes the pipeline durable: accepted batches are written
             // ahead, next to that queue, before receivers acknowledge them.
             let durableLog = try exporters.lazy.compactMap(\.exporter.durableStorage).first.map { storage in
-                try DurableLog(directory: URL(fileURLWithPath: storage).appendingPathComponent("pipeline-\(pipeline.name.replacingOccurrences(of: "/", with: "_"))"),
-                               encode: { OTLPProtobufCodec(initialArenaCapacity: 64 << 10).encodeRequest($0) },
-                               decode: { try OTLPProtobufCodec(initialArenaCapacity: 64 << 10).decodeRequest($0) })
+                try DurableLog.otlp(directory: URL(fileURLWithPath: storage)
+                    .appendingPathComponent("pipeline-\(pipeline.name.replacingOccurrences(of: "/", with: "_"))"))
             }
             let queue = BoundedBatchQueue(maxBatches: configuration.queue.maxBatches, maxSpans: configuration.queue.maxSpans,
                                           durableLog: durableLog)

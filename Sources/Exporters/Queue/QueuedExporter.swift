@@ -192,9 +192,7 @@ actor ExportQueue {
     /// Opens the storage and loads the batches an earlier run left there, oldest first; returns how many.
     func recover() throws -> Int {
         guard let storage else { return 0 }
-        let log = try DurableLog(directory: storage,
-                                 encode: { OTLPProtobufCodec(initialArenaCapacity: 64 << 10).encodeRequest($0) },
-                                 decode: { try OTLPProtobufCodec(initialArenaCapacity: 64 << 10).decodeRequest($0) })
+        let log = try DurableLog.otlp(directory: storage)
         persisted.withLock { $0 = log }
         let recovered = try log.recover()
         for (sequence, batch) in recovered {
@@ -287,5 +285,15 @@ actor ExportQueue {
     private func updateCounts() {
         let held = countsSpans ? used : items.count + inFlight
         size.withLock { $0 = held }
+    }
+}
+
+extension DurableLog {
+    /// A log whose records are binary OTLP `ExportTraceServiceRequest`s, as every disk queue and
+    /// write-ahead log of AgentTrace keeps them.
+    public static func otlp(directory: URL) throws -> DurableLog {
+        try DurableLog(directory: directory,
+                       encode: { OTLPProtobufCodec(initialArenaCapacity: 64 << 10).encodeRequest($0) },
+                       decode: { try OTLPProtobufCodec(initialArenaCapacity: 64 << 10).decodeRequest($0) })
     }
 }
