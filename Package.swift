@@ -129,7 +129,7 @@ let package = Package(
         .testTarget(name: "ProcessorsTests", dependencies: ["Processors"]),
         .testTarget(name: "ServiceGraphTests", dependencies: ["ServiceGraph"]),
         .testTarget(name: "ExportersTests", dependencies: ["Exporters"]),
-        .testTarget(name: "AgentTraceServerTests", dependencies: ["AgentTraceServer"]),
+        .testTarget(name: "AgentTraceServerTests", dependencies: ["AgentTraceServer", "ServiceGraph"]),
     ],
     swiftLanguageModes: [.v6]
 )

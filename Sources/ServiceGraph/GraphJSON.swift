@@ -32,7 +32,7 @@ public enum GraphJSON {
         output.reserveCapacity(256 * (snapshot.edges.count + snapshot.nodes.count) + 64)
         func key(_ name: StaticString) {
             output.append(UInt8(ascii: "\""))
-            output.append(contentsOf: UnsafeBufferPointer(start: name.utf8Start, count: name.utf8CodeUnitCount))
+            name.withUTF8Buffer { output.append(contentsOf: $0) }
             output.append(contentsOf: "\":".utf8)
         }
         func number(_ value: Double) { write(value, into: &output) }

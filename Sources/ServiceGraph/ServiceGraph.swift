@@ -18,47 +18,61 @@ public final class ServiceGraph: Sendable {
         var dimensions: [String]
     }
 
+    /// Requests and failures per minute for the last hour, one slot per minute of the hour.
     struct Buckets: Sendable {
-        var minute: [Int64] = Array(repeating: -1, count: ServiceGraph.minutes)
-        var requests: [Int] = Array(repeating: 0, count: ServiceGraph.minutes)
-        var failed: [Int] = Array(repeating: 0, count: ServiceGraph.minutes)
+        struct Slot: Sendable {
+            var minute: Int64 = -1
+            var requests = 0
+            var failed = 0
+        }
 
-        mutating func add(at unixNanos: UInt64, failed isFailed: Bool) {
-            let minute = Int64(unixNanos / 60_000_000_000)
-            let slot = Int(minute % Int64(ServiceGraph.minutes))
-            if self.minute[slot] != minute {
-                self.minute[slot] = minute
-                requests[slot] = 0
-                failed[slot] = 0
+        var slots = [Slot](repeating: Slot(), count: ServiceGraph.minutes)
+
+        mutating func add(minute: Int64, requests count: Int, failed failedCount: Int) {
+            let index = Int(minute % Int64(ServiceGraph.minutes))
+            if slots[index].minute != minute {
+                // An older minute than the one in the slot is outside the hour kept: only totals count it.
+                guard slots[index].minute < minute else { return }
+                slots[index] = Slot(minute: minute)
             }
-            requests[slot] += 1
-            if isFailed { failed[slot] += 1 }
+            slots[index].requests += count
+            slots[index].failed += failedCount
         }
 
         /// Requests and failures in the minutes from `since` to `until` (Unix nanoseconds); open ends when nil.
         func sum(since: UInt64?, until: UInt64? = nil) -> (requests: Int, failed: Int) {
-            let first = since.map { Int64($0 / 60_000_000_000) } ?? Int64.min
+            let first = since.map { Int64($0 / 60_000_000_000) } ?? 0
             let last = until.map { Int64($0 / 60_000_000_000) } ?? Int64.max
             var result = (0, 0)
-            for slot in 0..<ServiceGraph.minutes where minute[slot] >= first && minute[slot] <= last && minute[slot] >= 0 {
-                result.0 += requests[slot]
-                result.1 += failed[slot]
+            for slot in slots where slot.minute >= first && slot.minute <= last {
+                result.0 += slot.requests
+                result.1 += slot.failed
             }
             return result
         }
     }
 
     struct EdgeStats: Sendable {
+        /// The edge's id in the graph APIs (edges that differ only in dimensions share it).
+        let id: String
         var requests = 0
         var failed = 0
         var buckets = Buckets()
         var lastSeen: UInt64 = 0
-        var serverSecondsSum = 0.0
+        var serverNanosSum: UInt64 = 0
         var serverCount = 0
         let metrics: EdgeMetrics
     }
 
-    struct EdgeMetrics: Sendable {
+    /// One class, so copying an edge's stats retains one reference for its four series.
+    final class EdgeMetrics: Sendable {
+        init(total: Counter, failed: Counter, server: ValueHistogram, client: ValueHistogram) {
+            self.total = total
+            self.failed = failed
+            self.server = server
+            self.client = client
+        }
+
         let total: Counter
         let failed: Counter
         let server: ValueHistogram
@@ -70,12 +84,64 @@ public final class ServiceGraph: Sendable {
         var failed = 0
         var buckets = Buckets()
         var latencies: [Int]
+        var inputTokens: Int64 = 0
+        var outputTokens: Int64 = 0
+    }
+
+    /// What one batch of observations adds to one edge, summed before the graph's lock is taken.
+    struct EdgeDelta {
+        var requests = 0
+        var failed = 0
+        var minutes: [(minute: Int64, requests: Int, failed: Int)] = []
+        var lastSeen: UInt64 = 0
+        var serverSeconds: [Double] = []
+        var clientSeconds: [Double] = []
+        /// Per latency bucket of the server node, from the server side's time (else the client's).
+        var latencies: [Int]
+
+        mutating func add(_ observation: EdgeObservation, bounds: [Double]) {
+            requests += 1
+            if observation.failed { failed += 1 }
+            let minute = Int64(observation.time / 60_000_000_000)
+            if let index = minutes.firstIndex(where: { $0.minute == minute }) {
+                minutes[index].requests += 1
+                if observation.failed { minutes[index].failed += 1 }
+            } else {
+                minutes.append((minute, 1, observation.failed ? 1 : 0))
+            }
+            lastSeen = max(lastSeen, observation.time)
+            if let seconds = observation.serverSeconds { serverSeconds.append(seconds) }
+            if let seconds = observation.clientSeconds { clientSeconds.append(seconds) }
+            if let seconds = observation.serverSeconds ?? observation.clientSeconds {
+                latencies[bounds.firstIndex { seconds <= $0 } ?? bounds.count] += 1
+            }
+        }
     }
 
     private struct State: Sendable {
         var edges: [EdgeKey: EdgeStats] = [:]
         var nodes: [String: NodeStats] = [:]
+        /// The edges by id: appended as they come, sorted by the next snapshot (edges are only ever
+        /// added, so once the graph settles snapshots stop sorting).
+        var edgeOrder: [(id: String, key: EdgeKey)] = []
+        var edgeOrderSorted = true
+        /// The node names, likewise.
+        var nodeOrder: [String] = []
+        var nodeOrderSorted = true
         var droppedEdges = 0
+
+        mutating func addNode(_ name: String, latencyBuckets: Int) {
+            guard nodes[name] == nil else { return }
+            nodes[name] = NodeStats(latencies: Array(repeating: 0, count: latencyBuckets + 1))
+            nodeOrder.append(name)
+            nodeOrderSorted = false
+        }
+
+        mutating func addEdge(_ key: EdgeKey, _ stats: EdgeStats) {
+            edges[key] = stats
+            edgeOrder.append((stats.id, key))
+            edgeOrderSorted = false
+        }
     }
 
     let configuration: ServiceGraphConfiguration
@@ -99,56 +165,94 @@ public final class ServiceGraph: Sendable {
         if unpaired > 0 { unpairedSpans.increment(by: Int64(unpaired)) }
     }
 
-    /// Adds observed calls.
+    /// Adds observed calls: sums them per edge first, then takes the lock once.
     func record(_ observations: [EdgeObservation]) {
         guard !observations.isEmpty else { return }
-        var dropped = 0
-        // Registering an edge's series with Prometheus is slow; do it outside the lock the APIs read under.
-        let keys = observations.map {
-            EdgeKey(client: $0.client, server: $0.server, connectionType: $0.connectionType, dimensions: $0.dimensions)
+        let bounds = configuration.latencyBuckets
+        // In order of first appearance, so limits cut the same edges on every run.
+        var keys: [EdgeKey] = []
+        var deltas: [EdgeDelta] = []
+        var indexOf: [EdgeKey: Int] = [:]
+        var tokens: [(agent: String, input: Int64, output: Int64)] = []
+        for observation in observations {
+            let key = EdgeKey(client: observation.client, server: observation.server, connectionType: observation.connectionType,
+                              dimensions: observation.dimensions)
+            let index: Int
+            if let known = indexOf[key] {
+                index = known
+            } else {
+                index = keys.count
+                indexOf[key] = index
+                keys.append(key)
+                deltas.append(EdgeDelta(latencies: Array(repeating: 0, count: bounds.count + 1)))
+            }
+            deltas[index].add(observation, bounds: bounds)
+            if let usage = observation.tokens { tokens.append((usage.agent, usage.input, usage.output)) }
         }
-        let unknown = state.withLock { state in Set(keys.filter { state.edges[$0] == nil }) }
+        // Registering an edge's series with Prometheus is slow; do it outside the lock the APIs read under.
+        let unknown = state.withLock { state in keys.filter { state.edges[$0] == nil } }
         var fresh: [EdgeKey: EdgeMetrics] = [:]
         for key in unknown { fresh[key] = makeMetrics(key) }
+        var dropped = 0
+        var applied: [(metrics: EdgeMetrics, delta: Int)] = []
+        applied.reserveCapacity(keys.count)
         state.withLock { state in
-            for (observation, key) in zip(observations, keys) {
-                if state.edges[key] == nil {
+            for (position, key) in keys.enumerated() {
+                let delta = deltas[position]
+                var index = state.edges.index(forKey: key)
+                if index == nil {
                     let newNodes = (state.nodes[key.client] == nil ? 1 : 0) + (state.nodes[key.server] == nil ? 1 : 0)
                     guard state.edges.count < configuration.maxEdges, state.nodes.count + newNodes <= configuration.maxNodes,
                           let metrics = fresh[key] else {
-                        dropped += 1
+                        dropped += delta.requests
                         continue
                     }
-                    state.edges[key] = EdgeStats(metrics: metrics)
+                    let id = GraphSnapshot.Edge.id(source: key.client, target: key.server, connectionType: key.connectionType)
+                    state.addEdge(key, EdgeStats(id: id, metrics: metrics))
+                    index = state.edges.index(forKey: key)
                 }
-                state.edges[key]!.requests += 1
-                if observation.failed { state.edges[key]!.failed += 1 }
-                state.edges[key]!.buckets.add(at: observation.time, failed: observation.failed)
-                state.edges[key]!.lastSeen = max(state.edges[key]!.lastSeen, observation.time)
-                let edgeMetrics = state.edges[key]!.metrics
-                edgeMetrics.total.increment()
-                if observation.failed { edgeMetrics.failed.increment() }
-                if let seconds = observation.serverSeconds {
-                    edgeMetrics.server.record(seconds)
-                    state.edges[key]!.serverSecondsSum += seconds
-                    state.edges[key]!.serverCount += 1
+                guard let index else { continue }
+                Self.apply(delta, to: &state.edges.values[index])
+                applied.append((state.edges.values[index].metrics, position))
+                state.addNode(key.client, latencyBuckets: bounds.count)
+                state.addNode(key.server, latencyBuckets: bounds.count)
+                if let server = state.nodes.index(forKey: key.server) {
+                    Self.apply(delta, to: &state.nodes.values[server])
                 }
-                if let seconds = observation.clientSeconds { edgeMetrics.client.record(seconds) }
-
-                for name in [observation.client, observation.server] where state.nodes[name] == nil {
-                    state.nodes[name] = NodeStats(latencies: Array(repeating: 0, count: configuration.latencyBuckets.count + 1))
-                }
-                state.nodes[observation.server]!.requests += 1
-                if observation.failed { state.nodes[observation.server]!.failed += 1 }
-                state.nodes[observation.server]!.buckets.add(at: observation.time, failed: observation.failed)
-                if let seconds = observation.serverSeconds ?? observation.clientSeconds {
-                    let bucket = configuration.latencyBuckets.firstIndex { seconds <= $0 } ?? configuration.latencyBuckets.count
-                    state.nodes[observation.server]!.latencies[bucket] += 1
-                }
+            }
+            for usage in tokens {
+                if state.nodes.count < configuration.maxNodes { state.addNode(usage.agent, latencyBuckets: bounds.count) }
+                guard let node = state.nodes.index(forKey: usage.agent) else { continue }
+                state.nodes.values[node].inputTokens += usage.input
+                state.nodes.values[node].outputTokens += usage.output
             }
             state.droppedEdges += dropped
         }
+        // The Prometheus series, outside the lock.
+        for (metrics, position) in applied {
+            let delta = deltas[position]
+            metrics.total.increment(by: Int64(delta.requests))
+            if delta.failed > 0 { metrics.failed.increment(by: Int64(delta.failed)) }
+            for seconds in delta.serverSeconds { metrics.server.record(seconds) }
+            for seconds in delta.clientSeconds { metrics.client.record(seconds) }
+        }
         if dropped > 0 { droppedSpans.increment(by: Int64(dropped)) }
+    }
+
+    private static func apply(_ delta: EdgeDelta, to stats: inout EdgeStats) {
+        stats.requests += delta.requests
+        stats.failed += delta.failed
+        for minute in delta.minutes { stats.buckets.add(minute: minute.minute, requests: minute.requests, failed: minute.failed) }
+        stats.lastSeen = max(stats.lastSeen, delta.lastSeen)
+        for seconds in delta.serverSeconds { stats.serverNanosSum &+= UInt64((seconds * 1e9).rounded()) }
+        stats.serverCount += delta.serverSeconds.count
+    }
+
+    private static func apply(_ delta: EdgeDelta, to node: inout NodeStats) {
+        node.requests += delta.requests
+        node.failed += delta.failed
+        for minute in delta.minutes { node.buckets.add(minute: minute.minute, requests: minute.requests, failed: minute.failed) }
+        for (bucket, count) in delta.latencies.enumerated() where count > 0 { node.latencies[bucket] += count }
     }
 
     private func makeMetrics(_ key: EdgeKey) -> EdgeMetrics {
@@ -166,47 +270,61 @@ public final class ServiceGraph: Sendable {
     }
 
     /// A snapshot for the APIs: edges seen since `since` (all when nil), optionally only those touching `service`.
-    public func snapshot(since: UInt64?, until: UInt64? = nil, service: String?, tokens: [String: (input: Int64, output: Int64)]) -> GraphSnapshot {
-        state.withLock { state in
-            var snapshot = GraphSnapshot()
-            var touched: Set<String> = []
-            // Edges that differ only in their dimensions are one edge in the graph.
-            var merged: [String: (edge: GraphSnapshot.Edge, serverSeconds: Double, serverCount: Int)] = [:]
-            for (key, stats) in state.edges {
-                if let service, key.client != service, key.server != service { continue }
-                let windowed = stats.buckets.sum(since: since, until: until)
-                let isWindowed = since != nil || until != nil
-                guard !isWindowed || windowed.requests > 0 else { continue }
-                let counts = isWindowed ? windowed : (stats.requests, stats.failed)
-                let edge = GraphSnapshot.Edge(source: key.client, target: key.server, connectionType: key.connectionType,
-                                              requests: counts.0, failed: counts.1, meanServerMilliseconds: nil)
-                var entry = merged[edge.id] ?? (GraphSnapshot.Edge(source: key.client, target: key.server, connectionType: key.connectionType,
-                                                                   requests: 0, failed: 0, meanServerMilliseconds: nil), 0, 0)
-                entry.edge.requests += edge.requests
-                entry.edge.failed += edge.failed
-                entry.serverSeconds += stats.serverSecondsSum
-                entry.serverCount += stats.serverCount
-                merged[edge.id] = entry
+    /// The lock is held only to take copy-on-write copies; the work happens outside it.
+    public func snapshot(since: UInt64? = nil, until: UInt64? = nil, service: String? = nil) -> GraphSnapshot {
+        var (edges, nodes, edgeOrder, nodeOrder, sorted) = state.withLock {
+            ($0.edges, $0.nodes, $0.edgeOrder, $0.nodeOrder, $0.edgeOrderSorted && $0.nodeOrderSorted)
+        }
+        if !sorted {
+            edgeOrder.sort { $0.id < $1.id }
+            nodeOrder.sort()
+            // Keep the order for the next snapshot unless more came meanwhile.
+            state.withLock { [edgeOrder, nodeOrder] state in
+                if state.edgeOrder.count == edgeOrder.count { (state.edgeOrder, state.edgeOrderSorted) = (edgeOrder, true) }
+                if state.nodeOrder.count == nodeOrder.count { (state.nodeOrder, state.nodeOrderSorted) = (nodeOrder, true) }
+            }
+        }
+        let isWindowed = since != nil || until != nil
+        var touched: Set<String> = []
+        touched.reserveCapacity(nodes.count)
+        var snapshot = GraphSnapshot()
+        snapshot.edges.reserveCapacity(edgeOrder.count)
+        // Edges that differ only in their dimensions are one edge in the graph; they are next to each other.
+        var serverNanos: UInt64 = 0
+        var serverCount = 0
+        func finishEdge() {
+            guard serverCount > 0, !snapshot.edges.isEmpty else { return }
+            snapshot.edges[snapshot.edges.count - 1].meanServerMilliseconds = Double(serverNanos) / Double(serverCount) / 1e6
+        }
+        for (id, key) in edgeOrder {
+            if let service, key.client != service, key.server != service { continue }
+            guard let stats = edges[key] else { continue }
+            let counts: (requests: Int, failed: Int) = isWindowed ? stats.buckets.sum(since: since, until: until) : (stats.requests, stats.failed)
+            guard !isWindowed || counts.requests > 0 else { continue }
+            if snapshot.edges.last?.id == id {
+                snapshot.edges[snapshot.edges.count - 1].requests += counts.requests
+                snapshot.edges[snapshot.edges.count - 1].failed += counts.failed
+            } else {
+                finishEdge()
+                (serverNanos, serverCount) = (0, 0)
+                snapshot.edges.append(GraphSnapshot.Edge(id: id, source: key.client, target: key.server, connectionType: key.connectionType,
+                                                         requests: counts.requests, failed: counts.failed, meanServerMilliseconds: nil))
                 touched.insert(key.client)
                 touched.insert(key.server)
             }
-            for (_, entry) in merged {
-                var edge = entry.edge
-                if entry.serverCount > 0 { edge.meanServerMilliseconds = entry.serverSeconds / Double(entry.serverCount) * 1000 }
-                snapshot.edges.append(edge)
-            }
-            for name in touched {
-                guard let stats = state.nodes[name] else { continue }
-                let counts = since == nil && until == nil ? (stats.requests, stats.failed) : stats.buckets.sum(since: since, until: until)
-                snapshot.nodes.append(GraphSnapshot.Node(
-                    id: name, requests: counts.0, failed: counts.1,
-                    percentiles: Self.percentiles(stats.latencies, bounds: configuration.latencyBuckets),
-                    inputTokens: tokens[name]?.input ?? 0, outputTokens: tokens[name]?.output ?? 0))
-            }
-            snapshot.edges.sort { $0.id < $1.id }
-            snapshot.nodes.sort { $0.id < $1.id }
-            return snapshot
+            serverNanos &+= stats.serverNanosSum
+            serverCount += stats.serverCount
         }
+        finishEdge()
+        for name in nodeOrder where touched.contains(name) {
+            guard let stats = nodes[name] else { continue }
+            let counts: (requests: Int, failed: Int) = isWindowed ? stats.buckets.sum(since: since, until: until) : (stats.requests, stats.failed)
+            snapshot.nodes.append(GraphSnapshot.Node(
+                id: name, requests: counts.requests, failed: counts.failed,
+                percentiles: Self.percentiles(stats.latencies, bounds: configuration.latencyBuckets),
+                inputTokens: stats.inputTokens, outputTokens: stats.outputTokens))
+        }
+        return snapshot
     }
 
     /// p50, p95, p99 in milliseconds from bucket counts (each at its bucket's upper bound).
@@ -238,6 +356,8 @@ public struct GraphSnapshot: Sendable {
     }
 
     public struct Edge: Sendable {
+        /// `source->target`, with `:connection_type` when there is one.
+        public var id: String
         public var source: String
         public var target: String
         public var connectionType: String
@@ -245,9 +365,13 @@ public struct GraphSnapshot: Sendable {
         public var failed: Int
         public var meanServerMilliseconds: Double?
 
-        public var id: String { connectionType.isEmpty ? "\(source)->\(target)" : "\(source)->\(target):\(connectionType)" }
+        /// The id an edge between `source` and `target` has.
+        public static func id(source: String, target: String, connectionType: String) -> String {
+            connectionType.isEmpty ? "\(source)->\(target)" : "\(source)->\(target):\(connectionType)"
+        }
     }
 
     public var nodes: [Node] = []
     public var edges: [Edge] = []
 }
+

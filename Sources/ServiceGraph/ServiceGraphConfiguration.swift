@@ -1,3 +1,4 @@
+import Foundation
 import Pipeline
 
 /// `processors: service_graph:` settings, named after the OpenTelemetry Collector's servicegraph
@@ -19,6 +20,11 @@ public struct ServiceGraphConfiguration: Sendable, Equatable {
     public var maxNodes = 10_000
     /// Agent edges (service changes between parent and child, agent.source/target, GenAI model and tool calls). Default true.
     public var agentEdges = true
+    /// Trace-id shards, each pairing on its own queue (so on its own core). Default: the cores, at most 8.
+    public var shards = ServiceGraphConfiguration.defaultShards
+
+    /// One shard per core, at most 8.
+    public static var defaultShards: Int { min(max(ProcessInfo.processInfo.activeProcessorCount, 1), 8) }
 
     public init() {}
 
@@ -44,6 +50,7 @@ public struct ServiceGraphConfiguration: Sendable, Equatable {
         maxEdges = try section.int("max_edges", default: maxEdges, in: 1...10_000_000)
         maxNodes = try section.int("max_nodes", default: maxNodes, in: 1...10_000_000)
         agentEdges = try section.bool("agent_edges", default: agentEdges)
+        shards = try section.int("shards", default: shards, in: 1...64)
         try section.finish()
     }
 }

@@ -1,57 +1,111 @@
+import Dispatch
 import Pipeline
 import Synchronization
 import TraceModel
 
 /// `service_graph`: observes every span (passing batches on unchanged) and keeps the live graph.
+///
+/// The pairing work is sharded by trace id: every span of a trace goes to the same shard, and each
+/// shard runs on its own serial queue, so the graph uses as many cores as it has shards while the
+/// pipeline only hands the batch over. At most `queueSize` batches wait per shard; past that the
+/// pipeline waits, so the graph sees every span and the pipeline's own bound pushes back on senders.
 public final class ServiceGraphProcessor: SpanProcessor {
     public let graph: ServiceGraph
-    private let state: Mutex<ServiceGraphState>
-    private let counted = Mutex<(dropped: Int, unpaired: Int)>((0, 0))
+    private let shards: [Shard]
+
+    /// Batches waiting per shard before `process` waits for the shard.
+    static let queueSize = 8
+
+    /// One trace-id shard: its pairing store, the queue it runs on and the bound on work handed to it.
+    private final class Shard: Sendable {
+        struct Counts {
+            var pairing: ServiceGraphState
+            var reportedDropped = 0
+            var reportedUnpaired = 0
+        }
+
+        let queue: DispatchQueue
+        let slots = DispatchSemaphore(value: ServiceGraphProcessor.queueSize)
+        let state: Mutex<Counts>
+
+        init(index: Int, configuration: ServiceGraphConfiguration, halves: StoreBudget, agentItems: StoreBudget) {
+            queue = DispatchQueue(label: "agenttrace.service-graph.\(index)")
+            state = Mutex(Counts(pairing: ServiceGraphState(configuration: configuration, halves: halves, agentItems: agentItems)))
+        }
+
+        /// Runs `work` on the shard's state and records what it produced, off the caller's thread.
+        func submit(to graph: ServiceGraph, _ work: @escaping @Sendable (inout ServiceGraphState, inout [EdgeObservation]) -> Void) {
+            slots.wait()
+            queue.async {
+                self.run(graph, work)
+                self.slots.signal()
+            }
+        }
+
+        func run(_ graph: ServiceGraph, _ work: (inout ServiceGraphState, inout [EdgeObservation]) -> Void) {
+            var observations: [EdgeObservation] = []
+            let (dropped, unpaired) = state.withLock { counts in
+                work(&counts.pairing, &observations)
+                defer { (counts.reportedDropped, counts.reportedUnpaired) = (counts.pairing.droppedSpans, counts.pairing.unpairedSpans) }
+                return (counts.pairing.droppedSpans - counts.reportedDropped, counts.pairing.unpairedSpans - counts.reportedUnpaired)
+            }
+            graph.record(observations)
+            graph.countStore(dropped: dropped, unpaired: unpaired)
+        }
+    }
 
     public init(configuration: ServiceGraphConfiguration, metrics: SelfMetrics) {
         graph = ServiceGraph(configuration: configuration, metrics: metrics)
-        state = Mutex(ServiceGraphState(configuration: configuration))
+        // `max_items` bounds the shards' stores together.
+        let halves = StoreBudget(limit: configuration.maxItems)
+        let agentItems = StoreBudget(limit: configuration.maxItems)
+        shards = (0..<configuration.shards).map {
+            Shard(index: $0, configuration: configuration, halves: halves, agentItems: agentItems)
+        }
     }
 
     public func process(_ batch: SpanBatch, now: UInt64) -> [SpanBatch] {
-        let observations = state.withLock { state in
-            var observations: [EdgeObservation] = []
-            for resourceSpans in batch.resourceSpans {
-                for scopeSpans in resourceSpans.scopeSpans {
-                    for span in scopeSpans.spans {
-                        observations += state.observe(span, resource: resourceSpans.resource, now: now)
+        let count = UInt64(shards.count)
+        for (index, shard) in shards.enumerated() {
+            let mine = UInt64(index)
+            shard.submit(to: graph) { state, observations in
+                for resourceSpans in batch.resourceSpans {
+                    let service = resourceSpans.resource.serviceName ?? "unknown_service"
+                    for scopeSpans in resourceSpans.scopeSpans {
+                        // By index: the span is read in place rather than copied.
+                        for index in scopeSpans.spans.indices where count == 1 || scopeSpans.spans[index].traceID.low % count == mine {
+                            state.observe(scopeSpans.spans[index], service: service, resource: resourceSpans.resource, now: now,
+                                          into: &observations)
+                        }
                     }
                 }
             }
-            return observations
         }
-        record(observations)
         return [batch]
     }
 
     public func tick(now: UInt64) -> [SpanBatch] {
-        record(state.withLock { $0.expire(now: now) })
+        for shard in shards {
+            shard.submit(to: graph) { state, observations in state.expire(now: now, into: &observations) }
+        }
         return []
     }
 
     public func flush() -> [SpanBatch] {
-        record(state.withLock { $0.expireAll() })
+        for shard in shards {
+            shard.queue.sync { shard.run(graph) { state, observations in observations = state.expireAll() } }
+        }
         return []
+    }
+
+    /// Waits until every batch handed over so far is in the graph.
+    public func drain() {
+        for shard in shards { shard.queue.sync {} }
     }
 
     /// The graph for the APIs.
     public func snapshot(since: UInt64? = nil, until: UInt64? = nil, service: String? = nil) -> GraphSnapshot {
-        graph.snapshot(since: since, until: until, service: service, tokens: state.withLock { $0.tokens })
-    }
-
-    private func record(_ observations: [EdgeObservation]) {
-        graph.record(observations)
-        let (dropped, unpaired) = state.withLock { ($0.droppedSpans, $0.unpairedSpans) }
-        let delta = counted.withLock { counted in
-            defer { counted = (dropped, unpaired) }
-            return (dropped - counted.dropped, unpaired - counted.unpaired)
-        }
-        graph.countStore(dropped: delta.0, unpaired: delta.1)
+        graph.snapshot(since: since, until: until, service: service)
     }
 }
 

@@ -1,5 +1,13 @@
 import DequeModule
+import Synchronization
 import TraceModel
+
+/// GenAI token usage one span reports for an agent.
+public struct TokenUsage: Sendable, Equatable {
+    public var agent: String
+    public var input: Int64
+    public var output: Int64
+}
 
 /// What one observed call between two nodes contributes to the graph.
 public struct EdgeObservation: Sendable, Equatable {
@@ -13,12 +21,19 @@ public struct EdgeObservation: Sendable, Equatable {
     public var serverSeconds: Double?
     /// When the call happened (span end), Unix nanoseconds.
     public var time: UInt64
+    /// Tokens a model call used, for the calling agent's node.
+    public var tokens: TokenUsage? = nil
 }
 
 /// The pairing rules as a plain value: spans in, edge observations out. Request edges pair a CLIENT
 /// span keyed by (trace id, span id) with the SERVER span keyed by (trace id, parent span id), as Tempo
 /// and the Collector's servicegraph connector do; PRODUCER/CONSUMER likewise. Agent edges follow
 /// service changes from parent to child, `agent.source`/`agent.target`, and GenAI model and tool calls.
+///
+/// One store keyed by (trace id, span id) holds all three things a span can leave behind for a later
+/// one: the half of a call waiting for its other half, the span's own service (for children that come
+/// later), and children that came before their parent. A span touches at most two entries: its own and
+/// its parent's.
 public struct ServiceGraphState: Sendable {
     struct PairKey: Hashable, Sendable {
         var trace: TraceID
@@ -54,182 +69,214 @@ public struct ServiceGraphState: Sendable {
         var time: UInt64
     }
 
+    /// What is stored under one (trace id, span id).
+    struct Entry: Sendable {
+        var half: Half? = nil
+        var parent: Parent? = nil
+        var children: [Child] = []
+    }
     let configuration: ServiceGraphConfiguration
-    private var halves: [PairKey: Half] = [:]
-    private var parents: [PairKey: Parent] = [:]
-    private var children: [PairKey: [Child]] = [:]
+    private var entries: [PairKey: Entry] = [:]
     private var expiries: Deque<(deadline: UInt64, key: PairKey)> = []
-    /// Halves and parents dropped because the store was full.
+    /// Halves waiting in this store.
+    private var halfCount = 0
+    /// Bounds the halves waiting, in all shards together, by `max_items`.
+    private let halves: StoreBudget
+    /// Bounds parents and waiting children (agent-edge bookkeeping) by `max_items`, apart from the halves.
+    private let agentItems: StoreBudget
+    /// Halves dropped because the store was full.
     public private(set) var droppedSpans = 0
     /// Halves that expired without a partner or a peer attribute.
     public private(set) var unpairedSpans = 0
-    /// Token usage per agent (service) from GenAI spans.
-    public private(set) var tokens: [String: (input: Int64, output: Int64)] = [:]
 
-    public init(configuration: ServiceGraphConfiguration) {
+    /// A store; shards of one graph pass the same budgets so `max_items` bounds them together.
+    public init(configuration: ServiceGraphConfiguration, halves: StoreBudget? = nil, agentItems: StoreBudget? = nil) {
         self.configuration = configuration
+        self.halves = halves ?? StoreBudget(limit: configuration.maxItems)
+        self.agentItems = agentItems ?? StoreBudget(limit: configuration.maxItems)
     }
 
     /// Unpaired halves held (agent-edge bookkeeping is bounded separately by the same limit).
-    public var storedItems: Int { halves.count }
-
-    static let databaseAttributes = ["db.system", "db.name", "db.namespace", "db.system.name"]
-    static let modelOperations: Set<String> = ["chat", "text_completion", "completion", "generate_content", "embeddings"]
+    public var storedItems: Int { halfCount }
 
     /// Takes one span; returns the edges it completes.
     public mutating func observe(_ span: Span, resource: Resource, now: UInt64) -> [EdgeObservation] {
-        let service = resource.serviceName ?? "unknown_service"
+        var edges: [EdgeObservation] = []
+        observe(span, service: resource.serviceName ?? "unknown_service", resource: resource, now: now, into: &edges)
+        return edges
+    }
+
+    /// Takes one span of `service`; appends the edges it completes to `edges`.
+    public mutating func observe(_ span: Span, service: String, resource: Resource, now: UInt64, into edges: inout [EdgeObservation]) {
         let failed = span.status.code == .error
         let seconds = Double(span.durationNanos) / 1e9
-        let dimensions = configuration.dimensions.map { key in
+        let dimensions = configuration.dimensions.isEmpty ? [] : configuration.dimensions.map { key in
             (span.attributes[key] ?? resource.attributes[key]).map(AttributeText.plain) ?? ""
         }
-        var edges: [EdgeObservation] = []
         let deadline = now &+ UInt64(clamping: configuration.ttl.nanoseconds)
+        let me = PairKey(trace: span.traceID, span: span.spanID)
+        let facts = SpanFacts(span.attributes)
 
         switch span.kind {
         case .client, .producer:
             let messaging = span.kind == .producer
-            if !messaging, let database = databaseNode(span) {
+            if !messaging, let database = facts.databaseNode {
                 // No server span will come: the client's duration stands for both sides, as in Tempo.
                 edges.append(EdgeObservation(client: service, server: database, connectionType: "database", dimensions: dimensions,
                                              failed: failed, clientSeconds: seconds, serverSeconds: seconds, time: span.endTimeUnixNano))
             } else {
-                let key = PairKey(trace: span.traceID, span: span.spanID)
                 let half = Half(isClient: true, messaging: messaging, service: service, failed: failed, seconds: seconds,
                                 peer: peerAttribute(span), dimensions: dimensions, time: span.endTimeUnixNano)
-                if let edge = pair(key, half, deadline: deadline) { edges.append(edge) }
+                pair(me, half, deadline: deadline, into: &edges)
             }
         case .server, .consumer:
             let messaging = span.kind == .consumer
             if !span.parentSpanID.isValid {
                 // A root server or consumer: nobody in the trace called it. Like Tempo, it waits out the
                 // ttl as a half and then becomes an edge from `user` (a virtual node).
-                let key = PairKey(trace: span.traceID, span: span.spanID)
                 let half = Half(isClient: false, messaging: messaging, service: service, failed: failed, seconds: seconds,
                                 peer: nil, dimensions: dimensions, time: span.endTimeUnixNano, isRoot: true)
-                _ = pair(key, half, deadline: deadline)
+                pair(me, half, deadline: deadline, into: &edges)
             } else {
-                let key = PairKey(trace: span.traceID, span: span.parentSpanID)
                 let half = Half(isClient: false, messaging: messaging, service: service, failed: failed, seconds: seconds,
                                 peer: nil, dimensions: dimensions, time: span.endTimeUnixNano)
-                if let edge = pair(key, half, deadline: deadline) { edges.append(edge) }
+                pair(PairKey(trace: span.traceID, span: span.parentSpanID), half, deadline: deadline, into: &edges)
             }
         case .internal, .unspecified:
             break
         }
 
-        guard configuration.agentEdges else { return edges }
-        edges += agentEdges(span, service: service, failed: failed, seconds: seconds, dimensions: dimensions, deadline: deadline)
-        return edges
+        guard configuration.agentEdges else { return }
+        agentEdges(span, facts: facts, key: me, service: service, failed: failed, seconds: seconds, dimensions: dimensions, deadline: deadline, into: &edges)
     }
 
-    /// Expires halves past their ttl at `now`; returns the edges expiry completes (virtual nodes).
-    public mutating func expire(now: UInt64) -> [EdgeObservation] {
-        var edges: [EdgeObservation] = []
+    /// Expires entries past their ttl at `now`; appends the edges expiry completes (virtual nodes).
+    public mutating func expire(now: UInt64, into edges: inout [EdgeObservation]) {
         while let first = expiries.first, first.deadline <= now {
             expiries.removeFirst()
-            edges += expireKey(first.key)
+            expireKey(first.key, into: &edges)
         }
+    }
+
+    /// Expires entries past their ttl at `now`; returns the edges expiry completes (virtual nodes).
+    public mutating func expire(now: UInt64) -> [EdgeObservation] {
+        var edges: [EdgeObservation] = []
+        expire(now: now, into: &edges)
         return edges
     }
 
     /// Expires everything (end of a replay, shutdown).
     public mutating func expireAll() -> [EdgeObservation] {
         var edges: [EdgeObservation] = []
-        while let first = expiries.popFirst() { edges += expireKey(first.key) }
+        while let first = expiries.popFirst() { expireKey(first.key, into: &edges) }
         return edges
     }
 
-    private mutating func expireKey(_ key: PairKey) -> [EdgeObservation] {
-        parents[key] = nil
-        children[key] = nil
-        guard let half = halves.removeValue(forKey: key) else { return [] }
+    private mutating func expireKey(_ key: PairKey, into edges: inout [EdgeObservation]) {
+        guard let entry = entries.removeValue(forKey: key) else { return }
+        agentItems.release((entry.parent == nil ? 0 : 1) + entry.children.count)
+        guard let half = entry.half else { return }
+        halfCount -= 1
+        halves.release()
         if half.isClient, !half.messaging, let peer = half.peer {
-            return [EdgeObservation(client: half.service, server: peer, connectionType: "virtual_node", dimensions: half.dimensions,
-                                    failed: half.failed, clientSeconds: half.seconds, serverSeconds: nil, time: half.time)]
+            edges.append(EdgeObservation(client: half.service, server: peer, connectionType: "virtual_node", dimensions: half.dimensions,
+                                         failed: half.failed, clientSeconds: half.seconds, serverSeconds: nil, time: half.time))
+        } else if !half.isClient, half.isRoot {
+            edges.append(EdgeObservation(client: "user", server: half.service, connectionType: "virtual_node", dimensions: half.dimensions,
+                                         failed: half.failed, clientSeconds: nil, serverSeconds: half.seconds, time: half.time))
+        } else {
+            unpairedSpans += 1
         }
-        if !half.isClient, half.isRoot {
-            return [EdgeObservation(client: "user", server: half.service, connectionType: "virtual_node", dimensions: half.dimensions,
-                                    failed: half.failed, clientSeconds: nil, serverSeconds: half.seconds, time: half.time)]
-        }
-        unpairedSpans += 1
-        return []
     }
 
-    private mutating func pair(_ key: PairKey, _ half: Half, deadline: UInt64) -> EdgeObservation? {
-        if let other = halves[key], other.isClient != half.isClient {
-            halves[key] = nil
-            let client = half.isClient ? half : other
-            let server = half.isClient ? other : half
-            return EdgeObservation(client: client.service, server: server.service,
-                                   connectionType: client.messaging || server.messaging ? "messaging_system" : "",
-                                   dimensions: client.dimensions, failed: client.failed || server.failed,
-                                   clientSeconds: client.seconds, serverSeconds: server.seconds, time: max(client.time, server.time))
+    private mutating func pair(_ key: PairKey, _ half: Half, deadline: UInt64, into edges: inout [EdgeObservation]) {
+        guard let index = entries.index(forKey: key) else {
+            guard halves.reserve() else { return droppedSpans += 1 }
+            entries[key] = Entry(half: half)
+            expiries.append((deadline, key))
+            halfCount += 1
+            return
         }
-        guard storedItems < configuration.maxItems else {
-            droppedSpans += 1
-            return nil
+        guard let other = entries.values[index].half else {
+            guard halves.reserve() else { return droppedSpans += 1 }
+            entries.values[index].half = half
+            halfCount += 1
+            return
         }
-        halves[key] = half
-        expiries.append((deadline, key))
-        return nil
+        guard other.isClient != half.isClient else {
+            entries.values[index].half = half  // the same side again (a resent span): the later one waits
+            return
+        }
+        entries.values[index].half = nil
+        halfCount -= 1
+        halves.release()
+        let client = half.isClient ? half : other
+        let server = half.isClient ? other : half
+        edges.append(EdgeObservation(client: client.service, server: server.service,
+                                     connectionType: client.messaging || server.messaging ? "messaging_system" : "",
+                                     dimensions: client.dimensions, failed: client.failed || server.failed,
+                                     clientSeconds: client.seconds, serverSeconds: server.seconds, time: max(client.time, server.time)))
     }
 
-    private mutating func agentEdges(_ span: Span, service: String, failed: Bool, seconds: Double, dimensions: [String],
-                                     deadline: UInt64) -> [EdgeObservation] {
-        var edges: [EdgeObservation] = []
+    private mutating func agentEdges(_ span: Span, facts: SpanFacts, key me: PairKey, service: String, failed: Bool, seconds: Double, dimensions: [String],
+                                     deadline: UInt64, into edges: inout [EdgeObservation]) {
         func edge(_ client: String, _ server: String, _ type: String) -> EdgeObservation {
             EdgeObservation(client: client, server: server, connectionType: type, dimensions: dimensions, failed: failed,
                             clientSeconds: seconds, serverSeconds: nil, time: span.endTimeUnixNano)
         }
         // Explicit agent-to-agent calls.
-        if let source = span.attributes["agent.source"].map(AttributeText.plain), let target = span.attributes["agent.target"].map(AttributeText.plain),
-           !source.isEmpty, !target.isEmpty {
+        if facts.any, let source = facts.text(.agentSource), let target = facts.text(.agentTarget), !source.isEmpty, !target.isEmpty {
             edges.append(edge(source, target, "agent"))
         }
         // GenAI calls: the agent uses a model or a tool.
-        if let operation = span.attributes["gen_ai.operation.name"]?.stringValue {
+        if facts.any, let operation = facts.string(.operation) {
             if Self.modelOperations.contains(operation),
-               let model = (span.attributes["gen_ai.request.model"] ?? span.attributes["gen_ai.response.model"] ?? span.attributes["gen_ai.system"])?.stringValue {
-                edges.append(edge(service, model, "model"))
-                let input = span.attributes["gen_ai.usage.input_tokens"]?.intValue ?? 0
-                let output = span.attributes["gen_ai.usage.output_tokens"]?.intValue ?? 0
+               let model = facts.string(.requestModel) ?? facts.string(.responseModel) ?? facts.string(.system) {
+                var call = edge(service, model, "model")
+                let input = facts.integer(.inputTokens), output = facts.integer(.outputTokens)
                 if input != 0 || output != 0 {
-                    let agent = span.attributes["gen_ai.agent.name"]?.stringValue ?? service
-                    tokens[agent, default: (0, 0)].input += input
-                    tokens[agent, default: (0, 0)].output += output
+                    call.tokens = TokenUsage(agent: facts.string(.agentName) ?? service, input: input, output: output)
                 }
-            } else if operation == "execute_tool", let tool = span.attributes["gen_ai.tool.name"]?.stringValue {
+                edges.append(call)
+            } else if operation == "execute_tool", let tool = facts.string(.toolName) {
                 edges.append(edge(service, tool, "tool"))
             }
         }
-        // A change of service from parent to child that is not already a client/server pair.
-        let me = PairKey(trace: span.traceID, span: span.spanID)
-        if let waiting = children.removeValue(forKey: me) {
-            for child in waiting where child.service != service && !Self.isRequestPair(parent: span.kind, child: child.kind) {
-                edges.append(EdgeObservation(client: service, server: child.service, connectionType: "agent", dimensions: child.dimensions,
-                                             failed: child.failed, clientSeconds: nil, serverSeconds: child.seconds, time: child.time))
+        // A change of service from parent to child that is not already a client/server pair. The span
+        // records its own service for children to come and answers the children already waiting.
+        let parent = Parent(service: service, kind: span.kind)
+        var waiting: [Child] = []
+        if let index = entries.index(forKey: me) {
+            if entries.values[index].parent != nil || agentItems.reserve() { entries.values[index].parent = parent }
+            waiting = entries.values[index].children
+            entries.values[index].children = []
+            agentItems.release(waiting.count)
+        } else if agentItems.reserve() {
+            entries[me] = Entry(parent: parent)
+            expiries.append((deadline, me))
+        }
+        for child in waiting where child.service != service && !Self.isRequestPair(parent: span.kind, child: child.kind) {
+            edges.append(EdgeObservation(client: service, server: child.service, connectionType: "agent", dimensions: child.dimensions,
+                                         failed: child.failed, clientSeconds: nil, serverSeconds: child.seconds, time: child.time))
+        }
+        guard span.parentSpanID.isValid else { return }
+        let parentKey = PairKey(trace: span.traceID, span: span.parentSpanID)
+        let index = entries.index(forKey: parentKey)
+        if let index, let parent = entries.values[index].parent {
+            if parent.service != service, !Self.isRequestPair(parent: parent.kind, child: span.kind) {
+                edges.append(EdgeObservation(client: parent.service, server: service, connectionType: "agent", dimensions: dimensions,
+                                             failed: failed, clientSeconds: nil, serverSeconds: seconds, time: span.endTimeUnixNano))
             }
+            return
         }
-        if span.parentSpanID.isValid {
-            let parentKey = PairKey(trace: span.traceID, span: span.parentSpanID)
-            if let parent = parents[parentKey] {
-                if parent.service != service, !Self.isRequestPair(parent: parent.kind, child: span.kind) {
-                    edges.append(EdgeObservation(client: parent.service, server: service, connectionType: "agent", dimensions: dimensions,
-                                                 failed: failed, clientSeconds: nil, serverSeconds: seconds, time: span.endTimeUnixNano))
-                }
-            } else if children.count < configuration.maxItems {
-                if children[parentKey] == nil { expiries.append((deadline, parentKey)) }
-                children[parentKey, default: []].append(Child(service: service, kind: span.kind, failed: failed, seconds: seconds,
-                                                              dimensions: dimensions, time: span.endTimeUnixNano))
-            }
+        guard agentItems.reserve() else { return }
+        let child = Child(service: service, kind: span.kind, failed: failed, seconds: seconds, dimensions: dimensions, time: span.endTimeUnixNano)
+        if let index {
+            entries.values[index].children.append(child)
+        } else {
+            entries[parentKey] = Entry(children: [child])
+            expiries.append((deadline, parentKey))
         }
-        if parents.count < configuration.maxItems {
-            if parents[me] == nil, halves[me] == nil { expiries.append((deadline, me)) }
-            parents[me] = Parent(service: service, kind: span.kind)
-        }
-        return edges
     }
 
     /// A CLIENT parent with a SERVER child (or PRODUCER/CONSUMER) is a request edge, counted there.
@@ -237,19 +284,7 @@ public struct ServiceGraphState: Sendable {
         (parent == .client && child == .server) || (parent == .producer && child == .consumer)
     }
 
-    private func databaseNode(_ span: Span) -> String? {
-        guard Self.databaseAttributes.contains(where: { span.attributes[$0] != nil }) else { return nil }
-        if let name = span.attributes["peer.service"]?.stringValue { return name }
-        if let name = span.attributes["server.address"]?.stringValue { return name }
-        if let address = span.attributes["network.peer.address"].map(AttributeText.plain) {
-            if let port = span.attributes["network.peer.port"].map(AttributeText.plain) { return "\(address):\(port)" }
-            return address
-        }
-        for key in ["db.namespace", "db.name", "db.system", "db.system.name"] {
-            if let name = span.attributes[key]?.stringValue { return name }
-        }
-        return nil
-    }
+    static let modelOperations: Set<String> = ["chat", "text_completion", "completion", "generate_content", "embeddings"]
 
     private func peerAttribute(_ span: Span) -> String? {
         for key in configuration.virtualNodePeerAttributes {
@@ -269,5 +304,128 @@ enum AttributeText {
         case .double(let real): String(real)
         default: ""
         }
+    }
+}
+
+/// A limit on stored items shared by the shards of one graph.
+public final class StoreBudget: Sendable {
+    private let limit: Int
+    private let used = Atomic<Int>(0)
+
+    public init(limit: Int) {
+        self.limit = limit
+    }
+
+    /// Takes one item of the budget; false when none is left.
+    func reserve() -> Bool {
+        guard used.wrappingAdd(1, ordering: .relaxed).newValue <= limit else {
+            used.wrappingSubtract(1, ordering: .relaxed)
+            return false
+        }
+        return true
+    }
+
+    /// Gives back `count` items.
+    func release(_ count: Int = 1) {
+        if count > 0 { used.wrappingSubtract(count, ordering: .relaxed) }
+    }
+}
+
+/// Where the attributes the graph reads are in a span's attribute list, found in one pass rather
+/// than one search per key, and without copying a value until one is needed.
+struct SpanFacts {
+    enum Key: Int, CaseIterable {
+        case agentSource, agentTarget, operation, requestModel, responseModel, system, toolName, agentName, inputTokens, outputTokens
+        case dbNamespace, dbName, dbSystem, dbSystemName, peerService, serverAddress, networkPeerAddress, networkPeerPort
+    }
+
+    private let attributes: [Attribute]
+    /// The index of each key's attribute, -1 when absent; inline, so a span costs no allocation.
+    private var positions = InlineArray<18, Int16>(repeating: -1)
+    /// True when any attribute the graph reads is present.
+    private(set) var any = false
+
+    init(_ attributes: [Attribute]) {
+        self.attributes = attributes
+        for index in attributes.indices.prefix(Int(Int16.max)) {
+            if let key = Self.key(attributes[index].key) { set(key, Int16(index)) }
+        }
+    }
+
+    /// The graph's key for an attribute name; most names are passed over on their first byte.
+    static func key(_ name: String) -> Key? {
+        switch name.utf8.first {
+        case UInt8(ascii: "a"):
+            switch name {
+            case "agent.source": .agentSource
+            case "agent.target": .agentTarget
+            default: nil
+            }
+        case UInt8(ascii: "g"):
+            switch name {
+            case "gen_ai.operation.name": .operation
+            case "gen_ai.request.model": .requestModel
+            case "gen_ai.response.model": .responseModel
+            case "gen_ai.system": .system
+            case "gen_ai.tool.name": .toolName
+            case "gen_ai.agent.name": .agentName
+            case "gen_ai.usage.input_tokens": .inputTokens
+            case "gen_ai.usage.output_tokens": .outputTokens
+            default: nil
+            }
+        case UInt8(ascii: "d"):
+            switch name {
+            case "db.namespace": .dbNamespace
+            case "db.name": .dbName
+            case "db.system": .dbSystem
+            case "db.system.name": .dbSystemName
+            default: nil
+            }
+        case UInt8(ascii: "p"): name == "peer.service" ? .peerService : nil
+        case UInt8(ascii: "s"): name == "server.address" ? .serverAddress : nil
+        case UInt8(ascii: "n"):
+            switch name {
+            case "network.peer.address": .networkPeerAddress
+            case "network.peer.port": .networkPeerPort
+            default: nil
+            }
+        default: nil
+        }
+    }
+
+    private mutating func set(_ key: Key, _ index: Int16) {
+        any = true
+        positions[key.rawValue] = index
+    }
+
+    private func position(_ key: Key) -> Int? {
+        let index = positions[key.rawValue]
+        return index < 0 ? nil : Int(index)
+    }
+
+    /// The attribute's value, when present.
+    subscript(_ key: Key) -> AttributeValue? { position(key).map { attributes[$0].value } }
+
+    /// The attribute as a string, when it is one.
+    func string(_ key: Key) -> String? { self[key]?.stringValue }
+
+    /// The attribute as label text (numbers and booleans written out).
+    func text(_ key: Key) -> String? { self[key].map(AttributeText.plain) }
+
+    /// The attribute as an integer, 0 when absent.
+    func integer(_ key: Key) -> Int64 { self[key]?.intValue ?? 0 }
+
+    /// The node a database CLIENT span calls: peer.service, then server.address, then
+    /// network.peer.address[:port], then db.namespace / db.name / db.system; nil when not a database call.
+    var databaseNode: String? {
+        guard any, position(.dbNamespace) != nil || position(.dbName) != nil || position(.dbSystem) != nil
+            || position(.dbSystemName) != nil else { return nil }
+        if let name = string(.peerService) { return name }
+        if let name = string(.serverAddress) { return name }
+        if let address = text(.networkPeerAddress) {
+            if let port = text(.networkPeerPort) { return "\(address):\(port)" }
+            return address
+        }
+        return string(.dbNamespace) ?? string(.dbName) ?? string(.dbSystem) ?? string(.dbSystemName)
     }
 }
