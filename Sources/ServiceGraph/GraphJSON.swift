@@ -28,56 +28,72 @@ public enum GraphJSON {
     /// Node Graph panel frames, encoded straight from the snapshot (same bytes as `encode(nodeGraph(…))`).
     public static func encodeNodeGraph(_ snapshot: GraphSnapshot) -> [UInt8] {
         let kinds = kinds(snapshot)
-        var output: [UInt8] = []
-        output.reserveCapacity(256 * (snapshot.edges.count + snapshot.nodes.count) + 64)
-        func key(_ name: StaticString) {
-            output.append(UInt8(ascii: "\""))
-            name.withUTF8Buffer { output.append(contentsOf: $0) }
-            output.append(contentsOf: "\":".utf8)
-        }
-        func number(_ value: Double) { write(value, into: &output) }
-        func integer<Value: BinaryInteger>(_ value: Value) { output.append(contentsOf: String(value).utf8) }
-        func comma() { output.append(UInt8(ascii: ",")) }
+        var out = Writer()
+        out.bytes.reserveCapacity(256 * (snapshot.edges.count + snapshot.nodes.count) + 64)
         // Keys in sorted order, as `encode` writes them.
-        output.append(contentsOf: "{\"edges\":[".utf8)
-        for (index, edge) in snapshot.edges.enumerated() {
-            if index > 0 { comma() }
-            output.append(UInt8(ascii: "{"))
-            key("detail__connection_type"); writeString(edge.connectionType, into: &output); comma()
-            key("detail__failed"); integer(edge.failed); comma()
-            if let mean = edge.meanServerMilliseconds { key("detail__mean_server_ms"); number((mean * 1000).rounded() / 1000); comma() }
-            key("detail__requests"); integer(edge.requests); comma()
-            key("id"); writeString(edge.id, into: &output); comma()
-            key("mainstat"); integer(edge.requests); comma()
-            key("secondarystat"); number(rate(edge.failed, edge.requests)); comma()
-            key("source"); writeString(edge.source, into: &output); comma()
-            key("target"); writeString(edge.target, into: &output)
-            output.append(UInt8(ascii: "}"))
+        out.raw("{\"edges\":[")
+        for index in snapshot.edges.indices {
+            let edge = snapshot.edges[index]
+            out.raw(index > 0 ? ",{" : "{")
+            out.key("detail__connection_type"); out.string(edge.connectionType)
+            out.key(",\"detail__failed"); out.integer(edge.failed)
+            if let mean = edge.meanServerMilliseconds { out.key(",\"detail__mean_server_ms"); out.number((mean * 1000).rounded() / 1000) }
+            out.key(",\"detail__requests"); out.integer(edge.requests)
+            out.key(",\"id"); out.string(edge.id)
+            out.key(",\"mainstat"); out.integer(edge.requests)
+            out.key(",\"secondarystat"); out.number(rate(edge.failed, edge.requests))
+            out.key(",\"source"); out.string(edge.source)
+            out.key(",\"target"); out.string(edge.target)
+            out.raw("}")
         }
-        output.append(contentsOf: "],\"nodes\":[".utf8)
-        for (index, node) in snapshot.nodes.enumerated() {
-            if index > 0 { comma() }
-            output.append(UInt8(ascii: "{"))
-            key("arc__failed"); number(node.requests == 0 ? 0 : Double(node.failed) / Double(node.requests)); comma()
-            key("arc__success"); number(node.requests == 0 ? 1 : Double(node.requests - node.failed) / Double(node.requests)); comma()
-            key("detail__errors"); integer(node.failed); comma()
-            key("detail__input_tokens"); integer(node.inputTokens); comma()
-            key("detail__output_tokens"); integer(node.outputTokens); comma()
+        out.raw("],\"nodes\":[")
+        for index in snapshot.nodes.indices {
+            let node = snapshot.nodes[index]
+            out.raw(index > 0 ? ",{" : "{")
+            out.key("arc__failed"); out.number(node.requests == 0 ? 0 : Double(node.failed) / Double(node.requests))
+            out.key(",\"arc__success"); out.number(node.requests == 0 ? 1 : Double(node.requests - node.failed) / Double(node.requests))
+            out.key(",\"detail__errors"); out.integer(node.failed)
+            out.key(",\"detail__input_tokens"); out.integer(node.inputTokens)
+            out.key(",\"detail__output_tokens"); out.integer(node.outputTokens)
             if node.percentiles.count == 3 {
-                key("detail__p50_ms"); number(node.percentiles[0]); comma()
-                key("detail__p95_ms"); number(node.percentiles[1]); comma()
-                key("detail__p99_ms"); number(node.percentiles[2]); comma()
+                out.key(",\"detail__p50_ms"); out.number(node.percentiles[0])
+                out.key(",\"detail__p95_ms"); out.number(node.percentiles[1])
+                out.key(",\"detail__p99_ms"); out.number(node.percentiles[2])
             }
-            key("detail__requests"); integer(node.requests); comma()
-            key("id"); writeString(node.id, into: &output); comma()
-            key("mainstat"); integer(node.requests); comma()
-            key("secondarystat"); number(rate(node.failed, node.requests)); comma()
-            key("subtitle"); writeString(kinds[node.id] ?? "service", into: &output); comma()
-            key("title"); writeString(node.id, into: &output)
-            output.append(UInt8(ascii: "}"))
+            out.key(",\"detail__requests"); out.integer(node.requests)
+            out.key(",\"id"); out.string(node.id)
+            out.key(",\"mainstat"); out.integer(node.requests)
+            out.key(",\"secondarystat"); out.number(rate(node.failed, node.requests))
+            out.key(",\"subtitle"); out.string(kinds[node.id] ?? "service")
+            out.key(",\"title"); out.string(node.id)
+            out.raw("}")
         }
-        output.append(contentsOf: "]}".utf8)
-        return output
+        out.raw("]}")
+        return out.bytes
+    }
+
+    /// JSON text appended to a byte array, with no closures (so no dynamic exclusivity checks per call).
+    struct Writer {
+        var bytes: [UInt8] = []
+
+        mutating func raw(_ text: StaticString) {
+            text.withUTF8Buffer { bytes.append(contentsOf: $0) }
+        }
+
+        /// `"name":` — `name` may start with `,"` to put the separator in the same copy; the opening quote
+        /// is written when it does not.
+        mutating func key(_ name: StaticString) {
+            name.withUTF8Buffer { buffer in
+                if buffer.first != UInt8(ascii: ",") { bytes.append(UInt8(ascii: "\"")) }
+                bytes.append(contentsOf: buffer)
+            }
+            bytes.append(UInt8(ascii: "\""))
+            bytes.append(UInt8(ascii: ":"))
+        }
+
+        mutating func string(_ text: String) { GraphJSON.writeString(text, into: &bytes) }
+        mutating func integer<Value: BinaryInteger>(_ value: Value) { GraphJSON.writeInteger(value, into: &bytes) }
+        mutating func number(_ value: Double) { GraphJSON.write(value, into: &bytes) }
     }
 
     /// Node Graph panel frames: `{"nodes":[…],"edges":[…]}`.
@@ -180,9 +196,9 @@ public enum GraphJSON {
         case let text as String:
             writeString(text, into: &output)
         case let integer as Int:
-            output.append(contentsOf: String(integer).utf8)
+            writeInteger(integer, into: &output)
         case let integer as Int64:
-            output.append(contentsOf: String(integer).utf8)
+            writeInteger(integer, into: &output)
         case let real as Double:
             write(real, into: &output)
         case let flag as Bool:
@@ -192,9 +208,9 @@ public enum GraphJSON {
         }
     }
 
-    private static func write(_ real: Double, into output: inout [UInt8]) {
+    static func write(_ real: Double, into output: inout [UInt8]) {
         if real.isFinite, real == real.rounded(), abs(real) < 1e15 {
-            output.append(contentsOf: String(Int64(real)).utf8)
+            writeInteger(Int64(real), into: &output)
         } else if real.isFinite {
             output.append(contentsOf: String(real).utf8)
         } else {
@@ -202,8 +218,14 @@ public enum GraphJSON {
         }
     }
 
-    private static func writeString(_ text: String, into output: inout [UInt8]) {
+    static func writeString(_ text: String, into output: inout [UInt8]) {
         output.append(UInt8(ascii: "\""))
+        // Names rarely need escaping: copy them whole when they do not.
+        if !text.utf8.contains(where: { $0 < 0x20 || $0 == UInt8(ascii: "\"") || $0 == UInt8(ascii: "\\") }) {
+            output.append(contentsOf: text.utf8)
+            output.append(UInt8(ascii: "\""))
+            return
+        }
         for byte in text.utf8 {
             switch byte {
             case UInt8(ascii: "\""), UInt8(ascii: "\\"):
@@ -211,12 +233,27 @@ public enum GraphJSON {
                 output.append(byte)
             case 0..<0x20:
                 output.append(contentsOf: "\\u00".utf8)
-                output.append(Array("0123456789abcdef".utf8)[Int(byte >> 4)])
-                output.append(Array("0123456789abcdef".utf8)[Int(byte & 0xF)])
+                output.append(hexDigits[Int(byte >> 4)])
+                output.append(hexDigits[Int(byte & 0xF)])
             default:
                 output.append(byte)
             }
         }
         output.append(UInt8(ascii: "\""))
+    }
+
+    private static let hexDigits = Array("0123456789abcdef".utf8)
+
+    /// Writes an integer's decimal digits without making a String.
+    static func writeInteger<Value: BinaryInteger>(_ value: Value, into output: inout [UInt8]) {
+        var magnitude = value.magnitude
+        if value < 0 { output.append(UInt8(ascii: "-")) }
+        guard magnitude != 0 else { return output.append(UInt8(ascii: "0")) }
+        let start = output.count
+        while magnitude != 0 {
+            output.append(UInt8(ascii: "0") + UInt8(truncatingIfNeeded: magnitude % 10))
+            magnitude /= 10
+        }
+        output[start...].reverse()
     }
 }

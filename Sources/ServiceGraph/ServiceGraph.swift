@@ -55,6 +55,9 @@ public final class ServiceGraph: Sendable {
     struct EdgeStats: Sendable {
         /// The edge's id in the graph APIs (edges that differ only in dimensions share it).
         let id: String
+        /// Positions of the client and server nodes.
+        let client: Int
+        let server: Int
         var requests = 0
         var failed = 0
         var buckets = Buckets()
@@ -118,29 +121,41 @@ public final class ServiceGraph: Sendable {
         }
     }
 
+    /// Edges and nodes live in arrays, found by key through an index map: a snapshot copies the arrays
+    /// (copy-on-write) and reads them in place, without a hash lookup or a copy per edge.
     private struct State: Sendable {
-        var edges: [EdgeKey: EdgeStats] = [:]
-        var nodes: [String: NodeStats] = [:]
-        /// The edges by id: appended as they come, sorted by the next snapshot (edges are only ever
-        /// added, so once the graph settles snapshots stop sorting).
-        var edgeOrder: [(id: String, key: EdgeKey)] = []
-        var edgeOrderSorted = true
-        /// The node names, likewise.
-        var nodeOrder: [String] = []
-        var nodeOrderSorted = true
+        var edgeIndex: [EdgeKey: Int] = [:]
+        var edgeKeys: [EdgeKey] = []
+        var edgeStats: [EdgeStats] = []
+        var nodeIndex: [String: Int] = [:]
+        var nodeNames: [String] = []
+        var nodeStats: [NodeStats] = []
+        /// Edge positions by id and node positions by name: appended as they come, sorted by the next
+        /// snapshot (edges and nodes are only ever added, so once the graph settles no snapshot sorts).
+        var edgeOrder: [Int] = []
+        var nodeOrder: [Int] = []
+        var sorted = true
         var droppedEdges = 0
 
-        mutating func addNode(_ name: String, latencyBuckets: Int) {
-            guard nodes[name] == nil else { return }
-            nodes[name] = NodeStats(latencies: Array(repeating: 0, count: latencyBuckets + 1))
-            nodeOrder.append(name)
-            nodeOrderSorted = false
+        mutating func node(_ name: String, latencyBuckets: Int) -> Int {
+            if let index = nodeIndex[name] { return index }
+            let index = nodeStats.count
+            nodeIndex[name] = index
+            nodeNames.append(name)
+            nodeStats.append(NodeStats(latencies: Array(repeating: 0, count: latencyBuckets + 1)))
+            nodeOrder.append(index)
+            sorted = false
+            return index
         }
 
-        mutating func addEdge(_ key: EdgeKey, _ stats: EdgeStats) {
-            edges[key] = stats
-            edgeOrder.append((stats.id, key))
-            edgeOrderSorted = false
+        mutating func addEdge(_ key: EdgeKey, _ stats: EdgeStats) -> Int {
+            let index = edgeStats.count
+            edgeIndex[key] = index
+            edgeKeys.append(key)
+            edgeStats.append(stats)
+            edgeOrder.append(index)
+            sorted = false
+            return index
         }
     }
 
@@ -190,7 +205,7 @@ public final class ServiceGraph: Sendable {
             if let usage = observation.tokens { tokens.append((usage.agent, usage.input, usage.output)) }
         }
         // Registering an edge's series with Prometheus is slow; do it outside the lock the APIs read under.
-        let unknown = state.withLock { state in keys.filter { state.edges[$0] == nil } }
+        let unknown = state.withLock { state in keys.filter { state.edgeIndex[$0] == nil } }
         var fresh: [EdgeKey: EdgeMetrics] = [:]
         for key in unknown { fresh[key] = makeMetrics(key) }
         var dropped = 0
@@ -199,32 +214,29 @@ public final class ServiceGraph: Sendable {
         state.withLock { state in
             for (position, key) in keys.enumerated() {
                 let delta = deltas[position]
-                var index = state.edges.index(forKey: key)
+                var index = state.edgeIndex[key]
                 if index == nil {
-                    let newNodes = (state.nodes[key.client] == nil ? 1 : 0) + (state.nodes[key.server] == nil ? 1 : 0)
-                    guard state.edges.count < configuration.maxEdges, state.nodes.count + newNodes <= configuration.maxNodes,
+                    let newNodes = (state.nodeIndex[key.client] == nil ? 1 : 0) + (state.nodeIndex[key.server] == nil ? 1 : 0)
+                    guard state.edgeStats.count < configuration.maxEdges, state.nodeStats.count + newNodes <= configuration.maxNodes,
                           let metrics = fresh[key] else {
                         dropped += delta.requests
                         continue
                     }
                     let id = GraphSnapshot.Edge.id(source: key.client, target: key.server, connectionType: key.connectionType)
-                    state.addEdge(key, EdgeStats(id: id, metrics: metrics))
-                    index = state.edges.index(forKey: key)
+                    let client = state.node(key.client, latencyBuckets: bounds.count)
+                    let server = state.node(key.server, latencyBuckets: bounds.count)
+                    index = state.addEdge(key, EdgeStats(id: id, client: client, server: server, metrics: metrics))
                 }
                 guard let index else { continue }
-                Self.apply(delta, to: &state.edges.values[index])
-                applied.append((state.edges.values[index].metrics, position))
-                state.addNode(key.client, latencyBuckets: bounds.count)
-                state.addNode(key.server, latencyBuckets: bounds.count)
-                if let server = state.nodes.index(forKey: key.server) {
-                    Self.apply(delta, to: &state.nodes.values[server])
-                }
+                Self.apply(delta, to: &state.edgeStats[index])
+                applied.append((state.edgeStats[index].metrics, position))
+                Self.apply(delta, to: &state.nodeStats[state.edgeStats[index].server])
             }
             for usage in tokens {
-                if state.nodes.count < configuration.maxNodes { state.addNode(usage.agent, latencyBuckets: bounds.count) }
-                guard let node = state.nodes.index(forKey: usage.agent) else { continue }
-                state.nodes.values[node].inputTokens += usage.input
-                state.nodes.values[node].outputTokens += usage.output
+                guard state.nodeIndex[usage.agent] != nil || state.nodeStats.count < configuration.maxNodes else { continue }
+                let node = state.node(usage.agent, latencyBuckets: bounds.count)
+                state.nodeStats[node].inputTokens += usage.input
+                state.nodeStats[node].outputTokens += usage.output
             }
             state.droppedEdges += dropped
         }
@@ -272,21 +284,23 @@ public final class ServiceGraph: Sendable {
     /// A snapshot for the APIs: edges seen since `since` (all when nil), optionally only those touching `service`.
     /// The lock is held only to take copy-on-write copies; the work happens outside it.
     public func snapshot(since: UInt64? = nil, until: UInt64? = nil, service: String? = nil) -> GraphSnapshot {
-        var (edges, nodes, edgeOrder, nodeOrder, sorted) = state.withLock {
-            ($0.edges, $0.nodes, $0.edgeOrder, $0.nodeOrder, $0.edgeOrderSorted && $0.nodeOrderSorted)
+        var (keys, edges, names, nodes, edgeOrder, nodeOrder, sorted) = state.withLock {
+            ($0.edgeKeys, $0.edgeStats, $0.nodeNames, $0.nodeStats, $0.edgeOrder, $0.nodeOrder, $0.sorted)
         }
         if !sorted {
-            edgeOrder.sort { $0.id < $1.id }
-            nodeOrder.sort()
+            edgeOrder.sort { edges[$0].id < edges[$1].id }
+            nodeOrder.sort { names[$0] < names[$1] }
             // Keep the order for the next snapshot unless more came meanwhile.
             state.withLock { [edgeOrder, nodeOrder] state in
-                if state.edgeOrder.count == edgeOrder.count { (state.edgeOrder, state.edgeOrderSorted) = (edgeOrder, true) }
-                if state.nodeOrder.count == nodeOrder.count { (state.nodeOrder, state.nodeOrderSorted) = (nodeOrder, true) }
+                if state.edgeOrder.count == edgeOrder.count, state.nodeOrder.count == nodeOrder.count {
+                    (state.edgeOrder, state.nodeOrder, state.sorted) = (edgeOrder, nodeOrder, true)
+                }
             }
         }
         let isWindowed = since != nil || until != nil
-        var touched: Set<String> = []
-        touched.reserveCapacity(nodes.count)
+        // With a service named, only edges touching its node.
+        let serviceNode = service.map { names.firstIndex(of: $0) ?? -1 }
+        var touched = [Bool](repeating: false, count: nodes.count)
         var snapshot = GraphSnapshot()
         snapshot.edges.reserveCapacity(edgeOrder.count)
         // Edges that differ only in their dimensions are one edge in the graph; they are next to each other.
@@ -296,33 +310,35 @@ public final class ServiceGraph: Sendable {
             guard serverCount > 0, !snapshot.edges.isEmpty else { return }
             snapshot.edges[snapshot.edges.count - 1].meanServerMilliseconds = Double(serverNanos) / Double(serverCount) / 1e6
         }
-        for (id, key) in edgeOrder {
-            if let service, key.client != service, key.server != service { continue }
-            guard let stats = edges[key] else { continue }
-            let counts: (requests: Int, failed: Int) = isWindowed ? stats.buckets.sum(since: since, until: until) : (stats.requests, stats.failed)
+        for index in edgeOrder {
+            let (client, server) = (edges[index].client, edges[index].server)
+            if let serviceNode, client != serviceNode, server != serviceNode { continue }
+            let counts: (requests: Int, failed: Int) = isWindowed
+                ? edges[index].buckets.sum(since: since, until: until) : (edges[index].requests, edges[index].failed)
             guard !isWindowed || counts.requests > 0 else { continue }
-            if snapshot.edges.last?.id == id {
-                snapshot.edges[snapshot.edges.count - 1].requests += counts.requests
-                snapshot.edges[snapshot.edges.count - 1].failed += counts.failed
+            if let last = snapshot.edges.indices.last, snapshot.edges[last].id == edges[index].id {
+                snapshot.edges[last].requests += counts.requests
+                snapshot.edges[last].failed += counts.failed
             } else {
                 finishEdge()
                 (serverNanos, serverCount) = (0, 0)
-                snapshot.edges.append(GraphSnapshot.Edge(id: id, source: key.client, target: key.server, connectionType: key.connectionType,
+                snapshot.edges.append(GraphSnapshot.Edge(id: edges[index].id, source: names[client], target: names[server],
+                                                         connectionType: keys[index].connectionType,
                                                          requests: counts.requests, failed: counts.failed, meanServerMilliseconds: nil))
-                touched.insert(key.client)
-                touched.insert(key.server)
+                touched[client] = true
+                touched[server] = true
             }
-            serverNanos &+= stats.serverNanosSum
-            serverCount += stats.serverCount
+            serverNanos &+= edges[index].serverNanosSum
+            serverCount += edges[index].serverCount
         }
         finishEdge()
-        for name in nodeOrder where touched.contains(name) {
-            guard let stats = nodes[name] else { continue }
-            let counts: (requests: Int, failed: Int) = isWindowed ? stats.buckets.sum(since: since, until: until) : (stats.requests, stats.failed)
+        for index in nodeOrder where touched[index] {
+            let counts: (requests: Int, failed: Int) = isWindowed
+                ? nodes[index].buckets.sum(since: since, until: until) : (nodes[index].requests, nodes[index].failed)
             snapshot.nodes.append(GraphSnapshot.Node(
-                id: name, requests: counts.requests, failed: counts.failed,
-                percentiles: Self.percentiles(stats.latencies, bounds: configuration.latencyBuckets),
-                inputTokens: stats.inputTokens, outputTokens: stats.outputTokens))
+                id: names[index], requests: counts.requests, failed: counts.failed,
+                percentiles: Self.percentiles(nodes[index].latencies, bounds: configuration.latencyBuckets),
+                inputTokens: nodes[index].inputTokens, outputTokens: nodes[index].outputTokens))
         }
         return snapshot
     }
