@@ -85,7 +85,14 @@ let package = Package(
                 .product(name: "NIOExtras", package: "swift-nio-extras"),
             ]
         ),
-        .target(name: "Processors", dependencies: ["Pipeline"]),
+        .target(
+            name: "Processors",
+            dependencies: [
+                "Pipeline",
+                .product(name: "DequeModule", package: "swift-collections"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+            ]
+        ),
         .target(
             name: "ServiceGraph",
             dependencies: [

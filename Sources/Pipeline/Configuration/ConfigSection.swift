@@ -50,6 +50,17 @@ public final class ConfigSection {
         return try ConfigSection(value, path: keyPath(key))
     }
 
+    /// A list of mappings (`policies: [{…}, {…}]`), each as a section named `key[index]`; empty when absent.
+    public func sectionList(_ key: String) throws(ConfigurationError) -> [ConfigSection] {
+        guard let value = value(key) else { return [] }
+        guard case .sequence(let elements) = value else { throw ConfigurationError(key: keyPath(key), "expected a list") }
+        var sections: [ConfigSection] = []
+        for (index, element) in elements.enumerated() {
+            sections.append(try ConfigSection(element, path: "\(keyPath(key))[\(index)]"))
+        }
+        return sections
+    }
+
     /// A scalar as text.
     public func string(_ key: String, default defaultValue: String) throws(ConfigurationError) -> String {
         guard let value = value(key) else { return defaultValue }

@@ -1,0 +1,150 @@
+import Pipeline
+import TraceModel
+
+extension SamplingPolicy {
+    /// The policy types the OpenTelemetry Collector's `tail_sampling` processor has, all of which are
+    /// read here except `ottl_condition` (OTTL is the Collector's own language).
+    static let types = [
+        "always_sample", "latency", "numeric_attribute", "probabilistic", "status_code", "string_attribute",
+        "boolean_attribute", "rate_limiting", "bytes_limiting", "span_count", "trace_state", "trace_flags",
+        "and", "not", "drop", "composite",
+    ]
+
+    /// Reads one policy: `{name, type, <type>: {…}}`, with the Collector's field names.
+    public init(section: ConfigSection) throws(ConfigurationError) {
+        let name = try section.string("name", default: "")
+        guard !name.isEmpty else { throw ConfigurationError(key: section.keyPath("name"), "policy name cannot be empty") }
+        let type = try section.string("type", default: "")
+        guard Self.types.contains(type) else {
+            if type == "ottl_condition" {
+                throw ConfigurationError(key: section.keyPath("type"), "ottl_condition is not supported; express the condition with the other policy types")
+            }
+            throw ConfigurationError(key: section.keyPath("type"), "unknown sampling policy type \"\(type)\"; expected one of \(Self.types.joined(separator: ", "))")
+        }
+        let settings = try section.section(type) ?? ConfigSection.empty(path: section.keyPath(type))
+        self.name = name
+        self.type = type
+        rule = try Self.rule(type: type, settings)
+        try settings.finish()
+        try section.finish()
+    }
+
+    private static func rule(type: String, _ settings: ConfigSection) throws(ConfigurationError) -> Rule {
+        switch type {
+        case "always_sample", "trace_flags":
+            return type == "always_sample" ? .alwaysSample : .traceFlags
+        case "latency":
+            let threshold = try settings.int("threshold_ms", default: 0, in: 0...Int.max)
+            let upper = try settings.int("upper_threshold_ms", default: 0, in: 0...Int.max)
+            guard upper == 0 || upper >= threshold else {
+                throw ConfigurationError(key: settings.keyPath("upper_threshold_ms"), "must be 0 (no upper bound) or at least threshold_ms")
+            }
+            return .latency(thresholdMs: Int64(threshold), upperMs: Int64(upper))
+        case "numeric_attribute":
+            let key = try requiredKey(settings)
+            // As in the Collector, 0 means "not set": no lower or no upper bound.
+            let low = try settings.int("min_value", default: 0)
+            let high = try settings.int("max_value", default: 0)
+            guard low != 0 || high != 0 else {
+                throw ConfigurationError(key: settings.path, "set min_value, max_value or both")
+            }
+            guard low == 0 || high == 0 || low <= high else {
+                throw ConfigurationError(key: settings.keyPath("min_value"), "must not be greater than max_value")
+            }
+            return .numericAttribute(key: key, min: low == 0 ? .min : Int64(low), max: high == 0 ? .max : Int64(high),
+                                     invert: try settings.bool("invert_match", default: false))
+        case "probabilistic":
+            var salt = try settings.string("hash_salt", default: "")
+            if salt.isEmpty { salt = "default-hash-seed" }
+            let percentage = try settings.double("sampling_percentage", default: 0, in: 0...Double.greatestFiniteMagnitude)
+            return .probabilistic(salt: Array(salt.utf8), threshold: threshold(percentage: percentage))
+        case "status_code":
+            let names = try settings.stringList("status_codes", default: [])
+            guard !names.isEmpty else {
+                throw ConfigurationError(key: settings.keyPath("status_codes"), "expected at least one status code to filter on")
+            }
+            var codes: Set<SpanStatus.Code> = []
+            for name in names {
+                switch name {
+                case "OK": codes.insert(.ok)
+                case "ERROR": codes.insert(.error)
+                case "UNSET": codes.insert(.unset)
+                default: throw ConfigurationError(key: settings.keyPath("status_codes"), "unknown status code \"\(name)\"; expected OK, ERROR or UNSET")
+                }
+            }
+            return .statusCode(codes)
+        case "string_attribute":
+            let key = try requiredKey(settings)
+            let values = try settings.stringList("values", default: [])
+            let regex = try settings.bool("enabled_regex_matching", default: false)
+            let cacheSize = try settings.int("cache_max_size", default: 128, in: 0...10_000_000)
+            let invert = try settings.bool("invert_match", default: false)
+            do {
+                return .stringAttribute(key: key, matcher: try StringMatcher(values: values, regex: regex, cacheSize: cacheSize), invert: invert)
+            } catch {
+                throw ConfigurationError(key: settings.keyPath("values"), "invalid regular expression: \(error)")
+            }
+        case "boolean_attribute":
+            let key = try requiredKey(settings)
+            guard settings.value("value") != nil else { throw ConfigurationError(key: settings.keyPath("value"), "expected true or false") }
+            return .booleanAttribute(key: key, value: try settings.bool("value", default: false),
+                                     invert: try settings.bool("invert_match", default: false))
+        case "rate_limiting", "bytes_limiting":
+            let rateKey = type == "rate_limiting" ? "spans_per_second" : "bytes_per_second"
+            let rate = try settings.int(rateKey, default: 0, in: 0...Int.max)
+            guard rate > 0 else { throw ConfigurationError(key: settings.keyPath(rateKey), "must be greater than 0") }
+            let burst = try settings.int("burst_capacity", default: 0, in: 0...Int.max)
+            let bucket = TokenBucket(rate: Double(rate), capacity: Double(burst > 0 ? burst : 2 * rate))
+            return type == "rate_limiting" ? .rateLimiting(bucket) : .bytesLimiting(bucket)
+        case "span_count":
+            let low = try settings.int("min_spans", default: 0, in: 0...Int(Int32.max))
+            let high = try settings.int("max_spans", default: 0, in: 0...Int(Int32.max))
+            guard high == 0 || high >= low else {
+                throw ConfigurationError(key: settings.keyPath("max_spans"), "must be 0 (no upper bound) or at least min_spans")
+            }
+            return .spanCount(min: low, max: high)
+        case "trace_state":
+            let key = try requiredKey(settings)
+            let values = try settings.stringList("values", default: []).filter { !$0.isEmpty && key.utf8.count + $0.utf8.count < 256 }
+            return .traceState(key: key, values: Set(values))
+        case "and", "drop":
+            let listKey = type == "and" ? "and_sub_policy" : "drop_sub_policy"
+            var policies: [SamplingPolicy] = []
+            for sub in try settings.sectionList(listKey) { policies.append(try SamplingPolicy(section: sub)) }
+            return type == "and" ? .and(policies) : .drop(policies)
+        case "not":
+            guard let sub = try settings.section("not_sub_policy") else {
+                throw ConfigurationError(key: settings.keyPath("not_sub_policy"), "expected one policy")
+            }
+            return .not(try SamplingPolicy(section: sub))
+        case "composite":
+            let total = try settings.int("max_total_spans_per_second", default: 0, in: 0...Int.max)
+            var policies: [SamplingPolicy] = []
+            for sub in try settings.sectionList("composite_sub_policy") { policies.append(try SamplingPolicy(section: sub)) }
+            let order = try settings.stringList("policy_order", default: [])
+            for name in order where !policies.contains(where: { $0.name == name }) {
+                throw ConfigurationError(key: settings.keyPath("policy_order"), "\"\(name)\" is not a composite_sub_policy")
+            }
+            // A sub-policy with no rate_allocation entry gets an equal share (the Collector's current rule).
+            var allocations = Array(repeating: policies.isEmpty ? 0 : total / policies.count, count: policies.count)
+            for entry in try settings.sectionList("rate_allocation") {
+                let policyName = try entry.string("policy", default: "")
+                let percent = try entry.double("percent", default: 0, in: 0...100)
+                try entry.finish()
+                guard let index = policies.firstIndex(where: { $0.name == policyName }) else {
+                    throw ConfigurationError(key: entry.keyPath("policy"), "\"\(policyName)\" is not a composite_sub_policy")
+                }
+                if percent > 0 { allocations[index] = Int(percent / 100 * Double(total)) }
+            }
+            return .composite(CompositeBudget(total: total, allocations: allocations), policies)
+        default:
+            throw ConfigurationError(key: settings.path, "unknown sampling policy type \"\(type)\"")
+        }
+    }
+
+    private static func requiredKey(_ settings: ConfigSection) throws(ConfigurationError) -> String {
+        let key = try settings.string("key", default: "")
+        guard !key.isEmpty else { throw ConfigurationError(key: settings.keyPath("key"), "expected the attribute's name") }
+        return key
+    }
+}

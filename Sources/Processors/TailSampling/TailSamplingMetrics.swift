@@ -1,0 +1,78 @@
+import Pipeline
+import Prometheus
+
+/// The processor's metrics, named after the OpenTelemetry Collector's `otelcol_processor_tail_sampling_*`
+/// with the prefix `agenttrace_tail_sampling_`.
+struct TailSamplingMetrics: Sendable {
+    /// Per policy (in evaluation order) and decision.
+    let policyDecisions: [[SamplingDecision: Counter]]
+    let finalDecisions: [SamplingDecision: Counter]
+    let sampledSpans: Counter
+    let notSampledSpans: Counter
+    let tracesOnMemory: Gauge
+    let spansOnMemory: Gauge
+    let droppedTooEarly: Counter
+    /// Evictions at `num_traces`, by whether spans were lost (an undecided trace evicted).
+    let evicted: [Bool: Counter]
+    let newTraces: Counter
+    let cacheReleases: [Bool: Counter]
+    let lateSpans: [SamplingDecision: Counter]
+    let lateSpanAge: ValueHistogram
+    let removalAge: ValueHistogram
+    let decisionAge: ValueHistogram
+    let decisionTime: ValueHistogram
+    let tooLarge: Counter
+
+    static let prefix = "agenttrace_tail_sampling_"
+    static let secondsBuckets: [Double] = [1, 2, 5, 10, 15, 30, 60, 120, 300, 600]
+
+    init(_ metrics: SelfMetrics, policies: [String], instance: String) {
+        let p = Self.prefix
+        func byDecision(_ name: String, help: String, labels: [(String, String)] = []) -> [SamplingDecision: Counter] {
+            Dictionary(uniqueKeysWithValues: SamplingDecision.allCases.map { decision in
+                (decision, metrics.counter(p + name, help: help,
+                                           labels: labels + [("sampled", decision.sampledLabel), ("decision", decision.rawValue)]))
+            })
+        }
+        // As the Collector labels them: "<instance>.<policy>" when the processor has a name.
+        policyDecisions = policies.map { policy in
+            byDecision("count_traces_sampled", help: "Traces each policy decided, by its decision.",
+                       labels: [("policy", instance.isEmpty ? policy : "\(instance).\(policy)")])
+        }
+        finalDecisions = byDecision("global_count_traces_sampled", help: "Traces decided, by the final decision.")
+        sampledSpans = metrics.counter(p + "spans_decided_total", help: "Spans held until their trace's decision, by that decision.",
+                                       labels: [("sampled", "true")])
+        notSampledSpans = metrics.counter(p + "spans_decided_total", help: "Spans held until their trace's decision, by that decision.",
+                                          labels: [("sampled", "false")])
+        tracesOnMemory = metrics.gauge(p + "sampling_traces_on_memory", help: "Traces held (undecided, or decided and remembered).")
+        spansOnMemory = metrics.gauge(p + "sampling_spans_on_memory", help: "Spans held waiting for their trace's decision.")
+        droppedTooEarly = metrics.counter(p + "sampling_trace_dropped_too_early",
+                                          help: "Traces evicted at num_traces before their decision; their spans are lost.")
+        evicted = [
+            true: metrics.counter(p + "traces_evicted_total", help: "Traces removed at num_traces.", labels: [("undecided", "true")]),
+            false: metrics.counter(p + "traces_evicted_total", help: "Traces removed at num_traces.", labels: [("undecided", "false")]),
+        ]
+        newTraces = metrics.counter(p + "new_trace_id_received", help: "Traces first seen.")
+        cacheReleases = [
+            true: metrics.counter(p + "early_releases_from_cache_decision", help: "Spans passed or dropped by a cached decision.",
+                                  labels: [("sampled", "true")]),
+            false: metrics.counter(p + "early_releases_from_cache_decision", help: "Spans passed or dropped by a cached decision.",
+                                   labels: [("sampled", "false")]),
+        ]
+        lateSpans = byDecision("late_spans_total", help: "Spans that arrived after their trace's decision, by that decision.")
+        lateSpanAge = metrics.histogram(p + "sampling_late_span_age", help: "Seconds from a trace's decision to a late span of it.",
+                                        buckets: Self.secondsBuckets)
+        removalAge = metrics.histogram(p + "sampling_trace_removal_age", help: "Seconds from a trace's first span to its removal from memory.",
+                                       buckets: Self.secondsBuckets)
+        decisionAge = metrics.histogram(p + "sampling_decision_age", help: "Seconds from a trace's first span to its decision.",
+                                        buckets: Self.secondsBuckets)
+        decisionTime = metrics.histogram(p + "sampling_decision_timer_latency", help: "Milliseconds spent deciding the traces due at one tick.",
+                                         buckets: [1, 2, 5, 10, 25, 50, 75, 100, 150, 200, 300, 400, 500, 750, 1000, 2000, 5000])
+        tooLarge = metrics.counter(p + "traces_dropped_too_large", help: "Traces not sampled because they passed maximum_trace_size_bytes.")
+    }
+
+    func update(_ state: TailSamplingProcessor.State) {
+        tracesOnMemory.set(Double(state.traces.count))
+        spansOnMemory.set(Double(state.heldSpans))
+    }
+}

@@ -1,0 +1,347 @@
+import DequeModule
+import Pipeline
+import Prometheus
+import Synchronization
+import TraceModel
+
+/// `tail_sampling`: holds each trace's spans for `decision_wait` after its first span, then keeps or
+/// drops the whole trace by the policies — the OpenTelemetry Collector's processor of the same name,
+/// with its settings, policy types, decision rules and (renamed) metrics.
+///
+/// Time is what the pipeline says it is (`now`), so a replay on its virtual clock decides the same
+/// traces every run. Everything held is bounded by `num_traces`.
+public final class TailSamplingProcessor: SpanProcessor {
+    private let configuration: TailSamplingConfiguration
+    private let state: Mutex<State>
+    private let metrics: TailSamplingMetrics
+
+    /// One trace being held or remembered.
+    struct Entry {
+        var chunks: [ResourceSpans] = []
+        var spanCount = 0
+        var sizeBytes = 0
+        /// When its first span arrived; identifies this life of the trace in the queues below.
+        let arrival: UInt64
+        var deadline: UInt64
+        var decision: SamplingDecision?
+        var decidedAt: UInt64 = 0
+        /// The write-ahead-log record of its first chunk (0 outside durable pipelines).
+        let firstMark: UInt64
+    }
+
+    struct State {
+        var traces: [TraceID: Entry] = [:]
+        /// Traces in the order they were first seen: who goes first when `num_traces` is reached.
+        var arrivals: Deque<(id: TraceID, arrival: UInt64)> = []
+        /// Decision deadlines: `decision_wait` after the first span (non-decreasing), and the earlier
+        /// ones root spans bring with `decision_wait_after_root_received`.
+        var due: Deque<(deadline: UInt64, id: TraceID, arrival: UInt64)> = []
+        var rootDue: Deque<(deadline: UInt64, id: TraceID, arrival: UInt64)> = []
+        /// Undecided traces by first mark, oldest first: what the write-ahead log must keep.
+        var held: Deque<(id: TraceID, arrival: UInt64, mark: UInt64)> = []
+        var sampledCache: DecisionCache
+        var notSampledCache: DecisionCache
+        var highestMark: UInt64 = 0
+        var heldSpans = 0
+    }
+
+    public init(configuration: TailSamplingConfiguration, metrics: SelfMetrics, name: String = "") {
+        self.configuration = configuration
+        state = Mutex(State(sampledCache: DecisionCache(capacity: configuration.sampledCacheSize),
+                            notSampledCache: DecisionCache(capacity: configuration.notSampledCacheSize)))
+        self.metrics = TailSamplingMetrics(metrics, policies: configuration.policies.map(\.name), instance: name)
+    }
+
+    public func process(_ batch: SpanBatch, now: UInt64) -> [SpanBatch] {
+        let (released, mark) = state.withLock { state -> ([ResourceSpans], UInt64) in
+            state.highestMark = max(state.highestMark, batch.durableMark)
+            var released: [ResourceSpans] = []
+            for resourceSpans in batch.resourceSpans {
+                for (id, chunk) in Self.split(resourceSpans) {
+                    accept(chunk, of: id, now: now, mark: batch.durableMark, into: &released, state: &state)
+                }
+            }
+            metrics.update(state)
+            return (released, safeMark(&state))
+        }
+        return output(released, mark: mark)
+    }
+
+    public func tick(now: UInt64) -> [SpanBatch] {
+        let (released, mark) = state.withLock { state -> ([ResourceSpans], UInt64) in
+            var released: [ResourceSpans] = []
+            let started = ContinuousClock.now
+            var decided = 0
+            for queue in [\State.rootDue, \State.due] {
+                while let first = state[keyPath: queue].first, first.deadline <= now {
+                    state[keyPath: queue].removeFirst()
+                    guard let entry = state.traces[first.id], entry.arrival == first.arrival, entry.decision == nil else { continue }
+                    decide(first.id, now: now, into: &released, state: &state)
+                    decided += 1
+                }
+            }
+            if decided > 0 { metrics.decisionTime.record((ContinuousClock.now - started) / .milliseconds(1)) }
+            metrics.update(state)
+            return (released, safeMark(&state))
+        }
+        return output(released, mark: mark)
+    }
+
+    public func flush() -> [SpanBatch] {
+        let (released, mark) = state.withLock { state -> ([ResourceSpans], UInt64) in
+            var released: [ResourceSpans] = []
+            if !configuration.dropPendingTracesOnShutdown {
+                // "Every pending trace is decided immediately on partial data", as the Collector drains.
+                for (id, arrival) in state.arrivals {
+                    guard let entry = state.traces[id], entry.arrival == arrival, entry.decision == nil else { continue }
+                    decide(id, now: entry.deadline, into: &released, state: &state)
+                }
+            }
+            state.traces.removeAll()
+            state.arrivals.removeAll()
+            state.held.removeAll()
+            state.heldSpans = 0
+            metrics.update(state)
+            return (released, state.highestMark)
+        }
+        return output(released, mark: mark)
+    }
+
+    /// Spans held now, for tests and the memory benchmark.
+    public var heldSpans: Int { state.withLock { $0.heldSpans } }
+
+    // MARK: - Arrival
+
+    private func accept(_ chunk: ResourceSpans, of id: TraceID, now: UInt64, mark: UInt64, into released: inout [ResourceSpans],
+                        state: inout State) {
+        let spans = chunk.spanCount
+        if state.sampledCache.contains(id) {
+            metrics.cacheReleases[true]!.increment(by: Int64(spans))
+            released.append(chunk)
+            return
+        }
+        if state.notSampledCache.contains(id) {
+            metrics.cacheReleases[false]!.increment(by: Int64(spans))
+            return
+        }
+        let size = SpanSize.estimate(chunk)
+        if let index = state.traces.index(forKey: id) {
+            state.traces.values[index].spanCount += spans
+            state.traces.values[index].sizeBytes += size
+            if let decision = state.traces.values[index].decision {
+                // A late span of a decided trace follows the decision.
+                metrics.lateSpanAge.record(Double(now &- state.traces.values[index].decidedAt) / 1e9)
+                metrics.lateSpans[decision]!.increment(by: Int64(spans))
+                if decision == .sampled { released.append(chunk) }
+                return
+            }
+            guard !tooLarge(state.traces.values[index].sizeBytes, id, now: now, state: &state) else { return }
+            state.traces.values[index].chunks.append(chunk)
+            state.heldSpans += spans
+            if Self.hasRoot(chunk) { hurry(id, now: now, state: &state) }
+            return
+        }
+        makeRoom(now: now, into: &released, state: &state)
+        let deadline = now &+ configuration.decisionWaitNanos
+        state.traces[id] = Entry(chunks: [chunk], spanCount: spans, sizeBytes: size, arrival: now, deadline: deadline, firstMark: mark)
+        state.arrivals.append((id, now))
+        state.due.append((deadline, id, now))
+        state.held.append((id, now, mark))
+        state.heldSpans += spans
+        metrics.newTraces.increment()
+        if tooLarge(size, id, now: now, state: &state) { return }
+        if Self.hasRoot(chunk) { hurry(id, now: now, state: &state) }
+    }
+
+    /// A root span arrived: decide `decision_wait_after_root_received` from now if that is sooner.
+    private func hurry(_ id: TraceID, now: UInt64, state: inout State) {
+        guard let wait = configuration.decisionWaitAfterRootNanos, let entry = state.traces[id] else { return }
+        let deadline = now &+ wait
+        guard deadline < entry.deadline else { return }
+        state.traces[id]?.deadline = deadline
+        state.rootDue.append((deadline, id, entry.arrival))
+    }
+
+    /// Over `maximum_trace_size_bytes` (strictly): the trace is not sampled at once and its spans go.
+    private func tooLarge(_ size: Int, _ id: TraceID, now: UInt64, state: inout State) -> Bool {
+        guard configuration.maximumTraceSizeBytes > 0, size > configuration.maximumTraceSizeBytes else { return false }
+        metrics.tooLarge.increment()
+        var ignored: [ResourceSpans] = []
+        settle(id, .notSampled, now: now, into: &ignored, state: &state)
+        return true
+    }
+
+    /// At `num_traces`, the oldest trace goes: evicted with its spans, or with `block_on_overflow`
+    /// decided now so none of its spans is lost.
+    private func makeRoom(now: UInt64, into released: inout [ResourceSpans], state: inout State) {
+        compactQueues(&state)
+        while state.traces.count >= configuration.numTraces, let oldest = state.arrivals.popFirst() {
+            guard let entry = state.traces[oldest.id], entry.arrival == oldest.arrival else { continue }
+            if entry.decision == nil {
+                if configuration.blockOnOverflow {
+                    decide(oldest.id, now: now, into: &released, state: &state)
+                } else {
+                    metrics.droppedTooEarly.increment()
+                    state.heldSpans -= entry.chunks.reduce(0) { $0 + $1.spanCount }
+                }
+            }
+            state.traces[oldest.id] = nil
+            metrics.evicted[entry.decision == nil && !configuration.blockOnOverflow]!.increment()
+            metrics.removalAge.record(Double(now &- entry.arrival) / 1e9)
+        }
+    }
+
+    /// Drops queue entries of traces that have left, so the queues stay near the number of traces held.
+    private func compactQueues(_ state: inout State) {
+        func live(_ id: TraceID, _ arrival: UInt64) -> Bool { state.traces[id]?.arrival == arrival }
+        let limit = 2 * state.traces.count + 1024
+        if state.arrivals.count > limit { state.arrivals = Deque(state.arrivals.filter { live($0.id, $0.arrival) }) }
+        if state.due.count > limit { state.due = Deque(state.due.filter { live($0.id, $0.arrival) }) }
+        if state.rootDue.count > limit { state.rootDue = Deque(state.rootDue.filter { live($0.id, $0.arrival) }) }
+    }
+
+    // MARK: - Decision
+
+    private func decide(_ id: TraceID, now: UInt64, into released: inout [ResourceSpans], state: inout State) {
+        guard let entry = state.traces[id] else { return }
+        let trace = SampledTrace(traceID: id, chunks: entry.chunks, spanCount: entry.spanCount, sizeBytes: entry.sizeBytes)
+        var sampled = false
+        var dropped = false
+        for (index, policy) in configuration.policies.enumerated() {
+            let decision = policy.evaluate(trace, now: now)
+            metrics.policyDecisions[index][decision]!.increment()
+            if decision == .dropped {
+                dropped = true
+                break
+            }
+            if decision == .sampled {
+                sampled = true
+                if configuration.sampleOnFirstMatch { break }
+            }
+        }
+        // "Any drop wins, then any sampled, else not sampled."
+        let decision: SamplingDecision = dropped ? .dropped : sampled ? .sampled : .notSampled
+        metrics.finalDecisions[decision]!.increment()
+        metrics.decisionAge.record(Double(now &- entry.arrival) / 1e9)
+        settle(id, decision, now: now, into: &released, state: &state)
+    }
+
+    /// Applies a decision: releases or drops the spans held, remembers it in the cache (and then
+    /// forgets the trace) or on the trace itself for its late spans.
+    private func settle(_ id: TraceID, _ decision: SamplingDecision, now: UInt64, into released: inout [ResourceSpans], state: inout State) {
+        guard var entry = state.traces[id] else { return }
+        let spans = entry.chunks.reduce(0) { $0 + $1.spanCount }
+        state.heldSpans -= spans
+        if decision == .sampled {
+            released.append(contentsOf: entry.chunks)
+            metrics.sampledSpans.increment(by: Int64(spans))
+        } else {
+            metrics.notSampledSpans.increment(by: Int64(spans))
+        }
+        let cache = decision == .sampled ? \State.sampledCache : \State.notSampledCache
+        if state[keyPath: cache].capacity > 0 {
+            state[keyPath: cache].insert(id)
+            state.traces[id] = nil
+            metrics.removalAge.record(Double(now &- entry.arrival) / 1e9)
+        } else {
+            entry.chunks = []
+            entry.decision = decision
+            entry.decidedAt = now
+            state.traces[id] = entry
+        }
+    }
+
+    // MARK: - Output
+
+    /// The write-ahead-log mark every batch leaving carries: records before the oldest trace still held
+    /// may go; with nothing held, everything seen may.
+    private func safeMark(_ state: inout State) -> UInt64 {
+        while let first = state.held.first {
+            if let entry = state.traces[first.id], entry.arrival == first.arrival, entry.decision == nil {
+                return first.mark > 0 ? first.mark - 1 : 0
+            }
+            state.held.removeFirst()
+        }
+        return state.highestMark
+    }
+
+    private func output(_ released: [ResourceSpans], mark: UInt64) -> [SpanBatch] {
+        guard !released.isEmpty || mark > 0 else { return [] }
+        var batch = SpanBatch(resourceSpans: released)
+        batch.durableMark = mark
+        return [batch]
+    }
+
+    /// The spans of one resource, one chunk per trace, in order of first appearance (each chunk keeps
+    /// the resource and the scopes its spans came in).
+    static func split(_ resourceSpans: ResourceSpans) -> [(TraceID, ResourceSpans)] {
+        guard let first = resourceSpans.scopeSpans.first(where: { !$0.spans.isEmpty })?.spans.first?.traceID else { return [] }
+        // Often every span is of one trace: the chunk is the input itself.
+        if resourceSpans.scopeSpans.allSatisfy({ $0.spans.allSatisfy { $0.traceID == first } }) {
+            return [(first, resourceSpans)]
+        }
+        var chunks: [(TraceID, ResourceSpans)] = []
+        var lastScope: [Int] = []
+        var positions: [TraceID: Int] = [:]
+        for (scopeIndex, scopeSpans) in resourceSpans.scopeSpans.enumerated() {
+            var lastID: TraceID?
+            var lastPosition = 0
+            for span in scopeSpans.spans {
+                let position: Int
+                if span.traceID == lastID {
+                    position = lastPosition
+                } else if let known = positions[span.traceID] {
+                    position = known
+                } else {
+                    position = chunks.count
+                    positions[span.traceID] = position
+                    chunks.append((span.traceID, ResourceSpans(resource: resourceSpans.resource, scopeSpans: [], schemaURL: resourceSpans.schemaURL)))
+                    lastScope.append(-1)
+                }
+                if lastScope[position] != scopeIndex {
+                    chunks[position].1.scopeSpans.append(ScopeSpans(scope: scopeSpans.scope, spans: [], schemaURL: scopeSpans.schemaURL))
+                    lastScope[position] = scopeIndex
+                }
+                chunks[position].1.scopeSpans[chunks[position].1.scopeSpans.count - 1].spans.append(span)
+                (lastID, lastPosition) = (span.traceID, position)
+            }
+        }
+        return chunks
+    }
+
+    static func hasRoot(_ chunk: ResourceSpans) -> Bool {
+        chunk.scopeSpans.contains { $0.spans.contains { !$0.parentSpanID.isValid } }
+    }
+}
+
+/// Remembers the last `capacity` decisions of one kind (the Collector's `decision_cache`); the oldest
+/// remembered goes first. Capacity 0 remembers nothing.
+struct DecisionCache {
+    let capacity: Int
+    private var members: Set<TraceID> = []
+    private var order: Deque<TraceID> = []
+
+    init(capacity: Int) {
+        self.capacity = capacity
+    }
+
+    func contains(_ id: TraceID) -> Bool { capacity > 0 && members.contains(id) }
+
+    mutating func insert(_ id: TraceID) {
+        guard capacity > 0, members.insert(id).inserted else { return }
+        order.append(id)
+        if order.count > capacity, let oldest = order.popFirst() { members.remove(oldest) }
+    }
+}
+
+/// Builds `tail_sampling` processors.
+public struct TailSamplingProcessorFactory: ProcessorFactory {
+    public let type = "tail_sampling"
+
+    public init() {}
+
+    public func makeProcessor(section: ConfigSection, context: ComponentContext) throws -> any SpanProcessor {
+        TailSamplingProcessor(configuration: try TailSamplingConfiguration(section: section), metrics: context.metrics,
+                              name: context.id.name)
+    }
+}

@@ -1,0 +1,223 @@
+import Pipeline
+import Testing
+import TraceModel
+@testable import Processors
+
+/// The processor around the policies: holding, deciding on time, late spans, caches, eviction, marks.
+@Suite("tail sampling processor")
+struct TailSamplingProcessorTests {
+    static let second: UInt64 = 1_000_000_000
+    static let t0 = TraceBuilder.origin
+
+    static func processor(_ yaml: String) throws -> TailSamplingProcessor {
+        TailSamplingProcessor(configuration: try tailSampling(yaml), metrics: SelfMetrics())
+    }
+
+    static let errorsOnly = "policies: [{name: errors, type: status_code, status_code: {status_codes: [ERROR]}}]"
+
+    @Test("a trace is held for decision_wait after its first span, then released whole or not at all")
+    func decisionWait() throws {
+        let processor = try Self.processor("decision_wait: 10s\n" + Self.errorsOnly)
+        let failed = TraceBuilder(1).span().span().span(error: true)
+        let fine = TraceBuilder(2).span().span()
+        // The failing trace's spans arrive one per request over 3 s; the other's at once.
+        for (index, chunk) in failed.chunks.enumerated() {
+            let out = processor.process(SpanBatch(resourceSpans: [chunk]), now: Self.t0 + UInt64(index) * Self.second)
+            #expect(TraceBuilder.spanIDs(out, of: failed.id).isEmpty)
+        }
+        #expect(TraceBuilder.spanIDs(processor.process(fine.batch, now: Self.t0 + Self.second), of: fine.id).isEmpty)
+        #expect(processor.heldSpans == 5)
+        #expect(TraceBuilder.spanIDs(processor.tick(now: Self.t0 + 9 * Self.second), of: failed.id).isEmpty)
+        let released = processor.tick(now: Self.t0 + 11 * Self.second)
+        #expect(TraceBuilder.spanIDs(released, of: failed.id) == [1, 2, 3])
+        #expect(TraceBuilder.spanIDs(released, of: fine.id).isEmpty)
+        #expect(processor.heldSpans == 0)
+    }
+
+    @Test("drop wins, then any sampled, else not sampled; drop policies run first whatever their place")
+    func combination() throws {
+        let processor = try Self.processor("""
+        decision_wait: 1s
+        policies:
+          - {name: all, type: always_sample}
+          - {name: no-health, type: drop, drop: {drop_sub_policy: [{name: h, type: string_attribute, string_attribute: {key: url.path, values: [/health]}}]}}
+        """)
+        let health = TraceBuilder(1).span(attributes: [Attribute("url.path", "/health")])
+        let other = TraceBuilder(2).span(attributes: [Attribute("url.path", "/api")])
+        _ = processor.process(health.batch, now: Self.t0)
+        _ = processor.process(other.batch, now: Self.t0)
+        let released = processor.tick(now: Self.t0 + 2 * Self.second)
+        #expect(TraceBuilder.spanIDs(released, of: health.id).isEmpty)
+        #expect(TraceBuilder.spanIDs(released, of: other.id) == [1])
+        let configuration = try tailSampling("policies: [{name: a, type: always_sample}, {name: d, type: drop, drop: {drop_sub_policy: []}}]")
+        #expect(configuration.policies.map(\.name) == ["d", "a"])
+    }
+
+    @Test("sample_on_first_match stops before later policies spend their rate limits")
+    func sampleOnFirstMatch() throws {
+        for firstMatch in [false, true] {
+            let processor = try Self.processor("""
+            decision_wait: 1s
+            sample_on_first_match: \(firstMatch)
+            policies:
+              - {name: errors, type: status_code, status_code: {status_codes: [ERROR]}}
+              - {name: budget, type: rate_limiting, rate_limiting: {spans_per_second: 1, burst_capacity: 1}}
+            """)
+            let failed = TraceBuilder(1).span(error: true)
+            let fine = TraceBuilder(2).span()
+            _ = processor.process(failed.batch, now: Self.t0)
+            _ = processor.process(fine.batch, now: Self.t0)
+            // Both are decided at the same instant, the failing one first: the one token is left for the
+            // other trace only if evaluation stopped at `errors`.
+            let released = processor.tick(now: Self.t0 + 2 * Self.second)
+            let later: [SpanBatch] = []
+            #expect(TraceBuilder.spanIDs(released + later, of: fine.id) == (firstMatch ? [1] : []), "sample_on_first_match: \(firstMatch)")
+        }
+    }
+
+    @Test("late spans without caches follow the decision kept on the trace")
+    func lateSpansWithoutCaches() throws {
+        let processor = try Self.processor("decision_wait: 1s\n" + Self.errorsOnly)
+        let failed = TraceBuilder(1).span(error: true).span()
+        let fine = TraceBuilder(2).span().span()
+        _ = processor.process(SpanBatch(resourceSpans: [failed.chunks[0], fine.chunks[0]]), now: Self.t0)
+        #expect(TraceBuilder.spanIDs(processor.tick(now: Self.t0 + 2 * Self.second), of: failed.id) == [1])
+        let late = processor.process(SpanBatch(resourceSpans: [failed.chunks[1], fine.chunks[1]]), now: Self.t0 + 5 * Self.second)
+        #expect(TraceBuilder.spanIDs(late, of: failed.id) == [2])
+        #expect(TraceBuilder.spanIDs(late, of: fine.id).isEmpty)
+    }
+
+    @Test("late spans with caches: the trace is forgotten at once and the cache decides; evicted from the cache, it starts anew")
+    func lateSpansWithCaches() throws {
+        let processor = try Self.processor("decision_wait: 1s\ndecision_cache: {sampled_cache_size: 1, non_sampled_cache_size: 1}\n" + Self.errorsOnly)
+        let failed = TraceBuilder(1).span(error: true).span()
+        let failed2 = TraceBuilder(3).span(error: true)
+        let fine = TraceBuilder(2).span().span()
+        _ = processor.process(SpanBatch(resourceSpans: [failed.chunks[0], fine.chunks[0]]), now: Self.t0)
+        _ = processor.tick(now: Self.t0 + 2 * Self.second)
+        let late = processor.process(SpanBatch(resourceSpans: [failed.chunks[1], fine.chunks[1]]), now: Self.t0 + 3 * Self.second)
+        #expect(TraceBuilder.spanIDs(late, of: failed.id) == [2])
+        #expect(TraceBuilder.spanIDs(late, of: fine.id).isEmpty)
+        #expect(processor.heldSpans == 0)
+        // A second sampled trace pushes the first out of the one-entry cache: its next late span is a new trace.
+        _ = processor.process(failed2.batch, now: Self.t0 + 3 * Self.second)
+        _ = processor.tick(now: Self.t0 + 5 * Self.second)
+        let again = processor.process(SpanBatch(resourceSpans: [failed.chunks[1]]), now: Self.t0 + 6 * Self.second)
+        #expect(TraceBuilder.spanIDs(again, of: failed.id).isEmpty)
+        #expect(processor.heldSpans == 1)
+    }
+
+    @Test("at num_traces the oldest trace is evicted with its spans, and counted; block_on_overflow decides it early instead")
+    func eviction() throws {
+        for block in [false, true] {
+            let metrics = SelfMetrics()
+            let processor = TailSamplingProcessor(configuration: try tailSampling("""
+            decision_wait: 10s
+            num_traces: 2
+            block_on_overflow: \(block)
+            policies: [{name: all, type: always_sample}]
+            """), metrics: metrics)
+            let traces = (1...3).map { TraceBuilder(UInt64($0)).span() }
+            var released: [SpanBatch] = []
+            for (index, trace) in traces.enumerated() {
+                released += processor.process(trace.batch, now: Self.t0 + UInt64(index) * Self.second)
+            }
+            released += processor.tick(now: Self.t0 + 20 * Self.second)
+            // Evicted undecided, the first trace's span is lost; decided early, it is released.
+            #expect(TraceBuilder.spanIDs(released, of: traces[0].id) == (block ? [1] : []), "block_on_overflow: \(block)")
+            #expect(TraceBuilder.spanIDs(released, of: traces[2].id) == [1])
+            let text = String(decoding: metrics.render(), as: UTF8.self)
+            #expect(text.contains("agenttrace_tail_sampling_sampling_trace_dropped_too_early \(block ? 0 : 1)"), "\(text)")
+            #expect(text.contains("agenttrace_tail_sampling_traces_evicted_total{undecided=\"\(!block)\"} 1"))
+        }
+    }
+
+    @Test("a root span brings the decision forward with decision_wait_after_root_received")
+    func rootReceived() throws {
+        let processor = try Self.processor("decision_wait: 30s\ndecision_wait_after_root_received: 2s\npolicies: [{name: all, type: always_sample}]")
+        let trace = TraceBuilder(1).span().span()
+        // The child comes first; the root a second later.
+        _ = processor.process(SpanBatch(resourceSpans: [trace.chunks[1]]), now: Self.t0)
+        _ = processor.process(SpanBatch(resourceSpans: [trace.chunks[0]]), now: Self.t0 + Self.second)
+        #expect(TraceBuilder.spanIDs(processor.tick(now: Self.t0 + 2 * Self.second), of: trace.id).isEmpty)
+        #expect(TraceBuilder.spanIDs(processor.tick(now: Self.t0 + 3 * Self.second), of: trace.id) == [1, 2])
+    }
+
+    @Test("maximum_trace_size_bytes: a trace that grows past it is not sampled")
+    func maximumSize() throws {
+        let processor = try Self.processor("decision_wait: 1s\nmaximum_trace_size_bytes: 400\npolicies: [{name: all, type: always_sample}]")
+        let big = TraceBuilder(1)
+        for _ in 0..<10 { big.span(attributes: [Attribute("payload", .string(String(repeating: "x", count: 40)))]) }
+        let small = TraceBuilder(2).span()
+        _ = processor.process(big.batch, now: Self.t0)
+        _ = processor.process(small.batch, now: Self.t0)
+        let released = processor.tick(now: Self.t0 + 2 * Self.second)
+        #expect(TraceBuilder.spanIDs(released, of: big.id).isEmpty)
+        #expect(TraceBuilder.spanIDs(released, of: small.id) == [1])
+    }
+
+    @Test("shutdown decides what is pending, unless drop_pending_traces_on_shutdown")
+    func shutdown() throws {
+        for dropPending in [false, true] {
+            let processor = try Self.processor("drop_pending_traces_on_shutdown: \(dropPending)\npolicies: [{name: all, type: always_sample}]")
+            let trace = TraceBuilder(1).span()
+            _ = processor.process(trace.batch, now: Self.t0)
+            #expect(TraceBuilder.spanIDs(processor.flush(), of: trace.id) == (dropPending ? [] : [1]))
+        }
+    }
+
+    @Test("batches leaving carry the write-ahead-log mark just before the oldest trace still held")
+    func durableMarks() throws {
+        let processor = try Self.processor("decision_wait: 10s\npolicies: [{name: all, type: always_sample}]")
+        let first = TraceBuilder(1).span().span()
+        let second = TraceBuilder(2).span()
+        var batch = SpanBatch(resourceSpans: [first.chunks[0]])
+        batch.durableMark = 5
+        #expect(processor.process(batch, now: Self.t0).first?.durableMark == 4)
+        batch = second.batch
+        batch.durableMark = 6
+        #expect(processor.process(batch, now: Self.t0 + 5 * Self.second).first?.durableMark == 4)
+        // The first trace is released; the second (record 6) is still held.
+        #expect(processor.tick(now: Self.t0 + 10 * Self.second).first?.durableMark == 5)
+        #expect(processor.tick(now: Self.t0 + 15 * Self.second).first?.durableMark == 6)
+    }
+
+    @Test("the same input at the same times gives the same output")
+    func deterministic() throws {
+        func run() throws -> [[UInt64]] {
+            let processor = try Self.processor("""
+            decision_wait: 2s
+            policies: [{name: q, type: probabilistic, probabilistic: {sampling_percentage: 30}}, {name: r, type: rate_limiting, rate_limiting: {spans_per_second: 5}}]
+            """)
+            var outputs: [[UInt64]] = []
+            for number in 1...200 {
+                let trace = TraceBuilder(UInt64(number) &* 0x9E37_79B9).span().span()
+                let now = Self.t0 + UInt64(number) * Self.second / 10
+                var ids: [UInt64] = []
+                for batch in processor.process(trace.batch, now: now) + processor.tick(now: now) {
+                    batch.forEachSpan { span, _, _ in ids.append(span.traceID.low) }
+                }
+                outputs.append(ids)
+            }
+            return outputs
+        }
+        let first = try run()
+        #expect(first == (try run()))
+        #expect(first.joined().count > 0)
+    }
+
+    @Test("spans of many traces in one request are split per trace, keeping resource and scope")
+    func splitting() {
+        let a = TraceBuilder(1).span("x").span("x")
+        let b = TraceBuilder(2).span("x")
+        var spans = a.chunks.flatMap { $0.scopeSpans[0].spans }
+        spans.insert(b.chunks[0].scopeSpans[0].spans[0], at: 1)
+        let resource = ResourceSpans(resource: Resource(attributes: [Attribute("service.name", "x")]),
+                                     scopeSpans: [ScopeSpans(scope: InstrumentationScope(name: "lib"), spans: spans)])
+        let chunks = TailSamplingProcessor.split(resource)
+        #expect(chunks.map(\.0) == [a.id, b.id])
+        #expect(chunks[0].1.scopeSpans.map { $0.spans.map(\.spanID.value) } == [[1, 2]])
+        #expect(chunks[0].1.scopeSpans[0].scope.name == "lib")
+        #expect(chunks[1].1.resource == resource.resource)
+    }
+}
