@@ -53,6 +53,8 @@ def peak_rss_mib(pid):
 
 def parse_duration_ms(text):
     match = re.match(r"([\d.]+)(us|ms|s|m)", text)
+    if not match:
+        return float("nan")
     value, unit = float(match.group(1)), match.group(2)
     return value * {"us": 0.001, "ms": 1, "s": 1000, "m": 60000}[unit]
 

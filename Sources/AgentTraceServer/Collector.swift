@@ -26,6 +26,8 @@ struct FanOutSink: BatchSink {
         for sink in sinks where !sink.offer(batch) { all = false }
         return all
     }
+
+    var isFull: Bool { sinks.contains { $0.isFull } }
 }
 
 /// Lines on standard output that tell scripts and tests where the collector listens and when it is ready.

@@ -25,7 +25,7 @@ public struct ComponentRegistry: Sendable {
         registry.register(ServiceGraphProcessorFactory(graphs: graphs))
         registry.register(OTLPReceiverFactory(group: group))
         registry.register(BatchProcessorFactory())
-        registry.register(TailSamplingProcessorFactory())
+        registry.register(TailSamplingProcessorFactory(codec: .otlp()))
         registry.register(FileExporterFactory())
         registry.register(DebugExporterFactory())
         registry.register(NopExporterFactory())

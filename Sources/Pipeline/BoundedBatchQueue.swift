@@ -59,6 +59,10 @@ public final class BoundedBatchQueue: BatchSink, Sendable {
         }
     }
 
+    public var isFull: Bool {
+        state.withLock { $0.closed || $0.items.count >= maxBatches || $0.spans >= maxSpans }
+    }
+
     private func hasRoom(for spans: Int) -> Bool {
         state.withLock { state in
             !state.closed && state.items.count < maxBatches && (state.spans == 0 || state.spans + spans <= maxSpans)
@@ -129,13 +133,15 @@ public final class BoundedBatchQueue: BatchSink, Sendable {
     }
 
     private static func take(_ state: inout State) -> Item? {
-        if let batch = state.items.popFirst() {
-            state.spans -= batch.spanCount
-            return .batch(batch)
-        }
+        // A pending tick goes first: under sustained load the queue is never empty, and time must
+        // still pass for batch timeouts and sampling decisions.
         if state.tickPending {
             state.tickPending = false
             return .tick
+        }
+        if let batch = state.items.popFirst() {
+            state.spans -= batch.spanCount
+            return .batch(batch)
         }
         return nil
     }

@@ -57,6 +57,13 @@ public protocol ReceiverFactory: Sendable {
 public protocol BatchSink: Sendable {
     /// Offers a batch; false when the pipeline is full and the sender should retry later.
     func offer(_ batch: SpanBatch) -> Bool
+    /// True when an offer would be refused now: receivers then answer "retry later" before spending
+    /// time decoding a request that cannot be taken.
+    var isFull: Bool { get }
+}
+
+extension BatchSink {
+    public var isFull: Bool { false }
 }
 
 /// Something that transforms, holds back or observes batches. The pipeline calls one processor from one

@@ -2,6 +2,21 @@ import Foundation
 import Synchronization
 import TraceModel
 
+/// Turns a batch into bytes and back: binary OTLP in the collector, injected so the pipeline's modules
+/// stay free of wire formats.
+public struct BatchCodec: Sendable {
+    public typealias Encode = @Sendable (SpanBatch) -> [UInt8]
+    public typealias Decode = @Sendable ([UInt8]) throws -> SpanBatch
+
+    public let encode: Encode
+    public let decode: Decode
+
+    public init(encode: @escaping Encode, decode: @escaping Decode) {
+        self.encode = encode
+        self.decode = decode
+    }
+}
+
 /// Batches kept on disk, one file per record named by its sequence number, each written whole (a
 /// temporary file, then a rename) before `append` returns. Two users: the write-ahead log of a durable
 /// pipeline (a batch is written before the receiver acknowledges it and released once the exporters
@@ -9,9 +24,8 @@ import TraceModel
 /// never lost, only possibly delivered twice), and an exporter's disk queue (a record is removed once
 /// its batch is delivered or given up).
 public final class DurableLog: Sendable {
-    /// Encodes and decodes one batch (OTLP protobuf, injected so this module stays free of wire formats).
-    public typealias Encode = @Sendable (SpanBatch) -> [UInt8]
-    public typealias Decode = @Sendable ([UInt8]) throws -> SpanBatch
+    public typealias Encode = BatchCodec.Encode
+    public typealias Decode = BatchCodec.Decode
 
     private struct State {
         var nextSequence: UInt64 = 1

@@ -140,13 +140,14 @@ GRPC_SETTINGS = {
 
 def build_config(output_path, max_request_body_size=1048576, send_batch_size=512, timeout="200ms",
                  receiver_endpoint="127.0.0.1:0", admin_endpoint="127.0.0.1:0", http=True, grpc=None,
-                 exporter="file", service_graph=None):
+                 exporter="file", service_graph=None, processors_before_batch=None):
     """The collector config the tests use: OTLP/HTTP receiver -> batch -> file exporter.
 
     grpc: settings for an OTLP/gRPC receiver next to the HTTP one (e.g. GRPC_SETTINGS), None for none;
     http=False leaves the HTTP one out. exporter: "file" (writing output_path), "nop" or "debug".
     service_graph: settings of a `service_graph` processor, placed before `batch` in the pipeline;
-    None for none."""
+    None for none. processors_before_batch: more processors ({type: settings}, in order), after service_graph and
+    before batch."""
     protocols = {}
     if grpc is not None:
         protocols["grpc"] = dict({"endpoint": "127.0.0.1:0"}, **grpc)
@@ -164,6 +165,7 @@ def build_config(output_path, max_request_body_size=1048576, send_batch_size=512
     processors = {}
     if service_graph is not None:
         processors["service_graph"] = service_graph
+    processors.update(processors_before_batch or {})
     processors["batch"] = {
         "send_batch_size": send_batch_size,
         "timeout": timeout,

@@ -29,6 +29,16 @@ struct BoundedBatchQueueTests {
         #expect(queue.spanCount == 10)
     }
 
+    @Test("a pending tick is taken before queued batches, so time passes under sustained load")
+    func tickFirst() async {
+        let queue = BoundedBatchQueue(maxBatches: 10, maxSpans: 1000)
+        #expect(queue.offer(makeBatch(spans: 1)))
+        #expect(queue.offer(makeBatch(spans: 1)))
+        queue.offerTick()
+        if case .tick? = await queue.next() {} else { Issue.record("expected the tick first") }
+        if case .batch? = await queue.next() {} else { Issue.record("expected a batch") }
+    }
+
     @Test("close refuses new offers but the consumer drains what was accepted, in order")
     func closeDrains() async {
         let queue = BoundedBatchQueue(maxBatches: 10, maxSpans: 1000)

@@ -10,8 +10,22 @@ extension SamplingPolicy {
         "and", "not", "drop", "composite",
     ]
 
-    /// Reads one policy: `{name, type, <type>: {…}}`, with the Collector's field names.
+    /// Where the next policy's checks go in a `TraceSummary`.
+    public struct Slots: Sendable {
+        var existence = 0
+        var latency = 0
+
+        public init() {}
+    }
+
+    /// Reads one policy on its own: `{name, type, <type>: {…}}`, with the Collector's field names.
     public init(section: ConfigSection) throws(ConfigurationError) {
+        var slots = Slots()
+        try self.init(section: section, slots: &slots)
+    }
+
+    /// Reads one policy of a list, numbering its checks from `slots`.
+    public init(section: ConfigSection, slots: inout Slots) throws(ConfigurationError) {
         let name = try section.string("name", default: "")
         guard !name.isEmpty else { throw ConfigurationError(key: section.keyPath("name"), "policy name cannot be empty") }
         let type = try section.string("type", default: "")
@@ -24,22 +38,27 @@ extension SamplingPolicy {
         let settings = try section.section(type) ?? ConfigSection.empty(path: section.keyPath(type))
         self.name = name
         self.type = type
-        rule = try Self.rule(type: type, settings)
+        rule = try Self.rule(type: type, settings, slots: &slots)
         try settings.finish()
         try section.finish()
     }
 
-    private static func rule(type: String, _ settings: ConfigSection) throws(ConfigurationError) -> Rule {
+    private static func rule(type: String, _ settings: ConfigSection, slots: inout Slots) throws(ConfigurationError) -> Rule {
+        func exists(_ check: ExistenceCheck, invert: Bool = false) -> Rule {
+            defer { slots.existence += 1 }
+            return .exists(slot: slots.existence, check, invert: invert)
+        }
         switch type {
         case "always_sample", "trace_flags":
-            return type == "always_sample" ? .alwaysSample : .traceFlags
+            return type == "always_sample" ? .alwaysSample : exists(.traceFlags)
         case "latency":
             let threshold = try settings.int("threshold_ms", default: 0, in: 0...Int.max)
             let upper = try settings.int("upper_threshold_ms", default: 0, in: 0...Int.max)
             guard upper == 0 || upper >= threshold else {
                 throw ConfigurationError(key: settings.keyPath("upper_threshold_ms"), "must be 0 (no upper bound) or at least threshold_ms")
             }
-            return .latency(thresholdMs: Int64(threshold), upperMs: Int64(upper))
+            defer { slots.latency += 1 }
+            return .latency(slot: slots.latency, thresholdMs: Int64(threshold), upperMs: Int64(upper))
         case "numeric_attribute":
             let key = try requiredKey(settings)
             // As in the Collector, 0 means "not set": no lower or no upper bound.
@@ -51,8 +70,8 @@ extension SamplingPolicy {
             guard low == 0 || high == 0 || low <= high else {
                 throw ConfigurationError(key: settings.keyPath("min_value"), "must not be greater than max_value")
             }
-            return .numericAttribute(key: key, min: low == 0 ? .min : Int64(low), max: high == 0 ? .max : Int64(high),
-                                     invert: try settings.bool("invert_match", default: false))
+            let invert = try settings.bool("invert_match", default: false)
+            return exists(.numeric(key: key, min: low == 0 ? .min : Int64(low), max: high == 0 ? .max : Int64(high)), invert: invert)
         case "probabilistic":
             var salt = try settings.string("hash_salt", default: "")
             if salt.isEmpty { salt = "default-hash-seed" }
@@ -72,23 +91,25 @@ extension SamplingPolicy {
                 default: throw ConfigurationError(key: settings.keyPath("status_codes"), "unknown status code \"\(name)\"; expected OK, ERROR or UNSET")
                 }
             }
-            return .statusCode(codes)
+            return exists(.statusCode(codes))
         case "string_attribute":
             let key = try requiredKey(settings)
             let values = try settings.stringList("values", default: [])
             let regex = try settings.bool("enabled_regex_matching", default: false)
             let cacheSize = try settings.int("cache_max_size", default: 128, in: 0...10_000_000)
             let invert = try settings.bool("invert_match", default: false)
+            let matcher: StringMatcher
             do {
-                return .stringAttribute(key: key, matcher: try StringMatcher(values: values, regex: regex, cacheSize: cacheSize), invert: invert)
+                matcher = try StringMatcher(values: values, regex: regex, cacheSize: cacheSize)
             } catch {
                 throw ConfigurationError(key: settings.keyPath("values"), "invalid regular expression: \(error)")
             }
+            return exists(.string(key: key, matcher: matcher), invert: invert)
         case "boolean_attribute":
             let key = try requiredKey(settings)
             guard settings.value("value") != nil else { throw ConfigurationError(key: settings.keyPath("value"), "expected true or false") }
-            return .booleanAttribute(key: key, value: try settings.bool("value", default: false),
-                                     invert: try settings.bool("invert_match", default: false))
+            let value = try settings.bool("value", default: false)
+            return exists(.boolean(key: key, value: value), invert: try settings.bool("invert_match", default: false))
         case "rate_limiting", "bytes_limiting":
             let rateKey = type == "rate_limiting" ? "spans_per_second" : "bytes_per_second"
             let rate = try settings.int(rateKey, default: 0, in: 0...Int.max)
@@ -106,21 +127,21 @@ extension SamplingPolicy {
         case "trace_state":
             let key = try requiredKey(settings)
             let values = try settings.stringList("values", default: []).filter { !$0.isEmpty && key.utf8.count + $0.utf8.count < 256 }
-            return .traceState(key: key, values: Set(values))
+            return exists(.traceState(key: key, values: Set(values)))
         case "and", "drop":
             let listKey = type == "and" ? "and_sub_policy" : "drop_sub_policy"
             var policies: [SamplingPolicy] = []
-            for sub in try settings.sectionList(listKey) { policies.append(try SamplingPolicy(section: sub)) }
+            for sub in try settings.sectionList(listKey) { policies.append(try SamplingPolicy(section: sub, slots: &slots)) }
             return type == "and" ? .and(policies) : .drop(policies)
         case "not":
             guard let sub = try settings.section("not_sub_policy") else {
                 throw ConfigurationError(key: settings.keyPath("not_sub_policy"), "expected one policy")
             }
-            return .not(try SamplingPolicy(section: sub))
+            return .not(try SamplingPolicy(section: sub, slots: &slots))
         case "composite":
             let total = try settings.int("max_total_spans_per_second", default: 0, in: 0...Int.max)
             var policies: [SamplingPolicy] = []
-            for sub in try settings.sectionList("composite_sub_policy") { policies.append(try SamplingPolicy(section: sub)) }
+            for sub in try settings.sectionList("composite_sub_policy") { policies.append(try SamplingPolicy(section: sub, slots: &slots)) }
             let order = try settings.stringList("policy_order", default: [])
             for name in order where !policies.contains(where: { $0.name == name }) {
                 throw ConfigurationError(key: settings.keyPath("policy_order"), "\"\(name)\" is not a composite_sub_policy")

@@ -15,7 +15,7 @@ public enum SamplingDecision: String, Sendable, Hashable, CaseIterable {
 }
 
 /// One trace as the policies see it: its spans in the chunks they arrived in (the resource repeated
-/// per chunk), the total span count, and an estimate of its protobuf size.
+/// per chunk), the total span count, and its protobuf size.
 public struct SampledTrace: Sendable {
     public var traceID: TraceID
     public var chunks: [ResourceSpans]
@@ -28,20 +28,124 @@ public struct SampledTrace: Sendable {
         self.spanCount = spanCount ?? chunks.reduce(0) { $0 + $1.spanCount }
         self.sizeBytes = sizeBytes
     }
+}
 
-    /// True when a resource matches `resource` or a span matches `span`, checking each chunk's resource
-    /// before its spans, as the Collector does.
-    func hasResourceOrSpan(resource: (Resource) -> Bool, span: (Span) -> Bool) -> Bool {
-        for chunk in chunks {
-            if resource(chunk.resource) { return true }
-            for scope in chunk.scopeSpans where scope.spans.contains(where: span) { return true }
-        }
-        return false
+/// What the policies need to know of a trace, gathered chunk by chunk as spans arrive, so the spans
+/// themselves can be held encoded and decoded only if the trace is kept. Every policy that asks "is
+/// there a resource or span that…" is a bit here; latency keeps the running span times.
+public struct TraceSummary: Sendable {
+    public var traceID: TraceID
+    /// Per existence check (its slot): some resource or span matched.
+    var matched: UInt64 = 0
+    /// Per latency policy (its slot): the running duration passed its test at some span.
+    var latencyPassed: UInt64 = 0
+    var earliestStart = UInt64.max
+    var latestEnd: UInt64 = 0
+    public var spanCount = 0
+    public var sizeBytes = 0
+
+    public init(traceID: TraceID) {
+        self.traceID = traceID
     }
 
-    /// True when some span matches.
-    func hasSpan(_ span: (Span) -> Bool) -> Bool {
-        chunks.contains { $0.scopeSpans.contains { $0.spans.contains(where: span) } }
+    /// Adds a chunk: runs every check not yet matched over its resource and spans, in order.
+    mutating func observe(_ chunk: ResourceSpans, checks: PolicyChecks) {
+        for (slot, check) in checks.existence.enumerated() where matched & (1 << slot) == 0 {
+            if check.matches(chunk) { matched |= 1 << slot }
+        }
+        for scope in chunk.scopeSpans {
+            for span in scope.spans {
+                spanCount += 1
+                guard !checks.latency.isEmpty else { continue }
+                earliestStart = min(earliestStart, span.startTimeUnixNano)
+                latestEnd = max(latestEnd, span.endTimeUnixNano)
+                let milliseconds = latestEnd >= earliestStart ? Int64(clamping: (latestEnd - earliestStart) / 1_000_000) : 0
+                // As the Collector: the test runs after every span, and once passed it stays passed.
+                for (slot, bounds) in checks.latency.enumerated()
+                where milliseconds > bounds.threshold && (bounds.upper == 0 || milliseconds <= bounds.upper) {
+                    latencyPassed |= 1 << slot
+                }
+            }
+        }
+    }
+
+    /// A summary of a whole trace at once (tests, and policies evaluated on their own).
+    public init(_ trace: SampledTrace, checks: PolicyChecks) {
+        self.init(traceID: trace.traceID)
+        for chunk in trace.chunks { observe(chunk, checks: checks) }
+        spanCount = trace.spanCount
+        sizeBytes = trace.sizeBytes
+    }
+}
+
+/// The per-span checks of a set of policies, each with its slot in `TraceSummary`.
+public struct PolicyChecks: Sendable {
+    /// "Some resource or span matches" checks, by slot (at most 64).
+    var existence: [ExistenceCheck] = []
+    /// Latency bounds in milliseconds, by slot (at most 64).
+    var latency: [(threshold: Int64, upper: Int64)] = []
+
+    public init() {}
+
+    /// The checks of `policies` (and their sub-policies), which must have been numbered into this.
+    init(_ policies: [SamplingPolicy]) throws(ConfigurationError) {
+        for policy in policies { policy.collectChecks(into: &self) }
+        guard existence.count <= 64, latency.count <= 64 else {
+            throw ConfigurationError(key: "policies", "at most 64 attribute, status, trace_state or trace_flags policies and 64 latency policies")
+        }
+    }
+}
+
+/// A question asked of every resource and span of a trace: does one match?
+enum ExistenceCheck: Sendable {
+    /// Non-integer values read as 0, as the Collector's typed accessor does.
+    case numeric(key: String, min: Int64, max: Int64)
+    case string(key: String, matcher: StringMatcher)
+    /// Non-boolean values read as false.
+    case boolean(key: String, value: Bool)
+    case statusCode(Set<SpanStatus.Code>)
+    case traceState(key: String, values: Set<String>)
+    case traceFlags
+
+    func matches(_ chunk: ResourceSpans) -> Bool {
+        switch self {
+        case .numeric(let key, let low, let high):
+            func inRange(_ value: AttributeValue?) -> Bool {
+                guard let value else { return false }
+                let number = value.intValue ?? 0
+                return number >= low && number <= high
+            }
+            return Self.resourceOrSpan(chunk, resource: { inRange($0.attributes[key]) }, span: { inRange($0.attributes[key]) })
+        case .string(let key, let matcher):
+            return Self.resourceOrSpan(
+                chunk,
+                resource: { resource in resource.attributes[key].map { matcher.matches($0.stringValue ?? "") } ?? false },
+                span: { span in
+                    guard let text = span.attributes[key]?.stringValue, !text.isEmpty else { return false }
+                    return matcher.matches(text)
+                })
+        case .boolean(let key, let expected):
+            func matches(_ value: AttributeValue?) -> Bool { value.map { ($0.boolValue ?? false) == expected } ?? false }
+            return Self.resourceOrSpan(chunk, resource: { matches($0.attributes[key]) }, span: { matches($0.attributes[key]) })
+        case .statusCode(let codes):
+            return Self.span(chunk) { codes.contains($0.status.code) }
+        case .traceState(let key, let values):
+            return Self.span(chunk) { span in
+                guard !span.traceState.isEmpty, let value = SamplingPolicy.traceStateValue(span.traceState, key: key) else { return false }
+                return values.contains(value)
+            }
+        case .traceFlags:
+            return Self.span(chunk) { $0.flags & 0x01 != 0 }
+        }
+    }
+
+    /// The resource, then the spans, as the Collector checks "resource or span" policies.
+    static func resourceOrSpan(_ chunk: ResourceSpans, resource: (Resource) -> Bool, span: (Span) -> Bool) -> Bool {
+        resource(chunk.resource) || Self.span(chunk, span)
+    }
+
+    static func span(_ chunk: ResourceSpans, _ matches: (Span) -> Bool) -> Bool {
+        chunk.scopeSpans.contains { $0.spans.contains(where: matches) }
     }
 }
 
@@ -57,71 +161,54 @@ public struct SamplingPolicy: Sendable {
 
     indirect enum Rule: Sendable {
         case alwaysSample
+        /// "Some resource or span matches" (slot in the summary), or with `invert_match` "none does".
+        case exists(slot: Int, ExistenceCheck, invert: Bool)
         /// Trace duration in whole milliseconds: `> threshold`, and `<= upper` when upper is not 0.
-        case latency(thresholdMs: Int64, upperMs: Int64)
-        case numericAttribute(key: String, min: Int64, max: Int64, invert: Bool)
+        case latency(slot: Int, thresholdMs: Int64, upperMs: Int64)
         case probabilistic(salt: [UInt8], threshold: UInt64)
-        case statusCode(Set<SpanStatus.Code>)
-        case stringAttribute(key: String, matcher: StringMatcher, invert: Bool)
-        case booleanAttribute(key: String, value: Bool, invert: Bool)
         case rateLimiting(TokenBucket)
         case bytesLimiting(TokenBucket)
         case spanCount(min: Int, max: Int)
-        case traceState(key: String, values: Set<String>)
-        case traceFlags
         case and([SamplingPolicy])
         case not(SamplingPolicy)
         case drop([SamplingPolicy])
         case composite(CompositeBudget, [SamplingPolicy])
     }
 
-    /// The decision for `trace` at `now` (Unix nanoseconds; the rate limits refill by it).
+    func collectChecks(into checks: inout PolicyChecks) {
+        switch rule {
+        case .exists(let slot, let check, _):
+            precondition(slot == checks.existence.count, "policies are numbered in the order their checks are collected")
+            checks.existence.append(check)
+        case .latency(let slot, let threshold, let upper):
+            precondition(slot == checks.latency.count, "policies are numbered in the order their checks are collected")
+            checks.latency.append((threshold, upper))
+        case .and(let policies), .drop(let policies), .composite(_, let policies):
+            for policy in policies { policy.collectChecks(into: &checks) }
+        case .not(let policy):
+            policy.collectChecks(into: &checks)
+        case .alwaysSample, .probabilistic, .rateLimiting, .bytesLimiting, .spanCount:
+            break
+        }
+    }
+
+    /// The decision for a whole trace at `now` (this policy alone, its checks run here).
     public func evaluate(_ trace: SampledTrace, now: UInt64) -> SamplingDecision {
+        let checks = (try? PolicyChecks([self])) ?? PolicyChecks()
+        return evaluate(TraceSummary(trace, checks: checks), now: now)
+    }
+
+    /// The decision for a summarised trace at `now` (Unix nanoseconds; the rate limits refill by it).
+    public func evaluate(_ trace: TraceSummary, now: UInt64) -> SamplingDecision {
         switch rule {
         case .alwaysSample:
             return .sampled
-        case .latency(let threshold, let upper):
-            // As the Collector: a running duration over the spans in order, deciding at the first span
-            // where the test passes.
-            var earliest = UInt64.max
-            var latest: UInt64 = 0
-            for chunk in trace.chunks {
-                for scope in chunk.scopeSpans {
-                    for span in scope.spans {
-                        earliest = min(earliest, span.startTimeUnixNano)
-                        latest = max(latest, span.endTimeUnixNano)
-                        let milliseconds = latest >= earliest ? Int64(clamping: (latest - earliest) / 1_000_000) : 0
-                        if milliseconds > threshold, upper == 0 || milliseconds <= upper { return .sampled }
-                    }
-                }
-            }
-            return .notSampled
-        case .numericAttribute(let key, let low, let high, let invert):
-            // Non-integer values read as 0, as the Collector's typed accessor does.
-            func inRange(_ value: AttributeValue?) -> Bool {
-                guard let value else { return false }
-                let number = value.intValue ?? 0
-                return number >= low && number <= high
-            }
-            let found = trace.hasResourceOrSpan(resource: { inRange($0.attributes[key]) }, span: { inRange($0.attributes[key]) })
-            return found != invert ? .sampled : .notSampled
+        case .exists(let slot, _, let invert):
+            return (trace.matched & (1 << slot) != 0) != invert ? .sampled : .notSampled
+        case .latency(let slot, _, _):
+            return trace.latencyPassed & (1 << slot) != 0 ? .sampled : .notSampled
         case .probabilistic(let salt, let threshold):
             return Self.traceHash(trace.traceID, salt: salt) <= threshold ? .sampled : .notSampled
-        case .statusCode(let codes):
-            return trace.hasSpan { codes.contains($0.status.code) } ? .sampled : .notSampled
-        case .stringAttribute(let key, let matcher, let invert):
-            let found = trace.hasResourceOrSpan(
-                resource: { resource in resource.attributes[key].map { matcher.matches($0.stringValue ?? "") } ?? false },
-                span: { span in
-                    guard let text = span.attributes[key]?.stringValue, !text.isEmpty else { return false }
-                    return matcher.matches(text)
-                })
-            return found != invert ? .sampled : .notSampled
-        case .booleanAttribute(let key, let expected, let invert):
-            // Non-boolean values read as false.
-            func matches(_ value: AttributeValue?) -> Bool { value.map { ($0.boolValue ?? false) == expected } ?? false }
-            let found = trace.hasResourceOrSpan(resource: { matches($0.attributes[key]) }, span: { matches($0.attributes[key]) })
-            return found != invert ? .sampled : .notSampled
         case .rateLimiting(let bucket):
             return bucket.take(Double(trace.spanCount), now: now) ? .sampled : .notSampled
         case .bytesLimiting(let bucket):
@@ -129,13 +216,6 @@ public struct SamplingPolicy: Sendable {
         case .spanCount(let low, let high):
             let count = trace.spanCount
             return count >= low && (high == 0 || count <= high) ? .sampled : .notSampled
-        case .traceState(let key, let values):
-            return trace.hasSpan { span in
-                guard !span.traceState.isEmpty, let value = Self.traceStateValue(span.traceState, key: key) else { return false }
-                return values.contains(value)
-            } ? .sampled : .notSampled
-        case .traceFlags:
-            return trace.hasSpan { $0.flags & 0x01 != 0 } ? .sampled : .notSampled
         case .and(let policies):
             // "Any NotSampled is NotSampled", stopping there, so later rate limits spend nothing.
             for policy in policies where policy.evaluate(trace, now: now) == .notSampled { return .notSampled }

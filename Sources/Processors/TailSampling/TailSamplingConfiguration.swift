@@ -6,7 +6,7 @@ public struct TailSamplingConfiguration: Sendable {
     public var decisionWait: Duration = .seconds(30)
     /// Traces held at most; at the limit the oldest goes (see `blockOnOverflow`). Default 50000.
     public var numTraces = 50_000
-    /// A sizing hint only. Default 0.
+    /// A sizing hint: room for this many new traces a second over `decision_wait` is made at start. Default 0.
     public var expectedNewTracesPerSecond = 0
     /// Trace ids remembered as sampled, so their late spans pass at once. Default 0 (none).
     public var sampledCacheSize = 0
@@ -23,14 +23,21 @@ public struct TailSamplingConfiguration: Sendable {
     /// At shutdown, drop undecided traces instead of deciding them on what arrived. Default false.
     public var dropPendingTracesOnShutdown = false
     /// The policies, `drop` policies first (the Collector evaluates them first), then in order.
-    public var policies: [SamplingPolicy] = []
+    public private(set) var policies: [SamplingPolicy] = []
+    /// What every arriving chunk is checked for, for the policies.
+    private(set) var checks = PolicyChecks()
 
     var decisionWaitNanos: UInt64 { UInt64(clamping: decisionWait.nanoseconds) }
+
+    /// Traces to make room for at start: `num_traces` up to 100,000, or more when
+    /// `expected_new_traces_per_sec` x `decision_wait` says so.
+    var expectedTraces: Int {
+        let hinted = Double(expectedNewTracesPerSecond) * (Double(decisionWait.nanoseconds) / 1e9 + 1)
+        return max(min(numTraces, 100_000), Int(min(hinted, 10_000_000)))
+    }
     var decisionWaitAfterRootNanos: UInt64? { decisionWaitAfterRootReceived.map { UInt64(clamping: $0.nanoseconds) } }
 
-    public init(policies: [SamplingPolicy] = []) {
-        self.policies = policies.filter { $0.type == "drop" } + policies.filter { $0.type != "drop" }
-    }
+    public init() {}
 
     /// Reads the section, failing on unknown keys, bad values and duplicate policy names.
     public init(section: ConfigSection) throws(ConfigurationError) {
@@ -49,8 +56,9 @@ public struct TailSamplingConfiguration: Sendable {
         maximumTraceSizeBytes = try section.int("maximum_trace_size_bytes", default: 0, in: 0...Int.max)
         dropPendingTracesOnShutdown = try section.bool("drop_pending_traces_on_shutdown", default: false)
         var policies: [SamplingPolicy] = []
+        var slots = SamplingPolicy.Slots()
         for policySection in try section.sectionList("policies") {
-            let policy = try SamplingPolicy(section: policySection)
+            let policy = try SamplingPolicy(section: policySection, slots: &slots)
             guard !policies.contains(where: { $0.name == policy.name }) else {
                 throw ConfigurationError(key: policySection.keyPath("name"), "duplicate policy name \"\(policy.name)\"")
             }
@@ -59,5 +67,6 @@ public struct TailSamplingConfiguration: Sendable {
         guard !policies.isEmpty else { throw ConfigurationError(key: section.keyPath("policies"), "expected at least one policy") }
         try section.finish()
         self.policies = policies.filter { $0.type == "drop" } + policies.filter { $0.type != "drop" }
+        checks = try PolicyChecks(policies)
     }
 }

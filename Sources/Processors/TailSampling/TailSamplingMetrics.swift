@@ -11,6 +11,7 @@ struct TailSamplingMetrics: Sendable {
     let notSampledSpans: Counter
     let tracesOnMemory: Gauge
     let spansOnMemory: Gauge
+    let bytesOnMemory: Gauge
     let droppedTooEarly: Counter
     /// Evictions at `num_traces`, by whether spans were lost (an undecided trace evicted).
     let evicted: [Bool: Counter]
@@ -22,6 +23,7 @@ struct TailSamplingMetrics: Sendable {
     let decisionAge: ValueHistogram
     let decisionTime: ValueHistogram
     let tooLarge: Counter
+    let decodeFailures: Counter
 
     static let prefix = "agenttrace_tail_sampling_"
     static let secondsBuckets: [Double] = [1, 2, 5, 10, 15, 30, 60, 120, 300, 600]
@@ -36,27 +38,28 @@ struct TailSamplingMetrics: Sendable {
         }
         // As the Collector labels them: "<instance>.<policy>" when the processor has a name.
         policyDecisions = policies.map { policy in
-            byDecision("count_traces_sampled", help: "Traces each policy decided, by its decision.",
+            byDecision("count_traces_sampled_total", help: "Traces each policy decided, by its decision.",
                        labels: [("policy", instance.isEmpty ? policy : "\(instance).\(policy)")])
         }
-        finalDecisions = byDecision("global_count_traces_sampled", help: "Traces decided, by the final decision.")
+        finalDecisions = byDecision("global_count_traces_sampled_total", help: "Traces decided, by the final decision.")
         sampledSpans = metrics.counter(p + "spans_decided_total", help: "Spans held until their trace's decision, by that decision.",
                                        labels: [("sampled", "true")])
         notSampledSpans = metrics.counter(p + "spans_decided_total", help: "Spans held until their trace's decision, by that decision.",
                                           labels: [("sampled", "false")])
         tracesOnMemory = metrics.gauge(p + "sampling_traces_on_memory", help: "Traces held (undecided, or decided and remembered).")
         spansOnMemory = metrics.gauge(p + "sampling_spans_on_memory", help: "Spans held waiting for their trace's decision.")
-        droppedTooEarly = metrics.counter(p + "sampling_trace_dropped_too_early",
+        bytesOnMemory = metrics.gauge(p + "sampling_bytes_on_memory", help: "Bytes of the spans held (their binary OTLP size).")
+        droppedTooEarly = metrics.counter(p + "sampling_trace_dropped_too_early_total",
                                           help: "Traces evicted at num_traces before their decision; their spans are lost.")
         evicted = [
             true: metrics.counter(p + "traces_evicted_total", help: "Traces removed at num_traces.", labels: [("undecided", "true")]),
             false: metrics.counter(p + "traces_evicted_total", help: "Traces removed at num_traces.", labels: [("undecided", "false")]),
         ]
-        newTraces = metrics.counter(p + "new_trace_id_received", help: "Traces first seen.")
+        newTraces = metrics.counter(p + "new_trace_id_received_total", help: "Traces first seen.")
         cacheReleases = [
-            true: metrics.counter(p + "early_releases_from_cache_decision", help: "Spans passed or dropped by a cached decision.",
+            true: metrics.counter(p + "early_releases_from_cache_decision_total", help: "Spans passed or dropped by a cached decision.",
                                   labels: [("sampled", "true")]),
-            false: metrics.counter(p + "early_releases_from_cache_decision", help: "Spans passed or dropped by a cached decision.",
+            false: metrics.counter(p + "early_releases_from_cache_decision_total", help: "Spans passed or dropped by a cached decision.",
                                    labels: [("sampled", "false")]),
         ]
         lateSpans = byDecision("late_spans_total", help: "Spans that arrived after their trace's decision, by that decision.")
@@ -68,11 +71,13 @@ struct TailSamplingMetrics: Sendable {
                                         buckets: Self.secondsBuckets)
         decisionTime = metrics.histogram(p + "sampling_decision_timer_latency", help: "Milliseconds spent deciding the traces due at one tick.",
                                          buckets: [1, 2, 5, 10, 25, 50, 75, 100, 150, 200, 300, 400, 500, 750, 1000, 2000, 5000])
-        tooLarge = metrics.counter(p + "traces_dropped_too_large", help: "Traces not sampled because they passed maximum_trace_size_bytes.")
+        decodeFailures = metrics.counter(p + "decode_failures_total", help: "Spans of sampled traces that could not be decoded from the held bytes.")
+        tooLarge = metrics.counter(p + "traces_dropped_too_large_total", help: "Traces not sampled because they passed maximum_trace_size_bytes.")
     }
 
     func update(_ state: TailSamplingProcessor.State) {
         tracesOnMemory.set(Double(state.traces.count))
         spansOnMemory.set(Double(state.heldSpans))
+        bytesOnMemory.set(Double(state.heldBytes))
     }
 }

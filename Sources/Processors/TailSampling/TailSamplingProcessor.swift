@@ -14,12 +14,21 @@ public final class TailSamplingProcessor: SpanProcessor {
     private let configuration: TailSamplingConfiguration
     private let state: Mutex<State>
     private let metrics: TailSamplingMetrics
+    /// Holds spans as bytes (binary OTLP, about their size on the wire) when given; as values otherwise.
+    private let codec: BatchCodec?
 
     /// One trace being held or remembered.
     struct Entry {
+        /// The chunks held, as values (without a codec)...
         var chunks: [ResourceSpans] = []
-        var spanCount = 0
-        var sizeBytes = 0
+        /// ...or encoded, one request each (with one).
+        var encoded: [ByteSlab.Chunk] = []
+        /// What the policies need, gathered as chunks arrived.
+        var summary: TraceSummary
+        /// Spans held (before the decision).
+        var heldSpans: Int { summary.spanCount }
+        /// Bytes held (before the decision).
+        var heldBytes = 0
         /// When its first span arrived; identifies this life of the trace in the queues below.
         let arrival: UInt64
         var deadline: UInt64
@@ -43,12 +52,26 @@ public final class TailSamplingProcessor: SpanProcessor {
         var notSampledCache: DecisionCache
         var highestMark: UInt64 = 0
         var heldSpans = 0
+        /// Bytes of the spans held (encoded size, or the estimate when held as values).
+        var heldBytes = 0
+        /// Where encoded spans are kept.
+        var slab = ByteSlab()
     }
 
-    public init(configuration: TailSamplingConfiguration, metrics: SelfMetrics, name: String = "") {
+    /// `codec`: when given, held spans are kept encoded and decoded only if their trace is sampled.
+    public init(configuration: TailSamplingConfiguration, metrics: SelfMetrics, name: String = "", codec: BatchCodec? = nil) {
         self.configuration = configuration
-        state = Mutex(State(sampledCache: DecisionCache(capacity: configuration.sampledCacheSize),
-                            notSampledCache: DecisionCache(capacity: configuration.notSampledCacheSize)))
+        self.codec = codec
+        var initial = State(sampledCache: DecisionCache(capacity: configuration.sampledCacheSize),
+                            notSampledCache: DecisionCache(capacity: configuration.notSampledCacheSize))
+        // Room for the traces expected up front: growing a table of a million entries by doubling
+        // would leave the smaller tables behind in the heap.
+        let expected = min(configuration.numTraces, configuration.expectedTraces)
+        initial.traces.reserveCapacity(expected)
+        initial.arrivals.reserveCapacity(expected)
+        initial.due.reserveCapacity(expected)
+        initial.held.reserveCapacity(expected)
+        state = Mutex(initial)
         self.metrics = TailSamplingMetrics(metrics, policies: configuration.policies.map(\.name), instance: name)
     }
 
@@ -101,6 +124,7 @@ public final class TailSamplingProcessor: SpanProcessor {
             state.arrivals.removeAll()
             state.held.removeAll()
             state.heldSpans = 0
+            state.heldBytes = 0
             metrics.update(state)
             return (released, state.highestMark)
         }
@@ -124,26 +148,26 @@ public final class TailSamplingProcessor: SpanProcessor {
             metrics.cacheReleases[false]!.increment(by: Int64(spans))
             return
         }
-        let size = SpanSize.estimate(chunk)
         if let index = state.traces.index(forKey: id) {
-            state.traces.values[index].spanCount += spans
-            state.traces.values[index].sizeBytes += size
             if let decision = state.traces.values[index].decision {
                 // A late span of a decided trace follows the decision.
+                state.traces.values[index].summary.spanCount += spans
                 metrics.lateSpanAge.record(Double(now &- state.traces.values[index].decidedAt) / 1e9)
                 metrics.lateSpans[decision]!.increment(by: Int64(spans))
                 if decision == .sampled { released.append(chunk) }
                 return
             }
-            guard !tooLarge(state.traces.values[index].sizeBytes, id, now: now, state: &state) else { return }
-            state.traces.values[index].chunks.append(chunk)
+            let size = hold(chunk, in: &state.traces.values[index], slab: &state.slab, heldBytes: &state.heldBytes)
             state.heldSpans += spans
+            guard !tooLarge(size, id, now: now, state: &state) else { return }
             if Self.hasRoot(chunk) { hurry(id, now: now, state: &state) }
             return
         }
         makeRoom(now: now, into: &released, state: &state)
         let deadline = now &+ configuration.decisionWaitNanos
-        state.traces[id] = Entry(chunks: [chunk], spanCount: spans, sizeBytes: size, arrival: now, deadline: deadline, firstMark: mark)
+        var entry = Entry(summary: TraceSummary(traceID: id), arrival: now, deadline: deadline, firstMark: mark)
+        let size = hold(chunk, in: &entry, slab: &state.slab, heldBytes: &state.heldBytes)
+        state.traces[id] = entry
         state.arrivals.append((id, now))
         state.due.append((deadline, id, now))
         state.held.append((id, now, mark))
@@ -151,6 +175,24 @@ public final class TailSamplingProcessor: SpanProcessor {
         metrics.newTraces.increment()
         if tooLarge(size, id, now: now, state: &state) { return }
         if Self.hasRoot(chunk) { hurry(id, now: now, state: &state) }
+    }
+
+    /// Keeps a chunk of an undecided trace and adds it to the trace's summary; returns the trace's size.
+    private func hold(_ chunk: ResourceSpans, in entry: inout Entry, slab: inout ByteSlab, heldBytes: inout Int) -> Int {
+        entry.summary.observe(chunk, checks: configuration.checks)
+        let size: Int
+        if let codec {
+            let bytes = codec.encode(SpanBatch(resourceSpans: [chunk]))
+            size = bytes.count
+            entry.encoded.append(slab.append(bytes))
+        } else {
+            size = SpanSize.estimate(chunk)
+            entry.chunks.append(chunk)
+        }
+        entry.summary.sizeBytes += size
+        entry.heldBytes += size
+        heldBytes += size
+        return entry.summary.sizeBytes
     }
 
     /// A root span arrived: decide `decision_wait_after_root_received` from now if that is sooner.
@@ -182,7 +224,8 @@ public final class TailSamplingProcessor: SpanProcessor {
                     decide(oldest.id, now: now, into: &released, state: &state)
                 } else {
                     metrics.droppedTooEarly.increment()
-                    state.heldSpans -= entry.chunks.reduce(0) { $0 + $1.spanCount }
+                    state.heldSpans -= entry.heldSpans
+                    state.heldBytes -= entry.heldBytes
                 }
             }
             state.traces[oldest.id] = nil
@@ -204,7 +247,7 @@ public final class TailSamplingProcessor: SpanProcessor {
 
     private func decide(_ id: TraceID, now: UInt64, into released: inout [ResourceSpans], state: inout State) {
         guard let entry = state.traces[id] else { return }
-        let trace = SampledTrace(traceID: id, chunks: entry.chunks, spanCount: entry.spanCount, sizeBytes: entry.sizeBytes)
+        let trace = entry.summary
         var sampled = false
         var dropped = false
         for (index, policy) in configuration.policies.enumerated() {
@@ -230,10 +273,19 @@ public final class TailSamplingProcessor: SpanProcessor {
     /// forgets the trace) or on the trace itself for its late spans.
     private func settle(_ id: TraceID, _ decision: SamplingDecision, now: UInt64, into released: inout [ResourceSpans], state: inout State) {
         guard var entry = state.traces[id] else { return }
-        let spans = entry.chunks.reduce(0) { $0 + $1.spanCount }
+        let spans = entry.heldSpans
         state.heldSpans -= spans
+        state.heldBytes -= entry.heldBytes
         if decision == .sampled {
             released.append(contentsOf: entry.chunks)
+            if let codec, !entry.encoded.isEmpty {
+                // The chunks were encoded as requests; their bytes one after another are one request.
+                do {
+                    released.append(contentsOf: try codec.decode(ByteSlab.join(entry.encoded)).resourceSpans)
+                } catch {
+                    metrics.decodeFailures.increment(by: Int64(spans))
+                }
+            }
             metrics.sampledSpans.increment(by: Int64(spans))
         } else {
             metrics.notSampledSpans.increment(by: Int64(spans))
@@ -245,6 +297,8 @@ public final class TailSamplingProcessor: SpanProcessor {
             metrics.removalAge.record(Double(now &- entry.arrival) / 1e9)
         } else {
             entry.chunks = []
+            entry.encoded = []
+            entry.heldBytes = 0
             entry.decision = decision
             entry.decidedAt = now
             state.traces[id] = entry
@@ -337,11 +391,15 @@ struct DecisionCache {
 /// Builds `tail_sampling` processors.
 public struct TailSamplingProcessorFactory: ProcessorFactory {
     public let type = "tail_sampling"
+    private let codec: BatchCodec?
 
-    public init() {}
+    /// `codec`: how held spans are kept encoded (binary OTLP in the collector).
+    public init(codec: BatchCodec? = nil) {
+        self.codec = codec
+    }
 
     public func makeProcessor(section: ConfigSection, context: ComponentContext) throws -> any SpanProcessor {
         TailSamplingProcessor(configuration: try TailSamplingConfiguration(section: section), metrics: context.metrics,
-                              name: context.id.name)
+                              name: context.id.name, codec: codec)
     }
 }

@@ -45,6 +45,8 @@ struct OTLPGRPCService: GRPCUnaryService {
                 return answer(GRPCResponse(status: .invalidArgument, message: "message is not valid gzip"))
             }
         }
+        // A full pipeline refuses at once, without decoding what it cannot take.
+        guard !sink.isFull else { return answer(GRPCResponse(status: .unavailable, message: "the pipeline is full; retry later")) }
         let codec = codecs.codec(on: eventLoop)
         var batch: SpanBatch
         do {

@@ -92,6 +92,9 @@ struct OTLPHTTPResponder: HTTP1Responder {
                 return self.error(.badRequest, RPCCode.invalidArgument, "body is not valid gzip", format)
             }
         }
+        // A full pipeline refuses at once: decoding a request it cannot take would only take time
+        // from the pipeline that has to catch up.
+        guard !sink.isFull else { return unavailable(format) }
         let codec = codecs.codec(on: eventLoop)
         var batch: SpanBatch
         do {
@@ -114,9 +117,7 @@ struct OTLPHTTPResponder: HTTP1Responder {
         if accepted > 0 {
             guard sink.offer(batch) else {
                 metrics.refusedSpans.increment(by: Int64(accepted))
-                var response = error(.serviceUnavailable, RPCCode.unavailable, "the pipeline is full; retry later", format)
-                response.headers.add(name: "retry-after", value: "1")
-                return response
+                return unavailable(format)
             }
             metrics.acceptedSpans.increment(by: Int64(accepted))
         }
@@ -127,6 +128,13 @@ struct OTLPHTTPResponder: HTTP1Responder {
         }
         metrics.answered("200")
         return HTTP1Response(status: .ok, headers: ["content-type": format.contentType], body: ByteBuffer(bytes: responseBody))
+    }
+
+    /// 503 with `Retry-After`: "the client SHOULD retry", as the OTLP specification says of 503.
+    private func unavailable(_ format: Format) -> HTTP1Response {
+        var response = error(.serviceUnavailable, RPCCode.unavailable, "the pipeline is full; retry later", format)
+        response.headers.add(name: "retry-after", value: "1")
+        return response
     }
 
     private func error(_ status: HTTPResponseStatus, _ code: Int32, _ message: String, _ format: Format) -> HTTP1Response {

@@ -127,7 +127,7 @@ struct TailSamplingProcessorTests {
             #expect(TraceBuilder.spanIDs(released, of: traces[0].id) == (block ? [1] : []), "block_on_overflow: \(block)")
             #expect(TraceBuilder.spanIDs(released, of: traces[2].id) == [1])
             let text = String(decoding: metrics.render(), as: UTF8.self)
-            #expect(text.contains("agenttrace_tail_sampling_sampling_trace_dropped_too_early \(block ? 0 : 1)"), "\(text)")
+            #expect(text.contains("agenttrace_tail_sampling_sampling_trace_dropped_too_early_total \(block ? 0 : 1)"), "\(text)")
             #expect(text.contains("agenttrace_tail_sampling_traces_evicted_total{undecided=\"\(!block)\"} 1"))
         }
     }

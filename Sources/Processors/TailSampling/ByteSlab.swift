@@ -1,0 +1,68 @@
+import Synchronization
+
+/// Where held spans' bytes live: appended one after another into pages of 1 MiB. Traces are decided
+/// in about the order they arrived, so pages empty in order; an empty page at the front is written
+/// again rather than returned to the system, since a fresh page costs the kernel a zeroing fault per
+/// 4 KiB — more than the encoding itself at full ingest. Spare pages beyond a few are let go.
+struct ByteSlab {
+    /// A page of bytes, shared by the chunks written into it.
+    final class Page: Sendable {
+        let bytes: Mutex<[UInt8]>
+
+        /// A page of `capacity` bytes, allocated once at its full size (never regrown).
+        init(capacity: Int) {
+            bytes = Mutex([UInt8](repeating: 0, count: capacity))
+        }
+    }
+
+    /// Bytes written into a page.
+    struct Chunk: Sendable {
+        let page: Page
+        let offset: Int32
+        let count: Int32
+    }
+
+    static let pageSize = 1 << 20
+    /// Empty pages kept for reuse at most.
+    static let sparePages = 4
+    /// Oldest first; the last is the one being written. (An Array: its elements can be checked for a
+    /// unique reference in place.)
+    private var pages: [Page] = [Page(capacity: ByteSlab.pageSize)]
+    private var used = 0
+
+    /// Copies `bytes` into the current page, moving to another when it is full (a chunk larger than a
+    /// page gets a page of its own).
+    mutating func append(_ bytes: [UInt8]) -> Chunk {
+        if used + bytes.count > pages[pages.count - 1].bytes.withLock({ $0.count }) { nextPage(fitting: bytes.count) }
+        let offset = used
+        let page = pages[pages.count - 1]
+        page.bytes.withLock { $0.replaceSubrange(offset..<offset + bytes.count, with: bytes) }
+        used += bytes.count
+        return Chunk(page: page, offset: Int32(offset), count: Int32(bytes.count))
+    }
+
+    private mutating func nextPage(fitting count: Int) {
+        used = 0
+        // Pages at the front that no chunk refers to any more are free: reuse the first, keep a few spare.
+        var free: [Page] = []
+        while pages.count > 1, isKnownUniquelyReferenced(&pages[0]) {
+            free.append(pages.removeFirst())
+        }
+        if let reusable = free.first, count <= Self.pageSize {
+            pages.append(reusable)
+            for spare in free.dropFirst().prefix(Self.sparePages) { pages.insert(spare, at: pages.count - 1) }
+        } else {
+            pages.append(Page(capacity: max(Self.pageSize, count)))
+        }
+    }
+
+    /// The bytes of `chunks`, one after another.
+    static func join(_ chunks: [Chunk]) -> [UInt8] {
+        var joined: [UInt8] = []
+        joined.reserveCapacity(chunks.reduce(0) { $0 + Int($1.count) })
+        for chunk in chunks {
+            chunk.page.bytes.withLock { joined.append(contentsOf: $0[Int(chunk.offset)..<Int(chunk.offset + chunk.count)]) }
+        }
+        return joined
+    }
+}
