@@ -9,7 +9,7 @@ import TraceWire
 struct ReplayTests {
     static let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
 
-    func replay(_ files: [String], into output: String) async throws -> ReplaySummary {
+    func replay(_ files: [String], into output: String, tailSampling: Bool = false) async throws -> ReplaySummary {
         let yaml = """
         receivers:
           otlp:
@@ -17,6 +17,11 @@ struct ReplayTests {
               http:
                 endpoint: 127.0.0.1:0
         processors:
+          tail_sampling:
+            decision_wait: 5s
+            policies:
+              - {name: errors, type: status_code, status_code: {status_codes: [ERROR]}}
+              - {name: some, type: probabilistic, probabilistic: {sampling_percentage: 40}}
           batch:
             send_batch_size: 50
             timeout: 1s
@@ -27,7 +32,7 @@ struct ReplayTests {
           pipelines:
             traces:
               receivers: [otlp]
-              processors: [batch]
+              processors: [\(tailSampling ? "tail_sampling, " : "")batch]
               exporters: [file]
         """
         let collector = try Collector(configuration: try CollectorConfiguration(yaml: yaml, environment: [:]),
@@ -57,6 +62,36 @@ struct ReplayTests {
             outputSpans += try OTLPJSON.decodeRequest(Array(line.utf8)).spanCount
         }
         #expect(outputSpans == summaryA.accepted)
+    }
+
+    @Test("tail sampling on the replay's clock: the same traces kept every run, each with all its spans")
+    func tailSampling() async throws {
+        let input = Self.root.appendingPathComponent("testdata/multi-agent.jsonl").path
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("agenttrace-replay-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let first = directory.appendingPathComponent("a.jsonl").path
+        let second = directory.appendingPathComponent("b.jsonl").path
+        _ = try await replay([input], into: first, tailSampling: true)
+        _ = try await replay([input], into: second, tailSampling: true)
+        let a = try Data(contentsOf: URL(fileURLWithPath: first))
+        #expect(a == (try Data(contentsOf: URL(fileURLWithPath: second))))
+
+        // Kept traces are whole, and every trace with an error is kept.
+        var spansByTrace: [TraceID: Set<SpanID>] = [:]
+        var failing: Set<TraceID> = []
+        for entry in try TraceFileReader().read(input) {
+            try entry.get().batch.forEachSpan { span, _, _ in
+                spansByTrace[span.traceID, default: []].insert(span.spanID)
+                if span.status.code == .error { failing.insert(span.traceID) }
+            }
+        }
+        var kept: [TraceID: Set<SpanID>] = [:]
+        for line in String(decoding: a, as: UTF8.self).split(separator: "\n") {
+            try OTLPJSON.decodeRequest(Array(line.utf8)).forEachSpan { span, _, _ in kept[span.traceID, default: []].insert(span.spanID) }
+        }
+        #expect(!kept.isEmpty && kept.count < spansByTrace.count)
+        for (trace, spans) in kept { #expect(spans == spansByTrace[trace], "trace \(trace) came out partly") }
+        #expect(failing.isSubset(of: Set(kept.keys)))
     }
 
     @Test("every recorded format reads the same spans", arguments: ["multi-agent.json", "multi-agent.pb"])
