@@ -121,6 +121,7 @@ let package = Package(
             ],
             resources: [.embedInCode("Resources/default-config.yaml")]
         ),
+        .executableTarget(name: "decode-bench", dependencies: ["TraceWire"]),
         .executableTarget(
             name: "agenttrace",
             dependencies: [

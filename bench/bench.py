@@ -219,7 +219,11 @@ def main():
     parser.add_argument("--connections", type=int, default=8)
     parser.add_argument("--collector-core", type=int, default=0)
     parser.add_argument("--load-core", type=int, default=1)
+    parser.add_argument("--smoke", action="store_true",
+                        help="a few seconds per row, results not written: proves the suite runs (CI)")
     args = parser.parse_args()
+    if args.smoke:
+        args.seconds, args.warmup = 2, 1
 
     list_file = os.path.join(args.payloads, "protobuf.list")
     with open(os.path.join(args.payloads, "grpc.list")) as f:
@@ -288,6 +292,12 @@ service:
     cpu_model = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), platform.processor())
     rotel_version = subprocess.run([args.rotel, "--version"], capture_output=True, text=True).stdout.strip()
     agenttrace_version = subprocess.run([args.agenttrace, "version"], capture_output=True, text=True).stdout.strip()
+    if args.smoke:
+        failed = [name for name, r in rows if not r["spans_per_s"] > 0]
+        if failed:
+            sys.exit(f"smoke run: no span accepted in {failed}")
+        print("smoke run: every row accepted spans (figures from a few seconds are not results; nothing written)")
+        return
     os.makedirs(os.path.join(BENCH, "results"), exist_ok=True)
     result_path = os.path.join(BENCH, "results", now.strftime("%Y-%m-%dT%H%M%SZ") + ".md")
     with open(result_path, "w") as f:
