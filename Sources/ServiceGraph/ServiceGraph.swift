@@ -165,8 +165,10 @@ public final class ServiceGraph: Sendable {
                                       labels: labels, buckets: configuration.latencyBuckets))
     }
 
-    /// A snapshot for the APIs: edges seen since `since` (all when nil), optionally only those touching `service`.
-    public func snapshot(since: UInt64?, until: UInt64? = nil, service: String?, tokens: [String: (input: Int64, output: Int64)]) -> GraphSnapshot {
+    /// A snapshot for the APIs: edges seen since `since` (all when nil), optionally only those touching `service`;
+    /// nodes carry their `agentDetails` (the `agent.*` resource attributes seen last).
+    public func snapshot(since: UInt64?, until: UInt64? = nil, service: String?, tokens: [String: (input: Int64, output: Int64)],
+                         agentDetails: [String: [Attribute]] = [:]) -> GraphSnapshot {
         state.withLock { state in
             var snapshot = GraphSnapshot()
             var touched: Set<String> = []
@@ -201,7 +203,8 @@ public final class ServiceGraph: Sendable {
                 snapshot.nodes.append(GraphSnapshot.Node(
                     id: name, requests: counts.0, failed: counts.1,
                     percentiles: Self.percentiles(stats.latencies, bounds: configuration.latencyBuckets),
-                    inputTokens: tokens[name]?.input ?? 0, outputTokens: tokens[name]?.output ?? 0))
+                    inputTokens: tokens[name]?.input ?? 0, outputTokens: tokens[name]?.output ?? 0,
+                    details: agentDetails[name] ?? []))
             }
             snapshot.edges.sort { $0.id < $1.id }
             snapshot.nodes.sort { $0.id < $1.id }
@@ -235,6 +238,9 @@ public struct GraphSnapshot: Sendable {
         public var percentiles: [Double]
         public var inputTokens: Int64
         public var outputTokens: Int64
+        /// The node's `agent.*` resource attributes (`agent.type`, `agent.critical`, metadata), shown as
+        /// `detail__agent_…` fields.
+        public var details: [Attribute] = []
     }
 
     public struct Edge: Sendable {

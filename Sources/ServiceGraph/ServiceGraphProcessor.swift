@@ -17,6 +17,7 @@ public final class ServiceGraphProcessor: SpanProcessor {
         let observations = state.withLock { state in
             var observations: [EdgeObservation] = []
             for resourceSpans in batch.resourceSpans {
+                state.observe(resource: resourceSpans.resource)
                 for scopeSpans in resourceSpans.scopeSpans {
                     for span in scopeSpans.spans {
                         observations += state.observe(span, resource: resourceSpans.resource, now: now)
@@ -41,7 +42,13 @@ public final class ServiceGraphProcessor: SpanProcessor {
 
     /// The graph for the APIs.
     public func snapshot(since: UInt64? = nil, until: UInt64? = nil, service: String? = nil) -> GraphSnapshot {
-        graph.snapshot(since: since, until: until, service: service, tokens: state.withLock { $0.tokens })
+        let (tokens, details) = state.withLock { ($0.tokens, $0.agentDetails) }
+        return graph.snapshot(since: since, until: until, service: service, tokens: tokens, agentDetails: details)
+    }
+
+    /// The agent attribute keys (`agent.type`, …) seen so far on nodes, sorted: the node detail fields.
+    public var nodeDetailKeys: [String] {
+        state.withLock { state in Set(state.agentDetails.values.flatMap { $0.map(\.key) }) }.sorted()
     }
 
     private func record(_ observations: [EdgeObservation]) {

@@ -65,6 +65,9 @@ public struct ServiceGraphState: Sendable {
     public private(set) var unpairedSpans = 0
     /// Token usage per agent (service) from GenAI spans.
     public private(set) var tokens: [String: (input: Int64, output: Int64)] = [:]
+    /// The `agent.*` resource attributes last seen per node (by `service.name`, and by `agent.name` where it
+    /// differs), shown as node details; at most `max_nodes` nodes.
+    public private(set) var agentDetails: [String: [Attribute]] = [:]
 
     public init(configuration: ServiceGraphConfiguration) {
         self.configuration = configuration
@@ -75,6 +78,21 @@ public struct ServiceGraphState: Sendable {
 
     static let databaseAttributes = ["db.system", "db.name", "db.namespace", "db.system.name"]
     static let modelOperations: Set<String> = ["chat", "text_completion", "completion", "generate_content", "embeddings"]
+
+    /// Notes a resource's `agent.*` attributes (as `agent_enrichment` adds them) for its node's details;
+    /// called once per resource, not per span.
+    public mutating func observe(resource: Resource) {
+        var details: [Attribute] = []
+        for attribute in resource.attributes where attribute.key.hasPrefix("agent.") { details.append(attribute) }
+        guard !details.isEmpty else { return }
+        let service = resource.serviceName ?? "unknown_service"
+        var names = [service]
+        if let agent = resource.attributes["agent.name"]?.stringValue, !agent.isEmpty, agent != service { names.append(agent) }
+        for name in names where agentDetails[name] != details {
+            guard agentDetails[name] != nil || agentDetails.count < configuration.maxNodes else { continue }
+            agentDetails[name] = details
+        }
+    }
 
     /// Takes one span; returns the edges it completes.
     public mutating func observe(_ span: Span, resource: Resource, now: UInt64) -> [EdgeObservation] {
