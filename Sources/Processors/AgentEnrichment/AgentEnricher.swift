@@ -4,8 +4,10 @@ import TraceModel
 /// The enrichment rules as a plain value: a resource in, the enriched resource out. The processor calls
 /// it once per distinct resource and remembers the answer, so its cost is not paid per span.
 struct AgentEnricher {
+    /// A `from_attributes` entry.
     typealias Mapping = AgentEnrichmentProcessor.Configuration.Mapping
 
+    /// The settings the rules come from.
     let configuration: AgentEnrichmentProcessor.Configuration
     /// The metadata file's current contents.
     var metadata: AgentMetadata
@@ -15,6 +17,7 @@ struct AgentEnricher {
     /// The `from_attributes` entries that work on spans.
     let spanMappings: [Mapping]
 
+    /// Compiles the settings once (the type pattern, the critical types, the mappings by level).
     init(configuration: AgentEnrichmentProcessor.Configuration, metadata: AgentMetadata = AgentMetadata()) {
         self.configuration = configuration
         self.metadata = metadata

@@ -99,13 +99,18 @@ public struct AgentMetadata: Sendable, Equatable {
 struct FileChangeWatcher: Sendable {
     /// What identifies one version of the file.
     struct Stamp: Sendable, Equatable {
+        /// The modification time.
         var modified: Date
+        /// The size in bytes.
         var size: Int
     }
 
+    /// The file watched.
     let path: String
+    /// The version last accepted (or rejected), so one bad version is reported once.
     private(set) var lastStamp: Stamp?
 
+    /// Watches `path`; nothing is seen until `accept`.
     init(path: String) {
         self.path = path
     }

@@ -3,9 +3,13 @@ extension Alert {
     /// "Maximum length for the text in this field is 150 characters"; a section's `text` 3000 characters;
     /// "Maximum number of items is 10" fields, each of at most 2000 characters.
     enum SlackLimits {
+        /// A header block's text.
         static let header = 150
+        /// A section block's text.
         static let sectionText = 3000
+        /// A section block's fields.
         static let fields = 10
+        /// One field's text.
         static let field = 2000
     }
 

@@ -5,8 +5,11 @@ import TraceModel
 public struct Alert: Sendable, Equatable {
     /// A value or threshold as the alert shows it.
     public enum Value: Sendable, Equatable {
+        /// A number (attribute values, durations in seconds).
         case number(Double)
+        /// Text (attribute values, a status).
         case text(String)
+        /// A boolean attribute value.
         case flag(Bool)
     }
 
@@ -43,6 +46,7 @@ public struct Alert: Sendable, Equatable {
     /// Alerts of this rule and group held back by the cooldown since the previous one was sent.
     public var suppressed: Int
 
+    /// Creates an alert.
     public init(rule: String, severity: AlertSeverity, value: Value, threshold: Value, service: String, agent: String,
                 agentType: String? = nil, traceID: TraceID, spanID: SpanID, spanName: String, time: UInt64, message: String,
                 group: String = "", count: Int = 1, window: Duration? = nil, suppressed: Int = 0) {
@@ -100,6 +104,7 @@ public struct Alert: Sendable, Equatable {
 }
 
 extension Alert.Value {
+    /// The value in a JSON payload.
     var json: JSONValue {
         switch self {
         case .number(let number): .number(number)
@@ -128,6 +133,7 @@ indirect enum JSONValue: Sendable, Equatable {
     case array([JSONValue])
     case object([(String, JSONValue)])
 
+    /// Equal when encoded the same.
     static func == (lhs: JSONValue, rhs: JSONValue) -> Bool { lhs.encoded() == rhs.encoded() }
 
     /// Compact UTF-8 JSON.
@@ -196,6 +202,7 @@ indirect enum JSONValue: Sendable, Equatable {
 /// RFC 3339 timestamps in UTC with millisecond precision (`2025-01-31T12:00:00.250Z`), computed without
 /// Foundation formatters.
 enum RFC3339 {
+    /// `unixNanos` as `YYYY-MM-DDTHH:MM:SS.mmmZ`.
     static func format(unixNanos: UInt64) -> String {
         let milliseconds = unixNanos / 1_000_000
         let seconds = Int64(milliseconds / 1000)

@@ -13,11 +13,17 @@ import Synchronization
 public final class AlertDelivery: Service, Sendable {
     /// One sink with its queue and counters.
     struct Sink: Sendable {
+        /// The `sink` metric label.
         let label: String
+        /// Where alerts are POSTed.
         let url: String
+        /// Extra request headers.
         let headers: [String: String]
+        /// The sink's payload for an alert.
         let encode: @Sendable (Alert) -> [UInt8]
+        /// Alerts waiting.
         let queue: AlertQueue
+        /// Counters, labelled by processor and sink.
         let delivered: Counter
         let failed: Counter
         let retried: Counter
@@ -50,8 +56,9 @@ public final class AlertDelivery: Service, Sendable {
         logger = context.logger
         var seen: [String: Int] = [:]
         self.sinks = sinks.map { sink in
-            seen[sink.kind, default: 0] += 1
-            let label = seen[sink.kind]! == 1 ? sink.kind : "\(sink.kind)/\(seen[sink.kind]!)"
+            let ordinal = (seen[sink.kind] ?? 0) + 1
+            seen[sink.kind] = ordinal
+            let label = ordinal == 1 ? sink.kind : "\(sink.kind)/\(ordinal)"
             let labels = [("processor", context.id.description), ("sink", label)]
             let metrics = context.metrics
             let queue = AlertQueue(capacity: configuration.queueSize)
@@ -95,6 +102,7 @@ public final class AlertDelivery: Service, Sendable {
         }
     }
 
+    /// Sends until graceful shutdown, then drains what is queued within the deadline.
     public func run() async throws {
         let transport = makeTransport()
         await withTaskCancellationHandler {

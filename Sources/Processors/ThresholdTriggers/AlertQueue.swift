@@ -14,6 +14,7 @@ final class AlertQueue: Sendable {
     let capacity: Int
     private let state = Mutex(State())
 
+    /// An empty queue holding at most `capacity` alerts.
     init(capacity: Int) {
         self.capacity = capacity
     }

@@ -52,10 +52,13 @@ struct TriggerEvaluator {
         let severity: AlertSeverity
         let condition: Condition
         let filters: [Filter]
+        /// Matches needed within `window` (nanoseconds).
         let count: Int
         let window: UInt64
         let groupBy: [String]
+        /// Nanoseconds.
         let cooldown: UInt64
+        /// A custom message, or nil for the generated sentence.
         let message: String?
         let metrics: RuleMetrics
     }
@@ -71,19 +74,24 @@ struct TriggerEvaluator {
         var lastMatch: UInt64 = 0
     }
 
+    /// A rule (by index) and a group of its `group_by` values.
     struct GroupKey: Hashable {
         var rule: Int
         var group: String
     }
 
+    /// The rules, in configuration order (bit `i` of a match mask is rule `i`).
     let rules: [CompiledRule]
+    /// Groups held at most.
     let maxGroups: Int
+    /// Every rule's groups.
     private(set) var groups: [GroupKey: GroupState] = [:]
     /// Matches dropped because of `max_groups`, in total.
     private(set) var droppedMatches = 0
     /// For each rule reading an attribute: the current resource's value of it, the fallback when a span lacks it.
     private var resourceValues: [AttributeValue?]
 
+    /// Compiles the rules; `metrics` gives each rule (by name) its counters.
     init(configuration: ThresholdTriggersProcessor.Configuration, metrics: (String) -> RuleMetrics) {
         maxGroups = configuration.maxGroups
         rules = configuration.rules.map { rule in
@@ -293,6 +301,7 @@ struct TriggerEvaluator {
         }
     }
 
+    /// `unset`, `ok` or `error`.
     static func statusName(_ code: SpanStatus.Code) -> String {
         switch code {
         case .unset: "unset"

@@ -18,6 +18,7 @@ public final class TriggeredAlerts: Sendable {
     public let capacity: Int
     private let state = Mutex(State())
 
+    /// Keeps at most `capacity` alerts (at least one).
     public init(capacity: Int = TriggeredAlerts.defaultCapacity) {
         self.capacity = max(1, capacity)
     }
@@ -33,6 +34,7 @@ public final class TriggeredAlerts: Sendable {
         }
     }
 
+    /// Registers a processor's delivery service.
     func add(_ delivery: AlertDelivery) {
         state.withLock { $0.deliveries.append(delivery) }
     }
