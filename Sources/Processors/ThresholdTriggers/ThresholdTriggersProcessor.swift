@@ -71,10 +71,18 @@ public final class ThresholdTriggersProcessor: SpanProcessor {
                 let resource = output.resourceSpans[r].resource
                 state.evaluator.begin(resource: resource)
                 for s in output.resourceSpans[r].scopeSpans.indices {
-                    for k in output.resourceSpans[r].scopeSpans[s].spans.indices {
-                        let mask = state.evaluator.evaluate(output.resourceSpans[r].scopeSpans[s].spans[k], resource: resource,
-                                                            now: now, fired: &fired)
-                        if mask != 0 { mark(&output.resourceSpans[r].scopeSpans[s].spans[k].attributes, mask, state.evaluator) }
+                    // Read the spans in place; mark the matching ones afterwards, so a scope without a match is
+                    // never copied.
+                    var marks: [(span: Int, mask: UInt64)] = []
+                    do {
+                        let spans = output.resourceSpans[r].scopeSpans[s].spans
+                        for k in spans.indices {
+                            let mask = state.evaluator.evaluate(spans, k, resource: resource, now: now, fired: &fired)
+                            if mask != 0 { marks.append((k, mask)) }
+                        }
+                    }
+                    for (k, mask) in marks {
+                        mark(&output.resourceSpans[r].scopeSpans[s].spans[k].attributes, mask, state.evaluator)
                     }
                 }
             }

@@ -46,11 +46,36 @@ struct TriggerEvaluator {
         let droppedGroups: Counter
     }
 
+    /// What the per-span check looks at, flattened so that checking copies nothing: the condition's kind,
+    /// its attribute key with the key's UTF-8 length (compared first, so most keys are rejected without a
+    /// string comparison), and its constants.
+    struct Probe {
+        enum Kind { case above, below, equals, durationAbove, status }
+        let kind: Kind
+        let key: String
+        let keyLength: Int
+        let threshold: Double
+        let nanos: UInt64
+        let status: SpanStatus.Code
+
+        init(_ condition: Condition) {
+            switch condition {
+            case .above(let key, let value): (kind, self.key, threshold, nanos, status) = (.above, key, value, 0, .unset)
+            case .below(let key, let value): (kind, self.key, threshold, nanos, status) = (.below, key, value, 0, .unset)
+            case .equals(let key, _, _, _): (kind, self.key, threshold, nanos, status) = (.equals, key, 0, 0, .unset)
+            case .durationAbove(let value): (kind, key, threshold, nanos, status) = (.durationAbove, "", 0, value, .unset)
+            case .status(let code): (kind, key, threshold, nanos, status) = (.status, "", 0, 0, code)
+            }
+            keyLength = key.utf8.count
+        }
+    }
+
     /// One rule, compiled.
     struct CompiledRule {
         let name: String
         let severity: AlertSeverity
         let condition: Condition
+        let probe: Probe
         let filters: [Filter]
         /// Matches needed within `window` (nanoseconds).
         let count: Int
@@ -116,7 +141,7 @@ struct TriggerEvaluator {
                 default: .attribute(key: filter.key, values: filter.values)
                 }
             }
-            return CompiledRule(name: rule.name, severity: rule.severity, condition: condition, filters: filters,
+            return CompiledRule(name: rule.name, severity: rule.severity, condition: condition, probe: Probe(condition), filters: filters,
                                 count: rule.count, window: UInt64(clamping: rule.window.nanoseconds), groupBy: rule.groupBy,
                                 cooldown: UInt64(clamping: (rule.cooldown ?? configuration.cooldown).nanoseconds),
                                 message: rule.message, metrics: metrics(rule.name))
@@ -131,36 +156,44 @@ struct TriggerEvaluator {
         }
     }
 
-    /// Evaluates every rule on `span` (of `resource`, which `begin` saw) arriving at `now`; appends fired
-    /// alerts to `fired` and returns the rules the span met, one bit each.
-    mutating func evaluate(_ span: Span, resource: Resource, now: UInt64, fired: inout [Alert]) -> UInt64 {
+    /// Evaluates every rule on `spans[index]` (of `resource`, which `begin` saw) arriving at `now`; appends
+    /// fired alerts to `fired` and returns the rules the span met, one bit each. The span is read in place:
+    /// nothing is copied or allocated unless a rule's condition holds.
+    mutating func evaluate(_ spans: [Span], _ index: Int, resource: Resource, now: UInt64, fired: inout [Alert]) -> UInt64 {
         var mask: UInt64 = 0
-        for index in rules.indices {
-            guard let observed = observe(rules[index].condition, span, fallback: resourceValues[index]),
-                  passes(rules[index].filters, span, resource) else { continue }
-            mask |= 1 << UInt64(index)
-            rules[index].metrics.matched.increment()
-            if let alert = match(index, observed: observed, span, resource, now: now) { fired.append(alert) }
+        for rule in rules.indices {
+            guard let observed = observe(rule, spans, index), passes(rules[rule].filters, spans[index], resource) else { continue }
+            mask |= 1 << UInt64(rule)
+            rules[rule].metrics.matched.increment()
+            if let alert = match(rule, observed: observed, spans[index], resource, now: now) { fired.append(alert) }
         }
         return mask
     }
 
-    /// What the span shows for the condition when it meets it; nil when it does not.
-    private func observe(_ condition: Condition, _ span: Span, fallback: AttributeValue?) -> Alert.Value? {
-        switch condition {
-        case .durationAbove(let nanos):
-            let duration = span.durationNanos
-            return duration > nanos ? .number(Double(duration) / 1e9) : nil
-        case .status(let code):
-            return span.status.code == code ? .text(Self.statusName(code)) : nil
-        case .above(let key, let threshold):
-            guard let number = Self.number(span.attributes[key] ?? fallback), number > threshold else { return nil }
+    /// Evaluates every rule on one span; see `evaluate(_:_:resource:now:fired:)`.
+    mutating func evaluate(_ span: Span, resource: Resource, now: UInt64, fired: inout [Alert]) -> UInt64 {
+        evaluate([span], 0, resource: resource, now: now, fired: &fired)
+    }
+
+    /// What `spans[index]` shows for rule `rule`'s condition when it meets it; nil when it does not.
+    private func observe(_ rule: Int, _ spans: [Span], _ index: Int) -> Alert.Value? {
+        switch rules[rule].probe.kind {
+        case .durationAbove:
+            let duration = spans[index].durationNanos
+            return duration > rules[rule].probe.nanos ? .number(Double(duration) / 1e9) : nil
+        case .status:
+            let status = rules[rule].probe.status
+            return spans[index].status.code == status ? .text(Self.statusName(status)) : nil
+        case .above:
+            guard let number = Self.number(lookup(rule, spans, index) ?? resourceValues[rule]), number > rules[rule].probe.threshold else { return nil }
             return .number(number)
-        case .below(let key, let threshold):
-            guard let number = Self.number(span.attributes[key] ?? fallback), number < threshold else { return nil }
+        case .below:
+            guard let number = Self.number(lookup(rule, spans, index) ?? resourceValues[rule]), number < rules[rule].probe.threshold else { return nil }
             return .number(number)
-        case .equals(let key, let text, let number, let flag):
-            switch span.attributes[key] ?? fallback {
+        case .equals:
+            guard let value = lookup(rule, spans, index) ?? resourceValues[rule],
+                  case .equals(_, let text, let number, let flag) = rules[rule].condition else { return nil }
+            switch value {
             case .string(let value): return value == text ? .text(value) : nil
             case .bool(let value): return value == flag ? .flag(value) : nil
             case .int(let value): return Double(value) == number ? .number(Double(value)) : nil
@@ -168,6 +201,16 @@ struct TriggerEvaluator {
             default: return nil
             }
         }
+    }
+
+    /// The span's attribute that rule `rule` reads, found by length first and then by text, without copying attributes.
+    private func lookup(_ rule: Int, _ spans: [Span], _ index: Int) -> AttributeValue? {
+        let length = rules[rule].probe.keyLength
+        for position in spans[index].attributes.indices
+        where spans[index].attributes[position].key.utf8.count == length && spans[index].attributes[position].key == rules[rule].probe.key {
+            return spans[index].attributes[position].value
+        }
+        return nil
     }
 
     private static func number(_ value: AttributeValue?) -> Double? {
