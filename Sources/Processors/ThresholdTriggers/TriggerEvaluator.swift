@@ -170,7 +170,7 @@ struct TriggerEvaluator {
         return mask
     }
 
-    /// Evaluates every rule on one span; see `evaluate(_:_:resource:now:fired:)`.
+    /// Evaluates every rule on one span (a convenience for tests); see `evaluate(_:_:resource:now:fired:)`.
     mutating func evaluate(_ span: Span, resource: Resource, now: UInt64, fired: inout [Alert]) -> UInt64 {
         evaluate([span], 0, resource: resource, now: now, fired: &fired)
     }
