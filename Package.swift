@@ -89,7 +89,13 @@ let package = Package(
             name: "Processors",
             dependencies: [
                 "Pipeline",
+                // threshold_triggers delivers alerts over HTTP itself: component kinds never import each other.
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "DequeModule", package: "swift-collections"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
             ]
         ),
@@ -134,7 +140,7 @@ let package = Package(
         .testTarget(name: "HTTP2Tests", dependencies: ["HTTP2"]),
         .testTarget(name: "PipelineTests", dependencies: ["Pipeline"]),
         .testTarget(name: "ReceiversTests", dependencies: ["Receivers"]),
-        .testTarget(name: "ProcessorsTests", dependencies: ["Processors"]),
+        .testTarget(name: "ProcessorsTests", dependencies: ["Processors", "Pipeline"]),
         .testTarget(name: "ServiceGraphTests", dependencies: ["ServiceGraph"]),
         .testTarget(name: "ExportersTests", dependencies: ["Exporters"]),
         .testTarget(name: "AgentTraceServerTests", dependencies: ["AgentTraceServer", "ServiceGraph"]),

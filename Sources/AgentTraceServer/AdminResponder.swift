@@ -1,21 +1,26 @@
 import NIOCore
 import NIOHTTP1
 import Pipeline
+import Processors
 import Foundation
 import Receivers
 import ServiceGraph
 
 /// The admin API: `GET /healthz` (the process is up), `GET /readyz` (every listener bound and every
-/// exporter started; 503 before), `GET /metrics` (Prometheus text format 0.0.4).
+/// exporter started; 503 before), `GET /metrics` (Prometheus text format 0.0.4), the service graph
+/// (`/api/service-graph` and friends) and `GET /api/alerts` (recent alerts, most recent first).
 final class AdminResponder: HTTP1Responder {
     private let metrics: SelfMetrics
     private let serviceGraphs: ServiceGraphs
+    private let alerts: TriggeredAlerts
     private let isReady: @Sendable () -> Bool
 
     /// `isReady` decides `/readyz`.
-    init(metrics: SelfMetrics, serviceGraphs: ServiceGraphs, isReady: @escaping @Sendable () -> Bool) {
+    init(metrics: SelfMetrics, serviceGraphs: ServiceGraphs, alerts: TriggeredAlerts = TriggeredAlerts(),
+         isReady: @escaping @Sendable () -> Bool) {
         self.metrics = metrics
         self.serviceGraphs = serviceGraphs
+        self.alerts = alerts
         self.isReady = isReady
     }
 
@@ -48,7 +53,16 @@ final class AdminResponder: HTTP1Responder {
             return HTTP1Response(status: .ok, headers: ["content-type": "application/json", "access-control-allow-origin": "*"],
                                  body: ByteBuffer(bytes: GraphJSON.encodeNodeGraph(graph.snapshot(since: since, service: query["service"]))))
         case "/api/graph/fields":
-            return json(GraphJSON.fields())
+            return json(GraphJSON.fields(nodeDetails: serviceGraphs.first?.nodeDetailKeys ?? []))
+        case "/api/alerts":
+            // `{"alerts":[…]}`, most recent first; `?limit=N` for fewer.
+            var limit: Int?
+            if let limitText = Self.query(head.uri)["limit"] {
+                guard let value = Int(limitText), value >= 0 else { return text(.badRequest, "limit: expected a whole number\n") }
+                limit = value
+            }
+            return HTTP1Response(status: .ok, headers: ["content-type": "application/json", "access-control-allow-origin": "*"],
+                                 body: ByteBuffer(bytes: alerts.json(limit: limit)))
         case "/api/health":
             return serviceGraphs.first == nil ? noGraph() : text(.ok, "API is working well!\n")
         case "/api/dependencies":
@@ -73,7 +87,7 @@ final class AdminResponder: HTTP1Responder {
             let since = lookbackMilliseconds.map { endMilliseconds > $0 ? (endMilliseconds - $0) * 1_000_000 : 0 }
             return json(GraphJSON.dependencies(graph.snapshot(since: since, until: endMilliseconds &* 1_000_000)))
         default:
-            return text(.notFound, "not found: try /healthz, /readyz, /metrics or /api/service-graph\n")
+            return text(.notFound, "not found: try /healthz, /readyz, /metrics, /api/service-graph or /api/alerts\n")
         }
     }
 

@@ -4,6 +4,7 @@ import NIOCore
 import NIOPosix
 import Exporters
 import Pipeline
+import Processors
 import Receivers
 import ServiceGraph
 import ServiceLifecycle
@@ -65,6 +66,10 @@ public final class Collector: Sendable {
     public let pipelines: [BuiltPipeline]
     /// The service graphs the pipelines keep.
     public let serviceGraphs: ServiceGraphs
+    /// The alerts `threshold_triggers` processors fired.
+    public let triggeredAlerts: TriggeredAlerts
+    /// The alert delivery services of the processors built, run between the admin API and the pipelines.
+    private let alertServices: [any Service]
     private let receiverServices: [any Service]
     private let pipelineServices: [PipelineService]
     private let admin: HTTP1Server
@@ -80,6 +85,7 @@ public final class Collector: Sendable {
         self.configuration = configuration
         self.metrics = metrics
         self.serviceGraphs = registry.serviceGraphs
+        self.triggeredAlerts = registry.triggeredAlerts
         self.logger = logger
         self.announcer = announcer
         var pipelines: [BuiltPipeline] = []
@@ -100,6 +106,7 @@ public final class Collector: Sendable {
             pipelines.append(BuiltPipeline(name: pipeline.name, queue: queue, runner: runner))
         }
         self.pipelines = pipelines
+        alertServices = registry.triggeredAlerts.services
         pipelineServices = pipelines.map {
             PipelineService(name: $0.name, queue: $0.queue, runner: $0.runner, metrics: metrics,
                             logger: logger.with(component: "pipeline", $0.name))
@@ -130,7 +137,7 @@ public final class Collector: Sendable {
 
         let pipelineServices = self.pipelineServices
         let expected = receiverServices.count + 1
-        let adminResponder = AdminResponder(metrics: metrics, serviceGraphs: registry.serviceGraphs) {
+        let adminResponder = AdminResponder(metrics: metrics, serviceGraphs: registry.serviceGraphs, alerts: registry.triggeredAlerts) {
             listenersBound.count.load(ordering: .relaxed) >= expected && pipelineServices.allSatisfy(\.isStarted)
         }
         admin = HTTP1Server(endpoint: configuration.adminEndpoint, responder: adminResponder, group: group,
@@ -146,10 +153,11 @@ public final class Collector: Sendable {
     }
 
     /// Runs until SIGINT or SIGTERM, then shuts down gracefully: receivers stop accepting first,
-    /// pipelines drain and flush, exporters finish, the admin API closes last.
+    /// pipelines drain and flush, exporters finish, alert delivery sends what the pipelines' last spans
+    /// fired, the admin API closes last.
     public func run() async throws {
         // Shutdown goes in reverse order of this list.
-        let services: [any Service] = [admin] + pipelineServices.map { $0 as any Service } + receiverServices
+        let services: [any Service] = [admin] + alertServices + pipelineServices.map { $0 as any Service } + receiverServices
         let group = ServiceGroup(configuration: .init(
             services: services.map { .init(service: $0, successTerminationBehavior: .gracefullyShutdownGroup,
                                            failureTerminationBehavior: .gracefullyShutdownGroup) },

@@ -14,15 +14,22 @@ public struct ComponentRegistry: Sendable {
     public var exporters: [String: any ExporterFactory] = [:]
     /// Where `service_graph` processors register, for the admin API.
     public var serviceGraphs = ServiceGraphs()
+    /// Where `threshold_triggers` processors record alerts (for `/api/alerts`) and register their delivery
+    /// services (for the collector to run).
+    public var triggeredAlerts = TriggeredAlerts()
 
     public init() {}
 
     /// Every built-in component.
     public static func standard(group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
-                                graphs: ServiceGraphs = ServiceGraphs()) -> ComponentRegistry {
+                                graphs: ServiceGraphs = ServiceGraphs(),
+                                alerts: TriggeredAlerts = TriggeredAlerts()) -> ComponentRegistry {
         var registry = ComponentRegistry()
         registry.serviceGraphs = graphs
+        registry.triggeredAlerts = alerts
         registry.register(ServiceGraphProcessorFactory(graphs: graphs))
+        registry.register(AgentEnrichmentProcessorFactory())
+        registry.register(ThresholdTriggersProcessorFactory(alerts: alerts))
         registry.register(OTLPReceiverFactory(group: group))
         registry.register(BatchProcessorFactory())
         registry.register(TailSamplingProcessorFactory(codec: .otlp()))

@@ -1,4 +1,5 @@
 import Foundation
+import TraceModel
 
 /// The graph in the JSON shapes its consumers read: Grafana's Node Graph panel (through the Infinity
 /// datasource or the Node Graph API plugin) and Jaeger's dependencies API.
@@ -19,6 +20,33 @@ public enum GraphJSON {
             if kinds[edge.source] == nil { kinds[edge.source] = edge.source == "user" ? "user" : "service" }
         }
         return kinds
+    }
+
+    /// The Node Graph field for a node's agent attribute: `agent.type` → `detail__agent_type`.
+    public static func detailField(_ key: String) -> String {
+        "detail__" + String(key.map { $0.isASCII && ($0.isLetter || $0.isNumber) ? $0 : "_" })
+    }
+
+    /// A node's agent attributes as Node Graph detail fields with text values, sorted by field, first key
+    /// winning when two map to one field.
+    static func details(_ node: GraphSnapshot.Node) -> [(field: String, text: String)] {
+        var result: [(field: String, text: String)] = []
+        for attribute in node.details {
+            let field = detailField(attribute.key)
+            guard !result.contains(where: { $0.field == field }) else { continue }
+            result.append((field, detailText(attribute.value)))
+        }
+        return result.sorted { $0.field < $1.field }
+    }
+
+    private static func detailText(_ value: AttributeValue) -> String {
+        switch value {
+        case .array(let elements): elements.map(detailText).joined(separator: ", ")
+        case .bytes(let bytes): bytes.map { String($0, radix: 16) }.joined()
+        case .keyValueList(let attributes): attributes.map { "\($0.key)=\(detailText($0.value))" }.joined(separator: ", ")
+        case .empty: ""
+        default: AttributeText.plain(value)
+        }
     }
 
     static func rate(_ failed: Int, _ requests: Int) -> Double {
@@ -52,6 +80,10 @@ public enum GraphJSON {
             out.raw(index > 0 ? ",{" : "{")
             out.key("arc__failed"); out.number(node.requests == 0 ? 0 : Double(node.failed) / Double(node.requests))
             out.key(",\"arc__success"); out.number(node.requests == 0 ? 1 : Double(node.requests - node.failed) / Double(node.requests))
+            // detail__agent_… sort before detail__errors.
+            for (field, text) in details(node) {
+                out.raw(","); out.string(field); out.raw(":"); out.string(text)
+            }
             out.key(",\"detail__errors"); out.integer(node.failed)
             out.key(",\"detail__input_tokens"); out.integer(node.inputTokens)
             out.key(",\"detail__output_tokens"); out.integer(node.outputTokens)
@@ -108,6 +140,7 @@ public enum GraphJSON {
                 "detail__requests": node.requests, "detail__errors": node.failed,
                 "detail__input_tokens": node.inputTokens, "detail__output_tokens": node.outputTokens,
             ]
+            for (field, text) in details(node) { object[field] = text }
             if node.percentiles.count == 3 {
                 object["detail__p50_ms"] = node.percentiles[0]
                 object["detail__p95_ms"] = node.percentiles[1]
@@ -127,8 +160,9 @@ public enum GraphJSON {
         return ["nodes": nodes, "edges": edges]
     }
 
-    /// The Node Graph API plugin's `/api/graph/fields`.
-    public static func fields() -> [String: Any] {
+    /// The Node Graph API plugin's `/api/graph/fields`; `nodeDetails` are the agent attribute keys nodes carry
+    /// (`agent.type`), declared as string detail fields.
+    public static func fields(nodeDetails: [String] = []) -> [String: Any] {
         func field(_ name: String, _ type: String, _ display: String, color: String? = nil) -> [String: Any] {
             var object: [String: Any] = ["field_name": name, "type": type, "displayName": display]
             if let color { object["color"] = color }
@@ -143,7 +177,8 @@ public enum GraphJSON {
                 field("detail__p50_ms", "number", "p50 (ms)"), field("detail__p95_ms", "number", "p95 (ms)"),
                 field("detail__p99_ms", "number", "p99 (ms)"), field("detail__input_tokens", "number", "Input tokens"),
                 field("detail__output_tokens", "number", "Output tokens"),
-            ],
+            ] + Dictionary(nodeDetails.map { (detailField($0), $0) }, uniquingKeysWith: { first, _ in first })
+                .sorted { $0.key < $1.key }.map { field($0.key, "string", $0.value) },
             "edges_fields": [
                 field("id", "string", "Edge"), field("source", "string", "Source"), field("target", "string", "Target"),
                 field("mainstat", "number", "Requests"), field("secondarystat", "number", "Error rate (%)"),

@@ -136,6 +136,8 @@ public final class ServiceGraph: Sendable {
         var nodeOrder: [Int] = []
         var sorted = true
         var droppedEdges = 0
+        /// The `agent.*` resource attributes last seen per node name, at most `max_nodes` names.
+        var details: [String: [Attribute]] = [:]
 
         mutating func node(_ name: String, latencyBuckets: Int) -> Int {
             if let index = nodeIndex[name] { return index }
@@ -267,6 +269,36 @@ public final class ServiceGraph: Sendable {
         for (bucket, count) in delta.latencies.enumerated() where count > 0 { node.latencies[bucket] += count }
     }
 
+    /// Notes the `agent.*` attributes of resources (as `agent_enrichment` adds them) for their nodes'
+    /// details, by `service.name` and by `agent.name` where it differs; once per resource, not per span.
+    func noteDetails(of resources: [Resource]) {
+        var noted: [(name: String, details: [Attribute])] = []
+        for resource in resources {
+            let details = resource.attributes.filter { $0.key.hasPrefix("agent.") }
+            guard !details.isEmpty else { continue }
+            let service = resource.serviceName ?? "unknown_service"
+            noted.append((service, details))
+            if let agent = resource.attributes["agent.name"]?.stringValue, !agent.isEmpty, agent != service {
+                noted.append((agent, details))
+            }
+        }
+        guard !noted.isEmpty else { return }
+        state.withLock { state in
+            for (name, details) in noted where state.details[name] != details {
+                guard state.details[name] != nil || state.details.count < configuration.maxNodes else { continue }
+                state.details[name] = details
+            }
+        }
+    }
+
+    /// The agent attribute keys (`agent.type`, …) nodes carry, sorted: the node detail fields.
+    public var nodeDetailKeys: [String] {
+        state.withLock { state in Set(state.details.values.flatMap { $0.map(\.key) }) }.sorted()
+    }
+
+    /// Node names with details, for tests.
+    var detailedNodes: [String] { state.withLock { $0.details.keys.sorted() } }
+
     private func makeMetrics(_ key: EdgeKey) -> EdgeMetrics {
         var labels = [("client", key.client), ("server", key.server), ("connection_type", key.connectionType)]
         for (name, value) in zip(configuration.dimensions, key.dimensions) {
@@ -284,8 +316,8 @@ public final class ServiceGraph: Sendable {
     /// A snapshot for the APIs: edges seen since `since` (all when nil), optionally only those touching `service`.
     /// The lock is held only to take copy-on-write copies; the work happens outside it.
     public func snapshot(since: UInt64? = nil, until: UInt64? = nil, service: String? = nil) -> GraphSnapshot {
-        var (keys, edges, names, nodes, edgeOrder, nodeOrder, sorted) = state.withLock {
-            ($0.edgeKeys, $0.edgeStats, $0.nodeNames, $0.nodeStats, $0.edgeOrder, $0.nodeOrder, $0.sorted)
+        var (keys, edges, names, nodes, edgeOrder, nodeOrder, sorted, details) = state.withLock {
+            ($0.edgeKeys, $0.edgeStats, $0.nodeNames, $0.nodeStats, $0.edgeOrder, $0.nodeOrder, $0.sorted, $0.details)
         }
         if !sorted {
             edgeOrder.sort { edges[$0].id < edges[$1].id }
@@ -338,7 +370,8 @@ public final class ServiceGraph: Sendable {
             snapshot.nodes.append(GraphSnapshot.Node(
                 id: names[index], requests: counts.requests, failed: counts.failed,
                 percentiles: Self.percentiles(nodes[index].latencies, bounds: configuration.latencyBuckets),
-                inputTokens: nodes[index].inputTokens, outputTokens: nodes[index].outputTokens))
+                inputTokens: nodes[index].inputTokens, outputTokens: nodes[index].outputTokens,
+                details: details[names[index]] ?? []))
         }
         return snapshot
     }
@@ -369,6 +402,9 @@ public struct GraphSnapshot: Sendable {
         public var percentiles: [Double]
         public var inputTokens: Int64
         public var outputTokens: Int64
+        /// The node's `agent.*` resource attributes (`agent.type`, `agent.critical`, metadata), shown as
+        /// `detail__agent_…` fields.
+        public var details: [Attribute] = []
     }
 
     public struct Edge: Sendable {

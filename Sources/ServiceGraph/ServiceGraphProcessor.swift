@@ -68,7 +68,9 @@ public final class ServiceGraphProcessor: SpanProcessor {
         let count = UInt64(shards.count)
         for (index, shard) in shards.enumerated() {
             let mine = UInt64(index)
-            shard.submit(to: graph) { state, observations in
+            shard.submit(to: graph) { [graph] state, observations in
+                // One shard notes the resources' agent attributes for the nodes' details.
+                if mine == 0 { graph.noteDetails(of: batch.resourceSpans.map(\.resource)) }
                 for resourceSpans in batch.resourceSpans {
                     let service = resourceSpans.resource.serviceName ?? "unknown_service"
                     for scopeSpans in resourceSpans.scopeSpans {
@@ -102,6 +104,9 @@ public final class ServiceGraphProcessor: SpanProcessor {
     public func drain() {
         for shard in shards { shard.queue.sync {} }
     }
+
+    /// The agent attribute keys (`agent.type`, …) seen so far on nodes, sorted: the node detail fields.
+    public var nodeDetailKeys: [String] { graph.nodeDetailKeys }
 
     /// The graph for the APIs.
     public func snapshot(since: UInt64? = nil, until: UInt64? = nil, service: String? = nil) -> GraphSnapshot {

@@ -155,4 +155,39 @@ struct ServiceGraphJSONTests {
         let dependencies = GraphJSON.dependencies(processor.snapshot())["data"] as! [[String: Any]]
         #expect(dependencies.first?["callCount"] as? Int == 2)
     }
+
+    @Test("agent.* resource attributes become node details, by service and by agent name, declared as fields")
+    func agentDetails() throws {
+        let processor = ServiceGraphProcessor(configuration: ServiceGraphConfiguration(), metrics: SelfMetrics())
+        let coordinator = Resource(attributes: [Attribute("service.name", "a"), Attribute("agent.name", "coordinator-main"),
+                                                Attribute("agent.type", "coordinator"), Attribute("agent.critical", true),
+                                                Attribute("agent.capabilities", .array(["plan", "delegate"]))])
+        let batch = SpanBatch(resourceSpans: [
+            ResourceSpans(resource: coordinator, scopeSpans: [ScopeSpans(spans: [span(10, kind: .client)])]),
+            ResourceSpans(resource: resource("b"), scopeSpans: [ScopeSpans(spans: [span(20, parent: 10, kind: .server)])]),
+        ])
+        _ = processor.process(batch, now: 0)
+        processor.drain()
+        let json = GraphJSON.nodeGraph(processor.snapshot())
+        let nodes = try #require(json["nodes"] as? [[String: Any]])
+        let a = try #require(nodes.first { $0["id"] as? String == "a" })
+        #expect(a["detail__agent_type"] as? String == "coordinator")
+        #expect(a["detail__agent_critical"] as? String == "true")
+        #expect(a["detail__agent_name"] as? String == "coordinator-main")
+        #expect(a["detail__agent_capabilities"] as? String == "plan, delegate")
+        #expect(nodes.first { $0["id"] as? String == "b" }?["detail__agent_type"] == nil)
+        #expect(GraphJSON.encodeNodeGraph(processor.snapshot()) == GraphJSON.encode(json))
+        #expect(processor.nodeDetailKeys == ["agent.capabilities", "agent.critical", "agent.name", "agent.type"])
+        let fields = try #require(GraphJSON.fields(nodeDetails: processor.nodeDetailKeys)["nodes_fields"] as? [[String: Any]])
+        #expect(fields.contains { $0["field_name"] as? String == "detail__agent_critical" && $0["type"] as? String == "string" })
+    }
+
+    @Test("agent details are bounded by max_nodes")
+    func agentDetailsBounded() {
+        var configuration = ServiceGraphConfiguration()
+        configuration.maxNodes = 2
+        let graph = ServiceGraph(configuration: configuration, metrics: SelfMetrics())
+        graph.noteDetails(of: ["a", "b", "c"].map { Resource(attributes: [Attribute("service.name", .string($0)), Attribute("agent.type", "t")]) })
+        #expect(graph.detailedNodes == ["a", "b"])
+    }
 }
