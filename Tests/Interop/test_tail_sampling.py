@@ -1,6 +1,7 @@
-"""Tail sampling with the real OpenTelemetry SDK: errors, slow traces and traces marked with
-`alert.rule` reach the exporter whole (every span, though they arrive in several exports from
-several services); the rest do not. Policies are written as the OpenTelemetry Collector takes them."""
+"""Tail sampling with the real OpenTelemetry SDK: errors, slow traces and traces a threshold trigger
+marked with `alert.rule` reach the exporter whole (every span, though they arrive in several exports
+from several services); the rest do not. Policies are written as the OpenTelemetry Collector takes
+them."""
 
 import time
 
@@ -21,6 +22,9 @@ POLICIES = [
      "string_attribute": {"key": "alert.rule", "values": [".+"], "enabled_regex_matching": True}},
 ]
 TAIL_SAMPLING = {"decision_wait": "%ds" % DECISION_WAIT_S, "num_traces": 1000, "policies": POLICIES}
+# The trigger marks the span (alert.rule) as it arrives; tail sampling, after it, keeps the trace.
+TRIGGERS = {"cooldown": "300s", "notify": [], "rules": [
+    {"name": "high_integration_score", "severity": "warning", "attribute": "intelligence.integration_score", "above": 0.8}]}
 
 
 class Agents:
@@ -49,8 +53,7 @@ class Agents:
         child = self.tracer("research-agent").start_span("chat gpt-4o", context=context, kind=SpanKind.CLIENT,
                                                           start_time=now + 1_000_000,
                                                           attributes={"gen_ai.operation.name": "chat"})
-        if kind == "alert":
-            child.set_attribute("alert.rule", "high_integration_score")
+        child.set_attribute("intelligence.integration_score", 0.93 if kind == "alert" else 0.2)
         if kind == "error":
             child.set_status(Status(StatusCode.ERROR, "rate limited"))
         duration = 900_000_000 if kind == "slow" else 20_000_000
@@ -64,7 +67,7 @@ class Agents:
 
 
 def test_errors_slow_and_alerted_traces_arrive_whole_and_the_rest_do_not(start_collector):
-    c = start_collector("tail", processors_before_batch={"tail_sampling": TAIL_SAMPLING})
+    c = start_collector("tail", processors_before_batch={"threshold_triggers": TRIGGERS, "tail_sampling": TAIL_SAMPLING})
     agents = Agents(c.endpoint)
     kept = {kind: agents.trace(kind) for kind in ("error", "slow", "alert")}
     dropped = [agents.trace("normal") for _ in range(5)]
@@ -91,6 +94,8 @@ def test_errors_slow_and_alerted_traces_arrive_whole_and_the_rest_do_not(start_c
             kind, trace_id, sorted(got.get(trace_id, ())), sorted(sent[trace_id]))
     for trace_id in dropped:
         assert trace_id not in got, "a normal trace was exported: %s" % trace_id
+    marked = [span for span in spans if span.trace_id == kept["alert"] and span.attributes.get("alert.rule")]
+    assert [span.attributes["alert.rule"] for span in marked] == ["high_integration_score"], [s.attributes for s in spans]
 
     metrics = c.scrape()
     sampled = metrics.value("agenttrace_tail_sampling_global_count_traces_sampled_total",
