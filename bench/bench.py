@@ -160,41 +160,6 @@ service:
   telemetry: {logs: {level: warn}}
   pipelines: {traces: {receivers: [otlp], processors: [batch], exporters: [nop]}}
 """,
-    "service_graph -> batch -> nop": """
-receivers: {otlp: {protocols: {http: {endpoint: "127.0.0.1:PORT"}}}}
-processors: {service_graph: {}, batch: {send_batch_size: 8192, timeout: 200ms}}
-exporters: {nop: {}}
-service:
-  admin: {endpoint: "127.0.0.1:0"}
-  telemetry: {logs: {level: warn}}
-  pipelines: {traces: {receivers: [otlp], processors: [service_graph, batch], exporters: [nop]}}
-""",
-    "agent_enrichment -> threshold_triggers -> batch -> nop": """
-receivers: {otlp: {protocols: {http: {endpoint: "127.0.0.1:PORT"}}}}
-processors:
-  agent_enrichment: {critical_types: [coordinator, intelligence, safety]}
-  threshold_triggers:
-    cooldown: 300s
-    rules:
-      - {name: high_integration_score, severity: warning, attribute: intelligence.integration_score, above: 0.8, group_by: [agent.name]}
-      - {name: slow_llm_call, severity: warning, duration_above: 30s, where: {gen_ai.operation.name: chat}, group_by: [agent.name]}
-      - {name: error_burst, severity: critical, status: error, count: 5, window: 60s, group_by: [agent.name]}
-  batch: {send_batch_size: 8192, timeout: 200ms}
-exporters: {nop: {}}
-service:
-  admin: {endpoint: "127.0.0.1:0"}
-  telemetry: {logs: {level: warn}}
-  pipelines: {traces: {receivers: [otlp], processors: [agent_enrichment, threshold_triggers, batch], exporters: [nop]}}
-""",
-    "batch -> zipkin (JSON, local sink)": """
-receivers: {otlp: {protocols: {http: {endpoint: "127.0.0.1:PORT"}}}}
-processors: {batch: {send_batch_size: 8192, timeout: 200ms}}
-exporters: {zipkin: {endpoint: "http://127.0.0.1:SINKPORT/api/v2/spans"}}
-service:
-  admin: {endpoint: "127.0.0.1:0"}
-  telemetry: {logs: {level: warn}}
-  pipelines: {traces: {receivers: [otlp], processors: [batch], exporters: [zipkin]}}
-""",
     "batch -> otlp/http (local sink)": """
 receivers: {otlp: {protocols: {http: {endpoint: "127.0.0.1:PORT"}}}}
 processors: {batch: {send_batch_size: 8192, timeout: 200ms}}
@@ -223,6 +188,22 @@ service:
   pipelines: {traces: {receivers: [otlp], processors: [batch], exporters: [otlp]}}
 """,
 }
+
+
+def default_chain_config(agenttrace, exporter):
+    """The embedded default configuration (`agenttrace validate --print-default`): its whole processor
+    chain, on the benchmark's ports, exporting to `exporter` ({name: settings}) instead of the file."""
+    import yaml
+    text = subprocess.run([agenttrace, "validate", "--print-default"], capture_output=True, text=True, check=True).stdout
+    config = yaml.safe_load(text)
+    config["receivers"]["otlp"]["protocols"] = {"http": {"endpoint": "127.0.0.1:PORT"}}
+    config["exporters"] = exporter
+    config["service"]["admin"] = {"endpoint": "127.0.0.1:0"}
+    config["service"]["telemetry"] = {"logs": {"level": "warn"}}
+    config["service"]["pipelines"]["traces"]["exporters"] = list(exporter)
+    # No alert sink: alerts are still evaluated and listed at /api/alerts.
+    config["processors"]["threshold_triggers"]["notify"] = []
+    return yaml.safe_dump(config, sort_keys=False)
 
 
 def main():
@@ -280,7 +261,12 @@ service:
         grpc_sink = subprocess.Popen(["taskset", "-c", str(args.load_core), args.agenttrace, "serve", "--config", sink_config],
                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         wait_for_port(grpc_sink_port)
-        for name, config in AGENTTRACE_CONFIGS.items():
+        configs = dict(AGENTTRACE_CONFIGS)
+        chain = "enrichment, triggers, service_graph, tail_sampling 10s, batch"
+        configs[f"default chain ({chain}) -> nop"] = default_chain_config(args.agenttrace, {"nop": {}})
+        configs["default chain -> zipkin (JSON, local sink)"] = default_chain_config(
+            args.agenttrace, {"zipkin": {"endpoint": "http://127.0.0.1:SINKPORT/api/v2/spans"}})
+        for name, config in configs.items():
             path = os.path.join(directory, "config.yaml")
             storage = os.path.join(directory, "queue")
             with open(path, "w") as f:
