@@ -140,10 +140,11 @@ let package = Package(
         .testTarget(name: "HTTP2Tests", dependencies: ["HTTP2"]),
         .testTarget(name: "PipelineTests", dependencies: ["Pipeline"]),
         .testTarget(name: "ReceiversTests", dependencies: ["Receivers"]),
-        .testTarget(name: "ProcessorsTests", dependencies: ["Processors", "Pipeline"]),
+        .target(name: "TestSupport", path: "Tests/TestSupport"),
+        .testTarget(name: "ProcessorsTests", dependencies: ["Processors", "Pipeline", "TestSupport"]),
         .testTarget(name: "ServiceGraphTests", dependencies: ["ServiceGraph"]),
         .testTarget(name: "ExportersTests", dependencies: ["Exporters"]),
-        .testTarget(name: "AgentTraceServerTests", dependencies: ["AgentTraceServer", "ServiceGraph"]),
+        .testTarget(name: "AgentTraceServerTests", dependencies: ["AgentTraceServer", "ServiceGraph", "TestSupport"]),
     ],
     swiftLanguageModes: [.v6]
 )

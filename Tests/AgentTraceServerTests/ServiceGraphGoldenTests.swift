@@ -3,6 +3,7 @@ import Logging
 import Pipeline
 import Receivers
 import Testing
+import TestSupport
 import TraceModel
 @testable import AgentTraceServer
 @testable import ServiceGraph
@@ -71,7 +72,7 @@ struct ServiceGraphGoldenTests {
             _ = SpanValidation.dropInvalidSpans(&batch)
             batch.forEachSpan { span, resource, _ in spans.append((span, resource)) }
         }
-        var generator = SeededGenerator(seed: seed)
+        var generator = SplitMix64(seed: seed)
         spans.shuffle(using: &generator)
         var configuration = ServiceGraphConfiguration()
         configuration.shards = 3
@@ -86,20 +87,5 @@ struct ServiceGraphGoldenTests {
         let got = try Self.decoded(GraphJSON.encodeNodeGraph(processor.snapshot()))
         let problems = Self.differences(got, try Self.expected("multi-agent.graph.json"))
         #expect(problems.isEmpty, "seed \(seed):\n\(problems.joined(separator: "\n"))")
-    }
-}
-
-/// A small deterministic generator (SplitMix64), so a shuffle is the same on every run.
-struct SeededGenerator: RandomNumberGenerator {
-    private var state: UInt64
-
-    init(seed: UInt64) { state = seed }
-
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
     }
 }

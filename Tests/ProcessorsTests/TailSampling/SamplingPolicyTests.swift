@@ -1,5 +1,6 @@
 import Pipeline
 import Testing
+import TestSupport
 import TraceModel
 @testable import Processors
 
@@ -85,7 +86,7 @@ struct SamplingPolicyTests {
         #expect(salted.evaluate(SampledTrace(traceID: id, chunks: []), now: 0) == .sampled)
         // About a quarter of random ids at 25%.
         let quarter = try policy("{name: q, type: probabilistic, probabilistic: {sampling_percentage: 25}}")
-        var generator = SplitMix(seed: 7)
+        var generator = SplitMix64(seed: 7)
         let kept = (0..<20_000).filter { _ in
             quarter.evaluate(SampledTrace(traceID: TraceID(high: generator.next(), low: generator.next()), chunks: []), now: 0) == .sampled
         }.count
@@ -270,18 +271,5 @@ struct SamplingPolicyTests {
                 #expect(error.key == key, "\(yaml): \(error)")
             }
         }
-    }
-}
-
-/// SplitMix64, for reproducible random trace ids.
-struct SplitMix: RandomNumberGenerator {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
     }
 }
