@@ -138,12 +138,12 @@ let package = Package(
 
         .testTarget(name: "TraceWireTests", dependencies: ["TraceWire"]),
         .testTarget(name: "HTTP2Tests", dependencies: ["HTTP2"]),
-        .testTarget(name: "PipelineTests", dependencies: ["Pipeline"]),
+        .testTarget(name: "PipelineTests", dependencies: ["Pipeline", "TestSupport"]),
         .testTarget(name: "ReceiversTests", dependencies: ["Receivers"]),
         .target(name: "TestSupport", path: "Tests/TestSupport"),
         .testTarget(name: "ProcessorsTests", dependencies: ["Processors", "Pipeline", "TestSupport"]),
         .testTarget(name: "ServiceGraphTests", dependencies: ["ServiceGraph"]),
-        .testTarget(name: "ExportersTests", dependencies: ["Exporters"]),
+        .testTarget(name: "ExportersTests", dependencies: ["Exporters", "TestSupport"]),
         .testTarget(name: "AgentTraceServerTests", dependencies: ["AgentTraceServer", "ServiceGraph", "TestSupport"]),
     ],
     swiftLanguageModes: [.v6]

@@ -1,6 +1,7 @@
 import Foundation
 import Logging
 import Testing
+import TestSupport
 import TraceModel
 import TraceWire
 @testable import AgentTraceServer
@@ -43,7 +44,7 @@ struct ReplayTests {
     @Test("replaying the same recording twice gives byte-identical output")
     func deterministic() async throws {
         let input = Self.root.appendingPathComponent("testdata/multi-agent.jsonl").path
-        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("agenttrace-replay-\(UUID().uuidString)")
+        let directory = scratchDirectory("replay")
         let first = directory.appendingPathComponent("a.jsonl").path
         let second = directory.appendingPathComponent("b.jsonl").path
         let summaryA = try await replay([input], into: first)
@@ -67,7 +68,7 @@ struct ReplayTests {
     @Test("tail sampling on the replay's clock: the same traces kept every run, each with all its spans")
     func tailSampling() async throws {
         let input = Self.root.appendingPathComponent("testdata/multi-agent.jsonl").path
-        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("agenttrace-replay-\(UUID().uuidString)")
+        let directory = scratchDirectory("replay")
         defer { try? FileManager.default.removeItem(at: directory) }
         let first = directory.appendingPathComponent("a.jsonl").path
         let second = directory.appendingPathComponent("b.jsonl").path

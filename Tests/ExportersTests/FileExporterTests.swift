@@ -1,6 +1,7 @@
 import Foundation
 import Pipeline
 import Testing
+import TestSupport
 import TraceModel
 import TraceWire
 @testable import Exporters
@@ -8,7 +9,7 @@ import TraceWire
 @Suite("file exporter")
 struct FileExporterTests {
     func temporaryPath() -> String {
-        FileManager.default.temporaryDirectory.appendingPathComponent("agenttrace-file-\(UUID().uuidString)/nested/traces.jsonl").path
+        scratchDirectory("file").appendingPathComponent("nested/traces.jsonl").path
     }
 
     func batch(_ name: String) -> SpanBatch {

@@ -4,6 +4,7 @@ import Pipeline
 import Prometheus
 import Synchronization
 import Testing
+import TestSupport
 import TraceModel
 @testable import Exporters
 
@@ -96,7 +97,7 @@ struct QueuedExporterTests {
 
     @Test("with storage, batches are on disk until delivered and are recovered by the next start")
     func storage() async throws {
-        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("agenttrace-queue-\(UUID().uuidString)").path
+        let directory = scratchDirectory("queue").path
         var queue = QueueConfiguration()
         queue.storage = directory
         var retry = fastRetry()

@@ -1,6 +1,7 @@
 import Foundation
 import Logging
 import Testing
+import TestSupport
 import TraceModel
 @testable import Pipeline
 
@@ -14,7 +15,7 @@ let decodeForTest: DurableLog.Decode = { bytes in
 @Suite("write-ahead log")
 struct DurableLogTests {
     func directory() -> URL {
-        FileManager.default.temporaryDirectory.appendingPathComponent("agenttrace-wal-\(UUID().uuidString)")
+        scratchDirectory("wal")
     }
 
     @Test("an accepted batch is on disk before offer returns; a restart recovers it with its mark")
