@@ -80,15 +80,21 @@ struct ReplayTests {
         // Kept traces are whole, and every trace with an error is kept.
         var spansByTrace: [TraceID: Set<SpanID>] = [:]
         var failing: Set<TraceID> = []
+        var resources: [SpanID: Resource] = [:]
         for entry in try TraceFileReader().read(input) {
-            try entry.get().batch.forEachSpan { span, _, _ in
+            try entry.get().batch.forEachSpan { span, resource, _ in
+                resources[span.spanID] = resource
                 spansByTrace[span.traceID, default: []].insert(span.spanID)
                 if span.status.code == .error { failing.insert(span.traceID) }
             }
         }
         var kept: [TraceID: Set<SpanID>] = [:]
         for line in String(decoding: a, as: UTF8.self).split(separator: "\n") {
-            try OTLPJSON.decodeRequest(Array(line.utf8)).forEachSpan { span, _, _ in kept[span.traceID, default: []].insert(span.spanID) }
+            try OTLPJSON.decodeRequest(Array(line.utf8)).forEachSpan { span, resource, _ in
+                kept[span.traceID, default: []].insert(span.spanID)
+                // Held spans keep their resource (it is held beside their bytes, not in them).
+                #expect(resource.attributes["service.name"] == resources[span.spanID]?.attributes["service.name"])
+            }
         }
         #expect(!kept.isEmpty && kept.count < spansByTrace.count)
         for (trace, spans) in kept { #expect(spans == spansByTrace[trace], "trace \(trace) came out partly") }

@@ -21,8 +21,9 @@ public final class TailSamplingProcessor: SpanProcessor {
     struct Entry {
         /// The chunks held, as values (without a codec)...
         var chunks: [ResourceSpans] = []
-        /// ...or encoded, one request each (with one).
-        var encoded: [ByteSlab.Chunk] = []
+        /// ...or encoded, one request each (with one), without its resource, which is kept beside it
+        /// as a value: it is shared with every other chunk of the same request rather than copied.
+        var encoded: [(bytes: ByteSlab.Chunk, resource: Resource)] = []
         /// What the policies need, gathered as chunks arrived.
         var summary: TraceSummary
         /// Spans held (before the decision).
@@ -182,9 +183,11 @@ public final class TailSamplingProcessor: SpanProcessor {
         entry.summary.observe(chunk, checks: configuration.checks)
         let size: Int
         if let codec {
-            let bytes = codec.encode(SpanBatch(resourceSpans: [chunk]))
+            var bare = chunk
+            bare.resource = Resource()
+            let bytes = codec.encode(SpanBatch(resourceSpans: [bare]))
             size = bytes.count
-            entry.encoded.append(slab.append(bytes))
+            entry.encoded.append((slab.append(bytes), chunk.resource))
         } else {
             size = SpanSize.estimate(chunk)
             entry.chunks.append(chunk)
@@ -281,7 +284,12 @@ public final class TailSamplingProcessor: SpanProcessor {
             if let codec, !entry.encoded.isEmpty {
                 // The chunks were encoded as requests; their bytes one after another are one request.
                 do {
-                    released.append(contentsOf: try codec.decode(ByteSlab.join(entry.encoded)).resourceSpans)
+                    var decoded = try codec.decode(ByteSlab.join(entry.encoded.map(\.bytes))).resourceSpans
+                    // One resource-spans per chunk, in order: give each its resource back.
+                    for index in decoded.indices where index < entry.encoded.count {
+                        decoded[index].resource = entry.encoded[index].resource
+                    }
+                    released.append(contentsOf: decoded)
                 } catch {
                     metrics.decodeFailures.increment(by: Int64(spans))
                 }
