@@ -126,6 +126,7 @@ final class GRPCConnectionHandler: ChannelInboundHandler {
     private var midUnitSince: NIODeadline? = .now()
     private var deadlineCheck: RepeatedTask?
     private var closedFor: ConnectionCloseReason?
+    private var peerSentGoAway = false
 
     init(service: any GRPCUnaryService, settings: HTTP2Settings, limits: ConnectionLimits = ConnectionLimits(),
          events: ConnectionEvents = .ignored, logger: Logger) {
@@ -216,9 +217,11 @@ final class GRPCConnectionHandler: ChannelInboundHandler {
             if error.isBadPreface {
                 refuseNonHTTP2(context: context)
             } else {
-                // nghttp2 has queued a GOAWAY with the right error code; send it and close.
+                // nghttp2 has queued a GOAWAY with the right error code (or, for the errors it treats
+                // as fatal, such as a CONTINUATION flood, queue PROTOCOL_ERROR); send it and close.
                 closedFor = .protocolError
                 self.events.closed(.protocolError)
+                session.terminate(errorCode: error.isFlood ? 0xB : 0x1)  // ENHANCE_YOUR_CALM : PROTOCOL_ERROR
                 flush(context: context)
                 context.close(promise: nil)
             }
@@ -273,7 +276,7 @@ final class GRPCConnectionHandler: ChannelInboundHandler {
         case .streamClosed(let streamID, _):
             streams[streamID] = nil
         case .goAway:
-            break
+            peerSentGoAway = true
         }
     }
 
@@ -366,6 +369,12 @@ final class GRPCConnectionHandler: ChannelInboundHandler {
     private func closeIfDrained(context: ChannelHandlerContext) {
         guard let session else { return }
         if (quiescing && session.openStreams == 0) || !session.isActive {
+            // nghttp2 ends a session itself for most connection errors (a GOAWAY it queued); unless the
+            // peer said goodbye first or we are shutting down, that is a protocol error to count.
+            if !session.isActive, !quiescing, !peerSentGoAway, closedFor == nil {
+                closedFor = .protocolError
+                events.closed(.protocolError)
+            }
             context.close(promise: nil)
         }
     }

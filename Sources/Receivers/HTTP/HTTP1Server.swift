@@ -116,6 +116,8 @@ struct HTTP1Deadlines {
         case body(started: NIODeadline)
         /// The request is complete; its answer is being made.
         case responding
+        /// Answered before the request ended; the rest of a request begun at `started` is being dropped.
+        case draining(started: NIODeadline)
     }
 
     /// What the guard does.
@@ -135,13 +137,17 @@ struct HTTP1Deadlines {
         phase = .awaiting(since: now, first: true)
     }
 
-    /// `count` bytes arrived; call after the codec has seen them (so a complete head has been reported).
-    mutating func read(_ count: Int, now: NIODeadline) -> Verdict {
+    /// `count` bytes arrived; call before the codec sees them (a request they complete moves on from here).
+    mutating func read(_ count: Int, now: NIODeadline) {
         switch phase {
         case .awaiting: phase = .head(started: now, bytes: count)
         case .head(let started, let bytes): phase = .head(started: started, bytes: bytes + count)
-        case .body, .responding: return .proceed
+        case .body, .responding, .draining: break
         }
+    }
+
+    /// After the codec has seen the bytes: a head still incomplete past `maxHeaderBytes` is refused.
+    func checkHeadSize() -> Verdict {
         if case .head(_, let bytes) = phase, bytes > limits.maxHeaderBytes {
             return .refuse(.init(statusCode: 431, reasonPhrase: "Request Header Fields Too Large"), .headerTooLarge)
         }
@@ -153,7 +159,9 @@ struct HTTP1Deadlines {
         switch (progress, phase) {
         case (.headReceived, .head(let started, _)): phase = .body(started: started)
         case (.headReceived, _): phase = .body(started: now)
+        case (.requestEnded, .draining): phase = .awaiting(since: now, first: false)
         case (.requestEnded, _): phase = .responding
+        case (.responseStarted, .head(let started, _)), (.responseStarted, .body(let started)): phase = .draining(started: started)
         case (.responseStarted, _): phase = .awaiting(since: now, first: false)
         }
     }
@@ -174,6 +182,8 @@ struct HTTP1Deadlines {
             return passed(started, limits.connection.readTimeout) ? .refuse(.requestTimeout, .readTimeout) : .proceed
         case .body(let started):
             return passed(started, limits.connection.readTimeout) ? .refuse(.requestTimeout, .readTimeout) : .proceed
+        case .draining(let started):
+            return passed(started, limits.connection.readTimeout) ? .close(.readTimeout) : .proceed
         case .responding:
             return .proceed
         }
@@ -231,9 +241,9 @@ final class HTTP1ConnectionGuard: ChannelDuplexHandler {
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         guard !closing else { return }
-        let count = unwrapInboundIn(data).readableBytes
+        deadlines.read(unwrapInboundIn(data).readableBytes, now: .now())
         context.fireChannelRead(data)
-        act(deadlines.read(count, now: .now()), context: context)
+        act(deadlines.checkHeadSize(), context: context)
     }
 
     func triggerUserOutboundEvent(context: ChannelHandlerContext, event: Any, promise: EventLoopPromise<Void>?) {
@@ -275,6 +285,9 @@ final class HTTP1RequestHandler: ChannelInboundHandler {
         case idle
         case reading(HTTPRequestHead, ByteBuffer)
         case discarding(HTTPRequestHead, HTTP1Response)
+        /// Answered before the body ended (over the size limit); the rest is read and dropped, then the
+        /// connection closes.
+        case answeredEarly
     }
 
     private let responder: any HTTP1Responder
@@ -308,14 +321,14 @@ final class HTTP1RequestHandler: ChannelInboundHandler {
             } else if let early = responder.respond(toHead: head) {
                 state = .discarding(head, early)
             } else if let length = head.headers.first(name: "content-length").flatMap(Int.init), length > responder.maxBodySize {
-                state = .discarding(head, responder.tooLarge(head))
+                answerEarly(responder.tooLarge(head), for: head, context: context)
             } else {
                 state = .reading(head, context.channel.allocator.buffer(capacity: 0))
             }
         case .body(var chunk):
             guard case .reading(let head, var body) = state else { return }
             if body.readableBytes + chunk.readableBytes > responder.maxBodySize {
-                state = .discarding(head, responder.tooLarge(head))
+                answerEarly(responder.tooLarge(head), for: head, context: context)
                 return
             }
             state = .idle  // let `body` be uniquely referenced while it grows
@@ -335,11 +348,24 @@ final class HTTP1RequestHandler: ChannelInboundHandler {
                 write(responder.respond(to: head, body: body, eventLoop: context.eventLoop), for: head, context: context)
             case .discarding(let head, let response):
                 write(response, for: head, context: context)
+            case .answeredEarly:
+                context.close(promise: nil)
             }
         }
     }
 
-    private func write(_ response: HTTP1Response, for request: HTTPRequestHead, context: ChannelHandlerContext) {
+    /// Answers now, without waiting for a body that will not be used (RFC 9110 §15.5.14: 413 may close
+    /// the connection); the body is drained until it ends (so the client reads the answer rather than
+    /// a reset), within `read_timeout`.
+    private func answerEarly(_ response: HTTP1Response, for head: HTTPRequestHead, context: ChannelHandlerContext) {
+        var response = response
+        response.closeAfter = true
+        state = .answeredEarly
+        write(response, for: head, context: context, closeWhenWritten: false)
+    }
+
+    private func write(_ response: HTTP1Response, for request: HTTPRequestHead, context: ChannelHandlerContext,
+                       closeWhenWritten: Bool = true) {
         var headers = response.headers
         headers.replaceOrAdd(name: "content-length", value: String(response.body?.readableBytes ?? 0))
         let keepAlive = request.isKeepAlive && !headers.contains(name: "connection") && !response.closeAfter
@@ -351,7 +377,7 @@ final class HTTP1RequestHandler: ChannelInboundHandler {
         if let body = response.body, body.readableBytes > 0 {
             context.write(wrapOutboundOut(.body(.byteBuffer(body))), promise: nil)
         }
-        if keepAlive {
+        if keepAlive || !closeWhenWritten {
             context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: nil)
         } else {
             let channel = context.channel
