@@ -168,6 +168,7 @@ def slow_backend():
 
 
 def test_memory_limiter_under_overload(start_collector, slow_backend):
+    slow_backend.delay = 0.1  # the backend sustains 20 000 spans/s with 2000-span exports
     probe = start_collector("probe")
     baseline = rss_mib(probe.proc.pid)
     probe.stop()
@@ -200,7 +201,7 @@ def test_memory_limiter_under_overload(start_collector, slow_backend):
     print(summary)
     h.HOSTILE_REPORT.append(("overload: memory_limiter", "http", summary))
     assert not missing, "%d acknowledged spans never reached the backend\n%s" % (len(missing), summary)
-    assert offered > 2.5 * sustainable, summary
+    assert offered > 3 * sustainable, summary
     assert refused_for_memory > 0 and load.refused > 0, summary
     assert load.failed == 0, (load.statuses, summary)
     assert rss.peak < limit * 1.15, summary
