@@ -3,6 +3,7 @@ import NIOHTTP1
 import Pipeline
 import Processors
 import Foundation
+import Prometheus
 import Receivers
 import ServiceGraph
 
@@ -14,14 +15,19 @@ final class AdminResponder: HTTP1Responder {
     private let serviceGraphs: ServiceGraphs
     private let alerts: TriggeredAlerts
     private let isReady: @Sendable () -> Bool
+    private let tokens: BearerTokens?
+    private let unauthorized: Counter
 
-    /// `isReady` decides `/readyz`.
+    /// `isReady` decides `/readyz`; `tokens`, when set, guard everything but `/healthz` and `/readyz`.
     init(metrics: SelfMetrics, serviceGraphs: ServiceGraphs, alerts: TriggeredAlerts = TriggeredAlerts(),
-         isReady: @escaping @Sendable () -> Bool) {
+         tokens: BearerTokens? = nil, isReady: @escaping @Sendable () -> Bool) {
         self.metrics = metrics
         self.serviceGraphs = serviceGraphs
         self.alerts = alerts
+        self.tokens = tokens
         self.isReady = isReady
+        unauthorized = metrics.counter("agenttrace_admin_unauthorized_requests_total",
+                                       help: "Admin API requests refused with 401 for a missing or invalid bearer token.")
     }
 
     var maxBodySize: Int { 64 << 10 }
@@ -31,6 +37,11 @@ final class AdminResponder: HTTP1Responder {
             return text(.methodNotAllowed, "only GET is served\n", extra: ["allow": "GET, HEAD"])
         }
         let path = head.uri.split(separator: "?", maxSplits: 1, omittingEmptySubsequences: false).first.map(String.init) ?? head.uri
+        // Probes carry no credentials, and the two answers reveal nothing.
+        if let tokens, path != "/healthz", path != "/readyz", !tokens.allows(authorization: head.headers.first(name: "authorization")) {
+            unauthorized.increment()
+            return text(.unauthorized, "missing or invalid bearer token\n", extra: ["www-authenticate": #"Bearer realm="agenttrace-admin""#])
+        }
         switch path {
         case "/healthz":
             return text(.ok, "ok\n")

@@ -1,4 +1,5 @@
 import Foundation
+import HTTP2
 import Logging
 import NIOCore
 import NIOPosix
@@ -10,6 +11,7 @@ import ServiceGraph
 import ServiceLifecycle
 import Synchronization
 import TraceModel
+import TraceWire
 
 /// One built traces pipeline.
 public struct BuiltPipeline: Sendable {
@@ -73,6 +75,8 @@ public final class Collector: Sendable {
     private let receiverServices: [any Service]
     private let pipelineServices: [PipelineService]
     private let admin: HTTP1Server
+    /// Samples resident memory when `service: memory_limiter:` is set.
+    public let memoryLimiter: MemoryLimiter?
     private let listenersExpected: Int
     private let listenersBound: BoundListeners
     private let announcer: StartupAnnouncer
@@ -119,6 +123,10 @@ public final class Collector: Sendable {
         }
         let listenersBound = BoundListeners()
         self.listenersBound = listenersBound
+        let memoryLimiter = configuration.memoryLimiter.map {
+            MemoryLimiter(configuration: $0, metrics: metrics, releaseFreedMemory: NativeMemory.releaseFreeMemory)
+        }
+        self.memoryLimiter = memoryLimiter
         for (id, value) in usedReceivers {
             guard let factory = registry.receivers[id.type] else {
                 throw ConfigurationError(key: "receivers.\(id)", "unknown receiver type \"\(id.type)\"; known: \(registry.receivers.keys.sorted().joined(separator: ", "))")
@@ -129,18 +137,24 @@ public final class Collector: Sendable {
                 listenersBound.count.add(1, ordering: .relaxed)
             }
             let section = try ConfigSection(value, path: "receivers.\(id)")
-            receiverServices += try factory.makeReceiver(section: section, context: context,
-                                                         sink: sinks.count == 1 ? sinks[0] : FanOutSink(sinks: sinks))
+            var sink: any BatchSink = sinks.count == 1 ? sinks[0] : FanOutSink(sinks: sinks)
+            if let memoryLimiter { sink = MemoryLimitedSink(inner: sink, limiter: memoryLimiter) }
+            receiverServices += try factory.makeReceiver(section: section, context: context, sink: sink)
         }
         self.receiverServices = receiverServices
         listenersExpected = receiverServices.count + 1
 
         let pipelineServices = self.pipelineServices
         let expected = receiverServices.count + 1
-        let adminResponder = AdminResponder(metrics: metrics, serviceGraphs: registry.serviceGraphs, alerts: registry.triggeredAlerts) {
+        let adminResponder = AdminResponder(metrics: metrics, serviceGraphs: registry.serviceGraphs, alerts: registry.triggeredAlerts,
+                                            tokens: configuration.adminAuth.map(BearerTokens.init)) {
             listenersBound.count.load(ordering: .relaxed) >= expected && pipelineServices.allSatisfy(\.isStarted)
         }
+        let adminEvents = ConnectionEvents.counting(metrics: metrics, labels: [("receiver", "admin"), ("transport", "http")])
+        let adminTLS = try configuration.adminTLS.map { try TLSServer(configuration: $0, alpn: ["http/1.1"]) }
         admin = HTTP1Server(endpoint: configuration.adminEndpoint, responder: adminResponder, group: group,
+                            limits: configuration.adminLimits, events: adminEvents,
+                            configureTransport: adminTLS?.configureTransport(events: adminEvents),
                             logger: logger.with(component: "admin", "admin")) { address in
             announcer.listeningAdmin(address: address)
             listenersBound.count.add(1, ordering: .relaxed)
@@ -157,12 +171,18 @@ public final class Collector: Sendable {
     /// fired, the admin API closes last.
     public func run() async throws {
         // Shutdown goes in reverse order of this list.
-        let services: [any Service] = [admin] + alertServices + pipelineServices.map { $0 as any Service } + receiverServices
-        let group = ServiceGroup(configuration: .init(
+        let services: [any Service] = [admin] + (memoryLimiter.map { [$0] } ?? []) + alertServices
+            + pipelineServices.map { $0 as any Service } + receiverServices
+        var groupConfiguration = ServiceGroupConfiguration(
             services: services.map { .init(service: $0, successTerminationBehavior: .gracefullyShutdownGroup,
                                            failureTerminationBehavior: .gracefullyShutdownGroup) },
             gracefulShutdownSignals: [.sigterm, .sigint],
-            logger: logger))
+            logger: logger)
+        // Past the deadline whatever still runs is cancelled: exporters stop retrying, and what a durable
+        // pipeline holds stays on disk for the next start.
+        groupConfiguration.maximumGracefulShutdownDuration = configuration.shutdownTimeout
+        groupConfiguration.maximumCancellationDuration = .seconds(5)
+        let group = ServiceGroup(configuration: groupConfiguration)
         try await withThrowingDiscardingTaskGroup { tasks in
             tasks.addTask { [self] in
                 while !isReady {

@@ -1,4 +1,6 @@
 import Pipeline
+import HTTP2
+import Receivers
 
 /// The whole configuration file, shaped like the OpenTelemetry Collector's: components declared by
 /// kind and name, then wired into pipelines under `service:`.
@@ -29,6 +31,18 @@ public struct CollectorConfiguration: Sendable {
     public var pipelines: [PipelineConfiguration]
     /// `service: admin: endpoint`. Default `localhost:8888`.
     public var adminEndpoint = Endpoint(host: "localhost", port: 8888)
+    /// `service: admin:` timeouts and connection limits, as on the OTLP/HTTP receiver (defaults in `ListenerDefaults`).
+    public var adminLimits = HTTP1Limits(connection: ConnectionLimits(maxConnections: 100, readHeaderTimeout: ListenerDefaults.readHeaderTimeout,
+                                                                      readTimeout: ListenerDefaults.readTimeout),
+                                         idleTimeout: ListenerDefaults.idleTimeout)
+    /// `service: admin: auth:`; nil (the default) serves everyone. `/healthz` and `/readyz` stay open for probes.
+    public var adminAuth: BearerAuthConfiguration?
+    /// `service: admin: tls:`; nil (the default) serves plain HTTP.
+    public var adminTLS: TLSServerConfiguration?
+    /// `service: shutdown_timeout`: how long SIGTERM may take to drain before the rest is cancelled. Default 30s.
+    public var shutdownTimeout: Duration = .seconds(30)
+    /// `service: memory_limiter:`; nil (the default) sets no memory limit.
+    public var memoryLimiter: MemoryLimiterConfiguration?
     /// `service: telemetry: logs: level`. Default `info`.
     public var logLevel = "info"
     /// `service: queue:`.
@@ -50,7 +64,16 @@ public struct CollectorConfiguration: Sendable {
         }
         if let admin = try service.section("admin") {
             adminEndpoint = try admin.endpoint("endpoint", default: adminEndpoint)
+            let maxConnections = try admin.int("max_connections", default: 100, in: 0...1_000_000)
+            adminLimits = try HTTP1Limits(section: admin)
+            adminLimits.connection.maxConnections = maxConnections == 0 ? nil : maxConnections
+            adminAuth = try admin.bearerAuth()
+            adminTLS = try admin.tlsServer()
             try admin.finish()
+        }
+        shutdownTimeout = try service.duration("shutdown_timeout", default: shutdownTimeout, minimum: .milliseconds(100))
+        if let limiter = try service.section("memory_limiter") {
+            memoryLimiter = try MemoryLimiterConfiguration(section: limiter)
         }
         if let telemetry = try service.section("telemetry") {
             if let logs = try telemetry.section("logs") {

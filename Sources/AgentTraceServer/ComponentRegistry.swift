@@ -32,6 +32,7 @@ public struct ComponentRegistry: Sendable {
         registry.register(ThresholdTriggersProcessorFactory(alerts: alerts))
         registry.register(OTLPReceiverFactory(group: group))
         registry.register(BatchProcessorFactory())
+        registry.register(SpanLimitsProcessorFactory())
         registry.register(TailSamplingProcessorFactory(codec: .otlp()))
         registry.register(FileExporterFactory())
         registry.register(DebugExporterFactory())

@@ -137,3 +137,15 @@ ProtobufCAllocator *trace_arena_allocator(TraceArena *arena) {
 size_t trace_arena_used(const TraceArena *arena) {
     return arena->handed_out;
 }
+
+#if defined(__GLIBC__)
+#include <malloc.h>
+#endif
+
+int trace_release_free_memory(void) {
+#if defined(__GLIBC__)
+    return malloc_trim(0);
+#else
+    return 0;
+#endif
+}

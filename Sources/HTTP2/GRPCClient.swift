@@ -34,10 +34,15 @@ public final class GRPCClient: Sendable {
     /// The current connection (or attempt), with a number so a late close forgets only its own.
     private let channel = Mutex<(generation: Int, future: EventLoopFuture<any Channel>?)>((0, nil))
 
-    public init(host: String, port: Int, group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton) {
+    private let configureTransport: (@Sendable (any Channel) throws -> Void)?
+
+    /// `configureTransport` adds handlers below HTTP/2 on each new connection (TLS).
+    public init(host: String, port: Int, group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
+                configureTransport: (@Sendable (any Channel) throws -> Void)? = nil) {
         self.host = host
         self.port = port
         self.group = group
+        self.configureTransport = configureTransport
     }
 
     /// Calls `path` (`/package.Service/Method`) with one request message.
@@ -97,11 +102,13 @@ public final class GRPCClient: Sendable {
             if let current = state.future { return current }
             state.generation += 1
             let generation = state.generation
+            let configureTransport = self.configureTransport
             let connecting = ClientBootstrap(group: group)
                 .channelOption(.socketOption(.tcp_nodelay), value: 1)
                 .connectTimeout(.seconds(5))
                 .channelInitializer { channel in
                     channel.eventLoop.makeCompletedFuture {
+                        try configureTransport?(channel)
                         try channel.pipeline.syncOperations.addHandler(GRPCClientHandler())
                     }
                 }

@@ -60,6 +60,7 @@ public struct GRPCStatusCode: RawRepresentable, Sendable, Hashable, CustomString
     public init(rawValue: Int) { self.rawValue = rawValue }
 
     public static let ok = GRPCStatusCode(rawValue: 0)
+    public static let deadlineExceeded = GRPCStatusCode(rawValue: 4)
     public static let invalidArgument = GRPCStatusCode(rawValue: 3)
     public static let resourceExhausted = GRPCStatusCode(rawValue: 8)
     public static let unimplemented = GRPCStatusCode(rawValue: 12)
@@ -71,6 +72,7 @@ public struct GRPCStatusCode: RawRepresentable, Sendable, Hashable, CustomString
         switch rawValue {
         case 0: "OK"
         case 3: "INVALID_ARGUMENT"
+        case 4: "DEADLINE_EXCEEDED"
         case 8: "RESOURCE_EXHAUSTED"
         case 12: "UNIMPLEMENTED"
         case 13: "INTERNAL"

@@ -14,6 +14,13 @@ public protocol GRPCUnaryService: Sendable {
     func handle(path: String, message: [UInt8], encoding: String?, eventLoop: any EventLoop) -> GRPCResponse
     /// Told of every call refused before `handle` (unknown method, oversized, malformed framing, not gRPC).
     func refused(_ response: GRPCResponse)
+    /// Checks a call's request headers (the `authorization` metadata); a response refuses the call
+    /// before its body is read. Default: every call is allowed.
+    func authenticate(headers: [HTTP2Header]) -> GRPCResponse?
+}
+
+extension GRPCUnaryService {
+    public func authenticate(headers: [HTTP2Header]) -> GRPCResponse? { nil }
 }
 
 /// `grpc: …` listener settings.
@@ -25,6 +32,8 @@ public struct GRPCServerConfiguration: Sendable, Equatable {
     public var settings = HTTP2Settings()
     /// A connection with no open stream for this long is closed with GOAWAY; nil keeps it open.
     public var maxConnectionIdle: Duration?
+    /// Connection count and slow-peer deadlines.
+    public var limits = ConnectionLimits()
 
     public init(host: String, port: Int) {
         self.host = host
@@ -41,14 +50,21 @@ public final class GRPCServer: Service, Sendable {
     private let group: any EventLoopGroup
     private let logger: Logger
     private let onListening: @Sendable (String) -> Void
+    private let events: ConnectionEvents
+    private let configureTransport: (@Sendable (any Channel) throws -> Void)?
 
+    /// `configureTransport` adds handlers below HTTP/2 on each new connection (TLS); `events` is told of
+    /// every connection the server closes for a limit or a protocol error.
     public init(configuration: GRPCServerConfiguration, service: any GRPCUnaryService,
                 group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton, logger: Logger,
+                events: ConnectionEvents = .ignored, configureTransport: (@Sendable (any Channel) throws -> Void)? = nil,
                 onListening: @escaping @Sendable (String) -> Void) {
         self.configuration = configuration
         self.service = service
         self.group = group
         self.logger = logger
+        self.events = events
+        self.configureTransport = configureTransport
         self.onListening = onListening
     }
 
@@ -56,11 +72,17 @@ public final class GRPCServer: Service, Sendable {
         let configuration = self.configuration
         let service = self.service
         let logger = self.logger
-        try await QuiescingServer.run(host: configuration.host, port: configuration.port, group: group, initializeConnection: { channel in
+        let events = self.events
+        let configureTransport = self.configureTransport
+        try await QuiescingServer.run(host: configuration.host, port: configuration.port, group: group,
+                                      maxConnections: configuration.limits.maxConnections, events: events,
+                                      initializeConnection: { channel in
+            try configureTransport?(channel)
             if let idle = configuration.maxConnectionIdle {
                 try channel.pipeline.syncOperations.addHandler(IdleStateHandler(allTimeout: .nanoseconds(idle.wholeNanoseconds)))
             }
-            try channel.pipeline.syncOperations.addHandler(GRPCConnectionHandler(service: service, settings: configuration.settings, logger: logger))
+            try channel.pipeline.syncOperations.addHandler(GRPCConnectionHandler(service: service, settings: configuration.settings,
+                                                                                 limits: configuration.limits, events: events, logger: logger))
         }, onListening: onListening)
     }
 }
@@ -86,20 +108,78 @@ final class GRPCConnectionHandler: ChannelInboundHandler {
         var body: [UInt8] = []
         /// Answered early (refused); the rest of its body is ignored.
         var answered = false
+        /// When its HEADERS arrived, for `read_timeout`.
+        var began: NIODeadline
     }
 
     private let service: any GRPCUnaryService
     private let settings: HTTP2Settings
+    private let limits: ConnectionLimits
+    private let events: ConnectionEvents
     private let logger: Logger
     private var session: HTTP2Session?
     private var streams: [Int32: Stream] = [:]
     private var quiescing = false
     private var output: [UInt8] = []
+    private var input = HTTP2InputTracker()
+    /// Since when the peer has been in the middle of a preface, frame or header block.
+    private var midUnitSince: NIODeadline? = .now()
+    private var deadlineCheck: RepeatedTask?
+    private var closedFor: ConnectionCloseReason?
+    private var peerSentGoAway = false
 
-    init(service: any GRPCUnaryService, settings: HTTP2Settings, logger: Logger) {
+    init(service: any GRPCUnaryService, settings: HTTP2Settings, limits: ConnectionLimits = ConnectionLimits(),
+         events: ConnectionEvents = .ignored, logger: Logger) {
         self.service = service
         self.settings = settings
+        self.limits = limits
+        self.events = events
         self.logger = logger
+    }
+
+    func handlerAdded(context: ChannelHandlerContext) {
+        midUnitSince = .now()
+        if let interval = limits.checkInterval {
+            let loopBound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
+            deadlineCheck = context.eventLoop.scheduleRepeatedTask(initialDelay: interval, delay: interval) { _ in
+                let (handler, context) = loopBound.value
+                handler.checkDeadlines(context: context)
+            }
+        }
+    }
+
+    func handlerRemoved(context: ChannelHandlerContext) {
+        deadlineCheck?.cancel()
+        deadlineCheck = nil
+    }
+
+    /// Closes a connection whose peer trickles a frame, and answers streams whose request is late.
+    private func checkDeadlines(context: ChannelHandlerContext) {
+        guard let session, closedFor == nil else { return }
+        let now = NIODeadline.now()
+        if let timeout = limits.readHeaderTimeout, let since = midUnitSince, now - since > .nanoseconds(timeout.wholeNanoseconds) {
+            close(context: context, reason: .readHeaderTimeout)
+            return
+        }
+        if let timeout = limits.readTimeout {
+            let late = streams.filter { !$0.value.answered && now - $0.value.began > .nanoseconds(timeout.wholeNanoseconds) }
+            for streamID in late.keys.sorted() {
+                streams[streamID]?.answered = true
+                refuse(streamID, GRPCResponse(status: .deadlineExceeded, message: "the request did not arrive within read_timeout"),
+                       session: session, reset: true)
+            }
+            if !late.isEmpty { flush(context: context) }
+        }
+    }
+
+    /// Sends GOAWAY and closes, counting why.
+    private func close(context: ChannelHandlerContext, reason: ConnectionCloseReason, errorCode: UInt32 = 0) {
+        guard closedFor == nil else { return }
+        closedFor = reason
+        events.closed(reason)
+        session?.sendGoAway(errorCode: errorCode)
+        flush(context: context)
+        context.close(promise: nil)
     }
 
     func channelActive(context: ChannelHandlerContext) {
@@ -122,8 +202,14 @@ final class GRPCConnectionHandler: ChannelInboundHandler {
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        guard let session else { return }
+        guard let session, closedFor == nil else { return }
         let buffer = unwrapInboundIn(data)
+        input.consume(buffer)
+        if input.isMidUnit {
+            if midUnitSince == nil { midUnitSince = .now() }
+        } else {
+            midUnitSince = nil
+        }
         let events: [HTTP2Event]
         do throws(HTTP2Error) {
             events = try buffer.withUnsafeReadableBytes { (bytes) throws(HTTP2Error) in try session.receive(bytes) }
@@ -131,7 +217,11 @@ final class GRPCConnectionHandler: ChannelInboundHandler {
             if error.isBadPreface {
                 refuseNonHTTP2(context: context)
             } else {
-                // nghttp2 has queued a GOAWAY with the right error code; send it and close.
+                // nghttp2 has queued a GOAWAY with the right error code (or, for the errors it treats
+                // as fatal, such as a CONTINUATION flood, queue PROTOCOL_ERROR); send it and close.
+                closedFor = .protocolError
+                self.events.closed(.protocolError)
+                session.terminate(errorCode: error.isFlood ? 0xB : 0x1)  // ENHANCE_YOUR_CALM : PROTOCOL_ERROR
                 flush(context: context)
                 context.close(promise: nil)
             }
@@ -149,9 +239,7 @@ final class GRPCConnectionHandler: ChannelInboundHandler {
             flush(context: context)
             closeIfDrained(context: context)
         } else if let idle = event as? IdleStateHandler.IdleStateEvent, idle == .all, streams.isEmpty {
-            session?.sendGoAway()
-            flush(context: context)
-            context.close(promise: nil)
+            close(context: context, reason: .idleTimeout)
         } else {
             context.fireUserInboundEventTriggered(event)
         }
@@ -188,7 +276,7 @@ final class GRPCConnectionHandler: ChannelInboundHandler {
         case .streamClosed(let streamID, _):
             streams[streamID] = nil
         case .goAway:
-            break
+            peerSentGoAway = true
         }
     }
 
@@ -203,7 +291,12 @@ final class GRPCConnectionHandler: ChannelInboundHandler {
             default: break
             }
         }
-        streams[streamID] = Stream(path: path, encoding: encoding)
+        streams[streamID] = Stream(path: path, encoding: encoding, began: .now())
+        if let refusal = service.authenticate(headers: headers) {
+            streams[streamID]?.answered = true
+            refuse(streamID, refusal, session: session, reset: !endStream)
+            return
+        }
         // gRPC over HTTP/2: a request that is not gRPC gets 415, as the protocol document asks.
         guard method == "POST", contentType.hasPrefix("application/grpc") else {
             streams[streamID]?.answered = true
@@ -276,6 +369,12 @@ final class GRPCConnectionHandler: ChannelInboundHandler {
     private func closeIfDrained(context: ChannelHandlerContext) {
         guard let session else { return }
         if (quiescing && session.openStreams == 0) || !session.isActive {
+            // nghttp2 ends a session itself for most connection errors (a GOAWAY it queued); unless the
+            // peer said goodbye first or we are shutting down, that is a protocol error to count.
+            if !session.isActive, !quiescing, !peerSentGoAway, closedFor == nil {
+                closedFor = .protocolError
+                events.closed(.protocolError)
+            }
             context.close(promise: nil)
         }
     }

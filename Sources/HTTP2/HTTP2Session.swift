@@ -35,6 +35,9 @@ public struct HTTP2Error: Error, CustomStringConvertible, Sendable {
         self.line = line
     }
 
+    /// True when nghttp2 gave up on a peer flooding it (PINGs, SETTINGS, or frames it must answer).
+    public var isFlood: Bool { code == NGHTTP2_ERR_FLOODED.rawValue }
+
     /// True when the peer did not start with the HTTP/2 connection preface (an HTTP/1 client, say).
     public var isBadPreface: Bool { code == NGHTTP2_ERR_BAD_CLIENT_MAGIC.rawValue }
 
@@ -243,6 +246,12 @@ public final class HTTP2Session {
     public func sendShutdownNotice() {
         guard let session else { return }
         _ = nghttp2_submit_shutdown_notice(session)
+    }
+
+    /// Ends the session for a connection error: GOAWAY with `errorCode`, unless nghttp2 has queued one.
+    public func terminate(errorCode: UInt32) {
+        guard let session else { return }
+        _ = nghttp2_session_terminate_session(session, errorCode)
     }
 
     /// Graceful shutdown, step two: GOAWAY naming the last stream that will be processed.

@@ -8,10 +8,14 @@ import Synchronization
 /// bound address, serve until graceful shutdown or cancellation, then quiesce — stop accepting, let each
 /// connection finish what it is answering, close it — and return once the last one has closed.
 public enum QuiescingServer {
-    public static func run(host: String, port: Int, group: any EventLoopGroup,
+    /// `maxConnections` caps the connections open at once: one accepted past it is closed before it is
+    /// read, and `events` is told.
+    public static func run(host: String, port: Int, group: any EventLoopGroup, maxConnections: Int? = nil,
+                           events: ConnectionEvents = .ignored,
                            initializeConnection: @escaping @Sendable (any Channel) throws -> Void,
                            onListening: @Sendable (String) -> Void) async throws {
         let quiesce = ServerQuiescingHelper(group: group)
+        let open = OpenConnections()
         let channel = try await ServerBootstrap(group: group)
             .serverChannelOption(.backlog, value: 256)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
@@ -23,7 +27,15 @@ public enum QuiescingServer {
             .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
             .childChannelOption(.maxMessagesPerRead, value: 16)
             .childChannelInitializer { channel in
-                channel.eventLoop.makeCompletedFuture { try initializeConnection(channel) }
+                if let maxConnections {
+                    guard open.count.wrappingAdd(1, ordering: .relaxed).newValue <= maxConnections else {
+                        open.count.wrappingSubtract(1, ordering: .relaxed)
+                        events.closed(.connectionLimit)
+                        return channel.close()
+                    }
+                    channel.closeFuture.whenComplete { _ in open.count.wrappingSubtract(1, ordering: .relaxed) }
+                }
+                return channel.eventLoop.makeCompletedFuture { try initializeConnection(channel) }
             }
             .bind(host: host, port: port)
             .get()
@@ -47,4 +59,9 @@ public enum QuiescingServer {
         initiateShutdown()
         try? await allClosed.futureResult.get()
     }
+}
+
+/// Connections a listener has open.
+final class OpenConnections: Sendable {
+    let count = Atomic<Int>(0)
 }

@@ -136,3 +136,12 @@ def module_grpc_collector(agenttrace_bin, tmp_path_factory):
     yield c
     problems = cs.stop_all()
     assert not problems, "\n\n".join(problems)
+
+
+def pytest_terminal_summary(terminalreporter):
+    """The hostile inputs sent and how each was answered (test_hostile.py), for the record."""
+    if not h.HOSTILE_REPORT:
+        return
+    terminalreporter.section("hostile inputs: %d sent" % len(h.HOSTILE_REPORT))
+    for case, transport, answer in h.HOSTILE_REPORT:
+        terminalreporter.write_line("%-5s %-55s -> %s" % (transport, case, answer))

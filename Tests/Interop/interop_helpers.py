@@ -140,14 +140,14 @@ GRPC_SETTINGS = {
 
 def build_config(output_path, max_request_body_size=1048576, send_batch_size=512, timeout="200ms",
                  receiver_endpoint="127.0.0.1:0", admin_endpoint="127.0.0.1:0", http=True, grpc=None,
-                 exporter="file", service_graph=None, processors_before_batch=None):
+                 exporter="file", service_graph=None, processors_before_batch=None, overrides=None):
     """The collector config the tests use: OTLP/HTTP receiver -> batch -> file exporter.
 
     grpc: settings for an OTLP/gRPC receiver next to the HTTP one (e.g. GRPC_SETTINGS), None for none;
     http=False leaves the HTTP one out. exporter: "file" (writing output_path), "nop" or "debug".
     service_graph: settings of a `service_graph` processor, placed before `batch` in the pipeline;
     None for none. processors_before_batch: more processors ({type: settings}, in order), after service_graph and
-    before batch."""
+    before batch. overrides: a dict deep-merged into the result last (limits, auth, tls, service settings)."""
     protocols = {}
     if grpc is not None:
         protocols["grpc"] = dict({"endpoint": "127.0.0.1:0"}, **grpc)
@@ -170,7 +170,7 @@ def build_config(output_path, max_request_body_size=1048576, send_batch_size=512
         "send_batch_size": send_batch_size,
         "timeout": timeout,
     }
-    return {
+    config = {
         "receivers": {
             "otlp": {
                 "protocols": protocols,
@@ -189,6 +189,15 @@ def build_config(output_path, max_request_body_size=1048576, send_batch_size=512
             },
         },
     }
+    return deep_merge(config, overrides or {})
+
+
+def deep_merge(base, extra):
+    """`base` with `extra` merged in: nested dicts merge, anything else replaces."""
+    out = dict(base)
+    for k, v in extra.items():
+        out[k] = deep_merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
 
 
 def write_config(path, config):
@@ -598,11 +607,14 @@ class HTTPResult:
         return json.loads(self.body.decode("utf-8"))
 
 
-def http_request(address, method, path, body=None, headers=None, timeout=15.0):
-    """One request on a fresh connection. The body is sent even if the server answers early
-    (e.g. 413); the response is still read in that case."""
+def http_request(address, method, path, body=None, headers=None, timeout=15.0, ssl_context=None):
+    """One request on a fresh connection (HTTPS with `ssl_context`). The body is sent even if the
+    server answers early (e.g. 413); the response is still read in that case."""
     host, port = split_address(address)
-    conn = http.client.HTTPConnection(host, port, timeout=timeout)
+    if ssl_context is not None:
+        conn = http.client.HTTPSConnection(host, port, timeout=timeout, context=ssl_context)
+    else:
+        conn = http.client.HTTPConnection(host, port, timeout=timeout)
     try:
         conn.putrequest(method, path, skip_accept_encoding=True)
         hdrs = dict(headers or {})
@@ -1098,6 +1110,8 @@ class Collector:
         self.admin = None
         self.returncode = None
         self.stop_requested = False   # SIGTERM sent (by stop() or terminate())
+        self.admin_headers = {}       # sent with every admin_get (an Authorization header when admin auth is on)
+        self.admin_ssl = None         # an ssl.SSLContext when the admin API serves TLS
 
     # -- life cycle --
 
@@ -1220,7 +1234,7 @@ class Collector:
         return http_request(self.http_address, method, path, body, h)
 
     def admin_get(self, path):
-        return http_request(self.admin, "GET", path)
+        return http_request(self.admin, "GET", path, headers=self.admin_headers, ssl_context=self.admin_ssl)
 
     def scrape(self):
         r = self.admin_get("/metrics")
@@ -1270,3 +1284,7 @@ def free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+# (case, transport, answer) for every hostile input test_hostile.py sent; printed in the terminal summary.
+HOSTILE_REPORT = []

@@ -34,3 +34,29 @@ struct GzipLimitTests {
         #expect(throws: GzipError.tooLarge(limit: limit)) { try Gzip.inflate(over, limit: limit) }
     }
 }
+
+@Suite("gzip members")
+struct GzipMemberTests {
+    @Test("every member of a multi-member stream is inflated, in order (RFC 1952 §2.2)")
+    func members() throws {
+        var joined = try Gzip.deflate(ByteBuffer(string: "first,"))
+        var second = try Gzip.deflate(ByteBuffer(string: "second"))
+        joined.writeBuffer(&second)
+        #expect(try Gzip.inflate(joined, limit: 100) == ByteBuffer(string: "first,second"))
+    }
+
+    @Test("the limit covers all members together")
+    func membersShareTheLimit() throws {
+        let member = try Gzip.deflate(ByteBuffer(bytes: Array(repeating: 0, count: 600)))
+        var bomb = member
+        for _ in 0..<3 { var copy = member; bomb.writeBuffer(&copy) }
+        #expect(throws: GzipError.tooLarge(limit: 1000)) { try Gzip.inflate(bomb, limit: 1000) }
+    }
+
+    @Test("bytes after a member that are not gzip are corrupt")
+    func trailingGarbage() throws {
+        var body = try Gzip.deflate(ByteBuffer(string: "ok"))
+        body.writeString("garbage")
+        #expect(throws: GzipError.corrupt) { try Gzip.inflate(body, limit: 100) }
+    }
+}

@@ -26,6 +26,10 @@ void trace_arena_set_limit(TraceArena *arena, size_t byte_limit);
 /* Zeroed, 16-byte-aligned memory valid until the next reset; NULL over the limit. */
 void *trace_arena_alloc(TraceArena *arena, size_t size);
 
+/* Hands the C allocator's free pages back to the system (glibc malloc_trim) so resident memory shows
+ * what is in use, after arenas and decoded batches have been freed; returns 1 if memory was released. */
+int trace_release_free_memory(void);
+
 /* The allocator to pass to protobuf-c's unpack functions. */
 ProtobufCAllocator *trace_arena_allocator(TraceArena *arena);
 

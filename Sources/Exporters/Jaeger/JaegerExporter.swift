@@ -69,7 +69,9 @@ public struct JaegerExporterFactory: ExporterFactory {
 
     public func makeExporter(section: ConfigSection, context: ComponentContext) throws -> any SpanExporter {
         let configuration = try JaegerExporterConfiguration(section: section)
-        let sender = JaegerSender(client: GRPCClient(host: configuration.endpoint.host, port: configuration.endpoint.port),
+        let client = GRPCClient(host: configuration.endpoint.host, port: configuration.endpoint.port,
+                                configureTransport: try configuration.common.tls?.grpcTransport(host: configuration.endpoint.host))
+        let sender = JaegerSender(client: client,
                                   timeout: configuration.common.timeout)
         return QueuedExporter(id: context.id, sender: sender, queue: configuration.common.queue, retry: configuration.common.retry,
                               metrics: context.metrics, logger: context.logger)

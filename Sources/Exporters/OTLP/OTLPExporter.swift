@@ -104,16 +104,19 @@ public struct OTLPExporterFactory: ExporterFactory {
         switch configuration.transport {
         case .grpc:
             let endpoint = configuration.grpcEndpoint!  // checked by the configuration
-            sender = OTLPGRPCSender(client: GRPCClient(host: endpoint.host, port: endpoint.port), gzip: configuration.gzip,
+            let tls = configuration.common.tls ?? (configuration.endpoint.hasPrefix("https://") ? TLSClientSettings() : nil)
+            let client = GRPCClient(host: endpoint.host, port: endpoint.port,
+                                    configureTransport: try tls?.grpcTransport(host: endpoint.host))
+            sender = OTLPGRPCSender(client: client, gzip: configuration.gzip,
                                     metadata: configuration.headers.map { ($0.0, $0.1) }, timeout: configuration.common.timeout)
         case .httpProtobuf:
-            sender = HTTPBatchSender(url: configuration.tracesURL, headers: configuration.headers, gzip: configuration.gzip,
-                                     timeout: configuration.common.timeout) { payload in
+            sender = try HTTPBatchSender(url: configuration.tracesURL, headers: configuration.headers, gzip: configuration.gzip,
+                                         timeout: configuration.common.timeout, tls: configuration.common.tls) { payload in
                 (OTLPProtobufCodec(initialArenaCapacity: 64 << 10).encodeRequest(payload.batch), "application/x-protobuf")
             }
         case .httpJSON:
-            sender = HTTPBatchSender(url: configuration.tracesURL, headers: configuration.headers, gzip: configuration.gzip,
-                                     timeout: configuration.common.timeout) { payload in
+            sender = try HTTPBatchSender(url: configuration.tracesURL, headers: configuration.headers, gzip: configuration.gzip,
+                                         timeout: configuration.common.timeout, tls: configuration.common.tls) { payload in
                 (OTLPJSON.encodeRequest(payload.batch), "application/json")
             }
         }

@@ -6,6 +6,8 @@ public struct ExporterCommonConfiguration: Sendable, Equatable {
     public var timeout: Duration = .seconds(5)
     public var queue = QueueConfiguration()
     public var retry = RetryConfiguration()
+    /// `tls:`; nil (the default) for plain connections (or the system's CAs for an https:// URL).
+    public var tls: TLSClientSettings?
 
     public init() {}
 
@@ -14,6 +16,7 @@ public struct ExporterCommonConfiguration: Sendable, Equatable {
         timeout = try section.duration("timeout", default: timeout, minimum: .milliseconds(1))
         if let queueSection = try section.section("sending_queue") { queue = try QueueConfiguration(section: queueSection) }
         if let retrySection = try section.section("retry_on_failure") { retry = try RetryConfiguration(section: retrySection) }
+        tls = try section.section("tls").map { (tls) throws(ConfigurationError) in try TLSClientSettings(section: tls) }
     }
 
     /// `compression: gzip|none`.

@@ -19,13 +19,16 @@ final class HTTPBatchSender: BatchSender {
     private let encode: Encoder
     private let client: HTTPClient
 
-    init(url: String, headers: [(String, String)], gzip: Bool, timeout: Duration, encode: @escaping Encoder) {
+    /// `tls` configures https:// connections (trusted CAs, client certificate, verification).
+    init(url: String, headers: [(String, String)], gzip: Bool, timeout: Duration, tls: TLSClientSettings? = nil,
+         encode: @escaping Encoder) throws {
         self.url = url
         self.headers = headers
         self.gzip = gzip
         self.timeout = timeout
         self.encode = encode
         client = HTTPClient(eventLoopGroupProvider: .singleton, configuration: .init(
+            tlsConfiguration: try tls?.configuration(alpn: ["http/1.1"]),
             redirectConfiguration: .disallow, timeout: .init(connect: .seconds(5)), decompression: .disabled))
     }
 

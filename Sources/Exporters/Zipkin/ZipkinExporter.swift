@@ -35,8 +35,8 @@ public struct ZipkinExporterFactory: ExporterFactory {
     public func makeExporter(section: ConfigSection, context: ComponentContext) throws -> any SpanExporter {
         let configuration = try ZipkinExporterConfiguration(section: section)
         let proto = configuration.format == "proto"
-        let sender = HTTPBatchSender(url: configuration.endpoint, headers: [], gzip: configuration.gzip,
-                                     timeout: configuration.common.timeout) { payload in
+        let sender = try HTTPBatchSender(url: configuration.endpoint, headers: [], gzip: configuration.gzip,
+                                         timeout: configuration.common.timeout, tls: configuration.common.tls) { payload in
             let spans = ZipkinTranslator.spans(from: payload.batch)
             return proto ? (ZipkinEncoder().proto(spans), "application/x-protobuf") : (ZipkinEncoder.json(spans), "application/json")
         }

@@ -14,13 +14,23 @@ struct OTLPGRPCService: GRPCUnaryService {
     let maxReceiveMessageSize: Int
     let sink: any BatchSink
     let metrics: OTLPReceiverMetrics
+    /// The tokens a call must present in its `authorization` metadata; nil lets every call in.
+    let tokens: BearerTokens?
     private let codecs: PerEventLoopCodecs
 
-    init(maxReceiveMessageSize: Int, sink: any BatchSink, group: any EventLoopGroup, metrics: OTLPReceiverMetrics) {
+    init(maxReceiveMessageSize: Int, sink: any BatchSink, group: any EventLoopGroup, metrics: OTLPReceiverMetrics,
+         tokens: BearerTokens? = nil) {
         self.maxReceiveMessageSize = maxReceiveMessageSize
         self.sink = sink
         self.metrics = metrics
+        self.tokens = tokens
         codecs = PerEventLoopCodecs(group: group)
+    }
+
+    func authenticate(headers: [HTTP2Header]) -> GRPCResponse? {
+        guard let tokens else { return nil }
+        let authorization = headers.first { $0.name == "authorization" }?.value
+        return tokens.allows(authorization: authorization) ? nil : GRPCResponse(status: .unauthenticated, message: "missing or invalid bearer token")
     }
 
     func serves(path: String) -> Bool { path == Self.exportPath }

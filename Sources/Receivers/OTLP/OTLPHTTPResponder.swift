@@ -21,17 +21,22 @@ struct OTLPHTTPResponder: HTTP1Responder {
         static let resourceExhausted: Int32 = 8
         static let unimplemented: Int32 = 12
         static let unavailable: Int32 = 14
+        static let unauthenticated: Int32 = 16
     }
 
     let configuration: OTLPHTTPConfiguration
     let sink: any BatchSink
     let metrics: OTLPReceiverMetrics
+    /// The tokens a request must present; nil lets every request in.
+    let tokens: BearerTokens?
     private let codecs: PerEventLoopCodecs
 
-    init(configuration: OTLPHTTPConfiguration, sink: any BatchSink, group: any EventLoopGroup, metrics: OTLPReceiverMetrics) {
+    init(configuration: OTLPHTTPConfiguration, sink: any BatchSink, group: any EventLoopGroup, metrics: OTLPReceiverMetrics,
+         tokens: BearerTokens? = nil) {
         self.configuration = configuration
         self.sink = sink
         self.metrics = metrics
+        self.tokens = tokens
         codecs = PerEventLoopCodecs(group: group)
     }
 
@@ -52,6 +57,13 @@ struct OTLPHTTPResponder: HTTP1Responder {
     func respond(toHead head: HTTPRequestHead) -> HTTP1Response? {
         let path = head.uri.split(separator: "?", maxSplits: 1, omittingEmptySubsequences: false).first.map(String.init) ?? head.uri
         let format = Self.format(of: head) ?? .json
+        // RFC 6750 §3: a request without valid credentials gets 401 with `WWW-Authenticate: Bearer`.
+        if let tokens, !tokens.allows(authorization: head.headers.first(name: "authorization")) {
+            var response = error(.unauthorized, RPCCode.unauthenticated, "missing or invalid bearer token", format)
+            response.headers.add(name: "www-authenticate", value: head.headers.contains(name: "authorization")
+                                 ? #"Bearer realm="agenttrace", error="invalid_token""# : #"Bearer realm="agenttrace""#)
+            return response
+        }
         guard path == configuration.tracesURLPath else {
             return error(.notFound, RPCCode.notFound, "no such path: only POST \(configuration.tracesURLPath) is served", format)
         }

@@ -42,6 +42,16 @@ public struct OTLPGRPCConfiguration: Sendable, Equatable {
     public var maxConcurrentStreams = 100
     /// `keepalive: server_parameters: max_connection_idle`: close a connection idle this long. Default: never.
     public var maxConnectionIdle: Duration?
+    /// `max_connections`, `read_header_timeout` (the preface, each frame and header block; default 10s)
+    /// and `read_timeout` (a whole call after its HEADERS, else DEADLINE_EXCEEDED; default 60s).
+    public var limits = ConnectionLimits(maxConnections: ListenerDefaults.maxConnections,
+                                         readHeaderTimeout: ListenerDefaults.readHeaderTimeout, readTimeout: ListenerDefaults.readTimeout)
+    /// `max_header_list_size`: request header bytes (HTTP/2 accounting, 32 per field extra). Default 16384.
+    public var maxHeaderListSize = 16_384
+    /// `auth:` bearer tokens; nil (the default) lets every call in.
+    public var auth: BearerAuthConfiguration?
+    /// `tls:`; nil (the default) serves h2c (plain text).
+    public var tls: TLSServerConfiguration?
 
     public init() {}
 
@@ -49,6 +59,10 @@ public struct OTLPGRPCConfiguration: Sendable, Equatable {
         endpoint = try section.endpoint("endpoint", default: endpoint)
         maxReceiveMessageSizeMiB = try section.int("max_recv_msg_size_mib", default: maxReceiveMessageSizeMiB, in: 1...1024)
         maxConcurrentStreams = try section.int("max_concurrent_streams", default: maxConcurrentStreams, in: 1...100_000)
+        limits = try section.connectionLimits()
+        maxHeaderListSize = try section.int("max_header_list_size", default: maxHeaderListSize, in: 1024...(1 << 20))
+        auth = try section.bearerAuth()
+        tls = try section.tlsServer()
         if let keepalive = try section.section("keepalive") {
             if let server = try keepalive.section("server_parameters") {
                 let idle = try server.duration("max_connection_idle", default: .zero)
@@ -64,7 +78,9 @@ public struct OTLPGRPCConfiguration: Sendable, Equatable {
     var server: GRPCServerConfiguration {
         var configuration = GRPCServerConfiguration(host: endpoint.host, port: endpoint.port)
         configuration.settings.maxConcurrentStreams = UInt32(maxConcurrentStreams)
+        configuration.settings.maxHeaderListSize = UInt32(maxHeaderListSize)
         configuration.maxConnectionIdle = maxConnectionIdle
+        configuration.limits = limits
         return configuration
     }
 }
@@ -77,11 +93,23 @@ public struct OTLPHTTPConfiguration: Sendable, Equatable {
     public var maxRequestBodySize = 64 << 20
     /// The path traces are posted to. Default `/v1/traces`.
     public var tracesURLPath = "/v1/traces"
+    /// Timeouts, header and connection limits (defaults in `HTTP1Limits` and `ListenerDefaults`).
+    public var limits = HTTP1Limits(connection: ConnectionLimits(maxConnections: ListenerDefaults.maxConnections,
+                                                                 readHeaderTimeout: ListenerDefaults.readHeaderTimeout,
+                                                                 readTimeout: ListenerDefaults.readTimeout),
+                                    idleTimeout: ListenerDefaults.idleTimeout)
+    /// `auth:` bearer tokens; nil (the default) lets every request in.
+    public var auth: BearerAuthConfiguration?
+    /// `tls:`; nil (the default) serves plain HTTP.
+    public var tls: TLSServerConfiguration?
 
     public init() {}
 
     public init(section: ConfigSection) throws(ConfigurationError) {
         endpoint = try section.endpoint("endpoint", default: endpoint)
+        limits = try HTTP1Limits(section: section)
+        auth = try section.bearerAuth()
+        tls = try section.tlsServer()
         maxRequestBodySize = try section.int("max_request_body_size", default: maxRequestBodySize, in: 1...(1 << 30))
         tracesURLPath = try section.string("traces_url_path", default: tracesURLPath)
         guard tracesURLPath.hasPrefix("/") else {
@@ -104,18 +132,25 @@ public struct OTLPReceiverFactory: ReceiverFactory {
         let configuration = try OTLPReceiverConfiguration(section: section)
         var services: [any Service] = []
         if let grpc = configuration.grpc {
+            let metrics = OTLPReceiverMetrics(receiver: context.id.description, transport: "grpc", metrics: context.metrics)
             let service = OTLPGRPCService(maxReceiveMessageSize: grpc.maxReceiveMessageSizeMiB << 20, sink: sink, group: group,
-                                          metrics: OTLPReceiverMetrics(receiver: context.id.description, transport: "grpc",
-                                                                       metrics: context.metrics))
-            services.append(GRPCServer(configuration: grpc.server, service: service, group: group, logger: context.logger) { address in
+                                          metrics: metrics, tokens: grpc.auth.map(BearerTokens.init))
+            let tls = try grpc.tls.map { try TLSServer(configuration: $0, alpn: ["h2"]) }
+            services.append(GRPCServer(configuration: grpc.server, service: service, group: group, logger: context.logger,
+                                       events: metrics.connectionEvents,
+                                       configureTransport: tls?.configureTransport(events: metrics.connectionEvents)) { address in
                 context.announceListening("grpc", address)
             })
         }
         if let http = configuration.http {
-            let responder = OTLPHTTPResponder(configuration: http, sink: sink, group: group,
-                                              metrics: OTLPReceiverMetrics(receiver: context.id.description, transport: "http",
-                                                                           metrics: context.metrics))
-            services.append(HTTP1Server(endpoint: http.endpoint, responder: responder, group: group, logger: context.logger) { address in
+            let metrics = OTLPReceiverMetrics(receiver: context.id.description, transport: "http", metrics: context.metrics)
+            let responder = OTLPHTTPResponder(configuration: http, sink: sink, group: group, metrics: metrics,
+                                              tokens: http.auth.map(BearerTokens.init))
+            let tls = try http.tls.map { try TLSServer(configuration: $0, alpn: ["http/1.1"]) }
+            services.append(HTTP1Server(endpoint: http.endpoint, responder: responder, group: group, limits: http.limits,
+                                        events: metrics.connectionEvents,
+                                        configureTransport: tls?.configureTransport(events: metrics.connectionEvents),
+                                        logger: context.logger) { address in
                 context.announceListening("http", address)
             })
         }

@@ -1,3 +1,4 @@
+import HTTP2
 import Pipeline
 import Prometheus
 
@@ -8,11 +9,13 @@ struct OTLPReceiverMetrics: Sendable {
     /// The codes each transport answers with, created up front so answering needs no registry lookup.
     static func knownCodes(transport: String) -> [String] {
         transport == "grpc"
-            ? ["OK", "INVALID_ARGUMENT", "RESOURCE_EXHAUSTED", "UNIMPLEMENTED", "UNAVAILABLE"]
-            : ["200", "400", "404", "405", "413", "415", "503"]
+            ? ["OK", "INVALID_ARGUMENT", "DEADLINE_EXCEEDED", "RESOURCE_EXHAUSTED", "UNIMPLEMENTED", "UNAVAILABLE", "UNAUTHENTICATED"]
+            : ["200", "400", "401", "404", "405", "413", "415", "431", "503"]
     }
 
     let acceptedSpans: Counter
+    /// Counts the connections the server closed, by reason (`agenttrace_receiver_connections_closed_total`).
+    let connectionEvents: ConnectionEvents
     let refusedSpans: Counter
     private let requests: [String: Counter]
     private let decodeErrors: [String: Counter]
@@ -39,6 +42,7 @@ struct OTLPReceiverMetrics: Sendable {
                 labels: labels + [("encoding", encoding)])
         }
         self.decodeErrors = decodeErrors
+        connectionEvents = ConnectionEvents.counting(metrics: metrics, labels: labels)
     }
 
     func answered(_ code: String) {
@@ -47,5 +51,19 @@ struct OTLPReceiverMetrics: Sendable {
 
     func decodeFailed(_ encoding: String) {
         decodeErrors[encoding]?.increment()
+    }
+}
+
+extension ConnectionEvents {
+    /// Counts closed connections in `agenttrace_receiver_connections_closed_total{reason}` with `labels`.
+    public static func counting(metrics: SelfMetrics, labels: [(String, String)]) -> ConnectionEvents {
+        var counters: [ConnectionCloseReason: Counter] = [:]
+        for reason in ConnectionCloseReason.allCases {
+            counters[reason] = metrics.counter("agenttrace_receiver_connections_closed_total",
+                                               help: "Connections the server closed or refused: limits, timeouts, protocol errors.",
+                                               labels: labels + [("reason", reason.rawValue)])
+        }
+        let all = counters
+        return ConnectionEvents { reason in all[reason]?.increment() }
     }
 }

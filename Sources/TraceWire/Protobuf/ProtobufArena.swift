@@ -85,3 +85,12 @@ extension ProtobufCBinaryData {
         return Array(UnsafeBufferPointer(start: data, count: len))
     }
 }
+
+/// The C allocator underneath the decoders.
+public enum NativeMemory {
+    /// Hands the allocator's free pages back to the system (glibc `malloc_trim`), so resident memory
+    /// shows what is in use; the memory limiter calls it when over its soft limit.
+    public static func releaseFreeMemory() {
+        _ = trace_release_free_memory()
+    }
+}
