@@ -121,6 +121,8 @@ let package = Package(
             name: "AgentTraceServer",
             dependencies: [
                 "Pipeline", "Receivers", "Processors", "Exporters", "ServiceGraph", "TraceWire", "HTTP2",
+                // `replay --endpoint` posts with it: URLSession would link libcurl into the binary.
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
@@ -143,7 +145,11 @@ let package = Package(
         .testTarget(name: "ProcessorsTests", dependencies: ["Processors", "Pipeline"]),
         .testTarget(name: "ServiceGraphTests", dependencies: ["ServiceGraph"]),
         .testTarget(name: "ExportersTests", dependencies: ["Exporters"]),
-        .testTarget(name: "AgentTraceServerTests", dependencies: ["AgentTraceServer", "ServiceGraph"]),
+        .testTarget(name: "AgentTraceServerTests", dependencies: [
+            "AgentTraceServer", "ServiceGraph",
+            // reads the Kubernetes ConfigMap in deploy/k8s to validate the configuration it carries
+            .product(name: "Yams", package: "Yams"),
+        ]),
     ],
     swiftLanguageModes: [.v6]
 )
