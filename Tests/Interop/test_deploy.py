@@ -19,6 +19,7 @@ No Docker engine or cluster runs here, so what can be checked without one is che
   * the wiring between files: ports, paths, service names, datasource uids, volume mounts.
 """
 
+import http.server
 import json
 import os
 import re
@@ -27,12 +28,12 @@ import shutil
 import subprocess
 import threading
 import time
-import http.server
 
 import pytest
 
 import fakes
 import interop_helpers as h
+from conftest import _Collectors
 
 try:
     import yaml
@@ -755,7 +756,6 @@ def resolve_grafana_variables(expr):
 @pytest.fixture
 def stack(agenttrace_bin, tmp_path, monkeypatch):
     """The production config running against a fake Jaeger v2 (OTLP/gRPC), a fake Zipkin and an alert receiver."""
-    from conftest import _Collectors
     jaeger, zipkin, alerts = fakes.OTLPGrpcFake().start(), fakes.ZipkinFake().start(), h.AlertReceiver()
     monkeypatch.setenv("AGENTTRACE_CONFIG_DIR", DEPLOY)
     monkeypatch.setenv("AGENTTRACE_DATA_DIR", str(tmp_path / "data"))
