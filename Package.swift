@@ -125,6 +125,8 @@ let package = Package(
             name: "AgentTraceServer",
             dependencies: [
                 "Pipeline", "Receivers", "Processors", "Exporters", "ServiceGraph", "TraceWire", "HTTP2",
+                // `replay --endpoint` posts with it: URLSession would link libcurl into the binary.
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "NIOPosix", package: "swift-nio"),
@@ -149,7 +151,11 @@ let package = Package(
         .testTarget(name: "ProcessorsTests", dependencies: ["Processors", "Pipeline", "TestSupport"]),
         .testTarget(name: "ServiceGraphTests", dependencies: ["ServiceGraph"]),
         .testTarget(name: "ExportersTests", dependencies: ["Exporters", "TestSupport"]),
-        .testTarget(name: "AgentTraceServerTests", dependencies: ["AgentTraceServer", "ServiceGraph", "TestSupport"]),
+        .testTarget(name: "AgentTraceServerTests", dependencies: [
+            "AgentTraceServer", "ServiceGraph", "TestSupport",
+            // reads the Kubernetes ConfigMap in deploy/k8s to validate the configuration it carries
+            .product(name: "Yams", package: "Yams"),
+        ]),
     ],
     swiftLanguageModes: [.v6]
 )

@@ -1,3 +1,4 @@
+import AsyncHTTPClient
 import Foundation
 import Logging
 import NIOCore
@@ -5,9 +6,6 @@ import Pipeline
 import Receivers
 import TraceModel
 import TraceWire
-#if canImport(FoundationNetworking)
-import FoundationNetworking
-#endif
 
 /// What a replay did.
 public struct ReplaySummary: Sendable, Equatable {
@@ -106,8 +104,22 @@ public struct EndpointReplay {
     }
 
     public func run(files: [String]) async throws -> ReplaySummary {
+        // AsyncHTTPClient rather than URLSession: on Linux URLSession is FoundationNetworking, which
+        // links libcurl, and the container image (deploy/Dockerfile) carries no libcurl.
+        let client = HTTPClient(eventLoopGroupProvider: .singleton, configuration: .init(
+            redirectConfiguration: .disallow, timeout: .init(connect: .seconds(5)), decompression: .disabled))
+        do {
+            let summary = try await run(files: files, client: client)
+            try await client.shutdown()
+            return summary
+        } catch {
+            try? await client.shutdown()
+            throw error
+        }
+    }
+
+    private func run(files: [String], client: HTTPClient) async throws -> ReplaySummary {
         var summary = ReplaySummary()
-        let session = URLSession(configuration: .ephemeral)
         var firstRecorded: UInt64?
         let started = ContinuousClock.now
         try await reader.forEachRequest(in: files, summary: &summary, progress: progress) { request, summary in
@@ -120,7 +132,7 @@ public struct EndpointReplay {
                 let wait = due - (ContinuousClock.now - started)
                 if wait > .zero { try await Task.sleep(for: wait) }
             }
-            let rejected = try await send(codec.encodeRequest(request.batch), session: session, location: request.location)
+            let rejected = try await send(codec.encodeRequest(request.batch), client: client, location: request.location)
             summary.rejected += rejected
             summary.accepted += count - rejected
         }
@@ -129,24 +141,26 @@ public struct EndpointReplay {
     }
 
     /// Posts one request; returns the spans the collector rejected in its partial success.
-    private func send(_ body: [UInt8], session: URLSession, location: String) async throws -> Int {
-        var request = URLRequest(url: url)
-        request.httpMethod = "POST"
-        request.setValue("application/x-protobuf", forHTTPHeaderField: "Content-Type")
-        request.httpBody = Data(body)
+    private func send(_ body: [UInt8], client: HTTPClient, location: String) async throws -> Int {
         for attempt in 1...10 {
-            let (data, response) = try await session.data(for: request)
-            let status = (response as? HTTPURLResponse)?.statusCode ?? 0
+            var request = HTTPClientRequest(url: url.absoluteString)
+            request.method = .POST
+            request.headers.add(name: "content-type", value: "application/x-protobuf")
+            request.headers.add(name: "user-agent", value: "AgentTrace")
+            request.body = .bytes(ByteBuffer(bytes: body))
+            let response = try await client.execute(request, timeout: .seconds(60))
+            let data = Array(buffer: try await response.body.collect(upTo: 16 << 20))
+            let status = Int(response.status.code)
             switch status {
             case 200:
-                let partial = try codec.decodeResponse(Array(data))
+                let partial = try codec.decodeResponse(data)
                 return Int(partial.rejectedSpans)
             case 429, 502, 503, 504:
-                let retryAfter = (response as? HTTPURLResponse)?.value(forHTTPHeaderField: "Retry-After").flatMap(Double.init) ?? 1
+                let retryAfter = response.headers.first(name: "retry-after").flatMap(Double.init) ?? 1
                 progress.warn("\(location): collector answered \(status); retrying in \(retryAfter)s (attempt \(attempt))")
                 try await Task.sleep(for: .milliseconds(Int(min(retryAfter, 30) * 1000)))
             default:
-                let message = (try? codec.decodeStatus(Array(data)).message) ?? String(decoding: data, as: UTF8.self)
+                let message = (try? codec.decodeStatus(data).message) ?? String(decoding: data, as: UTF8.self)
                 throw TraceFileReader.ReadError(description: "\(location): collector answered \(status): \(message)")
             }
         }

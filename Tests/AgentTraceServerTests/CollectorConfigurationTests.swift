@@ -2,6 +2,7 @@ import Foundation
 import Logging
 import Pipeline
 import Testing
+import Yams
 @testable import AgentTraceServer
 
 @Suite("collector configuration")
@@ -52,6 +53,39 @@ struct CollectorConfigurationTests {
         #expect(collector.pipelines.count == 1)
     }
 
+    @Test("a collector with HTTP exporters and alert sinks is built and dropped without running, as validate does")
+    func builtAndDroppedUnstarted() throws {
+        // AsyncHTTPClient traps (in debug builds) when a client is released without shutdown(): the
+        // HTTP senders must not own one before they first send.
+        let yaml = """
+        receivers:
+          otlp:
+            protocols:
+              http:
+                endpoint: 127.0.0.1:0
+        processors:
+          threshold_triggers:
+            rules:
+              - { name: errors, status: error }
+            notify:
+              - { webhook: "http://127.0.0.1:9/hook" }
+              - { slack: "http://127.0.0.1:9/slack" }
+        exporters:
+          zipkin:
+            endpoint: http://127.0.0.1:9/api/v2/spans
+          otlp:
+            protocol: http/protobuf
+            endpoint: http://127.0.0.1:9
+        service:
+          pipelines:
+            traces:
+              receivers: [otlp]
+              processors: [threshold_triggers]
+              exporters: [zipkin, otlp]
+        """
+        for _ in 0..<2 { _ = try build(yaml) }
+    }
+
     @Test("mistakes fail naming the key", arguments: [
         ("receivers:\n  otlp:\n    protocols:\n      http:\n        endpointt: x:1\nexporters:\n  nop:\nservice:\n  pipelines:\n    traces:\n      receivers: [otlp]\n      exporters: [nop]\n",
          "receivers.otlp.protocols.http.endpointt"),
@@ -72,16 +106,42 @@ struct CollectorConfigurationTests {
 
 @Suite("shipped configurations")
 struct ShippedConfigurationTests {
+    static let deploy = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+        .deletingLastPathComponent().appendingPathComponent("deploy")
+
+    /// Builds `yaml` as the deployments run it: `agents.yaml` in `configDirectory` (AGENTTRACE_CONFIG_DIR),
+    /// the disk queues under a fresh temporary folder (AGENTTRACE_DATA_DIR; building creates their folders).
+    func build(_ yaml: String, configDirectory: URL) throws {
+        let data = FileManager.default.temporaryDirectory.appendingPathComponent("agenttrace-deploy-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: data) }
+        let environment = ["AGENTTRACE_CONFIG_DIR": configDirectory.path, "AGENTTRACE_DATA_DIR": data.path]
+        _ = try Collector(configuration: try CollectorConfiguration(yaml: yaml, environment: environment),
+                          logger: Logger(label: "test"), announcer: StartupAnnouncer { _ in })
+    }
+
     @Test("every configuration in deploy/ builds")
     func deployConfigurations() throws {
-        let deploy = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
-            .deletingLastPathComponent().appendingPathComponent("deploy")
-        let files = try FileManager.default.contentsOfDirectory(atPath: deploy.path).filter { $0.hasPrefix("agenttrace") && $0.hasSuffix(".yaml") }
+        let files = try FileManager.default.contentsOfDirectory(atPath: Self.deploy.path).filter { $0.hasPrefix("agenttrace") && $0.hasSuffix(".yaml") }
         #expect(!files.isEmpty)
         for file in files {
-            let yaml = try String(contentsOf: deploy.appendingPathComponent(file), encoding: .utf8)
-            _ = try Collector(configuration: try CollectorConfiguration(yaml: yaml, environment: [:]),
-                              logger: Logger(label: "test"), announcer: StartupAnnouncer { _ in })
+            let yaml = try String(contentsOf: Self.deploy.appendingPathComponent(file), encoding: .utf8)
+            try build(yaml, configDirectory: Self.deploy)
         }
+    }
+
+    @Test("the configuration the Kubernetes ConfigMap carries builds, with the agents.yaml next to it")
+    func kubernetesConfigMap() throws {
+        let manifest = try String(contentsOf: Self.deploy.appendingPathComponent("k8s/configmap.yaml"), encoding: .utf8)
+        let configMap = try #require(try Yams.load(yaml: manifest) as? [String: Any])
+        #expect(configMap["kind"] as? String == "ConfigMap")
+        let data = try #require(configMap["data"] as? [String: String])
+        let yaml = try #require(data["agenttrace.yaml"])
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("agenttrace-configmap-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: directory) }
+        for (key, text) in data where key != "agenttrace.yaml" {
+            try text.write(to: directory.appendingPathComponent(key), atomically: true, encoding: .utf8)
+        }
+        try build(yaml, configDirectory: directory)
     }
 }

@@ -1,4 +1,4 @@
-"""Fixtures for the interop suite: the binary, promtool, and running collectors.
+"""Fixtures for the interop suite: the binary, promtool, prometheus, and running collectors.
 
 Run from the repository root:
 
@@ -53,6 +53,14 @@ def promtool():
 
 
 @pytest.fixture(scope="session")
+def prometheus_bin():
+    path = shutil.which("prometheus") or ("/usr/bin/prometheus" if os.access("/usr/bin/prometheus", os.X_OK) else None)
+    if not path:
+        _fail_missing("prometheus not found: install Debian's 'prometheus' package (apt-get install prometheus)")
+    return path
+
+
+@pytest.fixture(scope="session")
 def h2load():
     path = shutil.which("h2load")
     if not path:
@@ -83,6 +91,19 @@ class _Collectors:
     def __call__(self, name="collector", **config_kw):
         workdir = os.path.join(str(self.base_dir), "%s-%d" % (name, len(self.started)))
         c = h.Collector(self.binary, workdir, **config_kw)
+        self.started.append(c)
+        c.start()
+        return c
+
+    def launch(self, name, config, text=None):
+        """A collector running `config` (a dict, written as YAML), or the YAML `text` whose parsed form is `config`."""
+        c = h.Collector(self.binary, os.path.join(str(self.base_dir), "%s-%d" % (name, len(self.started))))
+        c.config = config
+        if text is None:
+            h.write_config(c.config_path, config)
+        else:
+            with open(c.config_path, "w") as f:
+                f.write(text)
         self.started.append(c)
         c.start()
         return c

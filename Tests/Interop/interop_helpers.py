@@ -6,8 +6,11 @@ way a user does (config file, stdout, HTTP, files it writes).
   * config writer      -- build_config() / to_yaml() / write_config()
   * metrics parser     -- parse_metrics() -> MetricSet (Prometheus text format)
   * OTLP reader        -- load_requests(), spans_of(), read_output_spans()
+  * OTLP/JSON writer   -- Trace (spans of one trace by service), otlp_request(), otlp_any()
   * process control    -- Collector (serve), run_cli(), parse_replay_output()
   * raw HTTP           -- http_request()
+  * Prometheus         -- Prometheus (a real server scraping a collector), prometheus_config()
+  * alert sinks        -- AlertReceiver (webhook, Slack, PagerDuty), rule_of()
   * gRPC               -- grpc_channel(), grpc_export(), grpc_frame()
   * raw HTTP/2         -- h2_request() / H2Client (hyper-h2), H2FrameClient (frame level),
                           raw_exchange(), parse_h2_frames(), parse_h2load_output()
@@ -16,6 +19,7 @@ way a user does (config file, stdout, HTTP, files it writes).
 import base64
 import gzip
 import http.client
+import http.server
 import json
 import math
 import os
@@ -26,6 +30,7 @@ import socket
 import subprocess
 import threading
 import time
+import urllib.parse
 import zlib
 from dataclasses import dataclass, field
 
@@ -565,6 +570,64 @@ def wait_for_output_spans(path, want, timeout=10.0, interval=0.05):
             raise AssertionError("file output %s did not reach the expected state within %.0fs; "
                                  "it has %d spans" % (path, timeout, len(spans)))
         time.sleep(interval)
+
+
+# ---------------------------------------------------------------------------
+# Hand-built OTLP/JSON: spans of one trace, tagged with the service that reports each
+# ---------------------------------------------------------------------------
+
+def otlp_any(v):
+    """A Python value as an OTLP/JSON AnyValue."""
+    if isinstance(v, bool):
+        return {"boolValue": v}
+    if isinstance(v, int):
+        return {"intValue": str(v)}
+    if isinstance(v, float):
+        return {"doubleValue": v}
+    return {"stringValue": str(v)}
+
+
+class Trace:
+    """Spans of one trace, each tagged with the service (resource) that reports it."""
+
+    def __init__(self, base_ns=None):
+        self.trace_id = os.urandom(16).hex()
+        self.base = base_ns if base_ns is not None else time.time_ns() - 10 * 1_000_000_000
+        self.spans = []   # (service, span json)
+
+    def span(self, service, name, kind, parent=None, start_s=0.0, dur_s=0.01, attrs=None, status=None):
+        """Add a span; parent is the parent's span id (hex) or None. Returns the span id."""
+        sid = os.urandom(8).hex()
+        sp = {
+            "traceId": self.trace_id,
+            "spanId": sid,
+            "name": name,
+            "kind": kind,
+            "startTimeUnixNano": str(self.base + int(start_s * 1e9)),
+            "endTimeUnixNano": str(self.base + int((start_s + dur_s) * 1e9)),
+        }
+        if parent:
+            sp["parentSpanId"] = parent
+        if attrs:
+            sp["attributes"] = [{"key": k, "value": otlp_any(v)} for k, v in attrs.items()]
+        if status is not None:
+            sp["status"] = {"code": status}
+        self.spans.append((service, sp))
+        return sid
+
+
+def otlp_request(tagged_spans):
+    """One ExportTraceServiceRequest: one resourceSpans per service, in first-seen order."""
+    order, groups = [], {}
+    for service, sp in tagged_spans:
+        if service not in groups:
+            groups[service] = []
+            order.append(service)
+        groups[service].append(sp)
+    return {"resourceSpans": [{
+        "resource": {"attributes": [{"key": "service.name", "value": {"stringValue": s}}]},
+        "scopeSpans": [{"scope": {"name": "agenttrace-interop"}, "spans": groups[s]}],
+    } for s in order]}
 
 
 ANY_VALUE_KEYS = {"stringValue", "boolValue", "intValue", "doubleValue", "bytesValue"}
@@ -1286,5 +1349,183 @@ def free_port():
         return s.getsockname()[1]
 
 
+<<<<<<< HEAD
 # (case, transport, answer) for every hostile input test_hostile.py sent; printed in the terminal summary.
 HOSTILE_REPORT = []
+=======
+# ---------------------------------------------------------------------------
+# A real Prometheus (Debian's `prometheus`) scraping a collector
+# ---------------------------------------------------------------------------
+
+def prometheus_config(target, interval="1s"):
+    """A Prometheus config scraping one AgentTrace admin address every `interval`."""
+    return ("global:\n  scrape_interval: %s\n  evaluation_interval: %s\n"
+            "scrape_configs:\n  - job_name: agenttrace\n    scrape_interval: %s\n    scrape_timeout: %s\n"
+            "    metrics_path: /metrics\n    static_configs:\n      - targets: ['%s']\n"
+            % (interval, interval, interval, interval, target))
+
+
+class Prometheus:
+    """`prometheus` on a free loopback port with its own config file and storage under `workdir`.
+
+    config_text: the whole prometheus.yml; `config(address)` may be a callable of the server's own
+    address instead (for a config that also scrapes Prometheus itself). By default prometheus_config(target)."""
+
+    def __init__(self, binary, workdir, target=None, config_text=None):
+        self.workdir = str(workdir)
+        os.makedirs(self.workdir, exist_ok=True)
+        self.port = free_port()
+        self.address = "127.0.0.1:%d" % self.port
+        if config_text is None:
+            config_text = prometheus_config(target)
+        elif callable(config_text):
+            config_text = config_text(self.address)
+        self.config = os.path.join(self.workdir, "prometheus.yml")
+        with open(self.config, "w") as f:
+            f.write(config_text)
+        self.log_path = os.path.join(self.workdir, "prometheus.log")
+        self.log = open(self.log_path, "wb")
+        self.proc = subprocess.Popen(
+            [binary, "--config.file=" + self.config, "--storage.tsdb.path=" + os.path.join(self.workdir, "data"),
+             "--web.listen-address=" + self.address],
+            stdin=subprocess.DEVNULL, stdout=self.log, stderr=subprocess.STDOUT, cwd=self.workdir,
+            start_new_session=True)
+
+    def log_tail(self):
+        try:
+            with open(self.log_path, "rb") as f:
+                return f.read()[-3000:].decode("utf-8", "replace")
+        except OSError:
+            return ""
+
+    def wait_ready(self, timeout=60.0):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise AssertionError("prometheus exited with %s\n%s" % (self.proc.returncode, self.log_tail()))
+            try:
+                if http_request(self.address, "GET", "/-/ready", timeout=2).status == 200:
+                    return self
+            except (OSError, AssertionError):
+                pass
+            time.sleep(0.2)
+        raise AssertionError("prometheus not ready within %.0fs\n%s" % (timeout, self.log_tail()))
+
+    def query(self, promql):
+        """The instant vector of `promql` now: [{"metric": {labels}, "value": [ts, "v"]}, ...]."""
+        path = "/api/v1/query?" + urllib.parse.urlencode({"query": promql})
+        r = http_request(self.address, "GET", path)
+        assert r.status == 200, "prometheus GET %s answered %d: %r" % (path, r.status, r.body[:300])
+        d = r.json()
+        assert d.get("status") == "success" and d["data"]["resultType"] == "vector", d
+        return d["data"]["result"]
+
+    def targets(self):
+        r = http_request(self.address, "GET", "/api/v1/targets")
+        return r.body.decode("utf-8", "replace")[:2000]
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=10)
+        self.log.close()
+
+
+# ---------------------------------------------------------------------------
+# An alert receiver: webhook, Slack incoming webhook and PagerDuty Events API v2 in one tiny server
+# ---------------------------------------------------------------------------
+
+class AlertReceiver:
+    """Records every POST (monotonic arrival time, path, headers, parsed JSON) and answers per path:
+    /hook 200, /slack 200 "ok" (as Slack does), /v2/enqueue 202 with PagerDuty's success body,
+    /refuse 400."""
+
+    def __init__(self):
+        self.posts = []
+        self.cond = threading.Condition()
+        receiver = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *a):
+                pass
+
+            def setup(self):
+                super().setup()
+                # Headers and body leave in two writes; without this, Nagle's algorithm and the client's
+                # delayed ACK hold the body back ~40 ms per request, which would be the receiver's latency.
+                self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+            def do_POST(self):
+                arrived = time.monotonic()
+                body = self.rfile.read(int(self.headers.get("content-length", "0")))
+                try:
+                    parsed = json.loads(body.decode("utf-8"))
+                except ValueError as e:
+                    parsed = e
+                with receiver.cond:
+                    receiver.posts.append({"time": arrived, "path": self.path, "json": parsed, "raw": body,
+                                           "headers": {k.lower(): v for k, v in self.headers.items()}})
+                    receiver.cond.notify_all()
+                if self.path == "/refuse":
+                    status, answer = 400, b'{"error":"refused by the test"}'
+                elif self.path == "/v2/enqueue":
+                    status, answer = 202, json.dumps({"status": "success", "message": "Event processed",
+                                                      "dedup_key": parsed.get("dedup_key", "")
+                                                      if isinstance(parsed, dict) else ""}).encode()
+                elif self.path == "/slack":
+                    status, answer = 200, b"ok"
+                else:
+                    status, answer = 200, b"{}"
+                self.send_response(status)
+                self.send_header("content-length", str(len(answer)))
+                self.end_headers()
+                self.wfile.write(answer)
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def url(self, path):
+        return "http://127.0.0.1:%d%s" % (self.server.server_address[1], path)
+
+    def at(self, path, rule=None):
+        """The posts to `path` so far (for one rule, by the payload's rule field)."""
+        with self.cond:
+            posts = [p for p in self.posts if p["path"] == path]
+        return [p for p in posts if rule is None or rule_of(p) == rule]
+
+    def wait(self, path, n=1, rule=None, timeout=10.0):
+        deadline = time.monotonic() + timeout
+        with self.cond:
+            while len(self.at(path, rule)) < n:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise AssertionError("%s received %d alerts%s within %.0fs, want %d; all posts: %s"
+                                         % (path, len(self.at(path, rule)), " of %s" % rule if rule else "", timeout,
+                                            n, [(p["path"], rule_of(p)) for p in self.posts]))
+                self.cond.wait(min(left, 0.05))
+        return self.at(path, rule)
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def rule_of(post):
+    """The rule an alert POST is about, whichever sink's payload it is."""
+    body = post["json"]
+    if not isinstance(body, dict):
+        return None
+    if "rule" in body:
+        return body["rule"]
+    if isinstance(body.get("payload"), dict):
+        return body["payload"].get("class")
+    m = re.search(r"\] (\S+)", body.get("text", "")) if isinstance(body.get("text"), str) else None
+    return m.group(1).rstrip(":") if m else None
+>>>>>>> issue-10

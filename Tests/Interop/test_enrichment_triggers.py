@@ -13,12 +13,9 @@
 """
 
 import datetime
-import http.server
 import json
 import os
 import re
-import socket
-import threading
 import time
 
 import pytest
@@ -48,102 +45,12 @@ METADATA = "research-agent: {team: knowledge, tier: \"1\"}\ncoordinator: {owner:
 
 
 # ---------------------------------------------------------------------------
-# The alert receiver: webhook, Slack incoming webhook and PagerDuty Events API v2 in one tiny server
+# The alert receiver (h.AlertReceiver): webhook, Slack incoming webhook and PagerDuty Events API v2
 # ---------------------------------------------------------------------------
-
-class AlertReceiver:
-    """Records every POST (monotonic arrival time, path, headers, parsed JSON) and answers per path:
-    /hook 200, /slack 200 "ok" (as Slack does), /v2/enqueue 202 with PagerDuty's success body,
-    /refuse 400."""
-
-    def __init__(self):
-        self.posts = []
-        self.cond = threading.Condition()
-        receiver = self
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *a):
-                pass
-
-            def setup(self):
-                super().setup()
-                # Headers and body leave in two writes; without this, Nagle's algorithm and the client's
-                # delayed ACK hold the body back ~40 ms per request, which would be the receiver's latency.
-                self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-
-            def do_POST(self):
-                arrived = time.monotonic()
-                body = self.rfile.read(int(self.headers.get("content-length", "0")))
-                try:
-                    parsed = json.loads(body.decode("utf-8"))
-                except ValueError as e:
-                    parsed = e
-                with receiver.cond:
-                    receiver.posts.append({"time": arrived, "path": self.path, "json": parsed, "raw": body,
-                                           "headers": {k.lower(): v for k, v in self.headers.items()}})
-                    receiver.cond.notify_all()
-                if self.path == "/refuse":
-                    status, answer = 400, b'{"error":"refused by the test"}'
-                elif self.path == "/v2/enqueue":
-                    status, answer = 202, json.dumps({"status": "success", "message": "Event processed",
-                                                      "dedup_key": parsed.get("dedup_key", "")
-                                                      if isinstance(parsed, dict) else ""}).encode()
-                elif self.path == "/slack":
-                    status, answer = 200, b"ok"
-                else:
-                    status, answer = 200, b"{}"
-                self.send_response(status)
-                self.send_header("content-length", str(len(answer)))
-                self.end_headers()
-                self.wfile.write(answer)
-
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def url(self, path):
-        return "http://127.0.0.1:%d%s" % (self.server.server_address[1], path)
-
-    def at(self, path, rule=None):
-        """The posts to `path` so far (for one rule, by the payload's rule field)."""
-        with self.cond:
-            posts = [p for p in self.posts if p["path"] == path]
-        return [p for p in posts if rule is None or rule_of(p) == rule]
-
-    def wait(self, path, n=1, rule=None, timeout=10.0):
-        deadline = time.monotonic() + timeout
-        with self.cond:
-            while len(self.at(path, rule)) < n:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    raise AssertionError("%s received %d alerts%s within %.0fs, want %d; all posts: %s"
-                                         % (path, len(self.at(path, rule)), " of %s" % rule if rule else "", timeout,
-                                            n, [(p["path"], rule_of(p)) for p in self.posts]))
-                self.cond.wait(min(left, 0.05))
-        return self.at(path, rule)
-
-    def close(self):
-        self.server.shutdown()
-        self.server.server_close()
-
-
-def rule_of(post):
-    body = post["json"]
-    if not isinstance(body, dict):
-        return None
-    if "rule" in body:
-        return body["rule"]
-    if isinstance(body.get("payload"), dict):
-        return body["payload"].get("class")
-    m = re.search(r"\] (\S+)", body.get("text", "")) if isinstance(body.get("text"), str) else None
-    return m.group(1).rstrip(":") if m else None
-
 
 @pytest.fixture
 def receiver():
-    r = AlertReceiver()
+    r = h.AlertReceiver()
     yield r
     r.close()
 
@@ -156,25 +63,9 @@ def backends():
         f.close()
 
 
-class ConfiguredCollectors(_Collectors):
-    """conftest's collector manager, with a whole config instead of build_config's keywords."""
-
-    def launch(self, name, config, text=None):
-        c = h.Collector(self.binary, os.path.join(str(self.base_dir), "%s-%d" % (name, len(self.started))))
-        c.config = config
-        if text is None:
-            h.write_config(c.config_path, config)
-        else:
-            with open(c.config_path, "w") as f:
-                f.write(text)
-        self.started.append(c)
-        c.start()
-        return c
-
-
 @pytest.fixture
 def collectors(agenttrace_bin, tmp_path):
-    cs = ConfiguredCollectors(agenttrace_bin, tmp_path)
+    cs = _Collectors(agenttrace_bin, tmp_path)
     yield cs
     problems = cs.stop_all()
     assert not problems, "\n\n".join(problems)
@@ -572,7 +463,7 @@ def test_error_burst_and_slow_llm_call(collectors, receiver, tmp_path, monkeypat
                 "slow_llm_call webhook payload")
         assert 31 <= slow["json"]["value"] < 33, slow["json"]
         time.sleep(0.5)
-        assert sorted(rule_of(p) for p in receiver.at("/hook")) == ["error_burst", "slow_llm_call"], \
+        assert sorted(h.rule_of(p) for p in receiver.at("/hook")) == ["error_burst", "slow_llm_call"], \
             [p["json"] for p in receiver.at("/hook")]
         ms = col.scrape()
         assert ms.value("agenttrace_triggers_matched_spans_total", rule="error_burst") == 9

@@ -12,11 +12,8 @@ import collections
 import json
 import math
 import os
-import shutil
-import signal
 import subprocess
 import time
-import urllib.parse
 
 import pytest
 
@@ -49,57 +46,9 @@ def start_sg(start_collector, name, **sg_kw):
 # Hand-built OTLP/JSON
 # ---------------------------------------------------------------------------
 
-def _any(v):
-    if isinstance(v, bool):
-        return {"boolValue": v}
-    if isinstance(v, int):
-        return {"intValue": str(v)}
-    if isinstance(v, float):
-        return {"doubleValue": v}
-    return {"stringValue": str(v)}
-
-
-class Trace:
-    """Spans of one trace, each tagged with the service (resource) that reports it."""
-
-    def __init__(self, base_ns=None):
-        self.trace_id = os.urandom(16).hex()
-        self.base = base_ns if base_ns is not None else time.time_ns() - 10 * 1_000_000_000
-        self.spans = []   # (service, span json)
-
-    def span(self, service, name, kind, parent=None, start_s=0.0, dur_s=0.01, attrs=None, status=None):
-        """Add a span; parent is the parent's span id (hex) or None. Returns the span id."""
-        sid = os.urandom(8).hex()
-        sp = {
-            "traceId": self.trace_id,
-            "spanId": sid,
-            "name": name,
-            "kind": kind,
-            "startTimeUnixNano": str(self.base + int(start_s * 1e9)),
-            "endTimeUnixNano": str(self.base + int((start_s + dur_s) * 1e9)),
-        }
-        if parent:
-            sp["parentSpanId"] = parent
-        if attrs:
-            sp["attributes"] = [{"key": k, "value": _any(v)} for k, v in attrs.items()]
-        if status is not None:
-            sp["status"] = {"code": status}
-        self.spans.append((service, sp))
-        return sid
-
-
-def otlp_request(tagged_spans):
-    """One ExportTraceServiceRequest: one resourceSpans per service, in first-seen order."""
-    order, groups = [], {}
-    for service, sp in tagged_spans:
-        if service not in groups:
-            groups[service] = []
-            order.append(service)
-        groups[service].append(sp)
-    return {"resourceSpans": [{
-        "resource": {"attributes": [{"key": "service.name", "value": {"stringValue": s}}]},
-        "scopeSpans": [{"scope": {"name": "agenttrace-interop"}, "spans": groups[s]}],
-    } for s in order]}
+# Trace (spans of one trace tagged with their service) and otlp_request live in interop_helpers.
+Trace = h.Trace
+otlp_request = h.otlp_request
 
 
 def post(col, tagged_spans):
@@ -862,73 +811,9 @@ def test_node_graph_api_plugin_endpoints(start_collector):
 # 7. A real Prometheus scraping /metrics; promtool
 # ---------------------------------------------------------------------------
 
-class Prometheus:
-    def __init__(self, binary, workdir, target):
-        self.workdir = str(workdir)
-        os.makedirs(self.workdir, exist_ok=True)
-        self.port = h.free_port()
-        self.address = "127.0.0.1:%d" % self.port
-        self.config = os.path.join(self.workdir, "prometheus.yml")
-        with open(self.config, "w") as f:
-            f.write("global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n"
-                    "scrape_configs:\n  - job_name: agenttrace\n    scrape_interval: 1s\n    scrape_timeout: 1s\n"
-                    "    metrics_path: /metrics\n    static_configs:\n      - targets: ['%s']\n" % target)
-        self.log_path = os.path.join(self.workdir, "prometheus.log")
-        self.log = open(self.log_path, "wb")
-        self.proc = subprocess.Popen(
-            [binary, "--config.file=" + self.config, "--storage.tsdb.path=" + os.path.join(self.workdir, "data"),
-             "--web.listen-address=" + self.address],
-            stdin=subprocess.DEVNULL, stdout=self.log, stderr=subprocess.STDOUT, cwd=self.workdir,
-            start_new_session=True)
-
-    def log_tail(self):
-        try:
-            return open(self.log_path, "rb").read()[-3000:].decode("utf-8", "replace")
-        except OSError:
-            return ""
-
-    def wait_ready(self, timeout=60.0):
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise AssertionError("prometheus exited with %s\n%s" % (self.proc.returncode, self.log_tail()))
-            try:
-                if h.http_request(self.address, "GET", "/-/ready", timeout=2).status == 200:
-                    return
-            except (OSError, AssertionError):
-                pass
-            time.sleep(0.2)
-        raise AssertionError("prometheus not ready within %.0fs\n%s" % (timeout, self.log_tail()))
-
-    def query(self, promql):
-        path = "/api/v1/query?" + urllib.parse.urlencode({"query": promql})
-        r = h.http_request(self.address, "GET", path)
-        assert r.status == 200, "prometheus GET %s answered %d: %r" % (path, r.status, r.body[:300])
-        d = r.json()
-        assert d.get("status") == "success" and d["data"]["resultType"] == "vector", d
-        return {(x["metric"].get("client"), x["metric"].get("server")): float(x["value"][1]) for x in d["data"]["result"]}
-
-    def targets(self):
-        r = h.http_request(self.address, "GET", "/api/v1/targets")
-        return r.body.decode("utf-8", "replace")[:2000]
-
-    def stop(self):
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=10)
-        self.log.close()
-
-
-@pytest.fixture
-def prometheus_bin():
-    path = shutil.which("prometheus") or ("/usr/bin/prometheus" if os.access("/usr/bin/prometheus", os.X_OK) else None)
-    if not path:
-        pytest.fail("missing prerequisite: prometheus not found: install Debian's 'prometheus' package", pytrace=False)
-    return path
+def by_client_server(result):
+    """A Prometheus instant vector as {(client, server): value}."""
+    return {(x["metric"].get("client"), x["metric"].get("server")): float(x["value"][1]) for x in result}
 
 
 def test_prometheus_scrapes_the_service_graph_metrics(start_collector, prometheus_bin, promtool, tmp_path):
@@ -954,7 +839,7 @@ def test_prometheus_scrapes_the_service_graph_metrics(start_collector, prometheu
     assert pc.returncode == 0, "promtool check metrics exit %d:\n%s%s" % (
         pc.returncode, pc.stdout.decode(errors="replace"), pc.stderr.decode(errors="replace"))
 
-    prom = Prometheus(prometheus_bin, tmp_path / "prometheus", col.admin)
+    prom = h.Prometheus(prometheus_bin, tmp_path / "prometheus", col.admin)
     try:
         prom.wait_ready()
         want_total = {("prom-client", "prom-server"): 2.0, ("prom-client", "promdb"): 1.0,
@@ -964,7 +849,7 @@ def test_prometheus_scrapes_the_service_graph_metrics(start_collector, prometheu
         q_failed = "sum by (client, server) (traces_service_graph_request_failed_total) > 0"
         deadline = time.monotonic() + 40
         while True:
-            got_total, got_failed = prom.query(q_total), prom.query(q_failed)
+            got_total, got_failed = by_client_server(prom.query(q_total)), by_client_server(prom.query(q_failed))
             if (got_total, got_failed) == (want_total, want_failed) or time.monotonic() > deadline:
                 break
             time.sleep(0.5)
@@ -972,7 +857,7 @@ def test_prometheus_scrapes_the_service_graph_metrics(start_collector, prometheu
                                                                                  prom.targets())
         assert got_failed == want_failed, "Prometheus %s: %s, want %s" % (q_failed, got_failed, want_failed)
         q_hist = "sum by (client, server) (traces_service_graph_request_client_seconds_count)"
-        got_hist = prom.query(q_hist)
+        got_hist = by_client_server(prom.query(q_hist))
         assert got_hist == want_total, "Prometheus %s: %s, want %s" % (q_hist, got_hist, want_total)
     finally:
         prom.stop()

@@ -3,6 +3,7 @@ import Foundation
 import NIOCore
 import NIOHTTP1
 import Pipeline
+import Synchronization
 import TraceWire
 
 /// POSTs each batch to one URL, as OTLP/HTTP and Zipkin both take spans, and classifies the answer:
@@ -17,7 +18,10 @@ final class HTTPBatchSender: BatchSender {
     private let gzip: Bool
     private let timeout: Duration
     private let encode: Encoder
-    private let client: HTTPClient
+    /// Made at the first send, so a sender that is built and dropped (`agenttrace validate`, a
+    /// configuration that fails further on) owns no client: AsyncHTTPClient requires `shutdown()` before
+    /// a client is released. Exporters send nothing after `shutdown()`.
+    private let lazyClient = Mutex<HTTPClient?>(nil)
 
     /// `tls` configures https:// connections (trusted CAs, client certificate, verification).
     init(url: String, headers: [(String, String)], gzip: Bool, timeout: Duration, tls: TLSClientSettings? = nil,
@@ -27,9 +31,22 @@ final class HTTPBatchSender: BatchSender {
         self.gzip = gzip
         self.timeout = timeout
         self.encode = encode
+<<<<<<< HEAD
         client = HTTPClient(eventLoopGroupProvider: .singleton, configuration: .init(
             tlsConfiguration: try tls?.configuration(alpn: ["http/1.1"]),
             redirectConfiguration: .disallow, timeout: .init(connect: .seconds(5)), decompression: .disabled))
+=======
+    }
+
+    private var client: HTTPClient {
+        lazyClient.withLock { client in
+            if let client { return client }
+            let made = HTTPClient(eventLoopGroupProvider: .singleton, configuration: .init(
+                redirectConfiguration: .disallow, timeout: .init(connect: .seconds(5)), decompression: .disabled))
+            client = made
+            return made
+        }
+>>>>>>> issue-10
     }
 
     func send(_ payload: SpanBatchPayload) async throws(ExportError) {
@@ -68,7 +85,11 @@ final class HTTPBatchSender: BatchSender {
     }
 
     func shutdown() async {
-        try? await client.shutdown()
+        let client = lazyClient.withLock { client in
+            defer { client = nil }
+            return client
+        }
+        try? await client?.shutdown()
     }
 
     /// `Retry-After` as delay-seconds or an HTTP date (RFC 9110 §10.2.3).

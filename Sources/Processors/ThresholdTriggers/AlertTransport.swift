@@ -2,6 +2,7 @@ import Foundation
 import AsyncHTTPClient
 import NIOCore
 import NIOHTTP1
+import Synchronization
 
 /// Why an alert could not be delivered, and whether trying again may help.
 public enum AlertDeliveryError: Error, Sendable, Equatable, CustomStringConvertible {
@@ -38,8 +39,19 @@ public protocol AlertTransport: Sendable {
 public final class HTTPAlertTransport: AlertTransport {
     public init() {}
 
-    private let client = HTTPClient(eventLoopGroupProvider: .singleton, configuration: .init(
-        redirectConfiguration: .disallow, timeout: .init(connect: .seconds(5)), decompression: .disabled))
+    /// Made at the first post, so a transport that is built and dropped (`agenttrace validate`) owns no
+    /// client: AsyncHTTPClient requires `shutdown()` before a client is released.
+    private let lazyClient = Mutex<HTTPClient?>(nil)
+
+    private var client: HTTPClient {
+        lazyClient.withLock { client in
+            if let client { return client }
+            let made = HTTPClient(eventLoopGroupProvider: .singleton, configuration: .init(
+                redirectConfiguration: .disallow, timeout: .init(connect: .seconds(5)), decompression: .disabled))
+            client = made
+            return made
+        }
+    }
 
     public func post(url: String, headers: [String: String], body: [UInt8], timeout: Duration) async throws(AlertDeliveryError) {
         var request = HTTPClientRequest(url: url)
@@ -64,6 +76,10 @@ public final class HTTPAlertTransport: AlertTransport {
     }
 
     public func shutdown() async {
-        try? await client.shutdown()
+        let client = lazyClient.withLock { client in
+            defer { client = nil }
+            return client
+        }
+        try? await client?.shutdown()
     }
 }
