@@ -1349,10 +1349,10 @@ def free_port():
         return s.getsockname()[1]
 
 
-<<<<<<< HEAD
 # (case, transport, answer) for every hostile input test_hostile.py sent; printed in the terminal summary.
 HOSTILE_REPORT = []
-=======
+
+
 # ---------------------------------------------------------------------------
 # A real Prometheus (Debian's `prometheus`) scraping a collector
 # ---------------------------------------------------------------------------
@@ -1528,4 +1528,3 @@ def rule_of(post):
         return body["payload"].get("class")
     m = re.search(r"\] (\S+)", body.get("text", "")) if isinstance(body.get("text"), str) else None
     return m.group(1).rstrip(":") if m else None
->>>>>>> issue-10

@@ -2,6 +2,7 @@ import AsyncHTTPClient
 import Foundation
 import NIOCore
 import NIOHTTP1
+import NIOSSL
 import Pipeline
 import Synchronization
 import TraceWire
@@ -22,6 +23,7 @@ final class HTTPBatchSender: BatchSender {
     /// configuration that fails further on) owns no client: AsyncHTTPClient requires `shutdown()` before
     /// a client is released. Exporters send nothing after `shutdown()`.
     private let lazyClient = Mutex<HTTPClient?>(nil)
+    private let tlsConfiguration: TLSConfiguration?
 
     /// `tls` configures https:// connections (trusted CAs, client certificate, verification).
     init(url: String, headers: [(String, String)], gzip: Bool, timeout: Duration, tls: TLSClientSettings? = nil,
@@ -31,22 +33,19 @@ final class HTTPBatchSender: BatchSender {
         self.gzip = gzip
         self.timeout = timeout
         self.encode = encode
-<<<<<<< HEAD
-        client = HTTPClient(eventLoopGroupProvider: .singleton, configuration: .init(
-            tlsConfiguration: try tls?.configuration(alpn: ["http/1.1"]),
-            redirectConfiguration: .disallow, timeout: .init(connect: .seconds(5)), decompression: .disabled))
-=======
+        // The TLS settings are read (and fail) now; the client itself is made at the first send.
+        tlsConfiguration = try tls?.configuration(alpn: ["http/1.1"])
     }
 
     private var client: HTTPClient {
         lazyClient.withLock { client in
             if let client { return client }
             let made = HTTPClient(eventLoopGroupProvider: .singleton, configuration: .init(
+                tlsConfiguration: tlsConfiguration,
                 redirectConfiguration: .disallow, timeout: .init(connect: .seconds(5)), decompression: .disabled))
             client = made
             return made
         }
->>>>>>> issue-10
     }
 
     func send(_ payload: SpanBatchPayload) async throws(ExportError) {
