@@ -152,7 +152,6 @@ final class GRPCClientHandler: ChannelDuplexHandler {
 
     private var session: HTTP2Session?
     private var pending: [Int32: Pending] = [:]
-    private var output: [UInt8] = []
 
     func channelActive(context: ChannelHandlerContext) {
         session = try? HTTP2Session(role: .client)
@@ -189,7 +188,7 @@ final class GRPCClientHandler: ChannelDuplexHandler {
     }
 
     func flush(context: ChannelHandlerContext) {
-        session?.writeOutput(using: &output, to: context)
+        session?.writeOutput(to: context)
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {

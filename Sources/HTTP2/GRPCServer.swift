@@ -120,7 +120,6 @@ final class GRPCConnectionHandler: ChannelInboundHandler {
     private var session: HTTP2Session?
     private var streams: [Int32: Stream] = [:]
     private var quiescing = false
-    private var output: [UInt8] = []
     private var input = HTTP2InputTracker()
     /// Since when the peer has been in the middle of a preface, frame or header block.
     private var midUnitSince: NIODeadline? = .now()
@@ -363,7 +362,7 @@ final class GRPCConnectionHandler: ChannelInboundHandler {
     }
 
     private func flush(context: ChannelHandlerContext) {
-        session?.writeOutput(using: &output, to: context)
+        session?.writeOutput(to: context)
     }
 
     private func closeIfDrained(context: ChannelHandlerContext) {

@@ -74,6 +74,8 @@ public final class HTTP2Session {
     private var liveStreams: Set<Int32> = []
     /// Streams to reset once their response has been written out in full.
     private var resetsAfterResponse: [Int32: UInt32] = [:]
+    /// Frames gathered for one write, kept to reuse its memory.
+    private var outputScratch: [UInt8] = []
     private let maxHeaderListSize: Int
 
     /// A response or request body being sent, with the trailers that follow it.
@@ -180,17 +182,20 @@ public final class HTTP2Session {
         }
     }
 
-    /// Writes and flushes every frame waiting to be sent on `context`'s connection, reusing `output` as the
-    /// buffer; an nghttp2 failure closes the connection.
-    func writeOutput(using output: inout [UInt8], to context: ChannelHandlerContext) {
-        output.removeAll(keepingCapacity: true)
+    /// Writes and flushes every frame waiting to be sent on `context`'s connection; an nghttp2 failure
+    /// closes the connection. The frames are gathered into the session's own scratch buffer, and no
+    /// access to it is held while writing: a write can run the channel's read, and so this, again.
+    func writeOutput(to context: ChannelHandlerContext) {
+        outputScratch.removeAll(keepingCapacity: true)
+        let buffer: ByteBuffer
         do {
-            guard try takeOutput(into: &output) else { return }
+            guard try takeOutput(into: &outputScratch) else { return }
+            buffer = context.channel.allocator.buffer(bytes: outputScratch)
         } catch {
             context.close(promise: nil)
             return
         }
-        context.writeAndFlush(NIOAny(context.channel.allocator.buffer(bytes: output)), promise: nil)
+        context.writeAndFlush(NIOAny(buffer), promise: nil)
     }
 
     /// Whether the session still wants to read or write; both false means the connection can close.
