@@ -243,14 +243,19 @@ def main():
     add("rotel (blackhole), OTLP/HTTP", Collector("rotel", rotel_command, port, args.collector_core))
     add("rotel (blackhole), OTLP/gRPC", Collector("rotel", rotel_command, grpc_port, args.collector_core), grpc=True)
     sink_port = 19411
-    sink = subprocess.Popen(["taskset", "-c", str(args.load_core), sys.executable, os.path.join(BENCH, "sink.py"), str(sink_port)],
-                            stdout=subprocess.DEVNULL)
-    wait_for_port(sink_port)
     grpc_sink_port = 19317
-    with tempfile.TemporaryDirectory() as directory:
-        sink_config = os.path.join(directory, "sink.yaml")
-        with open(sink_config, "w") as f:
-            f.write(f"""
+    helpers = []  # the sinks: stopped however the run ends, so a failed run leaves no process holding a port
+    try:
+        sink = subprocess.Popen(["taskset", "-c", str(args.load_core), sys.executable, os.path.join(BENCH, "sink.py"), str(sink_port)],
+                                stdout=subprocess.DEVNULL)
+        helpers.append(sink)
+        wait_for_port(sink_port)
+        if sink.poll() is not None:
+            raise RuntimeError(f"the sink could not listen on port {sink_port}")
+        with tempfile.TemporaryDirectory() as directory:
+            sink_config = os.path.join(directory, "sink.yaml")
+            with open(sink_config, "w") as f:
+                f.write(f"""
 receivers: {{otlp: {{protocols: {{grpc: {{endpoint: "127.0.0.1:{grpc_sink_port}"}}}}}}}}
 exporters: {{nop: {{}}}}
 service:
@@ -258,30 +263,30 @@ service:
   telemetry: {{logs: {{level: warn}}}}
   pipelines: {{traces: {{receivers: [otlp], exporters: [nop]}}}}
 """)
-        grpc_sink = subprocess.Popen(["taskset", "-c", str(args.load_core), args.agenttrace, "serve", "--config", sink_config],
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        wait_for_port(grpc_sink_port)
-        configs = dict(AGENTTRACE_CONFIGS)
-        chain = "enrichment, triggers, service_graph, tail_sampling 10s, batch"
-        configs[f"default chain ({chain}) -> nop"] = default_chain_config(args.agenttrace, {"nop": {}})
-        configs["default chain -> zipkin (JSON, local sink)"] = default_chain_config(
-            args.agenttrace, {"zipkin": {"endpoint": "http://127.0.0.1:SINKPORT/api/v2/spans"}})
-        for name, config in configs.items():
-            path = os.path.join(directory, "config.yaml")
-            storage = os.path.join(directory, "queue")
-            with open(path, "w") as f:
-                f.write(config.replace("GRPCSINKPORT", str(grpc_sink_port)).replace("GRPCPORT", str(grpc_port))
-                        .replace("SINKPORT", str(sink_port))
-                        .replace("PORT", str(port)).replace("STORAGE", storage))
-            command = [args.agenttrace, "serve", "--config", path]
-            add(f"AgentTrace {name}, OTLP/HTTP", Collector("agenttrace", command, port, args.collector_core))
-            if "GRPCPORT" in config:
-                add(f"AgentTrace {name}, OTLP/gRPC", Collector("agenttrace", command, grpc_port, args.collector_core), grpc=True)
-
-        grpc_sink.terminate()
-        grpc_sink.wait()
-    sink.terminate()
-    sink.wait()
+            grpc_sink = subprocess.Popen(["taskset", "-c", str(args.load_core), args.agenttrace, "serve", "--config", sink_config],
+                                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            helpers.append(grpc_sink)
+            wait_for_port(grpc_sink_port)
+            configs = dict(AGENTTRACE_CONFIGS)
+            chain = "enrichment, triggers, service_graph, tail_sampling 10s, batch"
+            configs[f"default chain ({chain}) -> nop"] = default_chain_config(args.agenttrace, {"nop": {}})
+            configs["default chain -> zipkin (JSON, local sink)"] = default_chain_config(
+                args.agenttrace, {"zipkin": {"endpoint": "http://127.0.0.1:SINKPORT/api/v2/spans"}})
+            for name, config in configs.items():
+                path = os.path.join(directory, "config.yaml")
+                storage = os.path.join(directory, "queue")
+                with open(path, "w") as f:
+                    f.write(config.replace("GRPCSINKPORT", str(grpc_sink_port)).replace("GRPCPORT", str(grpc_port))
+                            .replace("SINKPORT", str(sink_port))
+                            .replace("PORT", str(port)).replace("STORAGE", storage))
+                command = [args.agenttrace, "serve", "--config", path]
+                add(f"AgentTrace {name}, OTLP/HTTP", Collector("agenttrace", command, port, args.collector_core))
+                if "GRPCPORT" in config:
+                    add(f"AgentTrace {name}, OTLP/gRPC", Collector("agenttrace", command, grpc_port, args.collector_core), grpc=True)
+    finally:
+        for helper in helpers:
+            helper.terminate()
+            helper.wait()
     rates = {name: r["spans_per_s"] for name, r in rows}
     header = "| collector and pipeline | spans/s | vs rotel | p50 ms | p99 ms | CPU s / M spans | peak RSS MiB | failed requests |"
     lines = [header, "|" + "---|" * 8]
