@@ -1,0 +1,184 @@
+import HTTP2
+
+extension FuzzTarget {
+    /// The connection preface every HTTP/2 client sends first (RFC 9113 §3.4); the target sends it itself,
+    /// so inputs are the frames after it.
+    static let clientPreface: [UInt8] = Array("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".utf8)
+
+    /// The path the gRPC stand-in serves.
+    static let exportPath = "/opentelemetry.proto.collector.trace.v1.TraceService/Export"
+
+    /// A server session fed the preface, then the input one frame at a time (a frame's 9-byte header
+    /// says how long it is; a header that claims more than is left gets the rest). After each piece the
+    /// events are answered as `GRPCConnectionHandler` answers them and everything the session wants to
+    /// send is taken, which must be a whole number of well-formed frames. A protocol error from the
+    /// peer is a refusal: the session's GOAWAY is taken and the connection ends, as in the handler.
+    static func http2Session(_ input: [UInt8], in context: FuzzContext) throws(InvariantViolation) -> FuzzOutcome {
+        let session: HTTP2Session
+        do {
+            session = try HTTP2Session(role: .server)
+        } catch {
+            throw InvariantViolation(.http2Session, "cannot create a server session: \(error)")
+        }
+        defer { session.close() }
+        var server = UnaryGRPCResponder(maximumMessageSize: maximumMessageSize)
+        var output: [UInt8] = []
+
+        var pieces = [clientPreface[...]]
+        var offset = 0
+        while offset < input.count {
+            var end = input.count
+            if input.count - offset >= 9 {
+                let length = Int(input[offset]) << 16 | Int(input[offset + 1]) << 8 | Int(input[offset + 2])
+                end = min(input.count, offset + 9 + length)
+            }
+            pieces.append(input[offset..<end])
+            offset = end
+        }
+
+        for piece in pieces {
+            let received: Result<[HTTP2Event], HTTP2Error> = Array(piece).withUnsafeBytes { bytes in
+                Result { () throws(HTTP2Error) in try session.receive(bytes) }
+            }
+            let events: [HTTP2Event]
+            switch received {
+            case .success(let value):
+                events = value
+            case .failure(let error):
+                output.removeAll()
+                _ = try? session.takeOutput(into: &output)
+                try checkFrames(output)
+                return .rejected(error.description)
+            }
+            for event in events { server.handle(event, session: session) }
+            output.removeAll()
+            do {
+                try session.takeOutput(into: &output)
+            } catch {
+                return .rejected("cannot write: \(error)")
+            }
+            try checkFrames(output)
+            guard session.isActive else { return .rejected("the session ended the connection") }
+        }
+        if session.openStreams < 0 || session.openStreams > 10_000 {
+            throw InvariantViolation(.http2Session, "\(session.openStreams) open streams after the input")
+        }
+        return .accepted
+    }
+
+    /// Bytes a session wrote are whole frames: 9-byte headers whose lengths tile the output exactly.
+    static func checkFrames(_ output: [UInt8]) throws(InvariantViolation) {
+        var offset = 0
+        while offset < output.count {
+            guard output.count - offset >= 9 else {
+                throw InvariantViolation(.http2Session, "the session wrote \(output.count - offset) stray bytes after its last frame")
+            }
+            let length = Int(output[offset]) << 16 | Int(output[offset + 1]) << 8 | Int(output[offset + 2])
+            guard output.count - offset - 9 >= length else {
+                throw InvariantViolation(.http2Session, "the session wrote a frame of type \(output[offset + 3]) declaring \(length) bytes "
+                                                        + "with only \(output.count - offset - 9) following")
+            }
+            offset += 9 + length
+        }
+    }
+}
+
+/// Answers unary gRPC calls on a server session the way `GRPCConnectionHandler` does (it is internal
+/// to HTTP2 and tied to a channel, so its decisions are repeated here): 415 for what is not gRPC,
+/// UNIMPLEMENTED for other paths, RESOURCE_EXHAUSTED as soon as a body passes the limit, a reset after
+/// an early answer, and OK with a body and trailers for exactly one well-framed message.
+struct UnaryGRPCResponder {
+    private struct Stream {
+        var body: [UInt8] = []
+        var answered = false
+    }
+
+    let maximumMessageSize: Int
+    private var streams: [Int32: Stream] = [:]
+
+    init(maximumMessageSize: Int) {
+        self.maximumMessageSize = maximumMessageSize
+    }
+
+    mutating func handle(_ event: HTTP2Event, session: HTTP2Session) {
+        switch event {
+        case .headers(let streamID, let headers, let endStream):
+            if streams[streamID] != nil {
+                if endStream { finish(streamID, session: session) }
+                return
+            }
+            begin(streamID, headers: headers, endStream: endStream, session: session)
+        case .data(let streamID, let bytes):
+            guard var stream = streams[streamID], !stream.answered else { return }
+            stream.body += bytes
+            if let declared = GRPCFraming.declaredLength(stream.body),
+               declared > maximumMessageSize || stream.body.count > maximumMessageSize + 5 {
+                stream.answered = true
+                streams[streamID] = stream
+                respond(streamID, status: "8", session: session)
+                session.resetAfterResponse(streamID)
+                return
+            }
+            streams[streamID] = stream
+        case .endStream(let streamID):
+            finish(streamID, session: session)
+        case .streamClosed(let streamID, _):
+            streams[streamID] = nil
+        case .goAway:
+            break
+        }
+    }
+
+    private mutating func begin(_ streamID: Int32, headers: [HTTP2Header], endStream: Bool, session: HTTP2Session) {
+        var method = "", path = "", contentType = ""
+        for header in headers {
+            switch header.name {
+            case ":method": method = header.value
+            case ":path": path = header.value
+            case "content-type": contentType = header.value
+            default: break
+            }
+        }
+        streams[streamID] = Stream()
+        guard method == "POST", contentType.hasPrefix("application/grpc") else {
+            streams[streamID]?.answered = true
+            try? session.respond(streamID: streamID, headers: [(":status", "415"), ("content-type", "text/plain")],
+                                 body: Array("not gRPC\n".utf8))
+            if !endStream { session.resetAfterResponse(streamID) }
+            return
+        }
+        guard path == FuzzTarget.exportPath else {
+            streams[streamID]?.answered = true
+            respond(streamID, status: "12", session: session)
+            if !endStream { session.resetAfterResponse(streamID) }
+            return
+        }
+        if endStream { finish(streamID, session: session) }
+    }
+
+    private mutating func finish(_ streamID: Int32, session: HTTP2Session) {
+        guard var stream = streams[streamID], !stream.answered else { return }
+        stream.answered = true
+        streams[streamID] = stream
+        guard let messages = try? GRPCFraming.messages(in: stream.body, maxMessageSize: maximumMessageSize), messages.count == 1 else {
+            respond(streamID, status: "3", session: session)
+            return
+        }
+        do {
+            try session.respond(streamID: streamID, headers: [(":status", "200"), ("content-type", "application/grpc")],
+                                body: GRPCFraming.frame([]), trailers: [("grpc-status", "0")])
+        } catch {
+            session.resetStream(streamID, errorCode: 2)
+        }
+    }
+
+    /// Trailers-Only: one HEADERS frame carrying the status, ending the stream.
+    private func respond(_ streamID: Int32, status: String, session: HTTP2Session) {
+        do {
+            try session.respond(streamID: streamID, headers: [(":status", "200"), ("content-type", "application/grpc"),
+                                                              ("grpc-status", status), ("grpc-message", "refused")])
+        } catch {
+            session.resetStream(streamID, errorCode: 2)
+        }
+    }
+}
