@@ -23,6 +23,7 @@ extension FuzzTarget {
         defer { session.close() }
         var server = UnaryGRPCResponder(maximumMessageSize: maximumMessageSize)
         var output: [UInt8] = []
+        var peerSaidGoodbye = false
 
         var pieces = [clientPreface[...]]
         var offset = 0
@@ -50,7 +51,10 @@ extension FuzzTarget {
                 try checkFrames(output)
                 return .rejected(error.description)
             }
-            for event in events { server.handle(event, session: session) }
+            for event in events {
+                if case .goAway = event { peerSaidGoodbye = true }
+                server.handle(event, session: session)
+            }
             output.removeAll()
             do {
                 try session.takeOutput(into: &output)
@@ -58,7 +62,8 @@ extension FuzzTarget {
                 return .rejected("cannot write: \(error)")
             }
             try checkFrames(output)
-            guard session.isActive else { return .rejected("the session ended the connection") }
+            // After the peer's GOAWAY and the last stream, the connection is done: that ends it normally.
+            guard session.isActive else { return peerSaidGoodbye ? .accepted : .rejected("the session ended the connection") }
         }
         if session.openStreams < 0 || session.openStreams > 10_000 {
             throw InvariantViolation(.http2Session, "\(session.openStreams) open streams after the input")

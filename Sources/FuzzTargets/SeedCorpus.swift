@@ -268,7 +268,7 @@ public enum SeedCorpus {
         bytes += frame(windowUpdate, 0, 5, [0, 0, 1, 0])
         bytes += frame(data, 0, 5, message)
         bytes += frame(headers, endHeaders | endStream, 5, [0x00] + literal("x-trailer") + literal("1"))
-        bytes += frame(goAway, 0, 0, [0, 0, 0, 5, 0, 0, 0, 0] + Array("bye".utf8))
+        bytes += frame(goAway, 0, 0, [0, 0, 0, 0, 0, 0, 0, 0] + Array("bye".utf8))  // last stream 0: no pushed stream seen
         return bytes
     }
 }

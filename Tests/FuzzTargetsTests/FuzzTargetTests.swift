@@ -58,14 +58,14 @@ struct FuzzTargetTests {
     /// A JSON string holding U+0000 survives JSON but not protobuf-c's NUL-terminated strings: the JSON
     /// target accepts it and does not call the protobuf difference a violation.
     @Test("a JSON string holding NUL is accepted without a protobuf comparison")
-    func nulInJSONString() {
+    func nulInJSONString() throws {
         let body = Array(#"{"resourceSpans":[{"scopeSpans":[{"spans":[{"name":"a\u0000b"}]}]}]}"#.utf8)
-        #expect(throws: Never.self) { #expect(try FuzzTarget.json.run(body, in: FuzzContext()) == .accepted) }
+        #expect(try FuzzTarget.json.run(body, in: FuzzContext()) == .accepted)
     }
 
     @Test("hostile inputs are refused with the protocol's error", arguments: [
         (FuzzTarget.protobuf, [0x0A, 0xFF, 0xFF, 0xFF, 0xFF, 0x0F] as [UInt8]),
-        (.json, Array(String(repeating: "[", count: 10_000).utf8)),
+        (.json, Array(String(repeating: "[", count: 200).utf8)),  // deeper than JSONParser.maximumDepth
         (.grpcFraming, [0, 0xFF, 0xFF, 0xFF, 0xFF]),
         (.http2Session, [0, 0, 0, 0, 0, 0, 0, 0, 0]),  // DATA on stream 0
     ])
