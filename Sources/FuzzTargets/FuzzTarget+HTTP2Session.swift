@@ -12,11 +12,12 @@ extension FuzzTarget {
     /// says how long it is; a header that claims more than is left gets the rest). After each piece the
     /// events are answered as `GRPCConnectionHandler` answers them and everything the session wants to
     /// send is taken, which must be a whole number of well-formed frames. A protocol error from the
-    /// peer is a refusal: the session's GOAWAY is taken and the connection ends, as in the handler.
+    /// peer is a refusal: nghttp2 queues GOAWAY and goes inactive (or, for a few errors, `receive`
+    /// throws); the GOAWAY is taken and the connection ends, as in the handler.
     static func http2Session(_ input: [UInt8], in context: FuzzContext) throws(InvariantViolation) -> FuzzOutcome {
         let session: HTTP2Session
         do {
-            session = try HTTP2Session(role: .server)
+            session = try HTTP2Session(role: .server, settings: sessionSettings)
         } catch {
             throw InvariantViolation(.http2Session, "cannot create a server session: \(error)")
         }
@@ -69,6 +70,17 @@ extension FuzzTarget {
             throw InvariantViolation(.http2Session, "\(session.openStreams) open streams after the input")
         }
         return .accepted
+    }
+
+    /// Tighter than the defaults, so inputs of a few kilobytes reach the limits: the header list
+    /// limit (the stream is reset), concurrent streams (refused) and flow control (WINDOW_UPDATEs).
+    static var sessionSettings: HTTP2Settings {
+        var settings = HTTP2Settings()
+        settings.maxConcurrentStreams = 8
+        settings.maxHeaderListSize = 2048
+        settings.initialWindowSize = 65_535
+        settings.connectionWindowSize = 65_535
+        return settings
     }
 
     /// Bytes a session wrote are whole frames: 9-byte headers whose lengths tile the output exactly.

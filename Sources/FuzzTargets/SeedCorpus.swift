@@ -206,7 +206,7 @@ public enum SeedCorpus {
     static func conversation(_ requests: [(headers: [HTTP2Header], body: [UInt8])]) throws(SeedCorpusError) -> [UInt8] {
         do {
             let client = try HTTP2Session(role: .client)
-            let server = try HTTP2Session(role: .server)
+            let server = try HTTP2Session(role: .server, settings: FuzzTarget.sessionSettings)
             var responder = UnaryGRPCResponder(maximumMessageSize: FuzzTarget.maximumMessageSize)
             for request in requests { _ = try client.request(headers: request.headers, body: request.body) }
             var sent: [UInt8] = []
