@@ -13,7 +13,8 @@ extension FuzzTarget {
     /// events are answered as `GRPCConnectionHandler` answers them and everything the session wants to
     /// send is taken, which must be a whole number of well-formed frames. A protocol error from the
     /// peer is a refusal: nghttp2 queues GOAWAY and goes inactive (or, for a few errors, `receive`
-    /// throws); the GOAWAY is taken and the connection ends, as in the handler.
+    /// throws); the GOAWAY is taken and the connection ends, as in the handler. A session that took
+    /// all the input is then shut down gracefully (shutdown notice, GOAWAY), as the server does on SIGTERM.
     static func http2Session(_ input: [UInt8], in context: FuzzContext) throws(InvariantViolation) -> FuzzOutcome {
         let session: HTTP2Session
         do {
@@ -66,9 +67,15 @@ extension FuzzTarget {
             // After the peer's GOAWAY and the last stream, the connection is done: that ends it normally.
             guard session.isActive else { return peerSaidGoodbye ? .accepted : .rejected("the session ended the connection") }
         }
-        if session.openStreams < 0 || session.openStreams > 10_000 {
-            throw InvariantViolation(.http2Session, "\(session.openStreams) open streams after the input")
-        }
+        // Graceful shutdown, as on SIGTERM: the notice, then GOAWAY; both must still be whole frames.
+        session.sendShutdownNotice()
+        output.removeAll()
+        _ = try? session.takeOutput(into: &output)
+        try checkFrames(output)
+        session.sendGoAway()
+        output.removeAll()
+        _ = try? session.takeOutput(into: &output)
+        try checkFrames(output)
         return .accepted
     }
 
