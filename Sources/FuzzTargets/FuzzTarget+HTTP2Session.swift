@@ -91,7 +91,9 @@ extension FuzzTarget {
     }
 
     /// Bytes a session wrote are whole frames: 9-byte headers whose lengths tile the output exactly.
-    static func checkFrames(_ output: [UInt8]) throws(InvariantViolation) {
+    @discardableResult
+    static func checkFrames(_ output: [UInt8]) throws(InvariantViolation) -> Int {
+        var kinds = 0
         var offset = 0
         while offset < output.count {
             guard output.count - offset >= 9 else {
@@ -102,7 +104,80 @@ extension FuzzTarget {
                 throw InvariantViolation(.http2Session, "the session wrote a frame of type \(output[offset + 3]) declaring \(length) bytes "
                                                         + "with only \(output.count - offset - 9) following")
             }
+            kinds &+= AnswerKinds.note(type: output[offset + 3], flags: output[offset + 4],
+                                       payload: output[(offset + 9)..<(offset + 9 + length)])
             offset += 9 + length
+        }
+        return kinds
+    }
+}
+
+/// libnghttp2 is a system library built without coverage instrumentation, so libFuzzer cannot tell its
+/// code paths apart by themselves. What the session answers is the next best signal: each kind of frame
+/// it writes (type, the flags that matter, the error code of a RST_STREAM or GOAWAY) takes its own
+/// branch here, so an input that draws a new kind of answer from nghttp2 counts as new coverage and
+/// is kept. The numbers returned mean nothing; they give each branch something of its own to do.
+enum AnswerKinds {
+    static func note(type: UInt8, flags: UInt8, payload: ArraySlice<UInt8>) -> Int {
+        let endStream = flags & 0x1 != 0
+        return switch type {
+        case 0x0: endStream ? 1 : 2  // DATA
+        case 0x1: endStream ? 3 : 4  // HEADERS
+        case 0x3: rstStream(errorCode(payload, at: 0))
+        case 0x4: flags & 0x1 != 0 ? 5 : 6  // SETTINGS, ACK
+        case 0x6: flags & 0x1 != 0 ? 7 : 8  // PING, ACK
+        case 0x7: goAway(errorCode(payload, at: 4))
+        case 0x8: 9  // WINDOW_UPDATE
+        case 0x9: 10  // CONTINUATION
+        default: 11
+        }
+    }
+
+    static func errorCode(_ payload: ArraySlice<UInt8>, at offset: Int) -> UInt32 {
+        guard payload.count >= offset + 4 else { return .max }
+        let start = payload.startIndex + offset
+        return payload[start...].prefix(4).reduce(0) { $0 << 8 | UInt32($1) }
+    }
+
+    /// RFC 9113 §7 error codes, one branch each.
+    static func rstStream(_ code: UInt32) -> Int {
+        switch code {
+        case 0x0: 100
+        case 0x1: 101
+        case 0x2: 102
+        case 0x3: 103
+        case 0x4: 104
+        case 0x5: 105
+        case 0x6: 106
+        case 0x7: 107
+        case 0x8: 108
+        case 0x9: 109
+        case 0xA: 110
+        case 0xB: 111
+        case 0xC: 112
+        case 0xD: 113
+        default: 114
+        }
+    }
+
+    /// The same for GOAWAY, in branches of its own.
+    static func goAway(_ code: UInt32) -> Int {
+        switch code {
+        case 0x0: 200
+        case 0x1: 201
+        case 0x2: 202
+        case 0x3: 203
+        case 0x4: 204
+        case 0x5: 205
+        case 0x6: 206
+        case 0x7: 207
+        case 0x8: 208
+        case 0x9: 209
+        case 0xA: 210
+        case 0xB: 211
+        case 0xC: 212
+        case 0xD: 213
+        default: 214
         }
     }
 }
