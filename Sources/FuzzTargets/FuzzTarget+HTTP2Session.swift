@@ -118,6 +118,7 @@ extension FuzzTarget {
 /// branch here, so an input that draws a new kind of answer from nghttp2 counts as new coverage and
 /// is kept. The numbers returned mean nothing; they give each branch something of its own to do.
 enum AnswerKinds {
+    /// Takes the branch for one written frame.
     static func note(type: UInt8, flags: UInt8, payload: ArraySlice<UInt8>) -> Int {
         let endStream = flags & 0x1 != 0
         return switch type {
@@ -133,6 +134,7 @@ enum AnswerKinds {
         }
     }
 
+    /// The 32-bit error code at `offset` in a RST_STREAM or GOAWAY payload; `.max` when it is cut short.
     static func errorCode(_ payload: ArraySlice<UInt8>, at offset: Int) -> UInt32 {
         guard payload.count >= offset + 4 else { return .max }
         let start = payload.startIndex + offset
@@ -192,13 +194,16 @@ struct UnaryGRPCResponder {
         var answered = false
     }
 
+    /// The largest request message accepted.
     let maximumMessageSize: Int
     private var streams: [Int32: Stream] = [:]
 
+    /// A responder with no stream yet.
     init(maximumMessageSize: Int) {
         self.maximumMessageSize = maximumMessageSize
     }
 
+    /// Acts on one event from `session`, submitting any answer to it.
     mutating func handle(_ event: HTTP2Event, session: HTTP2Session) {
         switch event {
         case .headers(let streamID, let headers, let endStream):

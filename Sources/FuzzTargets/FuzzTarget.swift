@@ -60,6 +60,7 @@ public struct InvariantViolation: Error, CustomStringConvertible, Sendable {
         self.message = message
     }
 
+    /// The target and the message.
     public var description: String { "\(target.rawValue): \(message)" }
 }
 

@@ -72,6 +72,7 @@ public enum SeedCorpus {
 
     // MARK: protobuf and JSON
 
+    /// Binary requests: the test data re-encoded, and the hand-built batches.
     static func protobufSeeds(_ sources: SeedSources) throws(SeedCorpusError) -> [Seed] {
         let codec = OTLPProtobufCodec()
         var seeds: [Seed] = [("multi-agent.pb", sources.protobufRequest), ("empty.pb", [])]
@@ -84,6 +85,7 @@ public enum SeedCorpus {
         return seeds
     }
 
+    /// OTLP/JSON bodies: the test data as it is, the hand-built batches, and the lenient forms.
     static func jsonSeeds(_ sources: SeedSources) throws(SeedCorpusError) -> [Seed] {
         var seeds: [Seed] = [("multi-agent.json", sources.jsonRequest), ("invalid-ids.json", sources.invalidIDs)]
         for (index, line) in sources.requestLines.enumerated() {
@@ -104,6 +106,7 @@ public enum SeedCorpus {
         return seeds
     }
 
+    /// A test data request decoded, or an error naming the file.
     static func decodeJSON(_ bytes: [UInt8], _ file: String) throws(SeedCorpusError) -> SpanBatch {
         do {
             return try OTLPJSON.decodeRequest(bytes)
@@ -112,6 +115,7 @@ public enum SeedCorpus {
         }
     }
 
+    /// `stem-NN.suffix`, so seeds sort in test data order.
     static func name(_ stem: String, _ index: Int, _ suffix: String) -> String {
         let number = String(index)
         return "\(stem)-\(String(repeating: "0", count: max(0, 2 - number.count)))\(number).\(suffix)"
@@ -152,6 +156,7 @@ public enum SeedCorpus {
 
     // MARK: gRPC framing
 
+    /// gRPC bodies: requests framed plain and compressed, and the framing edge cases.
     static func grpcFramingSeeds(_ sources: SeedSources) throws(SeedCorpusError) -> [Seed] {
         let codec = OTLPProtobufCodec()
         var seeds: [Seed] = [("empty-body", []), ("empty-message", GRPCFraming.frame([]))]
@@ -183,6 +188,7 @@ public enum SeedCorpus {
 
     // MARK: HTTP/2
 
+    /// Client byte streams after the preface: recorded conversations and the hand-built frames.
     static func http2SessionSeeds(_ sources: SeedSources) throws(SeedCorpusError) -> [Seed] {
         let codec = OTLPProtobufCodec()
         let request = codec.encodeRequest(everyField)
