@@ -135,6 +135,18 @@ let package = Package(
             resources: [.embedInCode("Resources/default-config.yaml")]
         ),
         .executableTarget(name: "decode-bench", dependencies: ["TraceWire"]),
+        // Fuzzing (docs/fuzzing.md). The targets are a library so a unit test replays the kept crash inputs
+        // through the very functions the fuzzer calls; the one executable is a libFuzzer driver when
+        // scripts/fuzz builds it (-sanitize=fuzzer,address -DFUZZING) and a plain file replayer otherwise,
+        // so a normal `swift build` compiles and links it without the sanitizer runtime.
+        .target(
+            name: "FuzzTargets",
+            dependencies: [
+                "TraceModel", "TraceWire", "HTTP2",
+                .product(name: "NIOCore", package: "swift-nio"),
+            ]
+        ),
+        .executableTarget(name: "agenttrace-fuzz", dependencies: ["FuzzTargets"]),
         .executableTarget(
             name: "agenttrace",
             dependencies: [
@@ -145,6 +157,7 @@ let package = Package(
 
         .testTarget(name: "TraceWireTests", dependencies: ["TraceWire"]),
         .testTarget(name: "HTTP2Tests", dependencies: ["HTTP2"]),
+        .testTarget(name: "FuzzTargetsTests", dependencies: ["FuzzTargets", "TraceWire"]),
         .testTarget(name: "PipelineTests", dependencies: ["Pipeline", "TestSupport"]),
         .testTarget(name: "ReceiversTests", dependencies: ["Receivers"]),
         .target(name: "TestSupport", path: "Tests/TestSupport"),

@@ -4,6 +4,29 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* Under AddressSanitizer (the fuzzing build, scripts/fuzz) the arena's memory is poisoned except for
+ * what has been handed out, and every allocation is followed by a poisoned red zone: a read past the
+ * end of a decoded string or array, or of memory from before the last reset, is then reported like
+ * heap misuse instead of landing silently in the next allocation. Limits count the same bytes either way. */
+#if defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define TRACE_ARENA_ASAN 1
+#endif
+#endif
+#if defined(__SANITIZE_ADDRESS__)
+#define TRACE_ARENA_ASAN 1
+#endif
+#ifdef TRACE_ARENA_ASAN
+#include <sanitizer/asan_interface.h>
+enum { TRACE_ARENA_REDZONE = 32 };
+#define TRACE_ARENA_POISON(address, size) ASAN_POISON_MEMORY_REGION(address, size)
+#define TRACE_ARENA_UNPOISON(address, size) ASAN_UNPOISON_MEMORY_REGION(address, size)
+#else
+enum { TRACE_ARENA_REDZONE = 0 };
+#define TRACE_ARENA_POISON(address, size) ((void)(address), (void)(size))
+#define TRACE_ARENA_UNPOISON(address, size) ((void)(address), (void)(size))
+#endif
+
 typedef struct TraceArenaChunk {
     struct TraceArenaChunk *next;
     size_t capacity;
@@ -27,6 +50,7 @@ static TraceArenaChunk *trace_arena_new_chunk(size_t capacity) {
     chunk->next = NULL;
     chunk->capacity = capacity;
     chunk->used = 0;
+    TRACE_ARENA_POISON((unsigned char *)chunk + TRACE_ARENA_HEADER, capacity);
     return chunk;
 }
 
@@ -38,16 +62,18 @@ static void *trace_arena_alloc_uninitialized(TraceArena *arena, size_t size) {
     size_t rounded = (size + (TRACE_ARENA_ALIGNMENT - 1)) & ~(size_t)(TRACE_ARENA_ALIGNMENT - 1);
     if (rounded < size) return NULL; /* overflow */
     if (arena->byte_limit != 0 && arena->handed_out + rounded > arena->byte_limit) return NULL;
+    size_t needed = rounded + TRACE_ARENA_REDZONE;
+    if (needed < rounded) return NULL; /* overflow */
     TraceArenaChunk *chunk = arena->current;
-    if (chunk->capacity - chunk->used < rounded) {
+    if (chunk->capacity - chunk->used < needed) {
         /* Reuse chunks kept from before the last reset when they fit, else append a new one. */
-        while (chunk->next != NULL && chunk->next->capacity < rounded) chunk = chunk->next;
+        while (chunk->next != NULL && chunk->next->capacity < needed) chunk = chunk->next;
         if (chunk->next != NULL) {
             chunk = chunk->next;
             chunk->used = 0;
         } else {
             size_t capacity = arena->current->capacity * 2;
-            if (capacity < rounded) capacity = rounded;
+            if (capacity < needed) capacity = needed;
             TraceArenaChunk *fresh = trace_arena_new_chunk(capacity);
             if (fresh == NULL) return NULL;
             chunk->next = fresh;
@@ -56,8 +82,9 @@ static void *trace_arena_alloc_uninitialized(TraceArena *arena, size_t size) {
         arena->current = chunk;
     }
     void *memory = trace_arena_chunk_data(chunk) + chunk->used;
-    chunk->used += rounded;
+    chunk->used += needed;
     arena->handed_out += rounded;
+    TRACE_ARENA_UNPOISON(memory, size);
     return memory;
 }
 
@@ -113,6 +140,7 @@ void trace_arena_reset(TraceArena *arena, size_t retain_capacity) {
     while (chunk != NULL && (last_kept == NULL || kept + chunk->capacity <= retain_capacity)) {
         kept += chunk->capacity;
         chunk->used = 0;
+        TRACE_ARENA_POISON(trace_arena_chunk_data(chunk), chunk->capacity);
         last_kept = chunk;
         chunk = chunk->next;
     }

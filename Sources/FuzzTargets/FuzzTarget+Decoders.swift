@@ -1,0 +1,108 @@
+import TraceModel
+import TraceWire
+
+extension FuzzTarget {
+    /// Protobuf: a request decodes or is refused with an `OTLPDecodingError`. What decodes must survive
+    /// our own encoders: protobuf out and in again gives the same batch, and so does OTLP/JSON out and in
+    /// (which also checks that the JSON writer escapes every string the protobuf side can produce).
+    static func protobuf(_ input: [UInt8], in context: FuzzContext) throws(InvariantViolation) -> FuzzOutcome {
+        let batch: SpanBatch
+        do {
+            batch = try context.protobuf.decodeRequest(input)
+        } catch {
+            return .rejected(error.message)
+        }
+        try checkProtobufRoundTrip(batch, in: context, from: .protobuf)
+        try checkJSONRoundTrip(batch, from: .protobuf)
+        return .accepted
+    }
+
+    /// OTLP/JSON: a body decodes or is refused with an `OTLPDecodingError`. What decodes must survive our
+    /// JSON writer and, when protobuf can carry it, our protobuf encoder.
+    static func json(_ input: [UInt8], in context: FuzzContext) throws(InvariantViolation) -> FuzzOutcome {
+        let batch: SpanBatch
+        do {
+            batch = try OTLPJSON.decodeRequest(input)
+        } catch {
+            return .rejected(error.message)
+        }
+        try checkJSONRoundTrip(batch, from: .json)
+        // protobuf-c keeps strings NUL-terminated, so a string with U+0000 (legal in JSON) is cut short
+        // on the way out in protobuf; such batches are not compared. JSON also allows deeper AnyValue
+        // nesting (128 levels of JSON) than the protobuf decoder accepts (64 levels of messages), so a
+        // refusal for depth is expected, not a bug.
+        if !batch.containsNUL {
+            try checkProtobufRoundTrip(batch, in: context, from: .json, allowTooDeep: true)
+        }
+        return .accepted
+    }
+
+    /// Protobuf out and in again gives the same batch.
+    static func checkProtobufRoundTrip(_ batch: SpanBatch, in context: FuzzContext, from target: FuzzTarget,
+                                       allowTooDeep: Bool = false) throws(InvariantViolation) {
+        let encoded = context.protobuf.encodeRequest(batch)
+        let again: SpanBatch
+        do {
+            again = try context.protobuf.decodeRequest(encoded)
+        } catch {
+            if allowTooDeep, error.message.contains("nested deeper") { return }
+            throw InvariantViolation(target, "our protobuf encoding of a decoded batch does not decode: \(error.message)")
+        }
+        try expectSame(batch, again, target, "protobuf encode then decode")
+    }
+
+    /// OTLP/JSON out and in again gives the same batch.
+    static func checkJSONRoundTrip(_ batch: SpanBatch, from target: FuzzTarget) throws(InvariantViolation) {
+        let encoded = OTLPJSON.encodeRequest(batch)
+        let again: SpanBatch
+        do {
+            again = try OTLPJSON.decodeRequest(encoded)
+        } catch {
+            throw InvariantViolation(target, "our OTLP/JSON encoding of a decoded batch does not decode: \(error.message)")
+        }
+        try expectSame(batch, again, target, "OTLP/JSON encode then decode")
+    }
+
+    /// Equal batches; NaN attribute values (never equal to themselves) are compared through the JSON
+    /// writer's output, which spells every field of the model out.
+    static func expectSame(_ expected: SpanBatch, _ actual: SpanBatch, _ target: FuzzTarget, _ step: String) throws(InvariantViolation) {
+        if expected == actual { return }
+        let expectedJSON = OTLPJSON.encodeRequest(expected)
+        let actualJSON = OTLPJSON.encodeRequest(actual)
+        if expectedJSON == actualJSON { return }
+        var index = 0
+        while index < min(expectedJSON.count, actualJSON.count), expectedJSON[index] == actualJSON[index] { index += 1 }
+        let start = max(0, index - 60)
+        throw InvariantViolation(target, """
+            \(step) changed the batch; as OTLP/JSON, first difference at byte \(index):
+              before: …\(String(decoding: expectedJSON[start..<min(expectedJSON.count, index + 60)], as: UTF8.self))
+              after:  …\(String(decoding: actualJSON[start..<min(actualJSON.count, index + 60)], as: UTF8.self))
+            """)
+    }
+}
+
+extension SpanBatch {
+    /// Whether any string in the batch holds U+0000.
+    var containsNUL: Bool {
+        func has(_ text: String) -> Bool { text.utf8.contains(0) }
+        func has(_ attributes: [Attribute]) -> Bool { attributes.contains { has($0.key) || has($0.value) } }
+        func has(_ value: AttributeValue) -> Bool {
+            switch value {
+            case .string(let text): has(text)
+            case .array(let elements): elements.contains { has($0) }
+            case .keyValueList(let attributes): has(attributes)
+            case .bool, .int, .double, .bytes, .empty: false
+            }
+        }
+        return resourceSpans.contains { resourceSpans in
+            has(resourceSpans.schemaURL) || has(resourceSpans.resource.attributes) || resourceSpans.scopeSpans.contains { scopeSpans in
+                has(scopeSpans.schemaURL) || has(scopeSpans.scope.name) || has(scopeSpans.scope.version)
+                    || has(scopeSpans.scope.attributes) || scopeSpans.spans.contains { span in
+                        has(span.name) || has(span.traceState) || has(span.status.message) || has(span.attributes)
+                            || span.events.contains { has($0.name) || has($0.attributes) }
+                            || span.links.contains { has($0.traceState) || has($0.attributes) }
+                    }
+            }
+        }
+    }
+}
