@@ -197,15 +197,6 @@ struct HTTP1Deadlines {
     }
 }
 
-extension Duration {
-    /// Whole nanoseconds, saturating.
-    var wholeNanoseconds: Int64 {
-        let (seconds, attoseconds) = components
-        let (product, overflow) = seconds.multipliedReportingOverflow(by: 1_000_000_000)
-        return overflow ? Int64.max : product + attoseconds / 1_000_000_000
-    }
-}
-
 /// Sits below the HTTP codec and enforces `HTTP1Deadlines`: a slowloris peer trickling its head, a
 /// body that never ends, an idle kept-alive connection and an oversized head are all cut off here,
 /// with a raw 408/431 when a request was under way.
