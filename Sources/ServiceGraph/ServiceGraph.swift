@@ -61,7 +61,6 @@ public final class ServiceGraph: Sendable {
         var requests = 0
         var failed = 0
         var buckets = Buckets()
-        var lastSeen: UInt64 = 0
         var serverNanosSum: UInt64 = 0
         var serverCount = 0
         let metrics: EdgeMetrics
@@ -96,7 +95,6 @@ public final class ServiceGraph: Sendable {
         var requests = 0
         var failed = 0
         var minutes: [(minute: Int64, requests: Int, failed: Int)] = []
-        var lastSeen: UInt64 = 0
         var serverSeconds: [Double] = []
         var clientSeconds: [Double] = []
         /// Per latency bucket of the server node, from the server side's time (else the client's).
@@ -112,7 +110,6 @@ public final class ServiceGraph: Sendable {
             } else {
                 minutes.append((minute, 1, observation.failed ? 1 : 0))
             }
-            lastSeen = max(lastSeen, observation.time)
             if let seconds = observation.serverSeconds { serverSeconds.append(seconds) }
             if let seconds = observation.clientSeconds { clientSeconds.append(seconds) }
             if let seconds = observation.serverSeconds ?? observation.clientSeconds {
@@ -135,7 +132,6 @@ public final class ServiceGraph: Sendable {
         var edgeOrder: [Int] = []
         var nodeOrder: [Int] = []
         var sorted = true
-        var droppedEdges = 0
         /// The `agent.*` resource attributes last seen per node name, at most `max_nodes` names.
         var details: [String: [Attribute]] = [:]
 
@@ -240,7 +236,6 @@ public final class ServiceGraph: Sendable {
                 state.nodeStats[node].inputTokens += usage.input
                 state.nodeStats[node].outputTokens += usage.output
             }
-            state.droppedEdges += dropped
         }
         // The Prometheus series, outside the lock.
         for (metrics, position) in applied {
@@ -257,7 +252,6 @@ public final class ServiceGraph: Sendable {
         stats.requests += delta.requests
         stats.failed += delta.failed
         for minute in delta.minutes { stats.buckets.add(minute: minute.minute, requests: minute.requests, failed: minute.failed) }
-        stats.lastSeen = max(stats.lastSeen, delta.lastSeen)
         for seconds in delta.serverSeconds { stats.serverNanosSum &+= UInt64((seconds * 1e9).rounded()) }
         stats.serverCount += delta.serverSeconds.count
     }
