@@ -7,8 +7,8 @@ struct TailSamplingMetrics: Sendable {
     /// Per policy (in evaluation order) and decision.
     let policyDecisions: [[SamplingDecision: Counter]]
     let finalDecisions: [SamplingDecision: Counter]
-    let sampledSpans: Counter
-    let notSampledSpans: Counter
+    /// Spans held until their trace's decision, by whether it was sampled.
+    let decidedSpans: [Bool: Counter]
     let tracesOnMemory: Gauge
     let spansOnMemory: Gauge
     let bytesOnMemory: Gauge
@@ -36,32 +36,27 @@ struct TailSamplingMetrics: Sendable {
                                            labels: labels + [("sampled", decision.sampledLabel), ("decision", decision.rawValue)]))
             })
         }
+        func byFlag(_ name: String, help: String, label: String) -> [Bool: Counter] {
+            Dictionary(uniqueKeysWithValues: [true, false].map { flag in
+                (flag, metrics.counter(p + name, help: help, labels: [(label, String(flag))]))
+            })
+        }
         // As the Collector labels them: "<instance>.<policy>" when the processor has a name.
         policyDecisions = policies.map { policy in
             byDecision("count_traces_sampled_total", help: "Traces each policy decided, by its decision.",
                        labels: [("policy", instance.isEmpty ? policy : "\(instance).\(policy)")])
         }
         finalDecisions = byDecision("global_count_traces_sampled_total", help: "Traces decided, by the final decision.")
-        sampledSpans = metrics.counter(p + "spans_decided_total", help: "Spans held until their trace's decision, by that decision.",
-                                       labels: [("sampled", "true")])
-        notSampledSpans = metrics.counter(p + "spans_decided_total", help: "Spans held until their trace's decision, by that decision.",
-                                          labels: [("sampled", "false")])
+        decidedSpans = byFlag("spans_decided_total", help: "Spans held until their trace's decision, by that decision.", label: "sampled")
         tracesOnMemory = metrics.gauge(p + "sampling_traces_on_memory", help: "Traces held (undecided, or decided and remembered).")
         spansOnMemory = metrics.gauge(p + "sampling_spans_on_memory", help: "Spans held waiting for their trace's decision.")
         bytesOnMemory = metrics.gauge(p + "sampling_bytes_on_memory", help: "Bytes of the spans held (their binary OTLP size).")
         droppedTooEarly = metrics.counter(p + "sampling_trace_dropped_too_early_total",
                                           help: "Traces evicted at num_traces before their decision; their spans are lost.")
-        evicted = [
-            true: metrics.counter(p + "traces_evicted_total", help: "Traces removed at num_traces.", labels: [("undecided", "true")]),
-            false: metrics.counter(p + "traces_evicted_total", help: "Traces removed at num_traces.", labels: [("undecided", "false")]),
-        ]
+        evicted = byFlag("traces_evicted_total", help: "Traces removed at num_traces.", label: "undecided")
         newTraces = metrics.counter(p + "new_trace_id_received_total", help: "Traces first seen.")
-        cacheReleases = [
-            true: metrics.counter(p + "early_releases_from_cache_decision_total", help: "Spans passed or dropped by a cached decision.",
-                                  labels: [("sampled", "true")]),
-            false: metrics.counter(p + "early_releases_from_cache_decision_total", help: "Spans passed or dropped by a cached decision.",
-                                   labels: [("sampled", "false")]),
-        ]
+        cacheReleases = byFlag("early_releases_from_cache_decision_total", help: "Spans passed or dropped by a cached decision.",
+                               label: "sampled")
         lateSpans = byDecision("late_spans_total", help: "Spans that arrived after their trace's decision, by that decision.")
         lateSpanAge = metrics.histogram(p + "sampling_late_span_age", help: "Seconds from a trace's decision to a late span of it.",
                                         buckets: Self.secondsBuckets)

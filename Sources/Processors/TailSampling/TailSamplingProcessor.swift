@@ -294,10 +294,8 @@ public final class TailSamplingProcessor: SpanProcessor {
                     metrics.decodeFailures.increment(by: Int64(spans))
                 }
             }
-            metrics.sampledSpans.increment(by: Int64(spans))
-        } else {
-            metrics.notSampledSpans.increment(by: Int64(spans))
         }
+        metrics.decidedSpans[decision == .sampled]!.increment(by: Int64(spans))
         let cache = decision == .sampled ? \State.sampledCache : \State.notSampledCache
         if state[keyPath: cache].capacity > 0 {
             state[keyPath: cache].insert(id)
