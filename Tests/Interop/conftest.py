@@ -1,8 +1,8 @@
 """Fixtures for the interop suite: the binary, promtool, prometheus, and running collectors.
 
-Run from the repository root:
+Run from the repository root (scripts/install-deps --test makes .venv/):
 
-    python3 -m pytest Tests/Interop
+    .venv/bin/python -m pytest Tests/Interop
 
 The binary is $AGENTTRACE_BIN or .build/debug/agenttrace. A missing binary,
 promtool or h2load makes the tests fail (never skip): this suite exists to

@@ -72,8 +72,8 @@ def generated_modules():
         try:
             from grpc_tools import protoc
         except ImportError as e:
-            raise AssertionError("grpcio-tools is not installed (python3 -m pip install -r "
-                                 "Tests/Interop/requirements.txt): %s" % e)
+            raise AssertionError("grpcio-tools is not installed (scripts/install-deps --test "
+                                 "installs it into .venv/): %s" % e)
         out = tempfile.mkdtemp(prefix="agenttrace-fakes-gen-")
         files = ["zipkin/zipkin.proto", "jaeger/api_v2/model.proto", "jaeger/api_v2/collector.proto"]
         for f in files:

@@ -52,7 +52,7 @@ BUILD_PACKAGES = {"libprotobuf-c-dev", "libnghttp2-dev", "zlib1g-dev", "pkg-conf
 @pytest.fixture(scope="module", autouse=True)
 def need_pyyaml():
     if yaml is None:
-        pytest.fail("missing prerequisite: PyYAML (python3 -m pip install -r Tests/Interop/requirements.txt)",
+        pytest.fail("missing prerequisite: PyYAML (scripts/install-deps --test installs it into .venv/)",
                     pytrace=False)
 
 
