@@ -34,6 +34,8 @@ ACCEPTED = "agenttrace_receiver_accepted_spans_total"
 DECODE_ERRORS = "agenttrace_receiver_decode_errors_total"
 CLOSED = "agenttrace_receiver_connections_closed_total"
 DROPPED_ATTRS = "agenttrace_span_limits_dropped_attributes_total"
+DROPPED_EVENTS = "agenttrace_span_limits_dropped_events_total"
+DROPPED_LINKS = "agenttrace_span_limits_dropped_links_total"
 TRUNCATED = "agenttrace_span_limits_truncated_values_total"
 
 LISTENER_LIMITS = {
@@ -46,7 +48,10 @@ HOSTILE_CONFIG = {
         "grpc": dict(LISTENER_LIMITS, max_header_list_size=8192),
     }}},
 }
-SPAN_LIMITS = {"span_limits": {"attribute_count_limit": ATTR_LIMIT, "attribute_value_length_limit": VALUE_LIMIT}}
+EVENT_LIMIT = 4
+LINK_LIMIT = 3
+SPAN_LIMITS = {"span_limits": {"attribute_count_limit": ATTR_LIMIT, "attribute_value_length_limit": VALUE_LIMIT,
+                               "event_count_limit": EVENT_LIMIT, "link_count_limit": LINK_LIMIT}}
 
 
 def record(case, transport, answer):
@@ -341,6 +346,33 @@ def test_http_huge_attribute_count_truncated(col):
     assert after.value(TRUNCATED, dict(lab)) - before.value(TRUNCATED, dict(lab)) == 1
 
 
+def test_http_span_limits_on_events_and_links(col):
+    """10 events and 7 links (the sender already dropped 2 of each) against event_count_limit 4 and
+    link_count_limit 3: the first ones are kept, and what is dropped adds to the span's dropped counts (the
+    OpenTelemetry SDK's span limits: "the dropped ... count" is the number discarded) and to the metrics."""
+    n_events, n_links, already = 10, 7, 2
+    req, k = span_json(name="events-and-links")
+    span = req["resourceSpans"][0]["scopeSpans"][0]["spans"][0]
+    span["events"] = [{"timeUnixNano": str(1767225600000000000 + i), "name": "e%d" % i} for i in range(n_events)]
+    span["links"] = [{"traceId": secrets.token_hex(16), "spanId": secrets.token_hex(8),
+                      "attributes": [{"key": "i", "value": {"intValue": str(i)}}]} for i in range(n_links)]
+    span["droppedEventsCount"] = already
+    span["droppedLinksCount"] = already
+    before = col.scrape()
+    r = post(col, json.dumps(req).encode(), "application/json")
+    assert r.status == 200, r
+    record("10 events and 7 links on one span", "http", "200 (first %d events, %d links kept)" % (EVENT_LIMIT, LINK_LIMIT))
+    out = [s for s in col.wait_for_spans(lambda spans: k in {s.key for s in spans}) if s.key == k][0]
+    assert [e[0] for e in out.events] == ["e%d" % i for i in range(EVENT_LIMIT)], out.events
+    assert [(ln[0], ln[1]) for ln in out.links] == [(ln["traceId"], ln["spanId"]) for ln in span["links"][:LINK_LIMIT]]
+    assert out.raw.get("droppedEventsCount") == already + n_events - EVENT_LIMIT, out.raw
+    assert out.raw.get("droppedLinksCount") == already + n_links - LINK_LIMIT, out.raw
+    lab = {"processor": "span_limits"}
+    after = col.scrape()
+    assert after.value(DROPPED_EVENTS, lab) - before.value(DROPPED_EVENTS, lab) == n_events - EVENT_LIMIT
+    assert after.value(DROPPED_LINKS, lab) - before.value(DROPPED_LINKS, lab) == n_links - LINK_LIMIT
+
+
 # --- HTTP/1: heads -------------------------------------------------------------------
 
 def test_http_too_many_headers_431(col):
@@ -565,26 +597,57 @@ def test_grpc_malformed_frame_goaway(col, case):
     expect_deltas(col, before, merged(ok_delta("grpc"), {closed("grpc", "protocol_error"): 1}))
 
 
-def test_grpc_rapid_reset_flood_survived(col):
-    """CVE-2023-44487: 2000 streams opened and reset at once. The collector stays up and serving."""
+def flood_goaway(col, flood, timeout=5.0):
+    """Send the preface, SETTINGS and `flood`; returns (frames the server sent before closing, GOAWAY codes)."""
+    reply = h.raw_exchange(col.grpc_address, h.H2_PREFACE + h.h2_frame(4, 0, 0) + flood, timeout=timeout)
+    frames = h.parse_h2_frames(reply)
+    return frames, [int.from_bytes(f.payload[4:8], "big") for f in frames if f.type == 7]
+
+
+def test_grpc_rapid_reset_flood_goaway(col):
+    """CVE-2023-44487: 2000 streams opened and reset at once. docs/hardening.md: answered with GOAWAY
+    (ENHANCE_YOUR_CALM, RFC 9113 §10.5's code for abusive peers) and closed; the collector keeps serving."""
     headers = hpack(h.grpc_request_headers(col.grpc_address))
     flood = b"".join(h.h2_frame(1, 0x4, sid, headers) + h.h2_frame(3, 0, sid, b"\x00\x00\x00\x08")
                      for sid in range(1, 4001, 2))
-    reply = h.raw_exchange(col.grpc_address, h.H2_PREFACE + h.h2_frame(4, 0, 0) + flood, timeout=5.0)
-    goaways = [int.from_bytes(f.payload[4:8], "big") for f in h.parse_h2_frames(reply) if f.type == 7]
+    before = col.scrape()
+    frames, goaways = flood_goaway(col, flood)
     record("rapid reset: 2000 HEADERS+RST_STREAM", "grpc",
-           "GOAWAY(%s)" % ERROR_NAMES.get(goaways[-1], goaways[-1]) if goaways else "absorbed")
+           "GOAWAY(%s) + close" % ERROR_NAMES.get(goaways[-1], goaways[-1]) if goaways else "no GOAWAY")
+    assert goaways == [ENHANCE_YOUR_CALM], "want one GOAWAY(ENHANCE_YOUR_CALM), got %s" % [
+        ERROR_NAMES.get(g, g) for g in goaways]
     still_serves_grpc(col)
+    expect_deltas(col, before, merged(ok_delta("grpc"), {closed("grpc", "protocol_error"): 1}))
 
 
-def test_grpc_ping_flood_survived(col):
+def test_grpc_ping_flood_goaway(col):
+    """20000 PINGs, each asking for an ACK: GOAWAY(ENHANCE_YOUR_CALM) and close, not 20000 ACKs."""
     flood = h.h2_frame(6, 0, 0, b"12345678") * 20000
-    reply = h.raw_exchange(col.grpc_address, h.H2_PREFACE + h.h2_frame(4, 0, 0) + flood, timeout=5.0)
-    goaways = [int.from_bytes(f.payload[4:8], "big") for f in h.parse_h2_frames(reply) if f.type == 7]
-    acks = sum(1 for f in h.parse_h2_frames(reply) if f.type == 6)
+    before = col.scrape()
+    frames, goaways = flood_goaway(col, flood)
+    acks = sum(1 for f in frames if f.type == 6)
     record("PING flood: 20000 PINGs", "grpc",
            "GOAWAY(%s) after %d acks" % (ERROR_NAMES.get(goaways[-1], goaways[-1]), acks) if goaways else "%d acks" % acks)
+    assert goaways == [ENHANCE_YOUR_CALM], "want one GOAWAY(ENHANCE_YOUR_CALM), got %s after %d PING ACKs" % (
+        [ERROR_NAMES.get(g, g) for g in goaways], acks)
+    assert acks < 20000, "every PING was answered: the flood was not detected"
     still_serves_grpc(col)
+    expect_deltas(col, before, merged(ok_delta("grpc"), {closed("grpc", "protocol_error"): 1}))
+
+
+def test_grpc_settings_flood_goaway(col):
+    """20000 SETTINGS frames, each asking for an ACK: GOAWAY(ENHANCE_YOUR_CALM) and close."""
+    flood = h.h2_frame(4, 0, 0, b"\x00\x04\x00\x01\x00\x00") * 20000   # SETTINGS_INITIAL_WINDOW_SIZE = 65536
+    before = col.scrape()
+    frames, goaways = flood_goaway(col, flood)
+    acks = sum(1 for f in frames if f.type == 4 and f.flags & 0x1)
+    record("SETTINGS flood: 20000 SETTINGS", "grpc",
+           "GOAWAY(%s) after %d acks" % (ERROR_NAMES.get(goaways[-1], goaways[-1]), acks) if goaways else "%d acks" % acks)
+    assert goaways == [ENHANCE_YOUR_CALM], "want one GOAWAY(ENHANCE_YOUR_CALM), got %s after %d SETTINGS ACKs" % (
+        [ERROR_NAMES.get(g, g) for g in goaways], acks)
+    assert acks < 20000, "every SETTINGS was answered: the flood was not detected"
+    still_serves_grpc(col)
+    expect_deltas(col, before, merged(ok_delta("grpc"), {closed("grpc", "protocol_error"): 1}))
 
 
 def test_grpc_continuation_flood_refused(col):
