@@ -15,6 +15,7 @@ import time
 
 import grpc
 import pytest
+from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
 from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter as GRPCSpanExporter
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter as HTTPSpanExporter
 from opentelemetry.sdk.resources import Resource
@@ -256,9 +257,9 @@ def test_admin_over_tls(tls_col, certs):
     before = tls_col.scrape()  # over TLS (tls_col.admin_ssl)
     assert before.types.get("agenttrace_receiver_accepted_spans_total") == "counter"
     spans, keys = finished_spans(n=2, name="admin-tls")
-    exporter = HTTPSpanExporter(endpoint="https://%s/v1/traces" % tls_col.http_address, certificate_file=certs["ca"],
-                                timeout=5)
-    assert exporter.export(spans) == SpanExportResult.SUCCESS
+    r = h.http_request(tls_col.http_address, "POST", "/v1/traces", encode_spans(spans).SerializeToString(),
+                       {"Content-Type": "application/x-protobuf"}, ssl_context=client_ssl(certs))
+    assert r.status == 200, r
     after = tls_col.scrape()
     assert after.value("agenttrace_receiver_accepted_spans_total", lab) - \
         before.value("agenttrace_receiver_accepted_spans_total", lab) == 2
