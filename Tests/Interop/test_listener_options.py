@@ -11,14 +11,12 @@
 The oracles are the protocols' own documents (RFC 9113, RFC 8446 via Python's ssl module, the OTLP
 specification's 503/UNAVAILABLE), never the collector's output."""
 
-import json
 import secrets
 import socket
 import ssl
 import time
 
 import grpc
-import pytest
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter as HTTPSpanExporter
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider

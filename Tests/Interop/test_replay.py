@@ -1,8 +1,12 @@
 """`agenttrace replay`: in-process replay of every testdata format, determinism,
 and replay over OTLP/HTTP into a running collector."""
 
+import json
+import secrets
+
 import pytest
 
+import fakes
 import interop_helpers as h
 
 
@@ -101,8 +105,6 @@ PACED_STEP_S = 2.0   # the recording's requests end 2 s apart: it spans 8 s
 
 def paced_recording(path, n=PACED_REQUESTS, step_s=PACED_STEP_S):
     """A .jsonl of n one-span requests whose spans end step_s apart; returns [(span key, recorded offset s)]."""
-    import secrets
-    import json as _json
     base = 1767225600 * 10**9
     out = []
     with open(path, "w") as f:
@@ -114,7 +116,7 @@ def paced_recording(path, n=PACED_REQUESTS, step_s=PACED_STEP_S):
                 "scopeSpans": [{"scope": {"name": "replay"}, "spans": [{
                     "traceId": tid, "spanId": sid, "name": "paced-%d" % i, "kind": 1,
                     "startTimeUnixNano": str(end - 1000000), "endTimeUnixNano": str(end)}]}]}]}
-            f.write(_json.dumps(req) + "\n")
+            f.write(json.dumps(req) + "\n")
             out.append(((tid, sid), i * step_s))
     return out
 
@@ -138,7 +140,6 @@ def arrival_offsets(fake, recording):
 
 
 def test_replay_endpoint_paces_by_recorded_time_over_speed(agenttrace_bin, tmp_path):
-    import fakes
     recording = paced_recording(str(tmp_path / "paced.jsonl"))
     span_s = recording[-1][1]
     results = {}
@@ -160,7 +161,6 @@ def test_replay_endpoint_paces_by_recorded_time_over_speed(agenttrace_bin, tmp_p
 
 
 def test_replay_endpoint_retries_429_and_503_and_loses_nothing(agenttrace_bin, tmp_path):
-    import fakes
     recording = paced_recording(str(tmp_path / "retry.jsonl"), n=3, step_s=0.0)
     with fakes.OTLPHttpFake() as fake:
         fake.script.fail_next(1, 503, retry_after=1, message="busy")
