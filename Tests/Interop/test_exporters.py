@@ -9,7 +9,7 @@ mapping_oracle.py, which follows docs/exporter-mappings.md.
   2. faults      every backend answers 503 (Retry-After: 1) / UNAVAILABLE for ~3 s, then recovers; and
                  429 (Retry-After: 1) / RESOURCE_EXHAUSTED with RetryInfo twice: the delay is honoured.
   3. permanent   400 / INVALID_ARGUMENT / 404 / RESOURCE_EXHAUSTED without RetryInfo: batches dropped,
-                 counted, not retried.
+                 counted, not retried. And OTLP/HTTP 502 and 504 (retried) next to 400 (not), attempts counted.
   4. crash       with `storage`: backend down, spans queued, kill -9, restart, backend up: all arrive.
 """
 

@@ -5,7 +5,7 @@ Covered here (the plainer bad requests live in test_http_errors.py and test_grpc
 truncated messages, oversized and chunked-oversized bodies, deeply nested AnyValue, invalid UTF-8,
 huge attribute counts and values (span_limits), multi-member gzip bombs, oversized and too many
 headers, malformed HTTP/1, malformed HTTP/2 frames (one per connection error the RFC names), HTTP/2
-floods (rapid reset, PING, CONTINUATION), slowloris on HTTP/1 and HTTP/2 (head, frame and body
+floods (rapid reset, PING, SETTINGS, CONTINUATION: each GOAWAY with its error code), slowloris on HTTP/1 and HTTP/2 (head, frame and body
 trickles), idle connections, and the per-listener connection limit.
 
 The tests share one collector with short timeouts and run in order, so counter deltas are exact.
