@@ -221,12 +221,25 @@ def produce_sdk_spans(col):
         with tracer.start_as_current_span("delegate again", kind=SpanKind.INTERNAL,
                                           links=[Link(root_ctx, {"opentracing.ref_type": "child_of"})]):
             pass
+        # A link to the parent without opentracing.ref_type: Jaeger's parent reference is FOLLOWS_FROM.
+        with tracer.start_as_current_span("follow up", kind=SpanKind.INTERNAL, links=[Link(root_ctx)]):
+            pass
+        # CONSUMER: server.address is the broker this span itself reads from, not a caller.
+        with tracer.start_as_current_span("consume tasks", kind=SpanKind.CONSUMER,
+                                          attributes={"server.address": "broker.local", "server.port": 5672,
+                                                      "messaging.system": "rabbitmq"}):
+            pass
         root.set_status(Status(StatusCode.OK))
     remote = SpanContext(trace_id=0x4bf92f3577b34da6a3ce929d0e0e4736, span_id=0x00f067aa0ba902b7, is_remote=True,
                          trace_flags=TraceFlags(TraceFlags.SAMPLED),
                          trace_state=TraceState([("vendor", "v1"), ("other", "x")]))
+    # SERVER: server.address is this service's own host; the caller is client.address / the peer socket.
     with tracer.start_as_current_span("handle remote call", kind=SpanKind.SERVER,
-                                      context=trace_api.set_span_in_context(NonRecordingSpan(remote))) as srv:
+                                      context=trace_api.set_span_in_context(NonRecordingSpan(remote)),
+                                      attributes={"server.address": "agents.example.com", "server.port": 8443,
+                                                  "client.address": "gateway.internal",
+                                                  "network.peer.address": "10.0.0.5",
+                                                  "network.peer.port": 40123}) as srv:
         srv.set_status(Status(StatusCode.OK))  # the SDK drops descriptions of OK
     sent += finish(prov, rec)
 
