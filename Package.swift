@@ -46,10 +46,12 @@ let package = Package(
         ),
 
         .target(name: "TraceModel"),
+        // The one JSON writer: OTLP/JSON, Zipkin, alert payloads and the admin API's documents.
+        .target(name: "JSONText"),
         .target(
             name: "TraceWire",
             dependencies: [
-                "TraceModel", "CTraceProto", "CProtobufC",
+                "TraceModel", "JSONText", "CTraceProto", "CProtobufC",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "CompressNIO", package: "compress-nio"),
             ]
@@ -88,14 +90,24 @@ let package = Package(
                 .product(name: "NIOTLS", package: "swift-nio"),
             ]
         ),
+        // Alerts and their delivery to webhooks, Slack and PagerDuty, for every processor that fires them.
         .target(
-            name: "Processors",
+            name: "Alerting",
             dependencies: [
-                "Pipeline",
-                // threshold_triggers delivers alerts over HTTP itself: component kinds never import each other.
+                "Pipeline", "JSONText", "TraceModel",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "DequeModule", package: "swift-collections"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+            ]
+        ),
+        .target(
+            name: "Processors",
+            dependencies: [
+                "Pipeline", "Alerting", "JSONText",
                 .product(name: "DequeModule", package: "swift-collections"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -124,7 +136,7 @@ let package = Package(
         .target(
             name: "AgentTraceServer",
             dependencies: [
-                "Pipeline", "Receivers", "Processors", "Exporters", "ServiceGraph", "TraceWire", "HTTP2",
+                "Pipeline", "Receivers", "Processors", "Alerting", "Exporters", "ServiceGraph", "TraceWire", "HTTP2",
                 // `replay --endpoint` posts with it: URLSession would link libcurl into the binary.
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "NIOCore", package: "swift-nio"),
@@ -161,7 +173,8 @@ let package = Package(
         .testTarget(name: "PipelineTests", dependencies: ["Pipeline", "TestSupport"]),
         .testTarget(name: "ReceiversTests", dependencies: ["Receivers"]),
         .target(name: "TestSupport", path: "Tests/TestSupport"),
-        .testTarget(name: "ProcessorsTests", dependencies: ["Processors", "Pipeline", "TestSupport"]),
+        .testTarget(name: "ProcessorsTests", dependencies: ["Processors", "Alerting", "Pipeline", "TestSupport"]),
+        .testTarget(name: "AlertingTests", dependencies: ["Alerting", "Pipeline", "TestSupport"]),
         .testTarget(name: "ServiceGraphTests", dependencies: ["ServiceGraph"]),
         .testTarget(name: "ExportersTests", dependencies: ["Exporters", "TestSupport"]),
         .testTarget(name: "AgentTraceServerTests", dependencies: [

@@ -1,3 +1,4 @@
+import Alerting
 import NIOCore
 import NIOHTTP1
 import Pipeline

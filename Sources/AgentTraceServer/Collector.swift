@@ -1,3 +1,4 @@
+import Alerting
 import Foundation
 import HTTP2
 import Logging

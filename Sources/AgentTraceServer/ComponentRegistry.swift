@@ -1,3 +1,4 @@
+import Alerting
 import Exporters
 import NIOCore
 import NIOPosix

@@ -1,3 +1,4 @@
+import JSONText
 import TraceModel
 
 /// Attribute values as text, for backends whose tags are strings (Zipkin; Jaeger arrays and maps), as

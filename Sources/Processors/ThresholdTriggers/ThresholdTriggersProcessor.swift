@@ -1,3 +1,4 @@
+import Alerting
 import Logging
 import Pipeline
 import Prometheus

@@ -1,3 +1,5 @@
+import Alerting
+import JSONText
 import Prometheus
 import TraceModel
 
@@ -305,10 +307,10 @@ struct TriggerEvaluator {
         switch rule.condition {
         case .above(let key, let value):
             threshold = .number(value)
-            condition = "\(key) is \(observed.text), above \(JSONValue.numberText(value))"
+            condition = "\(key) is \(observed.text), above \(JSONWriter.numberText(value))"
         case .below(let key, let value):
             threshold = .number(value)
-            condition = "\(key) is \(observed.text), below \(JSONValue.numberText(value))"
+            condition = "\(key) is \(observed.text), below \(JSONWriter.numberText(value))"
         case .equals(let key, let text, let number, let flag):
             switch observed {
             case .number: threshold = number.map(Alert.Value.number) ?? .text(text)
@@ -318,14 +320,14 @@ struct TriggerEvaluator {
             condition = "\(key) is \(observed.text)"
         case .durationAbove(let nanos):
             threshold = .number(Double(nanos) / 1e9)
-            condition = "took \(observed.text)s, above \(JSONValue.numberText(Double(nanos) / 1e9))s"
+            condition = "took \(observed.text)s, above \(JSONWriter.numberText(Double(nanos) / 1e9))s"
         case .status(let code):
             threshold = .text(Self.statusName(code))
             condition = "has status \(Self.statusName(code))"
         }
         var message = rule.message ?? "span \"\(span.name)\" of \(agent) \(condition)"
         if rule.message == nil, rule.count > 1 {
-            message = "\(matches) spans within \(JSONValue.numberText(Double(rule.window) / 1e9))s"
+            message = "\(matches) spans within \(JSONWriter.numberText(Double(rule.window) / 1e9))s"
                 + (group.isEmpty ? "" : " for \(group)") + "; the last: \(message)"
         }
         return Alert(rule: rule.name, severity: rule.severity, value: observed, threshold: threshold, service: service, agent: agent,
@@ -359,7 +361,7 @@ struct TriggerEvaluator {
         case .string(let text): text
         case .bool(let flag): flag ? "true" : "false"
         case .int(let integer): String(integer)
-        case .double(let real): JSONValue.numberText(real)
+        case .double(let real): JSONWriter.numberText(real)
         default: ""
         }
     }

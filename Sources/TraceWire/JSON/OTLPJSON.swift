@@ -1,3 +1,4 @@
+import JSONText
 import TraceModel
 
 /// Why an OTLP request could not be decoded. The message is safe to return to the sender.
@@ -17,7 +18,7 @@ public enum OTLPJSON {
     /// Decodes an `ExportTraceServiceRequest` (or the identical `TracesData`).
     public static func decodeRequest<Bytes: Sequence>(_ bytes: Bytes) throws(OTLPDecodingError) -> SpanBatch
     where Bytes.Element == UInt8 {
-        let document: JSONValue
+        let document: ParsedJSON
         do {
             document = try JSONParser.parse(bytes)
         } catch {
@@ -70,7 +71,7 @@ public enum OTLPJSON {
     /// Reads an `ExportTraceServiceResponse`'s partial success (used by clients such as `replay`).
     public static func decodeResponse<Bytes: Sequence>(_ bytes: Bytes) throws(OTLPDecodingError) -> (rejectedSpans: Int64, errorMessage: String)
     where Bytes.Element == UInt8 {
-        let document: JSONValue
+        let document: ParsedJSON
         do {
             document = try JSONParser.parse(bytes)
         } catch {
@@ -89,9 +90,9 @@ public enum OTLPJSON {
 
 /// Member lookup accepting the lowerCamelCase name and the original proto field name.
 struct JSONObject {
-    let members: [(key: String, value: JSONValue)]
+    let members: [(key: String, value: ParsedJSON)]
 
-    func member(_ camelCase: String, _ snakeCase: String? = nil) -> JSONValue? {
+    func member(_ camelCase: String, _ snakeCase: String? = nil) -> ParsedJSON? {
         for member in members where member.key == camelCase || member.key == snakeCase {
             if case .null = member.value { return nil }
             return member.value
@@ -101,31 +102,31 @@ struct JSONObject {
 }
 
 struct OTLPJSONDecoder {
-    func object(_ value: JSONValue, at path: String) throws(OTLPDecodingError) -> JSONObject {
+    func object(_ value: ParsedJSON, at path: String) throws(OTLPDecodingError) -> JSONObject {
         guard case .object(let members) = value else { throw OTLPDecodingError("\(path): expected an object") }
         return JSONObject(members: members)
     }
 
-    func array(_ value: JSONValue?, at path: String) throws(OTLPDecodingError) -> [JSONValue] {
+    func array(_ value: ParsedJSON?, at path: String) throws(OTLPDecodingError) -> [ParsedJSON] {
         guard let value else { return [] }
         guard case .array(let elements) = value else { throw OTLPDecodingError("\(path): expected an array") }
         return elements
     }
 
-    func string(_ value: JSONValue?, at path: String) throws(OTLPDecodingError) -> String {
+    func string(_ value: ParsedJSON?, at path: String) throws(OTLPDecodingError) -> String {
         guard let value else { return "" }
         guard case .string(let text) = value else { throw OTLPDecodingError("\(path): expected a string") }
         return text
     }
 
-    func bool(_ value: JSONValue?, at path: String) throws(OTLPDecodingError) -> Bool {
+    func bool(_ value: ParsedJSON?, at path: String) throws(OTLPDecodingError) -> Bool {
         guard let value else { return false }
         guard case .bool(let flag) = value else { throw OTLPDecodingError("\(path): expected true or false") }
         return flag
     }
 
     /// A 64-bit integer written as a decimal string or a JSON number.
-    func int64(_ value: JSONValue?, at path: String) throws(OTLPDecodingError) -> Int64 {
+    func int64(_ value: ParsedJSON?, at path: String) throws(OTLPDecodingError) -> Int64 {
         switch value {
         case nil: return 0
         case .string(let text)?, .number(let text)?:
@@ -136,7 +137,7 @@ struct OTLPJSONDecoder {
         }
     }
 
-    func uint64(_ value: JSONValue?, at path: String) throws(OTLPDecodingError) -> UInt64 {
+    func uint64(_ value: ParsedJSON?, at path: String) throws(OTLPDecodingError) -> UInt64 {
         switch value {
         case nil: return 0
         case .string(let text)?, .number(let text)?:
@@ -147,14 +148,14 @@ struct OTLPJSONDecoder {
         }
     }
 
-    func uint32(_ value: JSONValue?, at path: String) throws(OTLPDecodingError) -> UInt32 {
+    func uint32(_ value: ParsedJSON?, at path: String) throws(OTLPDecodingError) -> UInt32 {
         let wide = try uint64(value, at: path)
         guard let narrow = UInt32(exactly: wide) else { throw OTLPDecodingError("\(path): \(wide) is out of range") }
         return narrow
     }
 
     /// An enum as its integer (the OTLP form) or, leniently, its proto name.
-    func enumValue(_ value: JSONValue?, at path: String, names: [String]) throws(OTLPDecodingError) -> Int32 {
+    func enumValue(_ value: ParsedJSON?, at path: String, names: [String]) throws(OTLPDecodingError) -> Int32 {
         switch value {
         case nil: return 0
         case .number(let text)?:
@@ -168,7 +169,7 @@ struct OTLPJSONDecoder {
         }
     }
 
-    func double(_ value: JSONValue?, at path: String) throws(OTLPDecodingError) -> Double {
+    func double(_ value: ParsedJSON?, at path: String) throws(OTLPDecodingError) -> Double {
         switch value {
         case nil: return 0
         case .number(let text)?:
@@ -188,7 +189,7 @@ struct OTLPJSONDecoder {
     }
 
     /// Hex id bytes. Length is checked later, so invalid ids become rejected spans, not a failed request.
-    func hexBytes(_ value: JSONValue?, at path: String) throws(OTLPDecodingError) -> [UInt8] {
+    func hexBytes(_ value: ParsedJSON?, at path: String) throws(OTLPDecodingError) -> [UInt8] {
         let text = try string(value, at: path)
         let digits = Array(text.utf8)
         guard digits.count % 2 == 0 else { throw OTLPDecodingError("\(path): odd number of hex digits") }
@@ -205,7 +206,7 @@ struct OTLPJSONDecoder {
         return bytes
     }
 
-    func batch(_ document: JSONValue) throws(OTLPDecodingError) -> SpanBatch {
+    func batch(_ document: ParsedJSON) throws(OTLPDecodingError) -> SpanBatch {
         let root = try object(document, at: "request")
         var batch = SpanBatch()
         let resourceSpansList = try array(root.member("resourceSpans", "resource_spans"), at: "resourceSpans")
@@ -216,7 +217,7 @@ struct OTLPJSONDecoder {
         return batch
     }
 
-    func resourceSpans(_ value: JSONValue, at path: String) throws(OTLPDecodingError) -> ResourceSpans {
+    func resourceSpans(_ value: ParsedJSON, at path: String) throws(OTLPDecodingError) -> ResourceSpans {
         let fields = try object(value, at: path)
         var result = ResourceSpans()
         if let resourceValue = fields.member("resource") {
@@ -232,7 +233,7 @@ struct OTLPJSONDecoder {
         return result
     }
 
-    func scopeSpans(_ value: JSONValue, at path: String) throws(OTLPDecodingError) -> ScopeSpans {
+    func scopeSpans(_ value: ParsedJSON, at path: String) throws(OTLPDecodingError) -> ScopeSpans {
         let fields = try object(value, at: path)
         var result = ScopeSpans()
         if let scopeValue = fields.member("scope") {
@@ -252,7 +253,7 @@ struct OTLPJSONDecoder {
         return result
     }
 
-    func span(_ value: JSONValue, at path: String) throws(OTLPDecodingError) -> Span {
+    func span(_ value: ParsedJSON, at path: String) throws(OTLPDecodingError) -> Span {
         let fields = try object(value, at: path)
         let traceIDBytes = try hexBytes(fields.member("traceId", "trace_id"), at: "\(path).traceId")
         let spanIDBytes = try hexBytes(fields.member("spanId", "span_id"), at: "\(path).spanId")
@@ -295,7 +296,7 @@ struct OTLPJSONDecoder {
                                 "SPAN_KIND_PRODUCER", "SPAN_KIND_CONSUMER"]
     static let statusCodeNames = ["STATUS_CODE_UNSET", "STATUS_CODE_OK", "STATUS_CODE_ERROR"]
 
-    func event(_ value: JSONValue, at path: String) throws(OTLPDecodingError) -> SpanEvent {
+    func event(_ value: ParsedJSON, at path: String) throws(OTLPDecodingError) -> SpanEvent {
         let fields = try object(value, at: path)
         return SpanEvent(
             timeUnixNano: try uint64(fields.member("timeUnixNano", "time_unix_nano"), at: "\(path).timeUnixNano"),
@@ -306,7 +307,7 @@ struct OTLPJSONDecoder {
         )
     }
 
-    func link(_ value: JSONValue, at path: String) throws(OTLPDecodingError) -> SpanLink {
+    func link(_ value: ParsedJSON, at path: String) throws(OTLPDecodingError) -> SpanLink {
         let fields = try object(value, at: path)
         let traceIDBytes = try hexBytes(fields.member("traceId", "trace_id"), at: "\(path).traceId")
         let spanIDBytes = try hexBytes(fields.member("spanId", "span_id"), at: "\(path).spanId")
@@ -323,7 +324,7 @@ struct OTLPJSONDecoder {
         )
     }
 
-    func attributes(_ value: JSONValue?, at path: String) throws(OTLPDecodingError) -> [Attribute] {
+    func attributes(_ value: ParsedJSON?, at path: String) throws(OTLPDecodingError) -> [Attribute] {
         let elements = try array(value, at: path)
         var result: [Attribute] = []
         result.reserveCapacity(elements.count)
@@ -338,7 +339,7 @@ struct OTLPJSONDecoder {
         return result
     }
 
-    func anyValue(_ value: JSONValue, at path: String) throws(OTLPDecodingError) -> AttributeValue {
+    func anyValue(_ value: ParsedJSON, at path: String) throws(OTLPDecodingError) -> AttributeValue {
         let fields = try object(value, at: path)
         if let text = fields.member("stringValue", "string_value") {
             return .string(try string(text, at: "\(path).stringValue"))

@@ -1,5 +1,6 @@
 import CProtobufC
 import CTraceProto
+import JSONText
 import TraceModel
 
 /// Zipkin v2 encodings of a list of spans: JSON (zipkin2-api.yaml `ListOfSpans`) and proto3

@@ -34,7 +34,7 @@ public final class AlertDelivery: Service, Sendable {
     public typealias Sleeper = @Sendable (Duration) async -> Void
 
     private let sinks: [Sink]
-    private let configuration: ThresholdTriggersProcessor.Configuration.Delivery
+    private let configuration: AlertDeliverySettings
     private let makeTransport: @Sendable () -> any AlertTransport
     private let sleep: Sleeper
     private let logger: Logger
@@ -44,8 +44,8 @@ public final class AlertDelivery: Service, Sendable {
     private let failureLog = Mutex<[String: (last: ContinuousClock.Instant, pending: Int)]>([:])
 
     /// Sinks are labelled by kind (`webhook`, `slack`, `pagerduty`; `webhook/2` for a second one).
-    public init(sinks: [ThresholdTriggersProcessor.Configuration.Sink],
-                configuration: ThresholdTriggersProcessor.Configuration.Delivery, context: ComponentContext,
+    public init(sinks: [AlertSink],
+                configuration: AlertDeliverySettings, context: ComponentContext,
                 drainDeadline: Duration = .seconds(5),
                 makeTransport: @escaping @Sendable () -> any AlertTransport = { HTTPAlertTransport() },
                 sleep: @escaping Sleeper = { duration in try? await cancelWhenGracefulShutdown { try await Task.sleep(for: duration) } }) {
@@ -93,7 +93,7 @@ public final class AlertDelivery: Service, Sendable {
     public var sinkLabels: [String] { sinks.map(\.label) }
 
     /// Queues alerts for every sink; never waits.
-    func enqueue(_ alerts: [Alert]) {
+    public func enqueue(_ alerts: [Alert]) {
         for sink in sinks {
             for alert in alerts where !sink.queue.offer(alert) {
                 sink.dropped.increment()

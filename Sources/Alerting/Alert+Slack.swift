@@ -1,3 +1,4 @@
+import JSONText
 extension Alert {
     /// Slack's documented limits for the blocks used here (Block Kit reference): a header's `plain_text`
     /// "Maximum length for the text in this field is 150 characters"; a section's `text` 3000 characters;
@@ -27,7 +28,7 @@ extension Alert {
             "*Trace*\n`\(traceID.hex)`",
         ]
         if !group.isEmpty { fieldTexts.append("*Group*\n\(Self.slackEscape(group))") }
-        if let window { fieldTexts.append("*Matches*\n\(count) in \(JSONValue.numberText(Double(window.nanoseconds) / 1e9))s") }
+        if let window { fieldTexts.append("*Matches*\n\(count) in \(JSONWriter.numberText(Double(window.nanoseconds) / 1e9))s") }
         if suppressed > 0 { fieldTexts.append("*Suppressed*\n\(suppressed) since the last alert") }
         let fields: [JSONValue] = fieldTexts.prefix(SlackLimits.fields).map {
             .object([("type", .string("mrkdwn")), ("text", .string(String($0.prefix(SlackLimits.field))))])

@@ -1,3 +1,4 @@
+import JSONText
 extension Alert {
     /// The PagerDuty Events API v2 `enqueue` body for a trigger event: `routing_key`, `event_action`
     /// "trigger", `dedup_key` (one incident per rule and group, at most 255 characters), `client`, and a

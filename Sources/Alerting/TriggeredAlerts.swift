@@ -1,3 +1,4 @@
+import JSONText
 import DequeModule
 import ServiceLifecycle
 import Synchronization
@@ -24,7 +25,7 @@ public final class TriggeredAlerts: Sendable {
     }
 
     /// Keeps fired alerts, in firing order.
-    func record(_ alerts: [Alert]) {
+    public func record(_ alerts: [Alert]) {
         state.withLock { state in
             for alert in alerts {
                 if state.recent.count == capacity { state.recent.removeFirst() }
@@ -35,7 +36,7 @@ public final class TriggeredAlerts: Sendable {
     }
 
     /// Registers a processor's delivery service.
-    func add(_ delivery: AlertDelivery) {
+    public func add(_ delivery: AlertDelivery) {
         state.withLock { $0.deliveries.append(delivery) }
     }
 

@@ -1,3 +1,4 @@
+import JSONText
 import TraceModel
 
 /// One fired alert: what the webhook receives as JSON, what `/api/alerts` lists, and what the Slack and
@@ -75,7 +76,7 @@ public struct Alert: Sendable, Equatable {
     }
 
     /// The fields every payload carries, in the webhook's order.
-    var fields: JSONValue {
+    public var fields: JSONValue {
         .object([
             ("rule", .string(rule)),
             ("severity", .string(severity.rawValue)),
@@ -105,7 +106,7 @@ public struct Alert: Sendable, Equatable {
 
 extension Alert.Value {
     /// The value in a JSON payload.
-    var json: JSONValue {
+    public var json: JSONValue {
         switch self {
         case .number(let number): .number(number)
         case .text(let text): .string(text)
@@ -114,96 +115,20 @@ extension Alert.Value {
     }
 
     /// The value as people read it.
-    var text: String {
+    public var text: String {
         switch self {
-        case .number(let number): JSONValue.numberText(number)
+        case .number(let number): JSONWriter.numberText(number)
         case .text(let text): text
         case .flag(let flag): flag ? "true" : "false"
         }
     }
 }
 
-/// A JSON document with keys in the order written, so payloads are stable byte for byte.
-indirect enum JSONValue: Sendable, Equatable {
-    case string(String)
-    case number(Double)
-    case integer(Int64)
-    case bool(Bool)
-    case null
-    case array([JSONValue])
-    case object([(String, JSONValue)])
-
-    /// Equal when encoded the same.
-    static func == (lhs: JSONValue, rhs: JSONValue) -> Bool { lhs.encoded() == rhs.encoded() }
-
-    /// Compact UTF-8 JSON.
-    func encoded() -> [UInt8] {
-        var output: [UInt8] = []
-        output.reserveCapacity(512)
-        write(into: &output)
-        return output
-    }
-
-    /// Shortest round-tripping text; integral values without a fraction; non-finite ones as `null`.
-    static func numberText(_ number: Double) -> String {
-        guard number.isFinite else { return "null" }
-        if number == number.rounded(), abs(number) < 1e15 { return String(Int64(number)) }
-        return String(number)
-    }
-
-    private func write(into output: inout [UInt8]) {
-        switch self {
-        case .string(let text): Self.writeString(text, into: &output)
-        case .number(let number): output.append(contentsOf: Self.numberText(number).utf8)
-        case .integer(let integer): output.append(contentsOf: String(integer).utf8)
-        case .bool(let flag): output.append(contentsOf: (flag ? "true" : "false").utf8)
-        case .null: output.append(contentsOf: "null".utf8)
-        case .array(let elements):
-            output.append(UInt8(ascii: "["))
-            for (index, element) in elements.enumerated() {
-                if index > 0 { output.append(UInt8(ascii: ",")) }
-                element.write(into: &output)
-            }
-            output.append(UInt8(ascii: "]"))
-        case .object(let members):
-            output.append(UInt8(ascii: "{"))
-            for (index, (key, value)) in members.enumerated() {
-                if index > 0 { output.append(UInt8(ascii: ",")) }
-                Self.writeString(key, into: &output)
-                output.append(UInt8(ascii: ":"))
-                value.write(into: &output)
-            }
-            output.append(UInt8(ascii: "}"))
-        }
-    }
-
-    private static func writeString(_ text: String, into output: inout [UInt8]) {
-        output.append(UInt8(ascii: "\""))
-        for byte in text.utf8 {
-            switch byte {
-            case UInt8(ascii: "\""), UInt8(ascii: "\\"):
-                output.append(UInt8(ascii: "\\"))
-                output.append(byte)
-            case UInt8(ascii: "\n"): output.append(contentsOf: "\\n".utf8)
-            case UInt8(ascii: "\t"): output.append(contentsOf: "\\t".utf8)
-            case UInt8(ascii: "\r"): output.append(contentsOf: "\\r".utf8)
-            case 0..<0x20:
-                output.append(contentsOf: "\\u00".utf8)
-                output.append(HexDigit.lowercase[Int(byte >> 4)])
-                output.append(HexDigit.lowercase[Int(byte & 0xF)])
-            default:
-                output.append(byte)
-            }
-        }
-        output.append(UInt8(ascii: "\""))
-    }
-}
-
 /// RFC 3339 timestamps in UTC with millisecond precision (`2025-01-31T12:00:00.250Z`), computed without
 /// Foundation formatters.
-enum RFC3339 {
+public enum RFC3339 {
     /// `unixNanos` as `YYYY-MM-DDTHH:MM:SS.mmmZ`.
-    static func format(unixNanos: UInt64) -> String {
+    public static func format(unixNanos: UInt64) -> String {
         let milliseconds = unixNanos / 1_000_000
         let seconds = Int64(milliseconds / 1000)
         let days = seconds / 86_400

@@ -1,49 +1,53 @@
-import TraceModel
-
 /// Appends compact JSON to a byte buffer; the caller decides member order, so output is deterministic.
-struct JSONWriter {
+/// The one JSON writer: OTLP/JSON, Zipkin JSON, alert payloads and the admin API's documents all use it.
+public struct JSONWriter: Sendable {
     /// The document so far.
-    private(set) var bytes: [UInt8] = []
+    public private(set) var bytes: [UInt8] = []
     private var needsComma = false
 
-    init(capacity: Int = 1024) {
+    /// An empty document with room for `capacity` bytes.
+    public init(capacity: Int = 1024) {
         bytes.reserveCapacity(capacity)
     }
 
-    mutating func beginObject() {
+    /// Opens an object (as a value, or as the member value after `key`).
+    public mutating func beginObject() {
         separate()
         bytes.append(UInt8(ascii: "{"))
         needsComma = false
     }
 
-    mutating func endObject() {
+    /// Closes the object opened last.
+    public mutating func endObject() {
         bytes.append(UInt8(ascii: "}"))
         needsComma = true
     }
 
-    mutating func beginArray() {
+    /// Opens an array.
+    public mutating func beginArray() {
         separate()
         bytes.append(UInt8(ascii: "["))
         needsComma = false
     }
 
-    mutating func endArray() {
+    /// Closes the array opened last.
+    public mutating func endArray() {
         bytes.append(UInt8(ascii: "]"))
         needsComma = true
     }
 
     /// Writes a member name; the next value written is its value.
-    mutating func key(_ name: StaticString) {
+    public mutating func key(_ name: StaticString) {
         separate()
         bytes.append(UInt8(ascii: "\""))
-        bytes.append(contentsOf: UnsafeBufferPointer(start: name.utf8Start, count: name.utf8CodeUnitCount))
+        name.withUTF8Buffer { bytes.append(contentsOf: $0) }
         bytes.append(UInt8(ascii: "\""))
         bytes.append(UInt8(ascii: ":"))
         needsComma = false
     }
 
     /// Writes a member name that is not a literal.
-    mutating func dynamicKey(_ name: String) {
+    public mutating func dynamicKey(_ name: String) {
         separate()
         appendQuoted(name)
         bytes.append(UInt8(ascii: ":"))
@@ -51,20 +55,21 @@ struct JSONWriter {
     }
 
     /// Writes already-formatted JSON (a number, `null`).
-    mutating func raw(_ text: String) {
+    public mutating func raw(_ text: String) {
         separate()
         bytes.append(contentsOf: text.utf8)
         needsComma = true
     }
 
-    mutating func string(_ value: String) {
+    /// Writes a string, escaped as RFC 8259 asks.
+    public mutating func string(_ value: String) {
         separate()
         appendQuoted(value)
         needsComma = true
     }
 
     /// Writes digits as a JSON string, as OTLP/JSON asks for 64-bit integers.
-    mutating func quotedInteger<Integer: BinaryInteger>(_ value: Integer) {
+    public mutating func quotedInteger<Integer: BinaryInteger>(_ value: Integer) {
         separate()
         bytes.append(UInt8(ascii: "\""))
         bytes.append(contentsOf: String(value).utf8)
@@ -72,14 +77,15 @@ struct JSONWriter {
         needsComma = true
     }
 
-    mutating func integer<Integer: BinaryInteger>(_ value: Integer) {
+    /// Writes an integer as a JSON number.
+    public mutating func integer<Integer: BinaryInteger>(_ value: Integer) {
         separate()
         bytes.append(contentsOf: String(value).utf8)
         needsComma = true
     }
 
     /// Writes a double; NaN and the infinities as the strings proto3 JSON uses for them.
-    mutating func double(_ value: Double) {
+    public mutating func double(_ value: Double) {
         separate()
         if value.isNaN {
             bytes.append(contentsOf: "\"NaN\"".utf8)
@@ -91,16 +97,39 @@ struct JSONWriter {
         needsComma = true
     }
 
-    mutating func bool(_ value: Bool) {
+    /// Writes `true` or `false`.
+    public mutating func bool(_ value: Bool) {
         separate()
         bytes.append(contentsOf: (value ? "true" : "false").utf8)
         needsComma = true
     }
 
     /// Writes bytes as lowercase hex in a string (OTLP/JSON's form for trace and span ids).
-    mutating func hex(_ value: String) {
+    public mutating func hex(_ value: String) {
         string(value)
     }
+
+    /// Writes a plain JSON number: integral values without a fraction, the shortest round-tripping text
+    /// otherwise, and `null` for NaN and the infinities (which JSON cannot carry).
+    public mutating func number(_ value: Double) {
+        separate()
+        bytes.append(contentsOf: Self.numberText(value).utf8)
+        needsComma = true
+    }
+
+    /// Writes `null`.
+    public mutating func null() {
+        raw("null")
+    }
+
+    /// `number(_:)`'s text, for messages that show a number as JSON would.
+    public static func numberText(_ number: Double) -> String {
+        guard number.isFinite else { return "null" }
+        if number == number.rounded(), abs(number) < 1e15 { return String(Int64(number)) }
+        return String(number)
+    }
+
+    private static let lowercaseHex: [UInt8] = Array("0123456789abcdef".utf8)
 
     private mutating func separate() {
         if needsComma { bytes.append(UInt8(ascii: ",")) }
@@ -127,8 +156,8 @@ struct JSONWriter {
             case 0x09: bytes.append(contentsOf: [UInt8(ascii: "\\"), UInt8(ascii: "t")])
             case 0x00..<0x20:
                 bytes.append(contentsOf: Array("\\u00".utf8))
-                bytes.append(HexDigit.lowercase[Int(byte >> 4)])
-                bytes.append(HexDigit.lowercase[Int(byte & 0xF)])
+                bytes.append(Self.lowercaseHex[Int(byte >> 4)])
+                bytes.append(Self.lowercaseHex[Int(byte & 0xF)])
             default: bytes.append(byte)
             }
         }

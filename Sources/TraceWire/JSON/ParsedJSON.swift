@@ -1,16 +1,16 @@
 import TraceModel
 
 /// A parsed JSON document. Numbers keep their source text, so 64-bit integers survive exactly.
-enum JSONValue: Equatable {
+enum ParsedJSON: Equatable {
     case null
     case bool(Bool)
     case number(String)
     case string(String)
-    case array([JSONValue])
+    case array([ParsedJSON])
     /// Members in document order; OTLP objects are small, so lookup is a linear scan.
-    case object([(key: String, value: JSONValue)])
+    case object([(key: String, value: ParsedJSON)])
 
-    static func == (lhs: JSONValue, rhs: JSONValue) -> Bool {
+    static func == (lhs: ParsedJSON, rhs: ParsedJSON) -> Bool {
         switch (lhs, rhs) {
         case (.null, .null): true
         case (.bool(let a), .bool(let b)): a == b
@@ -48,14 +48,14 @@ struct JSONParser {
     }
 
     /// Parses one JSON value that makes up the whole of `bytes` (surrounding white space allowed).
-    static func parse<Bytes: Sequence>(_ bytes: Bytes) throws(JSONSyntaxError) -> JSONValue where Bytes.Element == UInt8 {
-        let result: Result<JSONValue, JSONSyntaxError> = bytes.withContiguousStorageIfAvailable { buffer in
+    static func parse<Bytes: Sequence>(_ bytes: Bytes) throws(JSONSyntaxError) -> ParsedJSON where Bytes.Element == UInt8 {
+        let result: Result<ParsedJSON, JSONSyntaxError> = bytes.withContiguousStorageIfAvailable { buffer in
             parseContiguous(buffer)
         } ?? Array(bytes).withUnsafeBufferPointer { parseContiguous($0) }
         return try result.get()
     }
 
-    private static func parseContiguous(_ buffer: UnsafeBufferPointer<UInt8>) -> Result<JSONValue, JSONSyntaxError> {
+    private static func parseContiguous(_ buffer: UnsafeBufferPointer<UInt8>) -> Result<ParsedJSON, JSONSyntaxError> {
         var parser = JSONParser(bytes: buffer)
         do throws(JSONSyntaxError) {
             parser.skipWhitespace()
@@ -78,7 +78,7 @@ struct JSONParser {
         while let byte = current, byte == 0x20 || byte == 0x0A || byte == 0x0D || byte == 0x09 { offset += 1 }
     }
 
-    private mutating func expect(_ literal: StaticString, value: JSONValue) throws(JSONSyntaxError) -> JSONValue {
+    private mutating func expect(_ literal: StaticString, value: ParsedJSON) throws(JSONSyntaxError) -> ParsedJSON {
         let count = literal.utf8CodeUnitCount
         guard offset + count <= bytes.count else { throw error("truncated literal") }
         let literalBytes = UnsafeBufferPointer(start: literal.utf8Start, count: count)
@@ -89,7 +89,7 @@ struct JSONParser {
         return value
     }
 
-    private mutating func parseValue() throws(JSONSyntaxError) -> JSONValue {
+    private mutating func parseValue() throws(JSONSyntaxError) -> ParsedJSON {
         guard let byte = current else { throw error("unexpected end of document") }
         switch byte {
         case UInt8(ascii: "{"): return try parseObject()
@@ -110,10 +110,10 @@ struct JSONParser {
         skipWhitespace()
     }
 
-    private mutating func parseObject() throws(JSONSyntaxError) -> JSONValue {
+    private mutating func parseObject() throws(JSONSyntaxError) -> ParsedJSON {
         try enterContainer()
         defer { depth -= 1 }
-        var members: [(key: String, value: JSONValue)] = []
+        var members: [(key: String, value: ParsedJSON)] = []
         if current == UInt8(ascii: "}") {
             offset += 1
             return .object(members)
@@ -140,10 +140,10 @@ struct JSONParser {
         }
     }
 
-    private mutating func parseArray() throws(JSONSyntaxError) -> JSONValue {
+    private mutating func parseArray() throws(JSONSyntaxError) -> ParsedJSON {
         try enterContainer()
         defer { depth -= 1 }
-        var elements: [JSONValue] = []
+        var elements: [ParsedJSON] = []
         if current == UInt8(ascii: "]") {
             offset += 1
             return .array(elements)
@@ -164,7 +164,7 @@ struct JSONParser {
         }
     }
 
-    private mutating func parseNumber() throws(JSONSyntaxError) -> JSONValue {
+    private mutating func parseNumber() throws(JSONSyntaxError) -> ParsedJSON {
         let start = offset
         if current == UInt8(ascii: "-") { offset += 1 }
         guard let first = current, isDigit(first) else { throw error("invalid number") }
