@@ -162,7 +162,7 @@ let package = Package(
         .testTarget(name: "ReceiversTests", dependencies: ["Receivers"]),
         .target(name: "TestSupport", path: "Tests/TestSupport"),
         .testTarget(name: "ProcessorsTests", dependencies: ["Processors", "Pipeline", "TestSupport"]),
-        .testTarget(name: "ServiceGraphTests", dependencies: ["ServiceGraph"]),
+        .testTarget(name: "ServiceGraphTests", dependencies: ["ServiceGraph", "TestSupport"]),
         .testTarget(name: "ExportersTests", dependencies: ["Exporters", "TestSupport"]),
         .testTarget(name: "AgentTraceServerTests", dependencies: [
             "AgentTraceServer", "ServiceGraph", "TestSupport",
