@@ -390,9 +390,11 @@ public final class ServiceGraph: Sendable {
             if let last = snapshot.edges.indices.last, snapshot.edges[last].id == edges[index].id {
                 snapshot.edges[last].requests += counts.requests
                 snapshot.edges[last].failed += counts.failed
+                latency.merge(edges[index].latency)
             } else {
                 finishEdge()
-                (serverNanos, serverCount, latency) = (0, 0, LatencySketch())
+                // The first (usually only) edge of an id: its sketch as it is, without a merge.
+                (serverNanos, serverCount, latency) = (0, 0, edges[index].latency)
                 snapshot.edges.append(GraphSnapshot.Edge(id: edges[index].id, source: names[client], target: names[server],
                                                          connectionType: keys[index].connectionType,
                                                          requests: counts.requests, failed: counts.failed, meanServerMilliseconds: nil))
@@ -401,7 +403,6 @@ public final class ServiceGraph: Sendable {
             }
             serverNanos &+= edges[index].serverNanosSum
             serverCount += edges[index].serverCount
-            latency.merge(edges[index].latency)
         }
         finishEdge()
         for index in nodeOrder where touched[index] {
