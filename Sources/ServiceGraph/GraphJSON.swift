@@ -258,6 +258,21 @@ public enum GraphJSON {
     static func write(_ real: Double, into output: inout [UInt8]) {
         if real.isFinite, real == real.rounded(), abs(real) < 1e15 {
             writeInteger(Int64(real), into: &output)
+        } else if real.isFinite, abs(real) < 1e12, case let thousandths = (real * 1000).rounded(),
+                  abs(thousandths - real * 1000) < 1e-6, Int64(thousandths) % 1000 != 0 {
+            // Three decimals or fewer (milliseconds rounded to the µs): written from integers, without a
+            // String per number; parses back to the same Double as `String(real)` would.
+            let scaled = Int64(thousandths)
+            if scaled < 0 { output.append(UInt8(ascii: "-")) }
+            writeInteger(abs(scaled) / 1000, into: &output)
+            var fraction = abs(scaled) % 1000
+            output.append(UInt8(ascii: "."))
+            var divisor: Int64 = 100
+            while fraction > 0 {
+                output.append(UInt8(ascii: "0") + UInt8(fraction / divisor))
+                fraction %= divisor
+                divisor /= 10
+            }
         } else if real.isFinite {
             output.append(contentsOf: String(real).utf8)
         } else {

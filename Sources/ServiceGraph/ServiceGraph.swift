@@ -73,6 +73,8 @@ public final class ServiceGraph: Sendable {
         var serverCount = 0
         /// The calls' durations (server side, else client side), for p50/p95/p99.
         var latency = LatencySketch()
+        /// `latency`'s p50/p95/p99 in ms, kept current as calls are added so a snapshot only copies them.
+        var percentiles: [Double] = []
     }
 
     /// The four series of one `SeriesKey`; `failed` only for failed calls, as the connector counts them.
@@ -96,6 +98,8 @@ public final class ServiceGraph: Sendable {
         var buckets = Buckets()
         /// Durations of the calls into this node (server side, else client side), for p50/p95/p99.
         var latency = LatencySketch()
+        /// `latency`'s p50/p95/p99 in ms, kept current as calls are added.
+        var percentiles: [Double] = []
         var inputTokens: Int64 = 0
         var outputTokens: Int64 = 0
     }
@@ -271,6 +275,7 @@ public final class ServiceGraph: Sendable {
         for observed in delta.serverSeconds { stats.serverNanosSum &+= UInt64((observed.seconds * 1e9).rounded()) }
         stats.serverCount += delta.serverSeconds.count
         stats.latency.merge(delta.latency)
+        stats.percentiles = stats.latency.percentilesMilliseconds
     }
 
     private static func apply(_ delta: EdgeDelta, to node: inout NodeStats) {
@@ -278,6 +283,7 @@ public final class ServiceGraph: Sendable {
         node.failed += delta.failed
         for minute in delta.minutes { node.buckets.add(minute: minute.minute, requests: minute.requests, failed: minute.failed) }
         node.latency.merge(delta.latency)
+        node.percentiles = node.latency.percentilesMilliseconds
     }
 
     /// Notes the `agent.*` attributes of resources (as `agent_enrichment` adds them) for their nodes'
@@ -374,10 +380,12 @@ public final class ServiceGraph: Sendable {
         // Edges that differ only in their dimensions are one edge in the graph; they are next to each other.
         var serverNanos: UInt64 = 0
         var serverCount = 0
-        var latency = LatencySketch()
+        // The first edge of the current id, and the merged sketch once a dimension variant of it follows.
+        var first = 0
+        var merged: LatencySketch?
         func finishEdge() {
             guard !snapshot.edges.isEmpty else { return }
-            snapshot.edges[snapshot.edges.count - 1].percentiles = latency.percentilesMilliseconds
+            snapshot.edges[snapshot.edges.count - 1].percentiles = merged?.percentilesMilliseconds ?? edges[first].percentiles
             guard serverCount > 0 else { return }
             snapshot.edges[snapshot.edges.count - 1].meanServerMilliseconds = Double(serverNanos) / Double(serverCount) / 1e6
         }
@@ -390,11 +398,11 @@ public final class ServiceGraph: Sendable {
             if let last = snapshot.edges.indices.last, snapshot.edges[last].id == edges[index].id {
                 snapshot.edges[last].requests += counts.requests
                 snapshot.edges[last].failed += counts.failed
-                latency.merge(edges[index].latency)
+                if merged == nil { merged = edges[first].latency }
+                merged?.merge(edges[index].latency)
             } else {
                 finishEdge()
-                // The first (usually only) edge of an id: its sketch as it is, without a merge.
-                (serverNanos, serverCount, latency) = (0, 0, edges[index].latency)
+                (serverNanos, serverCount, first, merged) = (0, 0, index, nil)
                 snapshot.edges.append(GraphSnapshot.Edge(id: edges[index].id, source: names[client], target: names[server],
                                                          connectionType: keys[index].connectionType,
                                                          requests: counts.requests, failed: counts.failed, meanServerMilliseconds: nil))
@@ -410,7 +418,7 @@ public final class ServiceGraph: Sendable {
                 ? nodes[index].buckets.sum(since: since, until: until) : (nodes[index].requests, nodes[index].failed)
             snapshot.nodes.append(GraphSnapshot.Node(
                 id: names[index], requests: counts.requests, failed: counts.failed,
-                percentiles: nodes[index].latency.percentilesMilliseconds,
+                percentiles: nodes[index].percentiles,
                 inputTokens: nodes[index].inputTokens, outputTokens: nodes[index].outputTokens,
                 details: details[names[index]] ?? []))
         }
