@@ -175,7 +175,7 @@ let package = Package(
         .target(name: "TestSupport", path: "Tests/TestSupport"),
         .testTarget(name: "ProcessorsTests", dependencies: ["Processors", "Alerting", "Pipeline", "TestSupport"]),
         .testTarget(name: "AlertingTests", dependencies: ["Alerting", "Pipeline", "TestSupport"]),
-        .testTarget(name: "ServiceGraphTests", dependencies: ["ServiceGraph"]),
+        .testTarget(name: "ServiceGraphTests", dependencies: ["ServiceGraph", "TestSupport"]),
         .testTarget(name: "ExportersTests", dependencies: ["Exporters", "TestSupport"]),
         .testTarget(name: "AgentTraceServerTests", dependencies: [
             "AgentTraceServer", "ServiceGraph", "TestSupport",

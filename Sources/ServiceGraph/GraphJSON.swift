@@ -66,6 +66,11 @@ public enum GraphJSON {
             out.key("detail__connection_type"); out.string(edge.connectionType)
             out.key(",\"detail__failed"); out.integer(edge.failed)
             if let mean = edge.meanServerMilliseconds { out.key(",\"detail__mean_server_ms"); out.number((mean * 1000).rounded() / 1000) }
+            if edge.percentiles.count == 3 {
+                out.key(",\"detail__p50_ms"); out.number(edge.percentiles[0])
+                out.key(",\"detail__p95_ms"); out.number(edge.percentiles[1])
+                out.key(",\"detail__p99_ms"); out.number(edge.percentiles[2])
+            }
             out.key(",\"detail__requests"); out.integer(edge.requests)
             out.key(",\"id"); out.string(edge.id)
             out.key(",\"mainstat"); out.integer(edge.requests)
@@ -155,6 +160,11 @@ public enum GraphJSON {
                 "detail__requests": edge.requests, "detail__failed": edge.failed, "detail__connection_type": edge.connectionType,
             ]
             if let mean = edge.meanServerMilliseconds { object["detail__mean_server_ms"] = (mean * 1000).rounded() / 1000 }
+            if edge.percentiles.count == 3 {
+                object["detail__p50_ms"] = edge.percentiles[0]
+                object["detail__p95_ms"] = edge.percentiles[1]
+                object["detail__p99_ms"] = edge.percentiles[2]
+            }
             return object
         }
         return ["nodes": nodes, "edges": edges]
@@ -184,6 +194,8 @@ public enum GraphJSON {
                 field("mainstat", "number", "Requests"), field("secondarystat", "number", "Error rate (%)"),
                 field("detail__requests", "number", "Requests"), field("detail__failed", "number", "Failed"),
                 field("detail__connection_type", "string", "Connection"), field("detail__mean_server_ms", "number", "Mean server time (ms)"),
+                field("detail__p50_ms", "number", "p50 (ms)"), field("detail__p95_ms", "number", "p95 (ms)"),
+                field("detail__p99_ms", "number", "p99 (ms)"),
             ],
         ]
     }
@@ -246,6 +258,21 @@ public enum GraphJSON {
     static func write(_ real: Double, into output: inout [UInt8]) {
         if real.isFinite, real == real.rounded(), abs(real) < 1e15 {
             writeInteger(Int64(real), into: &output)
+        } else if real.isFinite, abs(real) < 1e12, case let thousandths = (real * 1000).rounded(),
+                  abs(thousandths - real * 1000) < 1e-6, Int64(thousandths) % 1000 != 0 {
+            // Three decimals or fewer (milliseconds rounded to the µs): written from integers, without a
+            // String per number; parses back to the same Double as `String(real)` would.
+            let scaled = Int64(thousandths)
+            if scaled < 0 { output.append(UInt8(ascii: "-")) }
+            writeInteger(abs(scaled) / 1000, into: &output)
+            var fraction = abs(scaled) % 1000
+            output.append(UInt8(ascii: "."))
+            var divisor: Int64 = 100
+            while fraction > 0 {
+                output.append(UInt8(ascii: "0") + UInt8(fraction / divisor))
+                fraction %= divisor
+                divisor /= 10
+            }
         } else if real.isFinite {
             output.append(contentsOf: String(real).utf8)
         } else {

@@ -16,6 +16,14 @@ public final class ServiceGraph: Sendable {
         var server: String
         var connectionType: String
         var dimensions: [String]
+        var virtualNode: String
+    }
+
+    /// One set of Prometheus series: an edge and its `failed` value, as the connector keys them
+    /// ("buildMetricKey(clientName, serverName, connectionType, failed, dimensions)").
+    struct SeriesKey: Hashable, Sendable {
+        var edge: EdgeKey
+        var failed: Bool
     }
 
     /// Requests and failures per minute for the last hour, one slot per minute of the hour.
@@ -63,12 +71,15 @@ public final class ServiceGraph: Sendable {
         var buckets = Buckets()
         var serverNanosSum: UInt64 = 0
         var serverCount = 0
-        let metrics: EdgeMetrics
+        /// The calls' durations (server side, else client side), for p50/p95/p99.
+        var latency = LatencySketch()
+        /// `latency`'s p50/p95/p99 in ms, kept current as calls are added so a snapshot only copies them.
+        var percentiles: [Double] = []
     }
 
-    /// One class, so copying an edge's stats retains one reference for its four series.
+    /// The four series of one `SeriesKey`; `failed` only for failed calls, as the connector counts them.
     final class EdgeMetrics: Sendable {
-        init(total: Counter, failed: Counter, server: ValueHistogram, client: ValueHistogram) {
+        init(total: Counter, failed: Counter?, server: ValueHistogram, client: ValueHistogram) {
             self.total = total
             self.failed = failed
             self.server = server
@@ -76,7 +87,7 @@ public final class ServiceGraph: Sendable {
         }
 
         let total: Counter
-        let failed: Counter
+        let failed: Counter?
         let server: ValueHistogram
         let client: ValueHistogram
     }
@@ -85,7 +96,10 @@ public final class ServiceGraph: Sendable {
         var requests = 0
         var failed = 0
         var buckets = Buckets()
-        var latencies: [Int]
+        /// Durations of the calls into this node (server side, else client side), for p50/p95/p99.
+        var latency = LatencySketch()
+        /// `latency`'s p50/p95/p99 in ms, kept current as calls are added.
+        var percentiles: [Double] = []
         var inputTokens: Int64 = 0
         var outputTokens: Int64 = 0
     }
@@ -95,12 +109,14 @@ public final class ServiceGraph: Sendable {
         var requests = 0
         var failed = 0
         var minutes: [(minute: Int64, requests: Int, failed: Int)] = []
-        var serverSeconds: [Double] = []
-        var clientSeconds: [Double] = []
-        /// Per latency bucket of the server node, from the server side's time (else the client's).
-        var latencies: [Int]
+        /// Histogram observations, by the call's `failed` value.
+        var serverSeconds: [(failed: Bool, seconds: Double)] = []
+        var clientSeconds: [(failed: Bool, seconds: Double)] = []
+        var callsByFailed = (ok: 0, failed: 0)
+        /// The server side's time (else the client's) of each call.
+        var latency = LatencySketch()
 
-        mutating func add(_ observation: EdgeObservation, bounds: [Double]) {
+        mutating func add(_ observation: EdgeObservation) {
             requests += 1
             if observation.failed { failed += 1 }
             let minute = Int64(observation.time / 60_000_000_000)
@@ -110,11 +126,10 @@ public final class ServiceGraph: Sendable {
             } else {
                 minutes.append((minute, 1, observation.failed ? 1 : 0))
             }
-            if let seconds = observation.serverSeconds { serverSeconds.append(seconds) }
-            if let seconds = observation.clientSeconds { clientSeconds.append(seconds) }
-            if let seconds = observation.serverSeconds ?? observation.clientSeconds {
-                latencies[bounds.firstIndex { seconds <= $0 } ?? bounds.count] += 1
-            }
+            if observation.failed { callsByFailed.failed += 1 } else { callsByFailed.ok += 1 }
+            if let seconds = observation.serverSeconds { serverSeconds.append((observation.failed, seconds)) }
+            if let seconds = observation.clientSeconds { clientSeconds.append((observation.failed, seconds)) }
+            if let seconds = observation.serverSeconds ?? observation.clientSeconds { latency.add(seconds) }
         }
     }
 
@@ -135,12 +150,12 @@ public final class ServiceGraph: Sendable {
         /// The `agent.*` resource attributes last seen per node name, at most `max_nodes` names.
         var details: [String: [Attribute]] = [:]
 
-        mutating func node(_ name: String, latencyBuckets: Int) -> Int {
+        mutating func node(_ name: String) -> Int {
             if let index = nodeIndex[name] { return index }
             let index = nodeStats.count
             nodeIndex[name] = index
             nodeNames.append(name)
-            nodeStats.append(NodeStats(latencies: Array(repeating: 0, count: latencyBuckets + 1)))
+            nodeStats.append(NodeStats())
             nodeOrder.append(index)
             sorted = false
             return index
@@ -162,6 +177,9 @@ public final class ServiceGraph: Sendable {
     private let state = Mutex(State())
     private let droppedSpans: Counter
     private let unpairedSpans: Counter
+    private let skippedSpans: Counter
+    /// Prometheus series by edge and `failed`, at most two per edge (so bounded by `max_edges`).
+    private let series = Mutex<[SeriesKey: EdgeMetrics]>([:])
 
     public init(configuration: ServiceGraphConfiguration, metrics: SelfMetrics) {
         self.configuration = configuration
@@ -170,18 +188,20 @@ public final class ServiceGraph: Sendable {
                                        help: "Spans the service graph could not hold (store or edge limit).")
         unpairedSpans = metrics.counter("traces_service_graph_unpaired_spans_total",
                                         help: "Client or server spans that expired without their other half.")
+        skippedSpans = metrics.counter("traces_service_graph_skipped_spans_total",
+                                       help: "Spans skipped because their resource has no service.name.")
     }
 
-    /// Counts spans dropped and unpaired by the pairing store since the last call.
-    func countStore(dropped: Int, unpaired: Int) {
+    /// Counts spans dropped, unpaired and skipped by the pairing store since the last call.
+    func countStore(dropped: Int, unpaired: Int, skipped: Int = 0) {
         if dropped > 0 { droppedSpans.increment(by: Int64(dropped)) }
         if unpaired > 0 { unpairedSpans.increment(by: Int64(unpaired)) }
+        if skipped > 0 { skippedSpans.increment(by: Int64(skipped)) }
     }
 
     /// Adds observed calls: sums them per edge first, then takes the lock once.
     func record(_ observations: [EdgeObservation]) {
         guard !observations.isEmpty else { return }
-        let bounds = configuration.latencyBuckets
         // In order of first appearance, so limits cut the same edges on every run.
         var keys: [EdgeKey] = []
         var deltas: [EdgeDelta] = []
@@ -189,7 +209,7 @@ public final class ServiceGraph: Sendable {
         var tokens: [(agent: String, input: Int64, output: Int64)] = []
         for observation in observations {
             let key = EdgeKey(client: observation.client, server: observation.server, connectionType: observation.connectionType,
-                              dimensions: observation.dimensions)
+                              dimensions: observation.dimensions, virtualNode: observation.virtualNode)
             let index: Int
             if let known = indexOf[key] {
                 index = known
@@ -197,17 +217,13 @@ public final class ServiceGraph: Sendable {
                 index = keys.count
                 indexOf[key] = index
                 keys.append(key)
-                deltas.append(EdgeDelta(latencies: Array(repeating: 0, count: bounds.count + 1)))
+                deltas.append(EdgeDelta())
             }
-            deltas[index].add(observation, bounds: bounds)
+            deltas[index].add(observation)
             if let usage = observation.tokens { tokens.append((usage.agent, usage.input, usage.output)) }
         }
-        // Registering an edge's series with Prometheus is slow; do it outside the lock the APIs read under.
-        let unknown = state.withLock { state in keys.filter { state.edgeIndex[$0] == nil } }
-        var fresh: [EdgeKey: EdgeMetrics] = [:]
-        for key in unknown { fresh[key] = makeMetrics(key) }
         var dropped = 0
-        var applied: [(metrics: EdgeMetrics, delta: Int)] = []
+        var applied: [(key: EdgeKey, delta: Int)] = []
         applied.reserveCapacity(keys.count)
         state.withLock { state in
             for (position, key) in keys.enumerated() {
@@ -215,35 +231,39 @@ public final class ServiceGraph: Sendable {
                 var index = state.edgeIndex[key]
                 if index == nil {
                     let newNodes = (state.nodeIndex[key.client] == nil ? 1 : 0) + (state.nodeIndex[key.server] == nil ? 1 : 0)
-                    guard state.edgeStats.count < configuration.maxEdges, state.nodeStats.count + newNodes <= configuration.maxNodes,
-                          let metrics = fresh[key] else {
+                    guard state.edgeStats.count < configuration.maxEdges, state.nodeStats.count + newNodes <= configuration.maxNodes else {
                         dropped += delta.requests
                         continue
                     }
                     let id = GraphSnapshot.Edge.id(source: key.client, target: key.server, connectionType: key.connectionType)
-                    let client = state.node(key.client, latencyBuckets: bounds.count)
-                    let server = state.node(key.server, latencyBuckets: bounds.count)
-                    index = state.addEdge(key, EdgeStats(id: id, client: client, server: server, metrics: metrics))
+                    let client = state.node(key.client)
+                    let server = state.node(key.server)
+                    index = state.addEdge(key, EdgeStats(id: id, client: client, server: server))
                 }
                 guard let index else { continue }
                 Self.apply(delta, to: &state.edgeStats[index])
-                applied.append((state.edgeStats[index].metrics, position))
+                applied.append((key, position))
                 Self.apply(delta, to: &state.nodeStats[state.edgeStats[index].server])
             }
             for usage in tokens {
                 guard state.nodeIndex[usage.agent] != nil || state.nodeStats.count < configuration.maxNodes else { continue }
-                let node = state.node(usage.agent, latencyBuckets: bounds.count)
+                let node = state.node(usage.agent)
                 state.nodeStats[node].inputTokens += usage.input
                 state.nodeStats[node].outputTokens += usage.output
             }
         }
-        // The Prometheus series, outside the lock.
-        for (metrics, position) in applied {
+        // The Prometheus series, outside the lock the APIs read under (registering a series is slow).
+        for (key, position) in applied {
             let delta = deltas[position]
-            metrics.total.increment(by: Int64(delta.requests))
-            if delta.failed > 0 { metrics.failed.increment(by: Int64(delta.failed)) }
-            for seconds in delta.serverSeconds { metrics.server.record(seconds) }
-            for seconds in delta.clientSeconds { metrics.client.record(seconds) }
+            for failed in [false, true] {
+                let calls = failed ? delta.callsByFailed.failed : delta.callsByFailed.ok
+                guard calls > 0 else { continue }
+                let metrics = seriesFor(SeriesKey(edge: key, failed: failed))
+                metrics.total.increment(by: Int64(calls))
+                metrics.failed?.increment(by: Int64(calls))
+                for observed in delta.serverSeconds where observed.failed == failed { metrics.server.record(observed.seconds) }
+                for observed in delta.clientSeconds where observed.failed == failed { metrics.client.record(observed.seconds) }
+            }
         }
         if dropped > 0 { droppedSpans.increment(by: Int64(dropped)) }
     }
@@ -252,15 +272,18 @@ public final class ServiceGraph: Sendable {
         stats.requests += delta.requests
         stats.failed += delta.failed
         for minute in delta.minutes { stats.buckets.add(minute: minute.minute, requests: minute.requests, failed: minute.failed) }
-        for seconds in delta.serverSeconds { stats.serverNanosSum &+= UInt64((seconds * 1e9).rounded()) }
+        for observed in delta.serverSeconds { stats.serverNanosSum &+= UInt64((observed.seconds * 1e9).rounded()) }
         stats.serverCount += delta.serverSeconds.count
+        stats.latency.merge(delta.latency)
+        stats.percentiles = stats.latency.percentilesMilliseconds
     }
 
     private static func apply(_ delta: EdgeDelta, to node: inout NodeStats) {
         node.requests += delta.requests
         node.failed += delta.failed
         for minute in delta.minutes { node.buckets.add(minute: minute.minute, requests: minute.requests, failed: minute.failed) }
-        for (bucket, count) in delta.latencies.enumerated() where count > 0 { node.latencies[bucket] += count }
+        node.latency.merge(delta.latency)
+        node.percentiles = node.latency.percentilesMilliseconds
     }
 
     /// Notes the `agent.*` attributes of resources (as `agent_enrichment` adds them) for their nodes'
@@ -270,7 +293,7 @@ public final class ServiceGraph: Sendable {
         for resource in resources {
             let details = resource.attributes.filter { $0.key.hasPrefix("agent.") }
             guard !details.isEmpty else { continue }
-            let service = resource.serviceName ?? "unknown_service"
+            guard let service = configuration.serviceName(of: resource) else { continue }
             noted.append((service, details))
             if let agent = resource.attributes["agent.name"]?.stringValue, !agent.isEmpty, agent != service {
                 noted.append((agent, details))
@@ -293,14 +316,39 @@ public final class ServiceGraph: Sendable {
     /// Node names with details, for tests.
     var detailedNodes: [String] { state.withLock { $0.details.keys.sorted() } }
 
-    private func makeMetrics(_ key: EdgeKey) -> EdgeMetrics {
-        var labels = [("client", key.client), ("server", key.server), ("connection_type", key.connectionType)]
-        for (name, value) in zip(configuration.dimensions, key.dimensions) {
-            labels.append((name.replacingOccurrences(of: ".", with: "_"), value))
+    /// The series of `key`, registered on first use.
+    private func seriesFor(_ key: SeriesKey) -> EdgeMetrics {
+        series.withLock { series in
+            if let known = series[key] { return known }
+            let made = makeMetrics(key)
+            series[key] = made
+            return made
         }
+    }
+
+    /// The labels of a series, as the connector's `buildDimensions`: `client`, `server`,
+    /// `connection_type`, `failed`, then `client_<key>` / `server_<key>` per dimension (and
+    /// `virtual_node` with `virtual_node_extra_label`).
+    static func labels(_ key: SeriesKey, configuration: ServiceGraphConfiguration) -> [(String, String)] {
+        let edge = key.edge
+        var labels = [("client", edge.client), ("server", edge.server), ("connection_type", edge.connectionType),
+                      ("failed", key.failed ? "true" : "false")]
+        let count = configuration.dimensions.count
+        for (position, name) in configuration.dimensions.enumerated() {
+            let label = ServiceGraphConfiguration.labelName(name)
+            labels.append(("client_" + label, edge.dimensions.indices.contains(position) ? edge.dimensions[position] : ""))
+            labels.append(("server_" + label, edge.dimensions.indices.contains(count + position) ? edge.dimensions[count + position] : ""))
+        }
+        if configuration.virtualNodeExtraLabel { labels.append(("virtual_node", edge.virtualNode)) }
+        return labels
+    }
+
+    private func makeMetrics(_ key: SeriesKey) -> EdgeMetrics {
+        let labels = Self.labels(key, configuration: configuration)
         return EdgeMetrics(
             total: metrics.counter("traces_service_graph_request_total", help: "Requests between two nodes.", labels: labels),
-            failed: metrics.counter("traces_service_graph_request_failed_total", help: "Failed requests between two nodes.", labels: labels),
+            failed: key.failed
+                ? metrics.counter("traces_service_graph_request_failed_total", help: "Failed requests between two nodes.", labels: labels) : nil,
             server: metrics.histogram("traces_service_graph_request_server_seconds", help: "Time the server side took, in seconds.",
                                       labels: labels, buckets: configuration.latencyBuckets),
             client: metrics.histogram("traces_service_graph_request_client_seconds", help: "Time the client side took, in seconds.",
@@ -332,8 +380,13 @@ public final class ServiceGraph: Sendable {
         // Edges that differ only in their dimensions are one edge in the graph; they are next to each other.
         var serverNanos: UInt64 = 0
         var serverCount = 0
+        // The first edge of the current id, and the merged sketch once a dimension variant of it follows.
+        var first = 0
+        var merged: LatencySketch?
         func finishEdge() {
-            guard serverCount > 0, !snapshot.edges.isEmpty else { return }
+            guard !snapshot.edges.isEmpty else { return }
+            snapshot.edges[snapshot.edges.count - 1].percentiles = merged?.percentilesMilliseconds ?? edges[first].percentiles
+            guard serverCount > 0 else { return }
             snapshot.edges[snapshot.edges.count - 1].meanServerMilliseconds = Double(serverNanos) / Double(serverCount) / 1e6
         }
         for index in edgeOrder {
@@ -345,9 +398,11 @@ public final class ServiceGraph: Sendable {
             if let last = snapshot.edges.indices.last, snapshot.edges[last].id == edges[index].id {
                 snapshot.edges[last].requests += counts.requests
                 snapshot.edges[last].failed += counts.failed
+                if merged == nil { merged = edges[first].latency }
+                merged?.merge(edges[index].latency)
             } else {
                 finishEdge()
-                (serverNanos, serverCount) = (0, 0)
+                (serverNanos, serverCount, first, merged) = (0, 0, index, nil)
                 snapshot.edges.append(GraphSnapshot.Edge(id: edges[index].id, source: names[client], target: names[server],
                                                          connectionType: keys[index].connectionType,
                                                          requests: counts.requests, failed: counts.failed, meanServerMilliseconds: nil))
@@ -363,26 +418,11 @@ public final class ServiceGraph: Sendable {
                 ? nodes[index].buckets.sum(since: since, until: until) : (nodes[index].requests, nodes[index].failed)
             snapshot.nodes.append(GraphSnapshot.Node(
                 id: names[index], requests: counts.requests, failed: counts.failed,
-                percentiles: Self.percentiles(nodes[index].latencies, bounds: configuration.latencyBuckets),
+                percentiles: nodes[index].percentiles,
                 inputTokens: nodes[index].inputTokens, outputTokens: nodes[index].outputTokens,
                 details: details[names[index]] ?? []))
         }
         return snapshot
-    }
-
-    /// p50, p95, p99 in milliseconds from bucket counts (each at its bucket's upper bound).
-    static func percentiles(_ counts: [Int], bounds: [Double]) -> [Double] {
-        let total = counts.reduce(0, +)
-        guard total > 0 else { return [] }
-        return [0.5, 0.95, 0.99].map { quantile in
-            let rank = Int((Double(total) * quantile).rounded(.up))
-            var seen = 0
-            for (index, count) in counts.enumerated() {
-                seen += count
-                if seen >= rank { return (index < bounds.count ? bounds[index] : bounds.last! * 2) * 1000 }
-            }
-            return bounds.last! * 2000
-        }
     }
 }
 
@@ -392,7 +432,8 @@ public struct GraphSnapshot: Sendable {
         public var id: String
         public var requests: Int
         public var failed: Int
-        /// p50, p95, p99 of the latency into this node, in ms; empty without data.
+        /// p50, p95, p99 of the durations of the calls into this node (server side, else client side), in
+        /// ms, from a `LatencySketch` (within 1% of the exact nearest-rank value); empty without data.
         public var percentiles: [Double]
         public var inputTokens: Int64
         public var outputTokens: Int64
@@ -410,6 +451,8 @@ public struct GraphSnapshot: Sendable {
         public var requests: Int
         public var failed: Int
         public var meanServerMilliseconds: Double?
+        /// p50, p95, p99 of the calls' durations (server side, else client side), in ms; empty without data.
+        public var percentiles: [Double] = []
 
         /// The id an edge between `source` and `target` has.
         public static func id(source: String, target: String, connectionType: String) -> String {

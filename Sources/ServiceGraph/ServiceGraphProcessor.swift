@@ -22,6 +22,9 @@ public final class ServiceGraphProcessor: SpanProcessor {
             var pairing: ServiceGraphState
             var reportedDropped = 0
             var reportedUnpaired = 0
+            var reportedSkipped = 0
+            /// The next time expiry runs (`store_expiration_loop`).
+            var nextExpiry: UInt64 = 0
         }
 
         let queue: DispatchQueue
@@ -44,13 +47,15 @@ public final class ServiceGraphProcessor: SpanProcessor {
 
         func run(_ graph: ServiceGraph, _ work: (inout ServiceGraphState, inout [EdgeObservation]) -> Void) {
             var observations: [EdgeObservation] = []
-            let (dropped, unpaired) = state.withLock { counts in
+            let (dropped, unpaired, skipped) = state.withLock { counts in
                 work(&counts.pairing, &observations)
-                defer { (counts.reportedDropped, counts.reportedUnpaired) = (counts.pairing.droppedSpans, counts.pairing.unpairedSpans) }
-                return (counts.pairing.droppedSpans - counts.reportedDropped, counts.pairing.unpairedSpans - counts.reportedUnpaired)
+                let pairing = counts.pairing
+                defer { (counts.reportedDropped, counts.reportedUnpaired, counts.reportedSkipped) = (pairing.droppedSpans, pairing.unpairedSpans, pairing.skippedSpans) }
+                return (pairing.droppedSpans - counts.reportedDropped, pairing.unpairedSpans - counts.reportedUnpaired,
+                        pairing.skippedSpans - counts.reportedSkipped)
             }
             graph.record(observations)
-            graph.countStore(dropped: dropped, unpaired: unpaired)
+            graph.countStore(dropped: dropped, unpaired: unpaired, skipped: skipped)
         }
     }
 
@@ -72,7 +77,13 @@ public final class ServiceGraphProcessor: SpanProcessor {
                 // One shard notes the resources' agent attributes for the nodes' details.
                 if mine == 0 { graph.noteDetails(of: batch.resourceSpans.map(\.resource)) }
                 for resourceSpans in batch.resourceSpans {
-                    let service = resourceSpans.resource.serviceName ?? "unknown_service"
+                    // "If service.name doesn't exist, skip processing this trace" (connector), counted.
+                    guard let service = state.configuration.serviceName(of: resourceSpans.resource) else {
+                        state.skip(resourceSpans.scopeSpans.reduce(0) { total, scope in
+                            total + (count == 1 ? scope.spans.count : scope.spans.count(where: { $0.traceID.low % count == mine }))
+                        })
+                        continue
+                    }
                     for scopeSpans in resourceSpans.scopeSpans {
                         // By index: the span is read in place rather than copied.
                         for index in scopeSpans.spans.indices where count == 1 || scopeSpans.spans[index].traceID.low % count == mine {
@@ -86,8 +97,16 @@ public final class ServiceGraphProcessor: SpanProcessor {
         return [batch]
     }
 
+    /// Expires unpaired halves, at most once per `store_expiration_loop`.
     public func tick(now: UInt64) -> [SpanBatch] {
+        let loop = UInt64(clamping: graph.configuration.storeExpirationLoop.nanoseconds)
         for shard in shards {
+            let due = shard.state.withLock { counts in
+                guard now >= counts.nextExpiry else { return false }
+                counts.nextExpiry = now &+ loop
+                return true
+            }
+            guard due else { continue }
             shard.submit(to: graph) { state, observations in state.expire(now: now, into: &observations) }
         }
         return []

@@ -15,6 +15,8 @@ public struct EdgeObservation: Sendable, Equatable {
     public var server: String
     /// "" for request edges; `messaging_system`, `database`, `virtual_node`, `agent`, `model`, `tool`.
     public var connectionType: String
+    /// The configured dimensions' values: first the client side's (`client_<key>`), then the server
+    /// side's (`server_<key>`); "" where that side did not have the attribute.
     public var dimensions: [String]
     public var failed: Bool
     public var clientSeconds: Double?
@@ -23,6 +25,9 @@ public struct EdgeObservation: Sendable, Equatable {
     public var time: UInt64
     /// Tokens a model call used, for the calling agent's node.
     public var tokens: TokenUsage? = nil
+    /// For `virtual_node` edges, which side was not instrumented: `client` (the `user` node) or
+    /// `server` (named by a peer attribute); "" otherwise. The connector's `virtual_node` label.
+    public var virtualNode = ""
 }
 
 /// The pairing rules as a plain value: spans in, edge observations out. Request edges pair a CLIENT
@@ -50,7 +55,8 @@ public struct ServiceGraphState: Sendable {
         var peer: String?
         var dimensions: [String]
         var time: UInt64
-        var isRoot = false
+        /// When this half expires, Unix nanoseconds: its own arrival plus the ttl.
+        var deadline: UInt64
     }
 
     /// A span's service and kind, kept for its children to look up.
@@ -69,11 +75,19 @@ public struct ServiceGraphState: Sendable {
         var time: UInt64
     }
 
-    /// What is stored under one (trace id, span id).
+    /// What is stored under one (trace id, span id). Each part expires on its own deadline.
     struct Entry: Sendable {
+        /// A CLIENT/PRODUCER keyed at its span id, or a SERVER/CONSUMER keyed at its parent's.
         var half: Half? = nil
+        /// A root SERVER/CONSUMER keyed at its own span id, waiting to become `user -> service`; apart
+        /// from `half`, where a child SERVER keyed at the same span id waits for a client.
+        var root: Half? = nil
         var parent: Parent? = nil
         var children: [Child] = []
+        /// When the agent bookkeeping (`parent`, `children`) expires.
+        var bookkeepingDeadline: UInt64 = 0
+
+        var isEmpty: Bool { half == nil && root == nil && parent == nil && children.isEmpty }
     }
     let configuration: ServiceGraphConfiguration
     private var entries: [PairKey: Entry] = [:]
@@ -88,6 +102,8 @@ public struct ServiceGraphState: Sendable {
     public private(set) var droppedSpans = 0
     /// Halves that expired without a partner or a peer attribute.
     public private(set) var unpairedSpans = 0
+    /// Spans skipped because their resource has no `service.name`.
+    public private(set) var skippedSpans = 0
 
     /// A store; shards of one graph pass the same budgets so `max_items` bounds them together.
     public init(configuration: ServiceGraphConfiguration, halves: StoreBudget? = nil, agentItems: StoreBudget? = nil) {
@@ -99,20 +115,32 @@ public struct ServiceGraphState: Sendable {
     /// Unpaired halves held (agent-edge bookkeeping is bounded separately by the same limit).
     public var storedItems: Int { halfCount }
 
-    /// Takes one span; returns the edges it completes.
+    /// Takes one span; returns the edges it completes. A span whose resource has no `service.name` is
+    /// skipped and counted, unless `include_unnamed_services` is set.
     public mutating func observe(_ span: Span, resource: Resource, now: UInt64) -> [EdgeObservation] {
         var edges: [EdgeObservation] = []
-        observe(span, service: resource.serviceName ?? "unknown_service", resource: resource, now: now, into: &edges)
+        guard let service = configuration.serviceName(of: resource) else {
+            skippedSpans += 1
+            return edges
+        }
+        observe(span, service: service, resource: resource, now: now, into: &edges)
         return edges
+    }
+
+    /// Counts spans skipped for want of a `service.name`.
+    public mutating func skip(_ count: Int) {
+        skippedSpans += count
     }
 
     /// Takes one span of `service`; appends the edges it completes to `edges`.
     public mutating func observe(_ span: Span, service: String, resource: Resource, now: UInt64, into edges: inout [EdgeObservation]) {
         let failed = span.status.code == .error
         let seconds = Double(span.durationNanos) / 1e9
+        // "upsertDimensions": each dimension from the resource, else the span (the connector's lookup order).
         let dimensions = configuration.dimensions.isEmpty ? [] : configuration.dimensions.map { key in
-            (span.attributes[key] ?? resource.attributes[key]).map(AttributeText.plain) ?? ""
+            (resource.attributes[key] ?? span.attributes[key]).map(AttributeText.plain) ?? ""
         }
+        let none = [String](repeating: "", count: dimensions.count)
         let deadline = now &+ UInt64(clamping: configuration.ttl.nanoseconds)
         let me = PairKey(trace: span.traceID, span: span.spanID)
         let facts = SpanFacts(span.attributes)
@@ -120,41 +148,43 @@ public struct ServiceGraphState: Sendable {
         switch span.kind {
         case .client, .producer:
             let messaging = span.kind == .producer
-            if !messaging, let database = facts.databaseNode {
+            if !messaging, let database = databaseNode(span, resource: resource, facts: facts) {
                 // No server span will come: the client's duration stands for both sides, as in Tempo.
-                edges.append(EdgeObservation(client: service, server: database, connectionType: "database", dimensions: dimensions,
+                edges.append(EdgeObservation(client: service, server: database, connectionType: "database", dimensions: dimensions + none,
                                              failed: failed, clientSeconds: seconds, serverSeconds: seconds, time: span.endTimeUnixNano))
             } else {
+                // The connector handles a PRODUCER exactly as a CLIENT ("override connection type and
+                // continue processing as span kind client"), peer attributes included.
                 let half = Half(isClient: true, messaging: messaging, service: service, failed: failed, seconds: seconds,
-                                peer: peerAttribute(span), dimensions: dimensions, time: span.endTimeUnixNano)
-                pair(me, half, deadline: deadline, into: &edges)
+                                peer: peerAttribute(span), dimensions: dimensions, time: span.endTimeUnixNano, deadline: deadline)
+                pair(me, half, into: &edges)
             }
         case .server, .consumer:
             let messaging = span.kind == .consumer
+            let half = Half(isClient: false, messaging: messaging, service: service, failed: failed, seconds: seconds,
+                            peer: nil, dimensions: dimensions, time: span.endTimeUnixNano, deadline: deadline)
             if !span.parentSpanID.isValid {
                 // A root server or consumer: nobody in the trace called it. Like Tempo, it waits out the
-                // ttl as a half and then becomes an edge from `user` (a virtual node).
-                let half = Half(isClient: false, messaging: messaging, service: service, failed: failed, seconds: seconds,
-                                peer: nil, dimensions: dimensions, time: span.endTimeUnixNano, isRoot: true)
-                pair(me, half, deadline: deadline, into: &edges)
+                // ttl and then becomes an edge from `user` (a virtual node). It waits in its own slot, so
+                // a child SERVER keyed at this span id (waiting for a client) does not replace it.
+                placeRoot(me, half)
             } else {
-                let half = Half(isClient: false, messaging: messaging, service: service, failed: failed, seconds: seconds,
-                                peer: nil, dimensions: dimensions, time: span.endTimeUnixNano)
-                pair(PairKey(trace: span.traceID, span: span.parentSpanID), half, deadline: deadline, into: &edges)
+                pair(PairKey(trace: span.traceID, span: span.parentSpanID), half, into: &edges)
             }
         case .internal, .unspecified:
             break
         }
 
         guard configuration.agentEdges else { return }
-        agentEdges(span, facts: facts, key: me, service: service, failed: failed, seconds: seconds, dimensions: dimensions, deadline: deadline, into: &edges)
+        agentEdges(span, facts: facts, key: me, service: service, failed: failed, seconds: seconds, dimensions: dimensions, none: none,
+                   deadline: deadline, into: &edges)
     }
 
     /// Expires entries past their ttl at `now`; appends the edges expiry completes (virtual nodes).
     public mutating func expire(now: UInt64, into edges: inout [EdgeObservation]) {
         while let first = expiries.first, first.deadline <= now {
             expiries.removeFirst()
-            expireKey(first.key, into: &edges)
+            expireKey(first.key, now: now, into: &edges)
         }
     }
 
@@ -168,60 +198,104 @@ public struct ServiceGraphState: Sendable {
     /// Expires everything (end of a replay, shutdown).
     public mutating func expireAll() -> [EdgeObservation] {
         var edges: [EdgeObservation] = []
-        while let first = expiries.popFirst() { expireKey(first.key, into: &edges) }
+        while let first = expiries.popFirst() { expireKey(first.key, now: .max, into: &edges) }
         return edges
     }
 
-    private mutating func expireKey(_ key: PairKey, into edges: inout [EdgeObservation]) {
-        guard let entry = entries.removeValue(forKey: key) else { return }
-        agentItems.release((entry.parent == nil ? 0 : 1) + entry.children.count)
-        guard let half = entry.half else { return }
-        halfCount -= 1
-        halves.release()
-        if half.isClient, !half.messaging, let peer = half.peer {
-            edges.append(EdgeObservation(client: half.service, server: peer, connectionType: "virtual_node", dimensions: half.dimensions,
-                                         failed: half.failed, clientSeconds: half.seconds, serverSeconds: nil, time: half.time))
-        } else if !half.isClient, half.isRoot {
-            edges.append(EdgeObservation(client: "user", server: half.service, connectionType: "virtual_node", dimensions: half.dimensions,
-                                         failed: half.failed, clientSeconds: nil, serverSeconds: half.seconds, time: half.time))
+    /// Expires the parts of `key`'s entry whose own deadline is at or before `now`.
+    private mutating func expireKey(_ key: PairKey, now: UInt64, into edges: inout [EdgeObservation]) {
+        guard let index = entries.index(forKey: key) else { return }
+        var entry = entries.values[index]
+        if (entry.parent != nil || !entry.children.isEmpty), entry.bookkeepingDeadline <= now {
+            agentItems.release((entry.parent == nil ? 0 : 1) + entry.children.count)
+            entry.parent = nil
+            entry.children = []
+        }
+        if let half = entry.half, half.deadline <= now {
+            entry.half = nil
+            halfCount -= 1
+            halves.release()
+            let none = [String](repeating: "", count: half.dimensions.count)
+            if half.isClient, let peer = half.peer {
+                // onExpire: "if e.ServerService == "" { e.ServerService = p.getPeerHost(...) }" — CLIENT and PRODUCER alike.
+                edges.append(EdgeObservation(client: half.service, server: peer, connectionType: "virtual_node", dimensions: half.dimensions + none,
+                                             failed: half.failed, clientSeconds: half.seconds, serverSeconds: nil, time: half.time,
+                                             virtualNode: "server"))
+            } else {
+                unpairedSpans += 1
+            }
+        }
+        if let root = entry.root, root.deadline <= now {
+            entry.root = nil
+            halfCount -= 1
+            halves.release()
+            // onExpire: "if e.ClientService == "" && e.Key.SpanIDIsEmpty() { e.ClientService = "user" }".
+            edges.append(EdgeObservation(client: "user", server: root.service, connectionType: "virtual_node",
+                                         dimensions: [String](repeating: "", count: root.dimensions.count) + root.dimensions,
+                                         failed: root.failed, clientSeconds: nil, serverSeconds: root.seconds, time: root.time,
+                                         virtualNode: "client"))
+        }
+        if entry.isEmpty {
+            entries.remove(at: index)
         } else {
-            unpairedSpans += 1
+            entries.values[index] = entry
         }
     }
 
-    private mutating func pair(_ key: PairKey, _ half: Half, deadline: UInt64, into edges: inout [EdgeObservation]) {
+    /// Stores a root SERVER/CONSUMER half under its own span id, with its own deadline.
+    private mutating func placeRoot(_ key: PairKey, _ root: Half) {
+        if let index = entries.index(forKey: key) {
+            if entries.values[index].root == nil {
+                guard halves.reserve() else { return droppedSpans += 1 }
+                halfCount += 1
+            }
+            entries.values[index].root = root
+        } else {
+            guard halves.reserve() else { return droppedSpans += 1 }
+            entries[key] = Entry(root: root)
+            halfCount += 1
+        }
+        expiries.append((root.deadline, key))
+    }
+
+    /// Pairs `half` with the other side waiting at `key`, or leaves it there until its own deadline.
+    private mutating func pair(_ key: PairKey, _ half: Half, into edges: inout [EdgeObservation]) {
         guard let index = entries.index(forKey: key) else {
             guard halves.reserve() else { return droppedSpans += 1 }
             entries[key] = Entry(half: half)
-            expiries.append((deadline, key))
+            expiries.append((half.deadline, key))
             halfCount += 1
             return
         }
         guard let other = entries.values[index].half else {
             guard halves.reserve() else { return droppedSpans += 1 }
+            // The entry may hold agent bookkeeping with an older deadline: the half keeps its own.
             entries.values[index].half = half
+            expiries.append((half.deadline, key))
             halfCount += 1
             return
         }
         guard other.isClient != half.isClient else {
             entries.values[index].half = half  // the same side again (a resent span): the later one waits
+            expiries.append((half.deadline, key))
             return
         }
         entries.values[index].half = nil
         halfCount -= 1
         halves.release()
+        if entries.values[index].isEmpty { entries.remove(at: index) }
         let client = half.isClient ? half : other
         let server = half.isClient ? other : half
         edges.append(EdgeObservation(client: client.service, server: server.service,
                                      connectionType: client.messaging || server.messaging ? "messaging_system" : "",
-                                     dimensions: client.dimensions, failed: client.failed || server.failed,
+                                     dimensions: client.dimensions + server.dimensions, failed: client.failed || server.failed,
                                      clientSeconds: client.seconds, serverSeconds: server.seconds, time: max(client.time, server.time)))
     }
 
     private mutating func agentEdges(_ span: Span, facts: SpanFacts, key me: PairKey, service: String, failed: Bool, seconds: Double, dimensions: [String],
-                                     deadline: UInt64, into edges: inout [EdgeObservation]) {
+                                     none: [String], deadline: UInt64, into edges: inout [EdgeObservation]) {
         func edge(_ client: String, _ server: String, _ type: String) -> EdgeObservation {
-            EdgeObservation(client: client, server: server, connectionType: type, dimensions: dimensions, failed: failed,
+            EdgeObservation(client: client, server: server, connectionType: type, dimensions: dimensions + none, failed: failed,
                             clientSeconds: seconds, serverSeconds: nil, time: span.endTimeUnixNano)
         }
         // Explicit agent-to-agent calls.
@@ -247,16 +321,22 @@ public struct ServiceGraphState: Sendable {
         let parent = Parent(service: service, kind: span.kind)
         var waiting: [Child] = []
         if let index = entries.index(forKey: me) {
-            if entries.values[index].parent != nil || agentItems.reserve() { entries.values[index].parent = parent }
             waiting = entries.values[index].children
             entries.values[index].children = []
             agentItems.release(waiting.count)
+            if entries.values[index].parent != nil {
+                entries.values[index].parent = parent
+            } else if agentItems.reserve() {
+                entries.values[index].parent = parent
+                entries.values[index].bookkeepingDeadline = deadline
+                expiries.append((deadline, me))
+            }
         } else if agentItems.reserve() {
-            entries[me] = Entry(parent: parent)
+            entries[me] = Entry(parent: parent, bookkeepingDeadline: deadline)
             expiries.append((deadline, me))
         }
         for child in waiting where child.service != service && !Self.isRequestPair(parent: span.kind, child: child.kind) {
-            edges.append(EdgeObservation(client: service, server: child.service, connectionType: "agent", dimensions: child.dimensions,
+            edges.append(EdgeObservation(client: service, server: child.service, connectionType: "agent", dimensions: none + child.dimensions,
                                          failed: child.failed, clientSeconds: nil, serverSeconds: child.seconds, time: child.time))
         }
         guard span.parentSpanID.isValid else { return }
@@ -264,7 +344,7 @@ public struct ServiceGraphState: Sendable {
         let index = entries.index(forKey: parentKey)
         if let index, let parent = entries.values[index].parent {
             if parent.service != service, !Self.isRequestPair(parent: parent.kind, child: span.kind) {
-                edges.append(EdgeObservation(client: parent.service, server: service, connectionType: "agent", dimensions: dimensions,
+                edges.append(EdgeObservation(client: parent.service, server: service, connectionType: "agent", dimensions: none + dimensions,
                                              failed: failed, clientSeconds: nil, serverSeconds: seconds, time: span.endTimeUnixNano))
             }
             return
@@ -272,9 +352,13 @@ public struct ServiceGraphState: Sendable {
         guard agentItems.reserve() else { return }
         let child = Child(service: service, kind: span.kind, failed: failed, seconds: seconds, dimensions: dimensions, time: span.endTimeUnixNano)
         if let index {
+            if entries.values[index].children.isEmpty {
+                entries.values[index].bookkeepingDeadline = deadline
+                expiries.append((deadline, parentKey))
+            }
             entries.values[index].children.append(child)
         } else {
-            entries[parentKey] = Entry(children: [child])
+            entries[parentKey] = Entry(children: [child], bookkeepingDeadline: deadline)
             expiries.append((deadline, parentKey))
         }
     }
@@ -285,6 +369,17 @@ public struct ServiceGraphState: Sendable {
     }
 
     static let modelOperations: Set<String> = ["chat", "text_completion", "completion", "generate_content", "embeddings"]
+
+    /// The database a CLIENT span calls, nil when it is not a database call: with
+    /// `database_name_attributes` the connector's rule ("getFirstMatchingValue(DatabaseNameAttributes,
+    /// rAttributes, span.Attributes())"), else Tempo's (`SpanFacts.databaseNode`).
+    private func databaseNode(_ span: Span, resource: Resource, facts: SpanFacts) -> String? {
+        guard let names = configuration.databaseNameAttributes else { return facts.databaseNode }
+        for name in names {
+            if let value = (resource.attributes[name] ?? span.attributes[name]).map(AttributeText.plain), !value.isEmpty { return value }
+        }
+        return nil
+    }
 
     private func peerAttribute(_ span: Span) -> String? {
         for key in configuration.virtualNodePeerAttributes {

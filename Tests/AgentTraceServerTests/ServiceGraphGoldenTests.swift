@@ -19,6 +19,7 @@ struct ServiceGraphGoldenTests {
         ("multi-agent.json", "multi-agent-single-request.graph.json"),
         ("multi-agent.pb", "multi-agent-single-request.graph.json"),
         ("invalid-ids.json", "invalid-ids.graph.json"),
+        ("connector-cases.jsonl", "connector-cases.graph.json"),
     ]
 
     static func path(_ name: String) -> String { root.appendingPathComponent(name).path }

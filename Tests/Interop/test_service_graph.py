@@ -27,14 +27,14 @@ BUCKETS = [0.1, 0.2, 0.4, 0.8, 1.6, 3.2, 6.4, 12.8]
 PEER_ATTRIBUTES = ["peer.service", "db.name", "db.system", "server.address"]
 
 
-def sg_settings(ttl="2s", max_items=10000, dimensions=()):
-    """The `processors: service_graph:` block of the contract."""
-    return {
+def sg_settings(ttl="2s", max_items=10000, dimensions=(), **extra):
+    """The `processors: service_graph:` block of the contract (plus any `extra` keys)."""
+    return dict({
         "store": {"ttl": ttl, "max_items": max_items},
         "virtual_node_peer_attributes": list(PEER_ATTRIBUTES),
         "latency_histogram_buckets": list(BUCKETS),
         "dimensions": list(dimensions),
-    }
+    }, **extra)
 
 
 def start_sg(start_collector, name, **sg_kw):
@@ -254,23 +254,28 @@ def _nonempty(labels):
     return {k: v for k, v in labels.items() if v != ""}
 
 
+def _matches(labs, want):
+    """Exactly these labels (empty values = absent); the connector's `failed` label is summed over
+    unless `want` names it."""
+    labs = _nonempty(labs)
+    if "failed" not in want:
+        labs.pop("failed", None)
+    return labs == _nonempty(want)
+
+
 def mval(ms, name, labels, default=0.0):
-    """Value of the series of `name` with exactly these labels (empty values = absent)."""
-    want = _nonempty(labels)
-    for labs, v in ms.series(name):
-        if _nonempty(labs) == want:
-            return v
-    return default
+    """Value of the series of `name` with these labels, summed over `failed` unless it is given."""
+    found = [v for labs, v in ms.series(name) if _matches(labs, labels)]
+    return sum(found) if found else default
 
 
 def buckets(ms, name, labels):
-    """{le as float: value} of one histogram series."""
+    """{le as float: value} of one histogram series (summed over `failed` unless given)."""
     out = {}
-    want = _nonempty(labels)
     for labs, v in ms.series(name + "_bucket"):
         le = labs.pop("le", None)
-        if _nonempty(labs) == want and le is not None:
-            out[float(le)] = v
+        if _matches(labs, labels) and le is not None:
+            out[float(le)] = out.get(float(le), 0.0) + v
     return out
 
 
@@ -357,8 +362,8 @@ def test_client_server_pair_is_one_request_with_both_latencies(start_collector):
 
 
 def test_dimensions_become_metric_labels(start_collector):
-    """dimensions: [tenant] adds the attribute as a label (Tempo: `tenant`; the connector:
-    `client_tenant` and `server_tenant`), one series per value."""
+    """dimensions: [tenant] adds the attribute as the connector's `client_tenant` and `server_tenant`
+    labels (connector.go upsertDimensions: `m[kind+"_"+dim] = v`), one series per value."""
     col = start_sg(start_collector, "dimensions", dimensions=["tenant"])
     spans = []
     for tenant in ("acme", "acme", "globex"):
@@ -369,17 +374,17 @@ def test_dimensions_become_metric_labels(start_collector):
     post(col, spans)
     base = lab("dim-client", "dim-server")
     forms = []
-    for style in ({"tenant": "%s"}, {"client_tenant": "%s", "server_tenant": "%s"}):
+    for style in ({"client_tenant": "%s", "server_tenant": "%s"},):
         forms.append({tuple(sorted(_nonempty(dict(base, **{k: f % x for k, f in style.items()})).items())): n
                       for x, n in (("acme", 2.0), ("globex", 1.0))})
     deadline = time.monotonic() + 15
     while True:
-        got = {tuple(sorted(_nonempty(labs).items())): v for labs, v in col.scrape().series(M_TOTAL)
-               if labs.get("client") == "dim-client"}
+        got = {tuple(sorted((k, x) for k, x in _nonempty(labs).items() if k != "failed")): v
+               for labs, v in col.scrape().series(M_TOTAL) if labs.get("client") == "dim-client"}
         if got in forms or time.monotonic() > deadline:
             break
         time.sleep(0.2)
-    assert got in forms, "GET /metrics: %s series for dim-client: %s\nwant %s\nor %s" % (M_TOTAL, got, forms[0], forms[1])
+    assert got in forms, "GET /metrics: %s series for dim-client: %s\nwant %s" % (M_TOTAL, got, forms[0])
     # The graph keeps one edge per (source, target, connection_type): its ids stay unique.
     wait_edges(col, {edge_id("dim-client", "dim-server"): edge(3, 0, "")}, what="3 requests in 2 tenants")
 
@@ -970,3 +975,195 @@ def test_replay_graph_out_matches_the_testdata(agenttrace_bin, tmp_path, testdat
                 service, got_tokens, (tin, tout),
                 "" if len(allowed) == 1 else "; or %s counting every gen_ai span" % (tuple(all_tokens[service]),)))
     assert not problems, "replay --graph-out %s:\n  %s\ngraph:\n%s" % (src, "\n  ".join(problems), show(g))
+
+
+# ---------------------------------------------------------------------------
+# 9. The servicegraph connector's behaviour (contrib connector/servicegraphconnector)
+# ---------------------------------------------------------------------------
+
+def test_a_pasted_connector_block_validates(agenttrace_bin, tmp_path):
+    """The README's example block of the connector, plus its other documented keys, loads as
+    `processors: service_graph:`; keys with no meaning here fail naming the key."""
+    block = {
+        "latency_histogram_buckets": ["100ms", "250ms", "1s", "5s", "10s"],
+        "dimensions": ["dimension-1", "dimension-2"],
+        "store": {"ttl": "1s", "max_items": 10},
+        "virtual_node_peer_attributes": ["db.name", "rpc.service"],
+        "virtual_node_extra_label": True,
+        "metrics_flush_interval": "60s",
+        "store_expiration_loop": "2s",
+        "database_name_attributes": ["db.name"],
+    }
+    cfg = h.build_config(str(tmp_path / "out.jsonl"), exporter="nop", service_graph=block)
+    path = h.write_config(str(tmp_path / "connector.yaml"), cfg)
+    r = h.run_cli(agenttrace_bin, ["validate", "--config", path])
+    assert r.returncode == 0, "validate of a connector block exited %d\n%s\n%s%s" % (
+        r.returncode, open(path).read(), r.stdout, r.stderr)
+    for key, value in (("exponential_histogram_max_size", 160), ("cache_loop", "2m")):
+        cfg = h.build_config(str(tmp_path / "out.jsonl"), exporter="nop", service_graph=dict(block, **{key: value}))
+        path = h.write_config(str(tmp_path / ("bad-%s.yaml" % key)), cfg)
+        r = h.run_cli(agenttrace_bin, ["validate", "--config", path])
+        assert r.returncode != 0 and "processors.service_graph." + key in r.stdout + r.stderr, \
+            "validate with %s: exit %d\n%s%s" % (key, r.returncode, r.stdout, r.stderr)
+
+
+def test_dimension_named_server_keeps_metrics_valid_and_failed_is_a_label(start_collector, promtool):
+    """dimensions: [server] gives `client_server`/`server_server` (connector: kind+"_"+dim), never a second
+    `server` label; every series carries `failed` (connector: dims.PutBool("failed", e.Failed))."""
+    col = start_sg(start_collector, "dim-server", dimensions=["server", "tenant"])
+    spans = []
+    for status in (None, STATUS_ERROR):
+        t = Trace()
+        c = t.span("ds-client", "GET /", KIND_CLIENT, dur_s=0.02, attrs={"server": "s-1", "tenant": "acme"})
+        t.span("ds-server", "GET /", KIND_SERVER, parent=c, start_s=0.001, dur_s=0.01, status=status,
+               attrs={"tenant": "globex"})
+        spans += t.spans
+    post(col, spans)
+    wait_edges(col, {edge_id("ds-client", "ds-server"): edge(2, 1, "")})
+    r = col.admin_get("/metrics")
+    pc = subprocess.run([promtool, "check", "metrics"], input=r.body, capture_output=True, timeout=30)
+    assert pc.returncode == 0, "promtool check metrics with dimensions [server] exit %d:\n%s%s" % (
+        pc.returncode, pc.stdout.decode(errors="replace"), pc.stderr.decode(errors="replace"))
+    ms = col.scrape()
+    want = dict(lab("ds-client", "ds-server"), client_server="s-1", client_tenant="acme", server_tenant="globex")
+    for failed, n in (("false", 1), ("true", 1)):
+        L = dict(want, failed=failed)
+        for name in (M_TOTAL, M_SERVER + "_count", M_CLIENT + "_count"):
+            assert mval(ms, name, L, default=None) == n, "%s%s = %r, want %d\n%s" % (
+                name, L, mval(ms, name, L, default=None), n, ms.series(name))
+    assert mval(ms, M_FAILED, dict(want, failed="true"), default=None) == 1
+    assert mval(ms, M_FAILED, dict(want, failed="false"), default=None) is None, \
+        "request_failed_total has a failed=false series (the connector counts only failed calls)"
+
+
+def test_unpaired_producer_with_peer_becomes_a_virtual_node(start_collector):
+    """connector.go: PRODUCER falls through to the CLIENT case (peer attributes recorded); onExpire names
+    the missing server from them: a queue with an uninstrumented consumer stays in the graph."""
+    col = start_sg(start_collector, "producer-virtual")
+    t = Trace()
+    t.span("publisher", "publish", KIND_PRODUCER, dur_s=0.01, attrs={"peer.service": "orders-queue"})
+    post(col, t.spans)
+    eid = edge_id("publisher", "orders-queue", "virtual_node")
+    wait_edges(col, {eid: edge(1, 0, "virtual_node")}, timeout=TTL_S + 10.0, what="ttl after an unpaired PRODUCER")
+
+
+def test_root_server_keeps_its_user_edge_with_a_child_server(start_collector):
+    """A root SERVER and a SERVER child of it (its client span missing): the root still gives user -> it."""
+    col = start_sg(start_collector, "root-child")
+    t = Trace()
+    root = t.span("gateway", "GET /", KIND_SERVER, dur_s=0.5)
+    t.span("backend", "GET /inner", KIND_SERVER, parent=root, start_s=0.1, dur_s=0.1)
+    post(col, t.spans)
+    eid = edge_id("user", "gateway", "virtual_node")
+    wait_edges(col, {eid: edge(1, 0, "virtual_node")}, timeout=TTL_S + 10.0, what="ttl after a root SERVER")
+
+
+def _unnamed_request(tagged):
+    """An OTLP request whose resource for service "-" has no service.name."""
+    req = otlp_request(tagged)
+    for rs in req["resourceSpans"]:
+        if rs["resource"]["attributes"][0]["value"]["stringValue"] == "-":
+            rs["resource"]["attributes"] = [{"key": "host.name", "value": {"stringValue": "box"}}]
+    return req
+
+
+@pytest.mark.parametrize("include", [False, True])
+def test_resources_without_service_name(start_collector, include):
+    """connector.go: "If service.name doesn't exist, skip processing this trace"; counted here, and
+    `include_unnamed_services: true` names them unknown_service instead."""
+    extra = {"include_unnamed_services": True} if include else {}
+    col = start_sg(start_collector, "unnamed-%s" % include, **extra)
+    t = Trace()
+    c = t.span("named-client", "GET /", KIND_CLIENT, dur_s=0.02)
+    t.span("-", "GET /", KIND_SERVER, parent=c, start_s=0.001, dur_s=0.01)
+    r = col.post_traces(json.dumps(_unnamed_request(t.spans)).encode(), "application/json")
+    assert r.status == 200
+    if include:
+        wait_edges(col, {edge_id("named-client", "unknown_service"): edge(1, 0, "")})
+    else:
+        wait_metric(col, "traces_service_graph_skipped_spans_total", {}, 1)
+        g = fetch_graph(col)
+        assert "unknown_service" not in nodes_of(g), "an unnamed resource became a node: %s" % show(g)
+
+
+def test_service_filter_window_and_max_edges(start_collector):
+    """`?service=` keeps the edges touching that node; `?window=` only edges with calls in it (by span end
+    time); `max_edges` bounds the graph, the rest counted as dropped."""
+    col = start_sg(start_collector, "filters", max_edges=3)
+    spans = []
+    old = Trace(base_ns=time.time_ns() - 30 * 60 * 1_000_000_000)      # ended 30 minutes ago
+    c = old.span("f-old", "GET /", KIND_CLIENT, dur_s=0.02)
+    old.span("f-hub", "GET /", KIND_SERVER, parent=c, start_s=0.001, dur_s=0.01)
+    spans += old.spans
+    for client in ("f-new", "f-other"):
+        t = Trace()
+        c = t.span(client, "GET /", KIND_CLIENT, dur_s=0.02)
+        t.span("f-hub" if client == "f-new" else "f-elsewhere", "GET /", KIND_SERVER, parent=c, start_s=0.001, dur_s=0.01)
+        spans += t.spans
+    post(col, spans)
+    all3 = {edge_id("f-old", "f-hub"): edge(1), edge_id("f-new", "f-hub"): edge(1), edge_id("f-other", "f-elsewhere"): edge(1)}
+    wait_edges(col, all3)
+    # A fourth edge passes max_edges (3): dropped and counted.
+    t = Trace()
+    c = t.span("f-fourth", "GET /", KIND_CLIENT, dur_s=0.02)
+    t.span("f-hub", "GET /", KIND_SERVER, parent=c, start_s=0.001, dur_s=0.01)
+    post(col, t.spans)
+    wait_metric(col, M_DROPPED, {}, 1)
+    assert set(edges_of(fetch_graph(col))) == set(all3), "max_edges 3: %s" % sorted(edges_of(fetch_graph(col)))
+
+    g = fetch_graph(col, "/api/service-graph?service=f-hub")
+    assert set(edges_of(g)) == {edge_id("f-old", "f-hub"), edge_id("f-new", "f-hub")}, show(g)
+    assert set(nodes_of(g)) == {"f-old", "f-new", "f-hub"}, show(g)
+    g = fetch_graph(col, "/api/service-graph?window=5m")
+    assert set(edges_of(g)) == {edge_id("f-new", "f-hub"), edge_id("f-other", "f-elsewhere")}, show(g)
+    g = fetch_graph(col, "/api/service-graph?window=1h")
+    assert set(edges_of(g)) == set(all3), show(g)
+    g = fetch_graph(col, "/api/graph/data?service=f-other&window=5m")
+    assert set(edges_of(g)) == {edge_id("f-other", "f-elsewhere")}, show(g)
+
+
+# ---------------------------------------------------------------------------
+# 10. Every golden graph against an independent oracle built from the spans (graph_oracle.py)
+# ---------------------------------------------------------------------------
+
+GOLDEN_SCENARIOS = [
+    ("multi-agent.jsonl", "multi-agent.graph.json"),
+    ("multi-agent.jsonl.gz", "multi-agent.graph.json"),
+    ("multi-agent.json", "multi-agent-single-request.graph.json"),
+    ("multi-agent.pb", "multi-agent-single-request.graph.json"),
+    ("invalid-ids.json", "invalid-ids.graph.json"),
+    ("connector-cases.jsonl", "connector-cases.graph.json"),
+]
+
+
+@pytest.mark.parametrize("source,expected", GOLDEN_SCENARIOS)
+def test_golden_graph_matches_the_oracle(testdata, source, expected):
+    """Node and edge sets, request and failed counts, virtual nodes and p50/p95/p99 of each golden file,
+    against graph_oracle computed from the input spans (not from our output)."""
+    import graph_oracle
+    requests = [h.spans_of(r) for r in h.load_requests(testdata(source))]
+    with open(testdata("expected/" + expected)) as f:
+        golden = json.load(f)
+    problems = graph_oracle.problems(golden, requests)
+    assert not problems, "testdata/expected/%s vs the oracle from %s:\n  %s" % (expected, source, "\n  ".join(problems))
+
+
+def test_connector_cases_replay_matches_the_oracle(agenttrace_bin, tmp_path, testdata):
+    """replay --graph-out of testdata/connector-cases.jsonl: the producer's queue, the late-paired LLM call,
+    the root's user edge, no unnamed node, and percentiles from the durations."""
+    import graph_oracle
+    src = testdata("connector-cases.jsonl")
+    cfg = h.write_config(str(tmp_path / "replay.yaml"), h.build_config(str(tmp_path / "unused.jsonl"), exporter="nop",
+                                                                       service_graph={}))
+    out = str(tmp_path / "graph.json")
+    r = h.run_cli(agenttrace_bin, ["replay", "--config", cfg, "--graph-out", out, src], timeout=120)
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+    g = json.load(open(out))
+    problems = graph_oracle.problems(g, [h.spans_of(x) for x in h.load_requests(src)])
+    assert not problems, "replay --graph-out %s:\n  %s\n%s" % (src, "\n  ".join(problems), show(g))
+    ids = set(edges_of(g))
+    for eid in (edge_id("publisher", "orders-queue", "virtual_node"), edge_id("research-agent", "llm-gateway"),
+                edge_id("user", "edge-gateway", "virtual_node")):
+        assert eid in ids, "%s missing from %s" % (eid, sorted(ids))
+    slow = nodes_of(g)["slow-api"]
+    assert slow["detail__p95_ms"] < 12800 * 0.9, "p95 %r of slow-api is a bucket bound" % slow["detail__p95_ms"]

@@ -182,6 +182,19 @@ struct ServiceGraphJSONTests {
         #expect(fields.contains { $0["field_name"] as? String == "detail__agent_critical" && $0["type"] as? String == "string" })
     }
 
+    @Test("numbers with up to three decimals are written as Swift would print them", arguments: [
+        7.672, 0.05, -1.5, 12800.001, 0.001, 999999.999, 2.0, 1.0 / 3,
+    ])
+    func numbers(value: Double) {
+        var bytes: [UInt8] = []
+        GraphJSON.write(value, into: &bytes)
+        let text = String(decoding: bytes, as: UTF8.self)
+        // The reference: Swift's own shortest round-trip description (integers without ".0").
+        let want = value == value.rounded() ? String(Int64(value)) : String(value)
+        #expect(text == want)
+        #expect(Double(text) == value)
+    }
+
     @Test("agent details are bounded by max_nodes")
     func agentDetailsBounded() {
         var configuration = ServiceGraphConfiguration()

@@ -137,6 +137,12 @@ public final class ConfigSection {
         }
     }
 
+    /// A list of scalars that may be absent (nil then).
+    public func optionalStringList(_ key: String) throws(ConfigurationError) -> [String]? {
+        guard value(key) != nil else { return nil }
+        return try stringList(key, default: [])
+    }
+
     /// A `host:port` endpoint.
     public func endpoint(_ key: String, default defaultValue: Endpoint) throws(ConfigurationError) -> Endpoint {
         guard let text = try optionalString(key) else { return defaultValue }
