@@ -486,3 +486,78 @@ def test_replay_evaluates_rules_but_does_not_deliver(agenttrace_bin, tmp_path):
         assert receiver.at("/hook") == [], "replay delivered an alert"
     finally:
         receiver.close()
+
+
+# --- span_limits per event / per link ------------------------------------------------------------
+
+def test_span_limits_attributes_per_event_and_per_link(start_collector):
+    """docs/hardening.md, span_limits: `attribute_per_event_count_limit`, `attribute_per_link_count_limit`; "The
+    first attributes (events, links) are kept; what is dropped adds to the ... dropped_*_count" (of the event or
+    link: OTLP Span.Event / Span.Link `dropped_attributes_count`)."""
+    col = start_collector("per-event", processors_before_batch={"span_limits": {
+        "attribute_per_event_count_limit": 2, "attribute_per_link_count_limit": 3}})
+    req, key = one_span_json("events-and-links")
+    span = req["resourceSpans"][0]["scopeSpans"][0]["spans"][0]
+    attrs = [{"key": "k%d" % i, "value": {"intValue": str(i)}} for i in range(5)]
+    span["events"] = [{"timeUnixNano": span["startTimeUnixNano"], "name": "e", "attributes": attrs,
+                       "droppedAttributesCount": 1}]
+    span["links"] = [{"traceId": secrets.token_hex(16), "spanId": secrets.token_hex(8), "attributes": attrs}]
+    assert post_json(col, req).status == 200
+    out = [s for s in col.wait_for_spans(lambda spans: key in {s.key for s in spans}) if s.key == key][0]
+    assert out.events[0][2] == {"k0": 0, "k1": 1}, out.events
+    assert out.raw["events"][0].get("droppedAttributesCount") == 1 + 3, out.raw["events"]
+    assert out.links[0][2] == {"k0": 0, "k1": 1, "k2": 2}, out.links
+    assert out.raw["links"][0].get("droppedAttributesCount") == 2, out.raw["links"]
+
+
+# --- agent_enrichment name_attributes ----------------------------------------------------------------
+
+def test_agent_enrichment_name_attributes(start_collector):
+    """docs/agent-enrichment-and-triggers.md: `name_attributes` — "the first present (non-empty string) becomes
+    `agent.name`"; `agent.type` is the name up to the first `-`."""
+    col = start_collector("names", processors_before_batch={"agent_enrichment": {
+        "name_attributes": ["team.agent", "service.name"]}})
+    req, key = one_span_json("named", service="fallback-svc")
+    first = req["resourceSpans"][0]
+    other, key2 = one_span_json("named-by-attribute", service="fallback-svc")
+    second = other["resourceSpans"][0]
+    second["resource"]["attributes"].append({"key": "team.agent", "value": {"stringValue": "planner-7"}})
+    first["resource"]["attributes"].append({"key": "team.agent", "value": {"stringValue": ""}})
+    req["resourceSpans"].append(second)
+    assert post_json(col, req).status == 200
+    got = {s.key: s for s in col.wait_for_spans(lambda spans: {key, key2} <= {s.key for s in spans})}
+    assert (got[key].resource.get("agent.name"), got[key].resource.get("agent.type")) == ("fallback-svc", "fallback")
+    assert (got[key2].resource.get("agent.name"), got[key2].resource.get("agent.type")) == ("planner-7", "planner")
+
+
+# --- webhook headers; /api/alerts keeps the last 1000 ----------------------------------------------------
+
+def test_webhook_headers_are_sent(start_collector):
+    """docs/agent-enrichment-and-triggers.md, Sinks: `webhook: {url: URL, headers: {NAME: VALUE}}`."""
+    receiver = h.AlertReceiver()
+    try:
+        col = start_collector("hook-headers", processors_before_batch={"threshold_triggers": {
+            "rules": [{"name": "any_error", "status": "error"}],
+            "notify": [{"webhook": {"url": receiver.url("/hook"), "headers": {"x-token": "s3cret"}}}]}})
+        assert post_json(col, one_span_json("failing", status=2)[0]).status == 200
+        [post] = receiver.wait("/hook")
+        assert post["headers"].get("x-token") == "s3cret", post["headers"]
+    finally:
+        receiver.close()
+
+
+def test_api_alerts_keeps_the_last_1000(start_collector):
+    """README / docs: `GET /api/alerts` answers `{"alerts":[…]}`, most recent first, the last 1000."""
+    col = start_collector("alerts-1000", processors_before_batch={"threshold_triggers": {
+        "rules": [{"name": "any_error", "status": "error", "cooldown": "0s"}]}})
+    req, _ = one_span_json("failing-0", status=2)
+    spans = req["resourceSpans"][0]["scopeSpans"][0]["spans"]
+    for i in range(1, 1005):
+        spans.append(dict(spans[0], spanId=secrets.token_hex(8), name="failing-%d" % i))
+    assert post_json(col, req).status == 200
+    wait_until(lambda: col.scrape().value("agenttrace_triggers_fired_total", rule="any_error") == 1005, 10,
+               "1005 alerts fired")
+    alerts = col.admin_get("/api/alerts").json()["alerts"]
+    assert len(alerts) == 1000, len(alerts)
+    assert alerts[0]["span_name"] == "failing-1004" and alerts[-1]["span_name"] == "failing-5", \
+        (alerts[0]["span_name"], alerts[-1]["span_name"])
