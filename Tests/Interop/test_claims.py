@@ -561,3 +561,79 @@ def test_api_alerts_keeps_the_last_1000(start_collector):
     assert len(alerts) == 1000, len(alerts)
     assert alerts[0]["span_name"] == "failing-1004" and alerts[-1]["span_name"] == "failing-5", \
         (alerts[0]["span_name"], alerts[-1]["span_name"])
+
+
+# --- sending_queue.num_consumers ------------------------------------------------------------------------
+
+class ConcurrencyBackend(fakes.OTLPHttpFake):
+    """Holds each export until `want` are in flight together (or 5 s pass); records the most seen at once."""
+
+    def __init__(self, want):
+        super().__init__()
+        self.want = want
+        self.inflight = 0
+        self.most = 0
+        self.cond = threading.Condition()
+
+    def success(self, rec):
+        with self.cond:
+            self.inflight += 1
+            self.most = max(self.most, self.inflight)
+            self.cond.notify_all()
+            self.cond.wait_for(lambda: self.most >= self.want, timeout=5)
+        try:
+            return super().success(rec)
+        finally:
+            with self.cond:
+                self.inflight -= 1
+
+
+def test_sending_queue_num_consumers_sends_that_many_batches_at_once(start_collector):
+    """README: `sending_queue: num_consumers` — the batches an exporter sends at the same time."""
+    backend = ConcurrencyBackend(want=3).start()
+    try:
+        col = start_collector("consumers", send_batch_size=1, timeout="10ms", overrides={
+            "exporters": {"otlp": {"protocol": "http/protobuf", "endpoint": backend.base_url,
+                                   "sending_queue": {"queue_size": 100, "num_consumers": 3}}},
+            "service": {"pipelines": {"traces": {"exporters": ["otlp"]}}}})
+        keys = set()
+        for i in range(6):
+            req, key = one_span_json("consumer-%d" % i)
+            assert post_json(col, req).status == 200
+            keys.add(key)
+        assert not backend.wait_for_keys(keys, timeout=20)
+        assert backend.most == 3, "at most %d exports in flight at once, want num_consumers = 3" % backend.most
+    finally:
+        backend.close()
+
+
+# --- replay's progress bar --------------------------------------------------------------------------
+
+def test_replay_shows_a_progress_bar_only_on_a_terminal(agenttrace_bin, tmp_path, testdata):
+    """README: replay "shows a progress bar when standard error is a terminal"."""
+    import pty
+    out = str(tmp_path / "out.jsonl")
+    cfg = h.write_config(str(tmp_path / "c.yaml"), h.build_config(out, exporter="nop"))
+    args = [agenttrace_bin, "replay", "--config", cfg, testdata("multi-agent.jsonl")]
+    plain = subprocess.run(args, capture_output=True, timeout=60)
+    assert plain.returncode == 0 and b"%" not in plain.stderr, plain.stderr[-500:]
+    master, slave = pty.openpty()
+    try:
+        p = subprocess.run(args, stdout=subprocess.DEVNULL, stderr=slave, stdin=subprocess.DEVNULL, timeout=60)
+        os.close(slave)
+        slave = None
+        got = b""
+        while True:
+            try:
+                chunk = os.read(master, 65536)
+            except OSError:
+                break
+            if not chunk:
+                break
+            got += chunk
+    finally:
+        if slave is not None:
+            os.close(slave)
+        os.close(master)
+    assert p.returncode == 0
+    assert b"\r[" in got and b"100%" in got, got[-500:]
