@@ -637,3 +637,74 @@ def test_replay_shows_a_progress_bar_only_on_a_terminal(agenttrace_bin, tmp_path
         os.close(master)
     assert p.returncode == 0
     assert b"\r[" in got and b"100%" in got, got[-500:]
+
+
+# --- listener defaults (docs/hardening.md "Listeners") ------------------------------------------------
+
+def test_grpc_defaults_announced_in_settings(start_collector):
+    """docs/hardening.md: `max_concurrent_streams` default 100, "announced in SETTINGS"; `max_header_list_size`
+    default 16384 (RFC 9113 §6.5.2: SETTINGS_MAX_CONCURRENT_STREAMS = 0x3, SETTINGS_MAX_HEADER_LIST_SIZE = 0x6)."""
+    col = start_collector("grpc-defaults", grpc={})
+    c = h.H2FrameClient(col.grpc_address)
+    try:
+        assert c.read_until(lambda: any(f.type == 4 and not f.flags & 0x1 for f in c.frames), timeout=5), c.frames
+        frame = [f for f in c.frames if f.type == 4 and not f.flags & 0x1][0]
+        p = frame.payload
+        settings = {int.from_bytes(p[i:i + 2], "big"): int.from_bytes(p[i + 2:i + 6], "big")
+                    for i in range(0, len(p) - 5, 6)}
+    finally:
+        c.close()
+    assert settings.get(0x3) == 100, settings
+    assert settings.get(0x6) == 16384, settings
+
+
+def test_admin_max_connections_default_is_100(start_collector):
+    """docs/hardening.md: `max_connections` default 1000 (admin: 100)."""
+    col = start_collector("admin-default-limit")
+    host, port = h.split_address(col.admin)
+    held = []
+    try:
+        for _ in range(100):
+            s = socket.create_connection((host, port), timeout=5)
+            s.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+            s.settimeout(5)
+            assert s.recv(65536).startswith(b"HTTP/1.1 200"), "connection %d within the default limit refused" % len(held)
+            held.append(s)
+        with socket.create_connection((host, port), timeout=5) as extra:
+            try:
+                extra.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+            except (BrokenPipeError, ConnectionResetError):
+                pass
+            extra.settimeout(5)
+            try:
+                got = extra.recv(65536)
+            except ConnectionResetError:
+                got = b""
+        assert got == b"", "the 101st admin connection was served: %r" % got[:60]
+    finally:
+        for s in held:
+            s.close()
+    time.sleep(0.3)
+
+
+@pytest.mark.parametrize("key,value", [
+    ("receivers.otlp.protocols.http.max_header_bytes", 81921),
+    ("receivers.otlp.protocols.http.max_header_bytes", 1023),
+    ("receivers.otlp.protocols.http.read_timeout", "soon"),
+    ("service.memory_limiter.spike_limit_mib", 600),
+])
+def test_a_bad_limit_fails_validate_naming_the_key(agenttrace_bin, tmp_path, key, value):
+    """docs/hardening.md: "a bad value fails at start-up (`agenttrace validate`) with a message naming the key";
+    `max_header_bytes` 1024–81920; spike_limit_mib below limit_mib."""
+    override, node = {}, None
+    parts = key.split(".")
+    node = override
+    for p in parts[:-1]:
+        node = node.setdefault(p, {})
+    node[parts[-1]] = value
+    if parts[1] == "memory_limiter":
+        node["limit_mib"] = 512
+    cfg = h.write_config(str(tmp_path / "c.yaml"), h.build_config(str(tmp_path / "o.jsonl"), overrides=override))
+    r = h.run_cli(agenttrace_bin, ["validate", "--config", cfg], timeout=30)
+    assert r.returncode != 0, r.stdout
+    assert key in r.stderr + r.stdout, r.stderr
