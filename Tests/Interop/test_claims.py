@@ -12,7 +12,11 @@
   * `GET /api/service-graph?service=NAME` keeps the edges of that service; a bad `window` is a 400;
   * the embedded default configuration holds what README says it holds;
   * a `notify:` sink whose URL expands to nothing is switched off with one log line; `replay` evaluates the
-    rules but delivers nothing.
+    rules but delivers nothing; webhook `headers`; `/api/alerts` keeps the last 1000;
+  * span_limits `attribute_per_event_count_limit` / `attribute_per_link_count_limit`; enrichment `name_attributes`;
+  * `sending_queue: num_consumers`; replay's progress bar only on a terminal;
+  * listener defaults (gRPC SETTINGS 100 streams / 16384 header list, admin 100 connections) and bad limits
+    failing `validate` naming the key.
 
 Oracles: the README/docs sentences quoted in each test, the OTLP specification (503/UNAVAILABLE and
 Retry-After), Python's own TLS and HTTP clients — never the collector's output."""
