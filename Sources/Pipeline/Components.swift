@@ -83,6 +83,16 @@ extension SpanProcessor {
     public func flush() -> [SpanBatch] { [] }
 }
 
+/// A processor that hands its work to threads of its own, holding a bounded amount: the pipeline awaits
+/// `waitForRoom()` before each `process` and `tick`, and `drain()` before `flush()`, so it waits for the
+/// processor without blocking a thread it does not own.
+public protocol HandOffSpanProcessor: SpanProcessor {
+    /// Returns once the processor can take one more batch (or tick) without going past its bound.
+    func waitForRoom() async
+    /// Returns once everything handed over so far has been done.
+    func drain() async
+}
+
 /// Sends batches out of the collector.
 public protocol SpanExporter: Sendable {
     /// Prepares (opens files, connects); called once before the first export.

@@ -59,10 +59,13 @@ public final class PipelineRunner: Sendable {
     public let exporters: [ExporterInstance]
     /// The write-ahead log whose records this runner releases once exported, when the pipeline is durable.
     public let durableLog: DurableLog?
+    /// Each processor as a `HandOffSpanProcessor`, when it is one (looked up once, not per batch).
+    private let handOffs: [(any HandOffSpanProcessor)?]
     private let logger: Logger
 
     public init(processors: [ProcessorInstance], exporters: [ExporterInstance], durableLog: DurableLog? = nil, logger: Logger) {
         self.processors = processors
+        handOffs = processors.map { $0.processor as? any HandOffSpanProcessor }
         self.exporters = exporters
         self.durableLog = durableLog
         self.logger = logger
@@ -87,6 +90,7 @@ public final class PipelineRunner: Sendable {
     /// Lets every processor see the time; what falls due continues down the chain.
     public func tick(now: UInt64) async {
         for index in processors.indices {
+            await handOffs[index]?.waitForRoom()
             let due = processors[index].processor.tick(now: now)
             if !due.isEmpty { await run(from: index + 1, due, now: now) }
         }
@@ -95,6 +99,7 @@ public final class PipelineRunner: Sendable {
     /// Flushes every processor in order, exports the rest and shuts the exporters down.
     public func shutdown(now: UInt64) async {
         for index in processors.indices {
+            await handOffs[index]?.drain()
             let held = processors[index].processor.flush()
             if !held.isEmpty { await run(from: index + 1, held, now: now) }
         }
@@ -106,7 +111,12 @@ public final class PipelineRunner: Sendable {
         var index = first
         while index < processors.count, !batches.isEmpty {
             let processor = processors[index].processor
-            batches = batches.flatMap { processor.process($0, now: now) }
+            var passed: [SpanBatch] = []
+            for batch in batches {
+                await handOffs[index]?.waitForRoom()
+                passed += processor.process(batch, now: now)
+            }
+            batches = passed
             index += 1
         }
         for batch in batches {

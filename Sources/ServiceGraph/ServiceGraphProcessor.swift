@@ -6,10 +6,12 @@ import TraceModel
 /// `service_graph`: observes every span (passing batches on unchanged) and keeps the live graph.
 ///
 /// The pairing work is sharded by trace id: every span of a trace goes to the same shard, and each
-/// shard runs on its own serial queue, so the graph uses as many cores as it has shards while the
-/// pipeline only hands the batch over. At most `queueSize` batches wait per shard; past that the
-/// pipeline waits, so the graph sees every span and the pipeline's own bound pushes back on senders.
-public final class ServiceGraphProcessor: SpanProcessor {
+/// shard runs on its own serial dispatch queue (threads the processor owns through Dispatch, never the
+/// caller's), so the graph uses as many cores as it has shards while the pipeline only hands the batch
+/// over. At most `queueSize` batches wait per shard; past that the pipeline awaits `waitForRoom()`
+/// (suspending, not blocking), so the graph sees every span and the pipeline's own bound pushes back
+/// on senders.
+public final class ServiceGraphProcessor: HandOffSpanProcessor {
     public let graph: ServiceGraph
     private let shards: [Shard]
 
@@ -27,8 +29,14 @@ public final class ServiceGraphProcessor: SpanProcessor {
             var nextExpiry: UInt64 = 0
         }
 
+        /// Work handed over and not yet done, and the pipeline waiting for room, if it is.
+        struct Backlog {
+            var pending = 0
+            var waiter: CheckedContinuation<Void, Never>?
+        }
+
         let queue: DispatchQueue
-        let slots = DispatchSemaphore(value: ServiceGraphProcessor.queueSize)
+        let backlog = Mutex(Backlog())
         let state: Mutex<Counts>
 
         init(index: Int, configuration: ServiceGraphConfiguration, halves: StoreBudget, agentItems: StoreBudget) {
@@ -36,12 +44,40 @@ public final class ServiceGraphProcessor: SpanProcessor {
             state = Mutex(Counts(pairing: ServiceGraphState(configuration: configuration, halves: halves, agentItems: agentItems)))
         }
 
-        /// Runs `work` on the shard's state and records what it produced, off the caller's thread.
+        /// True while fewer than `queueSize` pieces of work wait.
+        var hasRoom: Bool { backlog.withLock { $0.pending < ServiceGraphProcessor.queueSize } }
+
+        /// Suspends until fewer than `queueSize` pieces of work wait. One caller at a time (the pipeline).
+        func waitForRoom() async {
+            await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+                let ready = backlog.withLock { backlog in
+                    guard backlog.pending >= ServiceGraphProcessor.queueSize else { return true }
+                    backlog.waiter = continuation
+                    return false
+                }
+                if ready { continuation.resume() }
+            }
+        }
+
+        /// Runs `work` on the shard's state and records what it produced, off the caller's thread; never waits.
         func submit(to graph: ServiceGraph, _ work: @escaping @Sendable (inout ServiceGraphState, inout [EdgeObservation]) -> Void) {
-            slots.wait()
+            backlog.withLock { $0.pending += 1 }
             queue.async {
                 self.run(graph, work)
-                self.slots.signal()
+                let waiter = self.backlog.withLock { backlog -> CheckedContinuation<Void, Never>? in
+                    backlog.pending -= 1
+                    guard backlog.pending < ServiceGraphProcessor.queueSize else { return nil }
+                    defer { backlog.waiter = nil }
+                    return backlog.waiter
+                }
+                waiter?.resume()
+            }
+        }
+
+        /// Suspends until the work handed over so far is done.
+        func drain() async {
+            await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+                queue.async { continuation.resume() }
             }
         }
 
@@ -112,16 +148,23 @@ public final class ServiceGraphProcessor: SpanProcessor {
         return []
     }
 
-    public func flush() -> [SpanBatch] {
-        for shard in shards {
-            shard.queue.sync { shard.run(graph) { state, observations in observations = state.expireAll() } }
-        }
-        return []
+    /// Waits, without blocking, until fewer than `queueSize` batches wait in every shard.
+    public func waitForRoom() async {
+        for shard in shards where !shard.hasRoom { await shard.waitForRoom() }
     }
 
     /// Waits until every batch handed over so far is in the graph.
-    public func drain() {
-        for shard in shards { shard.queue.sync {} }
+    public func drain() async {
+        for shard in shards { await shard.drain() }
+    }
+
+    /// Expires every half still held into the graph. The pipeline calls it after `drain()`, once nothing
+    /// more is handed over, so it runs on the caller's thread without waiting for a queue.
+    public func flush() -> [SpanBatch] {
+        for shard in shards {
+            shard.run(graph) { state, observations in observations = state.expireAll() }
+        }
+        return []
     }
 
     /// The agent attribute keys (`agent.type`, …) seen so far on nodes, sorted: the node detail fields.

@@ -68,7 +68,7 @@ struct ServiceGraphConnectorTests {
 
     /// connector.go `aggregateMetrics`: "If service.name doesn't exist, skip processing this trace".
     @Test("spans of a resource without service.name are skipped and counted, unless include_unnamed_services")
-    func unnamedServices() throws {
+    func unnamedServices() async throws {
         var state = ServiceGraphState(configuration: configuration)
         var edges = state.observe(span(10, kind: .client), resource: resource("a"), now: 0)
         edges += state.observe(span(20, parent: 10, kind: .server), resource: Resource(attributes: []), now: 0)
@@ -88,7 +88,7 @@ struct ServiceGraphConnectorTests {
         _ = processor.process(SpanBatch(resourceSpans: [
             ResourceSpans(resource: Resource(attributes: []), scopeSpans: [ScopeSpans(spans: [span(30, kind: .server), span(31, kind: .client)])]),
         ]), now: 0)
-        processor.drain()
+        await processor.drain()
         #expect(String(decoding: metrics.render(), as: UTF8.self).contains("traces_service_graph_skipped_spans_total 2"))
         #expect(processor.snapshot().nodes.isEmpty)
     }

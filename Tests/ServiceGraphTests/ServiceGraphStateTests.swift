@@ -133,7 +133,7 @@ struct ServiceGraphStateTests {
 @Suite("service graph aggregation and JSON")
 struct ServiceGraphJSONTests {
     @Test("node graph fields: arcs sum to 1, stats numeric, edges identified")
-    func nodeGraph() {
+    func nodeGraph() async {
         let processor = ServiceGraphProcessor(configuration: ServiceGraphConfiguration(), metrics: SelfMetrics())
         let batch = SpanBatch(resourceSpans: [
             ResourceSpans(resource: resource("a"), scopeSpans: [ScopeSpans(spans: [span(10, kind: .client), span(11, kind: .client)])]),
@@ -141,7 +141,7 @@ struct ServiceGraphJSONTests {
                                                                                     span(21, parent: 11, kind: .server)])]),
         ])
         #expect(processor.process(batch, now: 0) == [batch])
-        processor.drain()
+        await processor.drain()
         let json = GraphJSON.nodeGraph(processor.snapshot())
         let nodes = json["nodes"] as! [[String: Any]]
         let edges = json["edges"] as! [[String: Any]]
@@ -157,7 +157,7 @@ struct ServiceGraphJSONTests {
     }
 
     @Test("agent.* resource attributes become node details, by service and by agent name, declared as fields")
-    func agentDetails() throws {
+    func agentDetails() async throws {
         let processor = ServiceGraphProcessor(configuration: ServiceGraphConfiguration(), metrics: SelfMetrics())
         let coordinator = Resource(attributes: [Attribute("service.name", "a"), Attribute("agent.name", "coordinator-main"),
                                                 Attribute("agent.type", "coordinator"), Attribute("agent.critical", true),
@@ -167,7 +167,7 @@ struct ServiceGraphJSONTests {
             ResourceSpans(resource: resource("b"), scopeSpans: [ScopeSpans(spans: [span(20, parent: 10, kind: .server)])]),
         ])
         _ = processor.process(batch, now: 0)
-        processor.drain()
+        await processor.drain()
         let json = GraphJSON.nodeGraph(processor.snapshot())
         let nodes = try #require(json["nodes"] as? [[String: Any]])
         let a = try #require(nodes.first { $0["id"] as? String == "a" })
