@@ -26,6 +26,31 @@ struct ConfigurationTests {
         }
     }
 
+    @Test("every unknown key of a section is named, not only the first")
+    func everyUnknownKey() throws {
+        let value = try ConfigValue.parse(yaml: "path: /tmp/x\npathh: /tmp/y\nformatt: json\n", environment: [:])
+        let file = try ConfigSection(value, path: "exporters.file")
+        _ = try file.string("path", default: "")
+        do {
+            try file.finish()
+            Issue.record("finish() accepted unknown keys")
+        } catch {
+            #expect(error.all.map(\.key) == ["exporters.file.pathh", "exporters.file.formatt"])
+            #expect(error.description == "exporters.file.pathh: unknown key\nexporters.file.formatt: unknown key")
+        }
+    }
+
+    @Test("problems gather across checks, without repeats")
+    func problemsGather() {
+        var problems = ConfigurationProblems()
+        _ = problems.check("a") { () throws in throw ConfigurationError(key: "a.x", "bad") }
+        _ = problems.check("b") { 1 }
+        _ = problems.check("a") { () throws in throw ConfigurationError(key: "a.x", "bad") }
+        _ = problems.check("c") { () throws in throw CancellationError() }
+        #expect(problems.all.map(\.key) == ["a.x", "c"])
+        #expect(throws: ConfigurationError.self) { try problems.finish() }
+    }
+
     @Test("typed readers reject bad values naming the key")
     func typedValues() throws {
         let value = try ConfigValue.parse(yaml: "size: many\ntimeout: 5 parsecs\nflag: maybe\nport: x:99999\n", environment: [:])

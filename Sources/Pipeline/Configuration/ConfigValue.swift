@@ -21,19 +21,75 @@ public struct ConfigEntry: Sendable, Equatable {
     }
 }
 
-/// A configuration mistake, naming the offending key (`exporters.file.path`).
+/// A configuration mistake, naming the offending key (`exporters.file.path`), and any further mistakes
+/// found in the same pass (`more`), so one run reports every one of them.
 public struct ConfigurationError: Error, CustomStringConvertible, Sendable {
-    /// The dotted path of the key at fault.
+    /// The dotted path of the (first) key at fault.
     public var key: String
     /// What is wrong with it.
     public var message: String
+    /// The other mistakes found in the same pass, in document order.
+    public var more: [ConfigurationError] = []
 
     public init(key: String, _ message: String) {
         self.key = key
         self.message = message
     }
 
-    public var description: String { key.isEmpty ? message : "\(key): \(message)" }
+    /// All of `problems` as one error: the first, with the rest in `more`. `problems` must not be empty.
+    public init(collecting problems: [ConfigurationError]) {
+        let flat = problems.flatMap(\.all)
+        self.init(key: flat.first?.key ?? "", flat.first?.message ?? "invalid configuration")
+        more = Array(flat.dropFirst())
+    }
+
+    /// Every mistake, one key each, this one first.
+    public var all: [ConfigurationError] {
+        [ConfigurationError(key: key, message)] + more.flatMap(\.all)
+    }
+
+    /// One line per mistake: `key: message`.
+    public var description: String {
+        all.map { $0.key.isEmpty ? $0.message : "\($0.key): \($0.message)" }.joined(separator: "\n")
+    }
+}
+
+/// Gathers configuration mistakes while reading goes on, so that every component and section is checked
+/// and all the mistakes are reported together.
+public struct ConfigurationProblems: Sendable {
+    /// The mistakes so far, in the order found, without repeats.
+    public private(set) var all: [ConfigurationError] = []
+
+    public init(_ initial: [ConfigurationError] = []) {
+        for problem in initial { record(problem) }
+    }
+
+    /// True when nothing was found.
+    public var isEmpty: Bool { all.isEmpty }
+
+    /// Adds one mistake (and those it carries), skipping exact repeats (a processor used by two pipelines).
+    public mutating func record(_ error: ConfigurationError) {
+        for problem in error.all where !all.contains(where: { $0.key == problem.key && $0.message == problem.message }) {
+            all.append(problem)
+        }
+    }
+
+    /// Runs `body`; a failure is recorded (any other error under `key`) and nil returned.
+    public mutating func check<T>(_ key: String, _ body: () throws -> T) -> T? {
+        do {
+            return try body()
+        } catch let error as ConfigurationError {
+            record(error)
+        } catch {
+            record(ConfigurationError(key: key, "\(error)"))
+        }
+        return nil
+    }
+
+    /// Throws every mistake found, as one error, if there is any.
+    public func finish() throws(ConfigurationError) {
+        if !all.isEmpty { throw ConfigurationError(collecting: all) }
+    }
 }
 
 extension ConfigValue {
