@@ -128,7 +128,16 @@ struct CollectorConfigurationTests {
               processors: [batch]
               exporters: [file]
         """
-        let keys = failure(yaml)?.all.map(\.key) ?? []
+        // As `validate` and `serve` do: the top level's mistakes are kept, then the components' are added.
+        var keys: [String] = []
+        do {
+            _ = try Collector(configuration: try CollectorConfiguration.parse(yaml: yaml, environment: [:]),
+                              logger: Logger(label: "test"), announcer: StartupAnnouncer { _ in })
+        } catch let error as ConfigurationError {
+            keys = error.all.map(\.key)
+        } catch {
+            Issue.record("not a configuration error: \(error)")
+        }
         #expect(Set(keys) == ["exporters.file.pathh", "exporters.file.formatt", "processors.batch.timeout",
                               "service.admin.endpoint", "service.pipelines.traces.receivers"])
         #expect(keys.count == 5)
