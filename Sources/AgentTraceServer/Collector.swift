@@ -101,8 +101,13 @@ public final class Collector: Sendable {
         for (id, value) in configuration.exporters {
             let users = configuration.pipelines.filter { $0.exporters.contains(id) }.count
             guard users > 0 else { continue }
-            exporters[id] = problems.check("exporters.\(id)") {
-                try Self.makeExporter(id, value, users: users, registry, metrics, logger)
+            guard let factory = registry.exporters[id.type] else {
+                problems.record(ConfigurationError(key: "exporters.\(id)", "unknown exporter type \"\(id.type)\"; known: \(registry.exporters.keys.sorted().joined(separator: ", "))"))
+                continue
+            }
+            let context = ComponentContext(id: id, logger: logger.with(component: "exporter", id.description), metrics: metrics)
+            exporters[id] = problems.build("exporters.\(id)", value) { section in
+                ExporterInstance(id: id, exporter: try factory.makeExporter(section: section, context: context), metrics: metrics, pipelines: users)
             }
         }
         var pipelines: [BuiltPipeline] = []
@@ -145,11 +150,12 @@ public final class Collector: Sendable {
             }
             var sink: any BatchSink = sinks.count == 1 ? sinks[0] : FanOutSink(sinks: sinks)
             if let memoryLimiter { sink = MemoryLimitedSink(inner: sink, limiter: memoryLimiter) }
-            receiverServices += problems.check("receivers.\(id)") { () throws -> [any Service] in
-                guard let factory = registry.receivers[id.type] else {
-                    throw ConfigurationError(key: "receivers.\(id)", "unknown receiver type \"\(id.type)\"; known: \(registry.receivers.keys.sorted().joined(separator: ", "))")
-                }
-                return try factory.makeReceiver(section: try ConfigSection(value, path: "receivers.\(id)"), context: context, sink: sink)
+            guard let factory = registry.receivers[id.type] else {
+                problems.record(ConfigurationError(key: "receivers.\(id)", "unknown receiver type \"\(id.type)\"; known: \(registry.receivers.keys.sorted().joined(separator: ", "))"))
+                continue
+            }
+            receiverServices += problems.build("receivers.\(id)", value) { section in
+                try factory.makeReceiver(section: section, context: context, sink: sink)
             } ?? []
         }
         let adminTLS = problems.check("service.admin.tls") {
@@ -245,30 +251,25 @@ public final class Collector: Sendable {
         var built: [ProcessorInstance] = []
         var failed = false
         for id in pipeline.processors {
-            let instance = problems.check("processors.\(id)") { () throws -> ProcessorInstance in
-                guard let value = configuration.processors.first(where: { $0.id == id })?.value else {
-                    throw ConfigurationError(key: "service.pipelines.\(pipeline.name).processors", "\(id) is not declared")
-                }
-                guard let factory = registry.processors[id.type] else {
-                    throw ConfigurationError(key: "processors.\(id)", "unknown processor type \"\(id.type)\"; known: \(registry.processors.keys.sorted().joined(separator: ", "))")
-                }
-                let context = ComponentContext(id: id, logger: logger.with(component: "processor", id.description), metrics: metrics)
-                return ProcessorInstance(id: id, processor: try factory.makeProcessor(section: try ConfigSection(value, path: "processors.\(id)"), context: context))
+            guard let value = configuration.processors.first(where: { $0.id == id })?.value else {
+                problems.record(ConfigurationError(key: "service.pipelines.\(pipeline.name).processors", "\(id) is not declared"))
+                failed = true
+                continue
+            }
+            guard let factory = registry.processors[id.type] else {
+                problems.record(ConfigurationError(key: "processors.\(id)", "unknown processor type \"\(id.type)\"; known: \(registry.processors.keys.sorted().joined(separator: ", "))"))
+                failed = true
+                continue
+            }
+            let context = ComponentContext(id: id, logger: logger.with(component: "processor", id.description), metrics: metrics)
+            let instance = problems.build("processors.\(id)", value) { section in
+                ProcessorInstance(id: id, processor: try factory.makeProcessor(section: section, context: context))
             }
             if let instance { built.append(instance) } else { failed = true }
         }
         return failed ? nil : built
     }
 
-    private static func makeExporter(_ id: ComponentID, _ value: ConfigValue, users: Int, _ registry: ComponentRegistry,
-                                     _ metrics: SelfMetrics, _ logger: Logger) throws -> ExporterInstance {
-        guard let factory = registry.exporters[id.type] else {
-            throw ConfigurationError(key: "exporters.\(id)", "unknown exporter type \"\(id.type)\"; known: \(registry.exporters.keys.sorted().joined(separator: ", "))")
-        }
-        let context = ComponentContext(id: id, logger: logger.with(component: "exporter", id.description), metrics: metrics)
-        return ExporterInstance(id: id, exporter: try factory.makeExporter(section: try ConfigSection(value, path: "exporters.\(id)"), context: context),
-                                metrics: metrics, pipelines: users)
-    }
 }
 
 extension Logger {

@@ -114,11 +114,14 @@ struct CollectorConfigurationTests {
         processors:
           batch:
             timeout: soon
+            send_batch_sizee: 5
         exporters:
           file:
             path: /tmp/agenttrace-never-written.jsonl
             pathh: typo
             formatt: json
+            rotation:
+              max_megabytes: lots
         service:
           admin:
             endpoint: nowhere
@@ -138,9 +141,10 @@ struct CollectorConfigurationTests {
         } catch {
             Issue.record("not a configuration error: \(error)")
         }
-        #expect(Set(keys) == ["exporters.file.pathh", "exporters.file.formatt", "processors.batch.timeout",
+        #expect(Set(keys) == ["exporters.file.pathh", "exporters.file.formatt", "exporters.file.rotation.max_megabytes",
+                              "processors.batch.timeout", "processors.batch.send_batch_sizee",
                               "service.admin.endpoint", "service.pipelines.traces.receivers"])
-        #expect(keys.count == 5)
+        #expect(keys.count == 7)
     }
 
     @Test("several pipelines may list one exporter: it is built once and all of them feed it")

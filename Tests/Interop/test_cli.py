@@ -209,19 +209,20 @@ def test_validate_accepts_a_shared_exporter(agenttrace_bin, tmp_path):
 EX_USAGE, EX_NOINPUT, EX_UNAVAILABLE, EX_SOFTWARE, EX_CONFIG = 64, 66, 69, 70, 78
 
 
-def _two_mistakes(tmp_path):
+def _mistakes(tmp_path):
     cfg = h.build_config(str(tmp_path / "out.jsonl"))
     cfg["exporters"]["file"]["pathh"] = "typo.jsonl"
     cfg["processors"]["batch"]["timeout"] = "soon"
+    cfg["processors"]["batch"]["send_batch_sizee"] = 5
     cfg["service"]["pipelines"]["traces"]["receivers"] = ["otlp", "zipkin"]
     return h.write_config(str(tmp_path / "bad.yaml"), cfg)
 
 
 @pytest.mark.parametrize("command", ["validate", "serve"])
 def test_every_configuration_mistake_is_reported_at_once(agenttrace_bin, tmp_path, command):
-    r = h.run_cli(agenttrace_bin, [command, "--config", _two_mistakes(tmp_path)], timeout=30)
+    r = h.run_cli(agenttrace_bin, [command, "--config", _mistakes(tmp_path)], timeout=30)
     assert r.returncode == EX_CONFIG, (r.returncode, r.stdout, r.stderr)
-    for key in ["exporters.file.pathh: unknown key", "processors.batch.timeout:",
+    for key in ["exporters.file.pathh: unknown key", "processors.batch.timeout:", "processors.batch.send_batch_sizee: unknown key",
                 "service.pipelines.traces.receivers: zipkin is not declared"]:
         assert key in r.stderr, "stderr does not report %r:\n%s" % (key, r.stderr)
     assert "Usage:" not in r.stderr and "USAGE:" not in r.stderr, r.stderr
