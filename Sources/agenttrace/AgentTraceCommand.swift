@@ -181,6 +181,23 @@ struct Replay: AsyncParsableCommand {
 
     func run() async throws {
         let summary: ReplaySummary
+        do {
+            summary = try await replay()
+        } catch let error as TraceFileReader.ReadError {
+            throw Failure(message: "\(error)", code: ExitStatus.noInput).exit()
+        } catch let error as ExitCode {
+            throw error
+        } catch let error as ValidationError {
+            throw error
+        } catch {
+            throw Failure.runtime(error).exit()
+        }
+        for line in summary.lines { print(line) }
+        if summary.malformed > 0 { throw ExitCode(1) }
+    }
+
+    private func replay() async throws -> ReplaySummary {
+        let summary: ReplaySummary
         let progress = ReplayProgress()
         if let endpoint {
             summary = try await EndpointReplay(endpoint: endpoint, speed: speed, progress: progress).run(files: files)
@@ -200,8 +217,7 @@ struct Replay: AsyncParsableCommand {
                 try Data(GraphJSON.encodeNodeGraph(graph.snapshot())).write(to: URL(fileURLWithPath: graphOut))
             }
         }
-        for line in summary.lines { print(line) }
-        if summary.malformed > 0 { throw ExitCode(1) }
+        return summary
     }
 }
 

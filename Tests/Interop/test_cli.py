@@ -80,6 +80,10 @@ import subprocess
 import time
 
 
+# sysexits.h: EX_USAGE 64, EX_NOINPUT 66, EX_UNAVAILABLE 69, EX_SOFTWARE 70, EX_CONFIG 78
+EX_USAGE, EX_NOINPUT, EX_UNAVAILABLE, EX_SOFTWARE, EX_CONFIG = 64, 66, 69, 70, 78
+
+
 class MultiCollector(h.Collector):
     """An `agenttrace serve` on a config written here (one receiver must be `otlp`, for start())."""
 
@@ -186,6 +190,35 @@ def test_one_exporter_serves_several_pipelines(agenttrace_bin, tmp_path):
     assert spans["via-b"].resource.get("pipeline.name") == "b"
 
 
+def test_replay_runs_a_shared_exporter_once(agenttrace_bin, tmp_path):
+    """In-process replay feeds every pipeline; the exporter both list is one instance with one summary line,
+    and it receives each pipeline's copy of every span."""
+    src = os.path.join(h.REPO_ROOT, "testdata", "multi-agent.jsonl")
+    out = str(tmp_path / "shared.jsonl")
+    config = {
+        "receivers": {"otlp": _http_receiver()},
+        "processors": {"batch": {}, "batch/b": {}},
+        "exporters": {"file": {"path": out}},
+        "service": {"pipelines": {
+            "traces/a": {"receivers": ["otlp"], "processors": ["batch"], "exporters": ["file"]},
+            "traces/b": {"receivers": ["otlp"], "processors": ["batch/b"], "exporters": ["file"]},
+        }},
+    }
+    cfg = h.write_config(str(tmp_path / "shared.yaml"), config)
+    r = h.run_cli(agenttrace_bin, ["replay", "--config", cfg, src], timeout=60)
+    assert r.returncode == 0, (r.returncode, r.stdout, r.stderr)
+    want = len(h.load_spans(src))
+    exporter_lines = [ln for ln in r.stdout.splitlines() if ln.startswith("exporter ")]
+    assert exporter_lines == ["exporter file: sent=%d failed=0" % (2 * want)], r.stdout
+    assert len(h.read_output_spans(out)) == 2 * want
+
+
+def test_replay_of_a_missing_file_exits_noinput(agenttrace_bin, tmp_path):
+    r = h.run_cli(agenttrace_bin, ["replay", str(tmp_path / "absent.jsonl")], timeout=60, cwd=str(tmp_path))
+    assert r.returncode == EX_NOINPUT, (r.returncode, r.stdout, r.stderr)
+    assert "absent.jsonl" in r.stderr and "Usage:" not in r.stderr, r.stderr
+
+
 def test_validate_accepts_a_shared_exporter(agenttrace_bin, tmp_path):
     config = {
         "receivers": {"otlp": _http_receiver()},
@@ -205,9 +238,6 @@ def test_validate_accepts_a_shared_exporter(agenttrace_bin, tmp_path):
 # Every configuration mistake at once, and exit codes (sysexits.h: EX_USAGE 64, EX_NOINPUT 66,
 # EX_UNAVAILABLE 69, EX_SOFTWARE 70, EX_CONFIG 78)
 # ---------------------------------------------------------------------------
-
-EX_USAGE, EX_NOINPUT, EX_UNAVAILABLE, EX_SOFTWARE, EX_CONFIG = 64, 66, 69, 70, 78
-
 
 def _mistakes(tmp_path):
     cfg = h.build_config(str(tmp_path / "out.jsonl"))
