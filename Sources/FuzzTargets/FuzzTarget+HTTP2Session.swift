@@ -184,95 +184,36 @@ enum AnswerKinds {
     }
 }
 
-/// Answers unary gRPC calls on a server session the way `GRPCConnectionHandler` does (it is internal
-/// to HTTP2 and tied to a channel, so its decisions are repeated here): 415 for what is not gRPC,
-/// UNIMPLEMENTED for other paths, RESOURCE_EXHAUSTED as soon as a body passes the limit, a reset after
-/// an early answer, and OK with a body and trailers for exactly one well-framed message.
+/// Answers unary gRPC calls on a server session with the product's own `GRPCUnaryCalls` (the state
+/// `GRPCConnectionHandler` keeps), carrying out its actions as the handler does: 415 for what is not
+/// gRPC, the refusal's status (with a reset after an early answer), and OK with an empty response for
+/// a complete call.
 struct UnaryGRPCResponder {
-    private struct Stream {
-        var body: [UInt8] = []
-        var answered = false
-    }
-
-    /// The largest request message accepted.
-    let maximumMessageSize: Int
-    private var streams: [Int32: Stream] = [:]
+    private var calls: GRPCUnaryCalls
 
     /// A responder with no stream yet.
     init(maximumMessageSize: Int) {
-        self.maximumMessageSize = maximumMessageSize
+        calls = GRPCUnaryCalls(maxMessageSize: maximumMessageSize, serves: { $0 == FuzzTarget.exportPath })
     }
 
     /// Acts on one event from `session`, submitting any answer to it.
     mutating func handle(_ event: HTTP2Event, session: HTTP2Session) {
-        switch event {
-        case .headers(let streamID, let headers, let endStream):
-            if streams[streamID] != nil {
-                if endStream { finish(streamID, session: session) }
-                return
-            }
-            begin(streamID, headers: headers, endStream: endStream, session: session)
-        case .data(let streamID, let bytes):
-            guard var stream = streams[streamID], !stream.answered else { return }
-            stream.body += bytes
-            if let declared = GRPCFraming.declaredLength(stream.body),
-               declared > maximumMessageSize || stream.body.count > maximumMessageSize + 5 {
-                stream.answered = true
-                streams[streamID] = stream
-                respond(streamID, status: "8", session: session)
-                session.resetAfterResponse(streamID)
-                return
-            }
-            streams[streamID] = stream
-        case .endStream(let streamID):
-            finish(streamID, session: session)
-        case .streamClosed(let streamID, _):
-            streams[streamID] = nil
-        case .goAway:
-            break
-        }
-    }
-
-    private mutating func begin(_ streamID: Int32, headers: [HTTP2Header], endStream: Bool, session: HTTP2Session) {
-        var method = "", path = "", contentType = ""
-        for header in headers {
-            switch header.name {
-            case ":method": method = header.value
-            case ":path": path = header.value
-            case "content-type": contentType = header.value
-            default: break
-            }
-        }
-        streams[streamID] = Stream()
-        guard method == "POST", contentType.hasPrefix("application/grpc") else {
-            streams[streamID]?.answered = true
+        guard let action = calls.handle(event, now: .now()) else { return }
+        switch action {
+        case .refuse(let streamID, let response, let reset):
+            respond(streamID, status: String(response.status.rawValue), session: session)
+            if reset { session.resetAfterResponse(streamID) }
+        case .notGRPC(let streamID, let reset):
             try? session.respond(streamID: streamID, headers: [(":status", "415"), ("content-type", "text/plain")],
                                  body: Array("not gRPC\n".utf8))
-            if !endStream { session.resetAfterResponse(streamID) }
-            return
-        }
-        guard path == FuzzTarget.exportPath else {
-            streams[streamID]?.answered = true
-            respond(streamID, status: "12", session: session)
-            if !endStream { session.resetAfterResponse(streamID) }
-            return
-        }
-        if endStream { finish(streamID, session: session) }
-    }
-
-    private mutating func finish(_ streamID: Int32, session: HTTP2Session) {
-        guard var stream = streams[streamID], !stream.answered else { return }
-        stream.answered = true
-        streams[streamID] = stream
-        guard let messages = try? GRPCFraming.messages(in: stream.body, maxMessageSize: maximumMessageSize), messages.count == 1 else {
-            respond(streamID, status: "3", session: session)
-            return
-        }
-        do {
-            try session.respond(streamID: streamID, headers: [(":status", "200"), ("content-type", "application/grpc")],
-                                body: GRPCFraming.frame([]), trailers: [("grpc-status", "0")])
-        } catch {
-            session.resetStream(streamID, errorCode: 2)
+            if reset { session.resetAfterResponse(streamID) }
+        case .call(let streamID, _, _, _):
+            do {
+                try session.respond(streamID: streamID, headers: [(":status", "200"), ("content-type", "application/grpc")],
+                                    body: GRPCFraming.frame([]), trailers: [("grpc-status", "0")])
+            } catch {
+                session.resetStream(streamID, errorCode: 2)
+            }
         }
     }
 

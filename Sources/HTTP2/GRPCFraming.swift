@@ -21,6 +21,8 @@ public enum GRPCFraming {
         case truncated
         /// The compressed flag is neither 0 nor 1.
         case invalidFlag(UInt8)
+        /// A unary call's body holds no message, or more than one.
+        case notOneMessage(count: Int)
     }
 
     /// The length a partial body's first prefix declares, once five bytes have arrived, for refusing
@@ -84,7 +86,7 @@ public struct GRPCStatusCode: RawRepresentable, Sendable, Hashable, CustomString
 }
 
 /// The outcome of one unary call.
-public struct GRPCResponse: Sendable {
+public struct GRPCResponse: Sendable, Equatable {
     public var status: GRPCStatusCode
     /// `grpc-message`: a human-readable reason; sent percent-encoded.
     public var message: String

@@ -95,23 +95,13 @@ final class GRPCConnectionHandler: ChannelInboundHandler {
     typealias InboundIn = ByteBuffer
     typealias OutboundOut = ByteBuffer
 
-    private struct Stream {
-        var path: String
-        var encoding: String?
-        var body: [UInt8] = []
-        /// Answered early (refused); the rest of its body is ignored.
-        var answered = false
-        /// When its HEADERS arrived, for `read_timeout`.
-        var began: NIODeadline
-    }
-
     private let service: any GRPCUnaryService
     private let settings: HTTP2Settings
     private let limits: ConnectionLimits
     private let events: ConnectionEvents
     private let logger: Logger
     private var session: HTTP2Session?
-    private var streams: [Int32: Stream] = [:]
+    private var calls: GRPCUnaryCalls
     private var quiescing = false
     private var input = HTTP2InputTracker()
     /// Since when the peer has been in the middle of a preface, frame or header block.
@@ -123,6 +113,8 @@ final class GRPCConnectionHandler: ChannelInboundHandler {
     init(service: any GRPCUnaryService, settings: HTTP2Settings, limits: ConnectionLimits = ConnectionLimits(),
          events: ConnectionEvents = .ignored, logger: Logger) {
         self.service = service
+        self.calls = GRPCUnaryCalls(maxMessageSize: service.maxReceiveMessageSize, serves: { service.serves(path: $0) },
+                                    authenticate: { service.authenticate(headers: $0) })
         self.settings = settings
         self.limits = limits
         self.events = events
@@ -154,12 +146,8 @@ final class GRPCConnectionHandler: ChannelInboundHandler {
             return
         }
         if let timeout = limits.readTimeout {
-            let late = streams.filter { !$0.value.answered && now - $0.value.began > .nanoseconds(timeout.wholeNanoseconds) }
-            for streamID in late.keys.sorted() {
-                streams[streamID]?.answered = true
-                refuse(streamID, GRPCResponse(status: .deadlineExceeded, message: "the request did not arrive within read_timeout"),
-                       session: session, reset: true)
-            }
+            let late = calls.expire(begunBefore: now - .nanoseconds(timeout.wholeNanoseconds))
+            for action in late { carryOut(action, session: session, eventLoop: context.eventLoop) }
             if !late.isEmpty { flush(context: context) }
         }
     }
@@ -189,7 +177,7 @@ final class GRPCConnectionHandler: ChannelInboundHandler {
     func channelInactive(context: ChannelHandlerContext) {
         session?.close()
         session = nil
-        streams.removeAll()
+        calls.removeAll()
         context.fireChannelInactive()
     }
 
@@ -230,7 +218,7 @@ final class GRPCConnectionHandler: ChannelInboundHandler {
             session?.sendGoAway()
             flush(context: context)
             closeIfDrained(context: context)
-        } else if let idle = event as? IdleStateHandler.IdleStateEvent, idle == .all, streams.isEmpty {
+        } else if let idle = event as? IdleStateHandler.IdleStateEvent, idle == .all, calls.isIdle {
             close(context: context, reason: .idleTimeout)
         } else {
             context.fireUserInboundEventTriggered(event)
@@ -242,93 +230,22 @@ final class GRPCConnectionHandler: ChannelInboundHandler {
     }
 
     private func handle(_ event: HTTP2Event, session: HTTP2Session, eventLoop: any EventLoop) {
-        switch event {
-        case .headers(let streamID, let headers, let endStream):
-            if streams[streamID] != nil {
-                // Trailers from the client end the request.
-                if endStream { finish(streamID, session: session, eventLoop: eventLoop) }
-                return
-            }
-            begin(streamID, headers: headers, endStream: endStream, session: session, eventLoop: eventLoop)
-        case .data(let streamID, let bytes):
-            guard var stream = streams[streamID], !stream.answered else { return }
-            stream.body += bytes
-            let limit = service.maxReceiveMessageSize
-            if let declared = GRPCFraming.declaredLength(stream.body), declared > limit || stream.body.count > limit + 5 {
-                stream.answered = true
-                streams[streamID] = stream
-                refuse(streamID, GRPCResponse(status: .resourceExhausted,
-                                              message: "message of \(max(declared, stream.body.count - 5)) bytes exceeds max_recv_msg_size (\(limit) bytes)"),
-                       session: session, reset: true)
-                return
-            }
-            streams[streamID] = stream
-        case .endStream(let streamID):
-            finish(streamID, session: session, eventLoop: eventLoop)
-        case .streamClosed(let streamID, _):
-            streams[streamID] = nil
-        case .goAway:
-            peerSentGoAway = true
-        }
+        if case .goAway = event { peerSentGoAway = true }
+        if let action = calls.handle(event, now: .now()) { carryOut(action, session: session, eventLoop: eventLoop) }
     }
 
-    private func begin(_ streamID: Int32, headers: [HTTP2Header], endStream: Bool, session: HTTP2Session, eventLoop: any EventLoop) {
-        var method = "", path = "", contentType = "", encoding: String?
-        for header in headers {
-            switch header.name {
-            case ":method": method = header.value
-            case ":path": path = header.value
-            case "content-type": contentType = header.value
-            case "grpc-encoding": encoding = header.value
-            default: break
-            }
-        }
-        streams[streamID] = Stream(path: path, encoding: encoding, began: .now())
-        if let refusal = service.authenticate(headers: headers) {
-            streams[streamID]?.answered = true
-            refuse(streamID, refusal, session: session, reset: !endStream)
-            return
-        }
-        // gRPC over HTTP/2: a request that is not gRPC gets 415, as the protocol document asks.
-        guard method == "POST", contentType.hasPrefix("application/grpc") else {
-            streams[streamID]?.answered = true
+    private func carryOut(_ action: GRPCUnaryCalls.Action, session: HTTP2Session, eventLoop: any EventLoop) {
+        switch action {
+        case .refuse(let streamID, let response, let reset):
+            refuse(streamID, response, session: session, reset: reset)
+        case .notGRPC(let streamID, let reset):
             service.refused(GRPCResponse(status: .unimplemented, message: "not a gRPC request"))
             try? session.respond(streamID: streamID, headers: [(":status", "415"), ("content-type", "text/plain")],
                                  body: Array("this port serves OTLP over gRPC; content-type must be application/grpc\n".utf8))
-            if !endStream { session.resetAfterResponse(streamID) }
-            return
+            if reset { session.resetAfterResponse(streamID) }
+        case .call(let streamID, let path, let message, let encoding):
+            respond(streamID, service.handle(path: path, message: message.bytes, encoding: encoding, eventLoop: eventLoop), session: session)
         }
-        guard service.serves(path: path) else {
-            streams[streamID]?.answered = true
-            refuse(streamID, GRPCResponse(status: .unimplemented, message: "unknown method \(path)"), session: session, reset: !endStream)
-            return
-        }
-        if endStream { finish(streamID, session: session, eventLoop: eventLoop) }
-    }
-
-    private func finish(_ streamID: Int32, session: HTTP2Session, eventLoop: any EventLoop) {
-        guard var stream = streams[streamID], !stream.answered else { return }
-        stream.answered = true
-        streams[streamID] = stream
-        let messages: [GRPCFraming.Message]
-        do {
-            messages = try GRPCFraming.messages(in: stream.body, maxMessageSize: service.maxReceiveMessageSize)
-        } catch .tooLarge(let declared, let limit) {
-            refuse(streamID, GRPCResponse(status: .resourceExhausted, message: "message of \(declared) bytes exceeds max_recv_msg_size (\(limit) bytes)"),
-                   session: session, reset: false)
-            return
-        } catch {
-            refuse(streamID, GRPCResponse(status: .invalidArgument, message: "malformed gRPC message framing: \(error)"), session: session, reset: false)
-            return
-        }
-        guard messages.count == 1, let message = messages.first else {
-            refuse(streamID, GRPCResponse(status: .invalidArgument, message: "a unary call takes exactly one message, got \(messages.count)"),
-                   session: session, reset: false)
-            return
-        }
-        let response = service.handle(path: stream.path, message: message.bytes, encoding: message.compressed ? (stream.encoding ?? "") : nil,
-                                      eventLoop: eventLoop)
-        respond(streamID, response, session: session)
     }
 
     private func refuse(_ streamID: Int32, _ response: GRPCResponse, session: HTTP2Session, reset: Bool) {

@@ -26,6 +26,19 @@ final class ScriptedSender: BatchSender {
     func shutdown() async {}
 }
 
+/// A backend that answers retryably until `healthy` is set.
+final class SwitchableSender: BatchSender {
+    let healthy = Atomic<Bool>(false)
+    let attempts = Atomic<Int>(0)
+
+    func send(_ payload: SpanBatchPayload) async throws(ExportError) {
+        attempts.add(1, ordering: .relaxed)
+        if !healthy.load(ordering: .sequentiallyConsistent) { throw .retryable("down") }
+    }
+
+    func shutdown() async {}
+}
+
 func spans(_ count: Int, high: UInt64 = 1) -> SpanBatch {
     SpanBatch(resourceSpans: [ResourceSpans(scopeSpans: [ScopeSpans(spans: (0..<count).map {
         Span(traceID: TraceID(high: high, low: 1), spanID: SpanID(UInt64($0 + 1)))
@@ -133,7 +146,7 @@ struct QueuedExporterTests {
         queue.numConsumers = 1
         var retry = fastRetry()
         retry.maxElapsedTime = .zero
-        let sender = ScriptedSender(Array(repeating: .retryable("down"), count: 200))
+        let sender = SwitchableSender()
         let metrics = SelfMetrics()
         let exporter = QueuedExporter(id: ComponentID("otlp"), sender: sender, queue: queue, retry: retry, metrics: metrics,
                                       logger: Logger(label: "test"))
@@ -142,10 +155,21 @@ struct QueuedExporterTests {
         try await exporter.start()
         try await exporter.export(spans(1))
         try await exporter.export(spans(1))
-        let third = Task { try await exporter.export(spans(1)) }
-        try await Task.sleep(for: .milliseconds(50))
-        #expect(tally.sent.load(ordering: .relaxed) == 0)  // still failing: the third export is waiting
+        let thirdReturned = Atomic<Bool>(false)
+        let third = Task {
+            try await exporter.export(spans(1))
+            thirdReturned.store(true, ordering: .sequentiallyConsistent)
+        }
+        // The backend refuses everything until it is switched on, so the queue cannot drain: however
+        // many retries we wait for, the third export must still be waiting.
+        while sender.attempts.load(ordering: .relaxed) < 5 { try await Task.sleep(for: .milliseconds(5)) }
+        let returnedEarly = thirdReturned.load(ordering: .sequentiallyConsistent)
+        #expect(!returnedEarly, "the third export returned while the queue was full")
+        #expect(tally.sent.load(ordering: .relaxed) == 0)
+        sender.healthy.store(true, ordering: .sequentiallyConsistent)
         try await third.value  // it gets in once the backend recovers and the queue drains
+        let returned = thirdReturned.load(ordering: .sequentiallyConsistent)
+        #expect(returned)
         await exporter.shutdown()
         #expect(tally.sent.load(ordering: .relaxed) == 3)
     }

@@ -29,6 +29,19 @@ struct FuzzTargetTests {
         let input = try contents("fuzz/regressions/\(path)")
         let outcome = try target.run(input, in: FuzzContext())
         if case .rejected(let reason) = outcome { #expect(!reason.isEmpty) }
+        // Corpus entries kept for reaching deep code say in their name how they were answered when kept.
+        let name = path.drop { $0 != "/" }.dropFirst()
+        if name.hasPrefix("corpus-deep-accepted-") {
+            #expect(outcome == .accepted, "\(path) reached the end of the target when kept; now: \(outcome)")
+        } else if name.hasPrefix("corpus-refused-") {
+            #expect(outcome != .accepted, "\(path) was refused when kept; now accepted")
+        }
+    }
+
+    @Test("every target has kept corpus inputs that reach its deepest code", arguments: FuzzTarget.allCases)
+    func keptCorpus(_ target: FuzzTarget) {
+        let kept = regressionInputs().filter { $0.0 == target && $0.1.hasPrefix("corpus-deep-accepted-") }
+        #expect(!kept.isEmpty, "fuzz/regressions/\(target.rawValue) has no corpus-deep-accepted-* input")
     }
 
     static let sources = Result {

@@ -174,12 +174,31 @@ def span_label(o):
 # §1 Zipkin
 # ---------------------------------------------------------------------------
 
+# CLIENT, PRODUCER, INTERNAL: zipkin.md's "Remote endpoint" ranking, which it gives for spans that
+# "resolve to either SpanKind.CLIENT or SpanKind.PRODUCER".
 REMOTE_SERVICE_KEYS = ["peer.service", "server.address", "net.peer.name", "server.socket.domain",
                        "net.sock.peer.name", "peer.hostname", "peer.address", "db.name"]
 REMOTE_ADDRESS_KEYS = [("network.peer.address", "network.peer.port"),
                        ("server.socket.address", "server.socket.port"),
                        ("net.sock.peer.addr", "net.sock.peer.port"),
                        ("net.peer.ip", "net.peer.port")]
+# SERVER (2) and CONSUMER (5): the semantic conventions make server.address (and net.peer.name) the
+# span's own host there, so only attributes naming the caller count (§1.1): peer.service, then
+# client.address when it is a host name; the address from the peer socket or client.address.
+INCOMING_KINDS = (2, 5)
+INCOMING_SERVICE_KEYS = ["peer.service", "client.address"]
+INCOMING_ADDRESS_KEYS = [("network.peer.address", "network.peer.port"),
+                         ("net.sock.peer.addr", "net.sock.peer.port"),
+                         ("net.peer.ip", "net.peer.port"),
+                         ("client.address", "client.port")]
+
+
+def _is_ip(text):
+    try:
+        ipaddress.ip_address(text)
+        return True
+    except ValueError:
+        return False
 
 
 def _port(v):
@@ -195,15 +214,18 @@ def _port(v):
     return p if 1 <= p <= 65535 else None
 
 
-def expected_remote_endpoint(attrs):
+def expected_remote_endpoint(attrs, kind=3):
     """§1.1 -> dict or None."""
+    incoming = kind in INCOMING_KINDS
     ep = {}
-    for k in REMOTE_SERVICE_KEYS:
+    for k in (INCOMING_SERVICE_KEYS if incoming else REMOTE_SERVICE_KEYS):
         v = attrs.get(k)
         if v is not None and v.WhichOneof("value") == "string_value" and v.string_value:
+            if k == "client.address" and _is_ip(v.string_value):
+                continue
             ep["serviceName"] = v.string_value
             break
-    for ak, pk in REMOTE_ADDRESS_KEYS:
+    for ak, pk in (INCOMING_ADDRESS_KEYS if incoming else REMOTE_ADDRESS_KEYS):
         v = attrs.get(ak)
         if v is None or v.WhichOneof("value") != "string_value":
             continue
@@ -333,7 +355,7 @@ def expected_zipkin(o):
         if end and end >= start:
             z["duration"] = max(1, (end - start) // 1000)
     z["localEndpoint"] = {"serviceName": service_name(o.resource)}
-    remote = expected_remote_endpoint(attr_map(sp.attributes))
+    remote = expected_remote_endpoint(attr_map(sp.attributes), sp.kind)
     if remote:
         z["remoteEndpoint"] = remote
     if sp.events:

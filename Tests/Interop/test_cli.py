@@ -1,16 +1,33 @@
 """`agenttrace version` and `agenttrace validate`."""
 
 import copy
+import re
+import subprocess
 
 import pytest
 
 import interop_helpers as h
 
 
+def installed_version(pkg_config_name):
+    """The version of a C library as its pkg-config file states it (Debian's -dev package), e.g. 1.52.0."""
+    r = subprocess.run(["pkg-config", "--modversion", pkg_config_name], capture_output=True, text=True)
+    assert r.returncode == 0 and r.stdout.strip(), "pkg-config --modversion %s failed: %s" % (pkg_config_name, r.stderr)
+    return r.stdout.strip()
+
+
 def test_version(agenttrace_bin):
     r = h.run_cli(agenttrace_bin, ["version"], timeout=30)
     assert r.returncode == 0, (r.returncode, r.stdout, r.stderr)
-    assert r.stdout.strip(), "version printed nothing"
+    out = r.stdout.strip()
+    # README: "agenttrace version — version and the C libraries in use". The oracle is the system's own
+    # record of the libraries, not the binary.
+    for library, pc in (("libprotobuf-c", "libprotobuf-c"), ("libnghttp2", "libnghttp2")):
+        want = installed_version(pc)
+        m = re.search(r"%s (\S+?)[,)\s]" % re.escape(library), out + " ")
+        assert m, "version output %r does not name %s" % (out, library)
+        assert m.group(1) == want, "%s: version prints %s, the system has %s" % (library, m.group(1), want)
+    assert re.match(r"^agenttrace \d+\.\d+\.\d+ ", out), out
 
 
 def test_validate_accepts_good_config(agenttrace_bin, tmp_path):

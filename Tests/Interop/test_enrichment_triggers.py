@@ -473,6 +473,45 @@ def test_error_burst_and_slow_llm_call(collectors, receiver, tmp_path, monkeypat
         writer.close()
 
 
+def test_below_message_and_where_span_name(collectors, receiver, tmp_path, monkeypatch):
+    """docs/agent-enrichment-and-triggers.md, rule keys: `below: N` is strict and numeric; `message` replaces the
+    generated sentence; `where: {span.name: …}` filters on the span's own name."""
+    rules = [
+        {"name": "low_confidence", "severity": "info", "attribute": "gen_ai.confidence", "below": 0.5,
+         "message": "the judge is unsure of itself"},
+        {"name": "flaky_fetch", "attribute": "retries", "above": 2, "where": {"span.name": "fetch page"}},
+    ]
+    col = start(collectors, receiver, tmp_path, monkeypatch, "below", rules=rules,
+                notify=[{"webhook": receiver.url("/hook")}])
+    agent = Agent(col, "research-agent")
+    try:
+        agent.span("judge", {"gen_ai.confidence": 0.5})       # equal: below is strict
+        agent.span("judge", {"gen_ai.confidence": 0.9})
+        agent.span("judge", {"gen_ai.confidence": "unsure"})  # not a number
+        agent.span("fetch index", {"retries": 5})             # where: span.name does not hold
+        agent.span("fetch page", {"retries": 2})              # above is strict
+        low_ctx, _, _ = agent.span("judge", {"gen_ai.confidence": "0.25"})  # a string that reads as a number
+        fetch_ctx, _, _ = agent.span("fetch page", {"retries": 3})
+        [low] = receiver.wait("/hook", rule="low_confidence")
+        [fetch] = receiver.wait("/hook", rule="flaky_fetch")
+        fail_if(webhook_problems(low["json"], {
+            "rule": "low_confidence", "severity": "info", "threshold": 0.5, "span_name": "judge",
+            "span_id": "%016x" % low_ctx.span_id, "message": "the judge is unsure of itself"}), "below rule payload")
+        assert low["json"]["value"] in ("0.25", 0.25), low["json"]  # the attribute's value, as sent or as read
+        fail_if(webhook_problems(fetch["json"], {
+            "rule": "flaky_fetch", "severity": "warning", "value": 3, "threshold": 2, "span_name": "fetch page",
+            "span_id": "%016x" % fetch_ctx.span_id}), "where span.name payload")
+        assert fetch["json"]["message"] and fetch["json"]["message"] != "the judge is unsure of itself", fetch["json"]
+        time.sleep(0.5)  # a wrong alert for one of the non-matching spans would have arrived by now
+        assert sorted(h.rule_of(p) for p in receiver.at("/hook")) == ["flaky_fetch", "low_confidence"], \
+            [p["json"] for p in receiver.at("/hook")]
+        ms = col.scrape()
+        assert ms.value("agenttrace_triggers_matched_spans_total", rule="low_confidence") == 1
+        assert ms.value("agenttrace_triggers_matched_spans_total", rule="flaky_fetch") == 1
+    finally:
+        agent.close()
+
+
 def test_a_dead_or_refusing_sink_never_slows_the_others_and_failures_count(collectors, receiver, tmp_path, monkeypatch):
     dead = fakes.ReservedPort()  # connections refused: a sink that is down
     try:

@@ -9,7 +9,7 @@ mapping_oracle.py, which follows docs/exporter-mappings.md.
   2. faults      every backend answers 503 (Retry-After: 1) / UNAVAILABLE for ~3 s, then recovers; and
                  429 (Retry-After: 1) / RESOURCE_EXHAUSTED with RetryInfo twice: the delay is honoured.
   3. permanent   400 / INVALID_ARGUMENT / 404 / RESOURCE_EXHAUSTED without RetryInfo: batches dropped,
-                 counted, not retried.
+                 counted, not retried. And OTLP/HTTP 502 and 504 (retried) next to 400 (not), attempts counted.
   4. crash       with `storage`: backend down, spans queued, kill -9, restart, backend up: all arrive.
 """
 
@@ -221,12 +221,25 @@ def produce_sdk_spans(col):
         with tracer.start_as_current_span("delegate again", kind=SpanKind.INTERNAL,
                                           links=[Link(root_ctx, {"opentracing.ref_type": "child_of"})]):
             pass
+        # A link to the parent without opentracing.ref_type: Jaeger's parent reference is FOLLOWS_FROM.
+        with tracer.start_as_current_span("follow up", kind=SpanKind.INTERNAL, links=[Link(root_ctx)]):
+            pass
+        # CONSUMER: server.address is the broker this span itself reads from, not a caller.
+        with tracer.start_as_current_span("consume tasks", kind=SpanKind.CONSUMER,
+                                          attributes={"server.address": "broker.local", "server.port": 5672,
+                                                      "messaging.system": "rabbitmq"}):
+            pass
         root.set_status(Status(StatusCode.OK))
     remote = SpanContext(trace_id=0x4bf92f3577b34da6a3ce929d0e0e4736, span_id=0x00f067aa0ba902b7, is_remote=True,
                          trace_flags=TraceFlags(TraceFlags.SAMPLED),
                          trace_state=TraceState([("vendor", "v1"), ("other", "x")]))
+    # SERVER: server.address is this service's own host; the caller is client.address / the peer socket.
     with tracer.start_as_current_span("handle remote call", kind=SpanKind.SERVER,
-                                      context=trace_api.set_span_in_context(NonRecordingSpan(remote))) as srv:
+                                      context=trace_api.set_span_in_context(NonRecordingSpan(remote)),
+                                      attributes={"server.address": "agents.example.com", "server.port": 8443,
+                                                  "client.address": "gateway.internal",
+                                                  "network.peer.address": "10.0.0.5",
+                                                  "network.peer.port": 40123}) as srv:
         srv.set_status(Status(StatusCode.OK))  # the SDK drops descriptions of OK
     sent += finish(prov, rec)
 
@@ -708,6 +721,55 @@ def test_permanent_error_drops_batch(permanent, name):
             (N_PERMANENT, 0, 0):
         problems.append("want send_failed=%d sent=0 retried=0; got %s" % (N_PERMANENT, metrics_text(ms, name)))
     fail_if(problems, fake)
+
+
+N_STATUS = 5
+
+
+def test_http_status_retry_classification(collectors):
+    """OTLP/HTTP "Retryable response codes": 429, 502, 503, 504 are retried; any other 4xx is not. One
+    exporter per answer: 502 and 504 twice, then success (every span arrives, after exactly two failed
+    attempts); 400 always (one attempt per batch, dropped and counted failed)."""
+    fs = {"otlp/502": fakes.OTLPHttpFake().start(), "otlp/504": fakes.OTLPHttpFake().start(),
+          "otlp/400": fakes.OTLPHttpFake().start()}
+    try:
+        fs["otlp/502"].script.fail_next(2, 502, message="bad gateway")
+        fs["otlp/504"].script.fail_next(2, 504, message="gateway timeout")
+        fs["otlp/400"].script.fail_always(400, message="bad spans")
+        col = collectors.launch("status-retry", collector_config({n: otlp_http_exporter(f) for n, f in fs.items()}))
+        sent = keyed(send_sdk_spans(col, N_STATUS, "status"))
+        problems = []
+        for name in ("otlp/502", "otlp/504"):
+            fake = fs[name]
+            missing = fake.wait_for_keys(sent, timeout=15)
+            if missing:
+                problems.append("%s: %d of %d spans never accepted after the retries" % (name, len(missing), len(sent)))
+            failed = [r for r in fake.snapshot() if not r.accepted]
+            if [r.answer for r in failed] != [int(name[-3:])] * 2:
+                problems.append("%s: want exactly two failed attempts answered %s, got %s"
+                                % (name, name[-3:], [r.answer for r in failed]))
+            problems += check_arrivals(fake, sent, exact_once=False)
+        ms = wait_metrics(col, lambda ms: ms.value(FAILED, exporter="otlp/400") >= N_STATUS
+                          and all(ms.value(SENT, exporter=n) >= N_STATUS for n in ("otlp/502", "otlp/504")), timeout=10)
+        time.sleep(1.0)  # a (wrong) retry of the 400 after initial_interval 100ms would show by now
+        ms = col.scrape()
+        for name in ("otlp/502", "otlp/504"):
+            if not (ms.value(SENT, exporter=name) == N_STATUS and ms.value(FAILED, exporter=name) == 0
+                    and ms.value(RETRIED, exporter=name) > 0):
+                problems.append("%s: want sent=%d failed=0 retried>0; got %s" % (name, N_STATUS, metrics_text(ms, name)))
+        fake = fs["otlp/400"]
+        attempts = fake.attempt_counts()
+        if set(attempts) != set(sent) or any(n != 1 for n in attempts.values()):
+            problems.append("otlp/400: want every span attempted exactly once, got %s" % sorted(attempts.values()))
+        if (ms.value(FAILED, exporter="otlp/400"), ms.value(SENT, exporter="otlp/400"),
+                ms.value(RETRIED, exporter="otlp/400")) != (N_STATUS, 0, 0):
+            problems.append("otlp/400: want send_failed=%d sent=0 retried=0; got %s"
+                            % (N_STATUS, metrics_text(ms, "otlp/400")))
+        for f in fs.values():
+            problems += f.violations
+        fail_if(problems, fs["otlp/400"])
+    finally:
+        close_all(fs.values())
 
 
 # ---------------------------------------------------------------------------

@@ -15,6 +15,7 @@ import time
 
 import grpc
 import pytest
+from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
 from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter as GRPCSpanExporter
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter as HTTPSpanExporter
 from opentelemetry.sdk.resources import Resource
@@ -140,11 +141,15 @@ def test_grpc_sdk_exporter_needs_the_token_from_the_file(auth_col):
 
 def test_grpc_unauthenticated_status_and_file_reload(auth_col):
     body = h.request_to_protobuf({"resourceSpans": []})
+    lab = {"receiver": "otlp", "transport": "grpc", "code": "UNAUTHENTICATED"}
+    before = auth_col.scrape()
+    refused = 0
     with h.grpc_channel(auth_col.grpc_address) as ch:
         call = ch.unary_unary(h.GRPC_EXPORT_PATH)
         with pytest.raises(grpc.RpcError) as e:
             call(body.SerializeToString(), timeout=5, metadata=(("authorization", "Bearer " + TOKEN),))
         assert e.value.code() == grpc.StatusCode.UNAUTHENTICATED
+        refused += 1
         # A new token in the file is taken without a restart.
         new = "rotated-token"
         auth_col.tokens_file.write_text("%s\n%s\n" % (FILE_TOKEN, new))
@@ -156,10 +161,10 @@ def test_grpc_unauthenticated_status_and_file_reload(auth_col):
                 break
             except grpc.RpcError as err:
                 assert err.code() == grpc.StatusCode.UNAUTHENTICATED
+                refused += 1
                 assert time.monotonic() < deadline, "the rotated token was not picked up"
                 time.sleep(0.3)
-    m = auth_col.scrape()
-    assert m.value(REQUESTS, {"receiver": "otlp", "transport": "grpc", "code": "UNAUTHENTICATED"}) >= 2
+    assert auth_col.scrape().value(REQUESTS, lab) - before.value(REQUESTS, lab) == refused
 
 
 def test_admin_needs_the_token_except_probes(auth_col):
@@ -167,9 +172,13 @@ def test_admin_needs_the_token_except_probes(auth_col):
     assert h.http_request(auth_col.admin, "GET", "/readyz").status == 200
     r = h.http_request(auth_col.admin, "GET", "/metrics")
     assert r.status == 401 and r.headers.get("www-authenticate", "").startswith("Bearer"), r
+    before = auth_col.scrape()
+    r = h.http_request(auth_col.admin, "GET", "/metrics")
+    assert r.status == 401
     r = h.http_request(auth_col.admin, "GET", "/metrics", headers={"Authorization": "bearer " + TOKEN})
-    assert r.status == 200
-    assert auth_col.scrape().value("agenttrace_admin_unauthorized_requests_total") >= 1
+    assert r.status == 200  # the scheme is case-insensitive (RFC 9110 §11.1)
+    assert auth_col.scrape().value("agenttrace_admin_unauthorized_requests_total") - \
+        before.value("agenttrace_admin_unauthorized_requests_total") == 1
 
 
 def test_auth_config_validation_names_the_key(agenttrace_bin, tmp_path):
@@ -214,7 +223,7 @@ def test_https_sdk_exporter(tls_col, certs, monkeypatch):
 def test_plain_http_to_tls_port_is_refused_and_counted(tls_col):
     before = tls_col.scrape()
     reply = h.raw_exchange(tls_col.http_address, b"POST /v1/traces HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n")
-    assert not reply.startswith(b"HTTP/1.1 200"), reply[:100]
+    assert_tls_refusal(reply)
     deadline = time.monotonic() + 5
     lab = {"receiver": "otlp", "transport": "http", "reason": "tls_handshake"}
     while tls_col.scrape().value("agenttrace_receiver_connections_closed_total", lab) <= before.value(
@@ -243,11 +252,36 @@ def test_grpc_mtls_sdk_exporter(tls_col, certs):
     assert r.code == grpc.StatusCode.UNAVAILABLE, r
 
 
-def test_admin_over_tls(tls_col):
-    assert tls_col.scrape().value("agenttrace_receiver_accepted_spans_total",
-                                  {"receiver": "otlp", "transport": "http"}) >= 0
-    with pytest.raises(Exception):
-        h.http_request(tls_col.admin, "GET", "/healthz", timeout=5)  # plain HTTP to a TLS port
+def test_admin_over_tls(tls_col, certs):
+    lab = {"receiver": "otlp", "transport": "http"}
+    before = tls_col.scrape()  # over TLS (tls_col.admin_ssl)
+    assert before.types.get("agenttrace_receiver_accepted_spans_total") == "counter"
+    spans, keys = finished_spans(n=2, name="admin-tls")
+    r = h.http_request(tls_col.http_address, "POST", "/v1/traces", encode_spans(spans).SerializeToString(),
+                       {"Content-Type": "application/x-protobuf"}, ssl_context=client_ssl(certs))
+    assert r.status == 200, r
+    after = tls_col.scrape()
+    assert after.value("agenttrace_receiver_accepted_spans_total", lab) - \
+        before.value("agenttrace_receiver_accepted_spans_total", lab) == 2
+    # Plain HTTP to the admin's TLS port: no HTTP answer, only a TLS alert (or nothing) and the close.
+    reply = h.raw_exchange(tls_col.admin, b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n", timeout=5)
+    assert_tls_refusal(reply)
+    closed = {"receiver": "admin", "transport": "http", "reason": "tls_handshake"}
+    deadline = time.monotonic() + 5
+    while tls_col.scrape().value("agenttrace_receiver_connections_closed_total", closed) <= \
+            after.value("agenttrace_receiver_connections_closed_total", closed):
+        assert time.monotonic() < deadline, "the failed admin handshake was not counted"
+        time.sleep(0.1)
+
+
+def assert_tls_refusal(reply):
+    """What a TLS server sends a plaintext client: nothing, or TLS alert records (RFC 8446 §5.1: content type
+    21 = alert), never an HTTP response."""
+    assert not reply.startswith(b"HTTP/"), "a TLS port answered plain HTTP: %r" % reply[:100]
+    pos = 0
+    while pos < len(reply):
+        assert reply[pos] == 21 and reply[pos + 1] == 3, "not a TLS alert record: %r" % reply[pos:pos + 20]
+        pos += 5 + int.from_bytes(reply[pos + 3:pos + 5], "big")
 
 
 # --- TLS on exporters: one collector forwarding to another -----------------------------------

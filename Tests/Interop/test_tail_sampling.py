@@ -131,3 +131,44 @@ def test_a_pasted_collector_policies_block_validates_and_bad_ones_name_the_key(a
     result = h.run_cli(agenttrace_bin, ["validate", "--config", bad])
     assert result.returncode != 0
     assert "processors.tail_sampling.policies[6].name" in result.stderr and "duplicate" in result.stderr, result.stderr
+
+
+def test_latency_at_the_threshold_and_a_fractional_numeric_attribute_keep_their_traces(start_collector):
+    """The Collector's latency policy keeps `duration >= threshold_ms` (its latency.go and its test
+    "trace duration is equal to threshold" -> Sampled); a `numeric_attribute` with a fractional
+    min_value (AgentTrace's extension) keeps a trace whose span has the double 0.93."""
+    policies = [
+        {"name": "at-threshold", "type": "latency", "latency": {"threshold_ms": 500}},
+        {"name": "integrated", "type": "numeric_attribute",
+         "numeric_attribute": {"key": "intelligence.integration_score", "min_value": 0.8}},
+    ]
+    c = start_collector("tail-edges", processors_before_batch={"tail_sampling": {
+        "decision_wait": "%ds" % DECISION_WAIT_S, "num_traces": 1000, "policies": policies}})
+    agents = Agents(c.endpoint)
+
+    def trace(duration_ms, score):
+        # Times set explicitly: the trace lasts exactly duration_ms (root start to root end).
+        now = time.time_ns()
+        root = agents.tracer("coordinator-main").start_span("invoke_agent", kind=SpanKind.SERVER, start_time=now)
+        child = agents.tracer("research-agent").start_span("chat", context=set_span_in_context(root),
+                                                            kind=SpanKind.CLIENT, start_time=now + 1_000_000)
+        child.set_attribute("intelligence.integration_score", score)
+        child.end(end_time=now + 2_000_000)
+        root.end(end_time=now + duration_ms * 1_000_000)
+        return "%032x" % root.get_span_context().trace_id
+
+    kept = {"exactly 500 ms": trace(500, 0.2), "score 0.93": trace(20, 0.93)}
+    dropped = {"499 ms": trace(499, 0.2), "score 0.5": trace(20, 0.5)}
+    agents.shutdown()
+
+    c.wait_for_spans(2 * len(kept), timeout=DECISION_WAIT_S + 10)
+    time.sleep(1.5)  # the dropped traces have had their decisions too
+    got = {span.trace_id for span in c.output_spans()}
+    for what, trace_id in kept.items():
+        assert trace_id in got, "the %s trace was not kept" % what
+    for what, trace_id in dropped.items():
+        assert trace_id not in got, "the %s trace was kept" % what
+    metrics = c.scrape()
+    for policy in ("at-threshold", "integrated"):
+        assert metrics.value("agenttrace_tail_sampling_count_traces_sampled_total",
+                             {"policy": policy, "sampled": "true", "decision": "sampled"}) == 1, policy

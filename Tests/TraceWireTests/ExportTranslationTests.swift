@@ -88,6 +88,73 @@ struct ExportTranslationTests {
         #expect(!JaegerEncoder().postSpansRequest(batch).isEmpty)
     }
 
+    static func zipkinSpan(kind: SpanKind, _ attributes: [Attribute], links: [SpanLink] = []) throws -> ZipkinSpan {
+        let span = Span(traceID: traceID, spanID: SpanID(0xAA), parentSpanID: SpanID(0xBB), name: "op", kind: kind,
+                        startTimeUnixNano: 1_000_000_000, endTimeUnixNano: 2_000_000_000, attributes: attributes, links: links)
+        let batch = SpanBatch(resourceSpans: [ResourceSpans(resource: Resource(attributes: [Attribute("service.name", "planner")]),
+                                                            scopeSpans: [ScopeSpans(scope: InstrumentationScope(name: "t"), spans: [span])])])
+        return try #require(ZipkinTranslator.spans(from: batch).first)
+    }
+
+    /// Expected values from the rule, not from our output: zipkin.md ranks `server.address` for the
+    /// remote endpoint of CLIENT and PRODUCER spans ("If Zipkin SpanKind resolves to either
+    /// SpanKind.CLIENT or SpanKind.PRODUCER then the service SHOULD specify remote endpoint"); the
+    /// semantic conventions define `server.address` on a SERVER span as the span's own host and
+    /// `client.address` / `network.peer.address` as the caller. So a SERVER or CONSUMER span's remote
+    /// endpoint names the caller or is absent.
+    @Test("Zipkin: SERVER and CONSUMER remoteEndpoint names the caller, never the span's own server.address")
+    func zipkinIncomingRemoteEndpoint() throws {
+        let ownHostOnly = try Self.zipkinSpan(kind: .server, [Attribute("server.address", "agents.example.com"),
+                                                              Attribute("server.port", .int(8443)), Attribute("net.peer.name", "legacy.example.com")])
+        #expect(ownHostOnly.remoteEndpoint == nil)
+        let withClient = try Self.zipkinSpan(kind: .server, [Attribute("server.address", "agents.example.com"),
+                                                             Attribute("client.address", "198.51.100.7"), Attribute("client.port", .int(51000))])
+        #expect(withClient.remoteEndpoint == ZipkinSpan.Endpoint(serviceName: nil, ipv4: [198, 51, 100, 7], ipv6: nil, port: 51000))
+        let namedClient = try Self.zipkinSpan(kind: .server, [Attribute("server.address", "agents.example.com"),
+                                                              Attribute("client.address", "gateway.internal"),
+                                                              Attribute("network.peer.address", "10.0.0.5"), Attribute("network.peer.port", .int(40123))])
+        #expect(namedClient.remoteEndpoint == ZipkinSpan.Endpoint(serviceName: "gateway.internal", ipv4: [10, 0, 0, 5], ipv6: nil, port: 40123))
+        let consumer = try Self.zipkinSpan(kind: .consumer, [Attribute("server.address", "broker.local"), Attribute("peer.service", "orders-api"),
+                                                             Attribute("net.sock.peer.addr", "2001:db8::9")])
+        #expect(consumer.remoteEndpoint == ZipkinSpan.Endpoint(serviceName: "orders-api", ipv4: nil,
+                                                                ipv6: [0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 9], port: nil))
+        let brokerOnly = try Self.zipkinSpan(kind: .consumer, [Attribute("server.address", "broker.local"), Attribute("server.socket.address", "10.9.9.9")])
+        #expect(brokerOnly.remoteEndpoint == nil)
+        // CLIENT and PRODUCER keep zipkin.md's full ranking: there server.address is the remote host.
+        let client = try Self.zipkinSpan(kind: .client, [Attribute("server.address", "api.openai.com")])
+        #expect(client.remoteEndpoint?.serviceName == "api.openai.com")
+        let producer = try Self.zipkinSpan(kind: .producer, [Attribute("server.address", "broker.local")])
+        #expect(producer.remoteEndpoint?.serviceName == "broker.local")
+        // Every attribute stays a tag whatever the kind.
+        #expect(ownHostOnly.tags.contains { $0 == ("server.address", "agents.example.com") })
+    }
+
+    /// Expected values from the Collector's jaeger translator (contrib pkg/translator/jaeger,
+    /// `makeJaegerProtoReferences`): a link to the parent is not added again, it overrides the parent
+    /// reference's type with `refTypeFromLink` (FOLLOWS_FROM unless `opentracing.ref_type = child_of`).
+    @Test("Jaeger: a link to the parent sets the parent reference's type instead of adding a reference")
+    func jaegerParentLink() throws {
+        func references(_ links: [SpanLink]) throws -> [JaegerBatch.Reference] {
+            let span = Span(traceID: Self.traceID, spanID: SpanID(0xAA), parentSpanID: SpanID(0xBB), name: "op", kind: .consumer,
+                            startTimeUnixNano: 1, endTimeUnixNano: 2, links: links)
+            let batch = SpanBatch(resourceSpans: [ResourceSpans(resource: Resource(attributes: [Attribute("service.name", "s")]),
+                                                                scopeSpans: [ScopeSpans(scope: InstrumentationScope(name: "t"), spans: [span])])])
+            return try #require(JaegerTranslator.batches(from: batch).first?.spans.first).references
+        }
+        let parent = JaegerBatch.Reference(traceID: Self.traceID, spanID: SpanID(0xBB), followsFrom: false)
+        let other = TraceID(high: 7, low: 7)
+        #expect(try references([]) == [parent])
+        var followsFromParent = parent
+        followsFromParent.followsFrom = true
+        #expect(try references([SpanLink(traceID: Self.traceID, spanID: SpanID(0xBB))]) == [followsFromParent])
+        #expect(try references([SpanLink(traceID: Self.traceID, spanID: SpanID(0xBB), attributes: [Attribute("opentracing.ref_type", "child_of")])]) == [parent])
+        #expect(try references([SpanLink(traceID: Self.traceID, spanID: SpanID(0xBB), attributes: [Attribute("opentracing.ref_type", "follows_from")])])
+            == [followsFromParent])
+        // The same span id in another trace is not the parent: a reference of its own.
+        #expect(try references([SpanLink(traceID: other, spanID: SpanID(0xBB), attributes: [Attribute("opentracing.ref_type", "child_of")])])
+            == [parent, JaegerBatch.Reference(traceID: other, spanID: SpanID(0xBB), followsFrom: false)])
+    }
+
     @Test("attribute text follows the non-OTLP mapping rules")
     func text() {
         #expect(AttributeText.string(.double(0.25)) == "0.25")

@@ -59,11 +59,22 @@ struct OTLPProtobufTests {
     func truncations() throws {
         var generator = SpanGenerator(seed: 7)
         let codec = OTLPProtobufCodec()
-        let bytes = codec.encodeRequest(generator.batch())
+        let batch = generator.batch()
+        let bytes = codec.encodeRequest(batch)
+        let whole = try codec.decodeRequest(bytes)
+        #expect(whole == batch)
+        var refused = 0
         for length in 0..<bytes.count {
-            _ = try? codec.decodeRequest(Array(bytes.prefix(length)))
+            do {
+                // A cut on a field boundary is a valid, shorter request: never more spans than the whole.
+                let prefix = try codec.decodeRequest(Array(bytes.prefix(length)))
+                #expect(prefix.spanCount <= whole.spanCount, "a \(length)-byte prefix decoded to more spans than the whole")
+            } catch {
+                refused += 1
+            }
         }
-        #expect(try codec.decodeRequest(bytes).spanCount >= 0)
+        // Most cuts land inside a length-delimited field, which protobuf-c must refuse.
+        #expect(refused > bytes.count / 2, "only \(refused) of \(bytes.count) truncations were refused")
     }
 
     @Test("AnyValue nested beyond the limit is refused before protobuf-c recurses")

@@ -61,17 +61,26 @@ extension SamplingPolicy {
             return .latency(slot: slots.latency, thresholdMs: Int64(threshold), upperMs: Int64(upper))
         case "numeric_attribute":
             let key = try requiredKey(settings)
-            // As in the Collector, 0 means "not set": no lower or no upper bound.
-            let low = try settings.int("min_value", default: 0)
-            let high = try settings.int("max_value", default: 0)
-            guard low != 0 || high != 0 else {
+            // As in the Collector (processor.go), 0 means "not set": no lower or no upper bound.
+            let low = try NumericBound(settings, "min_value")
+            let high = try NumericBound(settings, "max_value")
+            guard !low.isUnset || !high.isUnset else {
                 throw ConfigurationError(key: settings.path, "set min_value, max_value or both")
             }
-            guard low == 0 || high == 0 || low <= high else {
+            let invert = try settings.bool("invert_match", default: false)
+            if case .integer(let lowInteger) = low, case .integer(let highInteger) = high {
+                guard low.isUnset || high.isUnset || lowInteger <= highInteger else {
+                    throw ConfigurationError(key: settings.keyPath("min_value"), "must not be greater than max_value")
+                }
+                let check = ExistenceCheck.numeric(key: key, min: low.isUnset ? .min : lowInteger, max: high.isUnset ? .max : highInteger)
+                return exists(check, invert: invert)
+            }
+            // AgentTrace's extension: a bound with a fraction (scores in 0..1) compares doubles too.
+            guard low.isUnset || high.isUnset || low.number <= high.number else {
                 throw ConfigurationError(key: settings.keyPath("min_value"), "must not be greater than max_value")
             }
-            let invert = try settings.bool("invert_match", default: false)
-            return exists(.numeric(key: key, min: low == 0 ? .min : Int64(low), max: high == 0 ? .max : Int64(high)), invert: invert)
+            let check = ExistenceCheck.decimal(key: key, min: low.isUnset ? -.infinity : low.number, max: high.isUnset ? .infinity : high.number)
+            return exists(check, invert: invert)
         case "probabilistic":
             var salt = try settings.string("hash_salt", default: "")
             if salt.isEmpty { salt = "default-hash-seed" }
@@ -146,8 +155,10 @@ extension SamplingPolicy {
             for name in order where !policies.contains(where: { $0.name == name }) {
                 throw ConfigurationError(key: settings.keyPath("policy_order"), "\"\(name)\" is not a composite_sub_policy")
             }
-            // A sub-policy with no rate_allocation entry gets an equal share (the Collector's current rule).
-            var allocations = Array(repeating: policies.isEmpty ? 0 : total / policies.count, count: policies.count)
+            // As the Collector's composite_helper.go: a sub-policy with no rate_allocation entry is
+            // allocated 0 spans per second, so it never samples; an entry whose percent is 0 gets an
+            // equal share of max_total_spans_per_second; otherwise percent/100 of it, truncated.
+            var allocations = Array(repeating: 0, count: policies.count)
             for entry in try settings.sectionList("rate_allocation") {
                 let policyName = try entry.string("policy", default: "")
                 let percent = try entry.double("percent", default: 0, in: 0...100)
@@ -155,11 +166,35 @@ extension SamplingPolicy {
                 guard let index = policies.firstIndex(where: { $0.name == policyName }) else {
                     throw ConfigurationError(key: entry.keyPath("policy"), "\"\(policyName)\" is not a composite_sub_policy")
                 }
-                if percent > 0 { allocations[index] = Int(percent / 100 * Double(total)) }
+                allocations[index] = percent > 0 ? Int(percent / 100 * Double(total)) : total / policies.count
             }
             return .composite(CompositeBudget(total: total, allocations: allocations), policies)
         default:
             throw ConfigurationError(key: settings.path, "unknown sampling policy type \"\(type)\"")
+        }
+    }
+
+    /// A `numeric_attribute` bound as written: an integer (the Collector's type) or a number with a
+    /// fraction (AgentTrace's extension); absent reads as the integer 0, which means "no bound".
+    private enum NumericBound {
+        case integer(Int64)
+        case decimal(Double)
+
+        init(_ settings: ConfigSection, _ key: String) throws(ConfigurationError) {
+            if case .scalar(let text)? = settings.value(key), Int64(text.replacingOccurrences(of: "_", with: "")) == nil {
+                self = .decimal(try settings.double(key, default: 0))
+            } else {
+                self = .integer(Int64(try settings.int(key, default: 0, in: Int(Int64.min)...Int(Int64.max))))
+            }
+        }
+
+        var isUnset: Bool { number == 0 }
+
+        var number: Double {
+            switch self {
+            case .integer(let value): Double(value)
+            case .decimal(let value): value
+            }
         }
     }
 

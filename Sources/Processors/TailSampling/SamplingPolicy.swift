@@ -39,7 +39,9 @@ public struct TraceSummary: Sendable {
     var matched: UInt64 = 0
     /// Per latency policy (its slot): the running duration passed its test at some span.
     var latencyPassed: UInt64 = 0
-    var earliestStart = UInt64.max
+    /// Earliest span start and latest span end so far; 0 means "none yet", as in the Collector's
+    /// latency.go (a span starting at 0 is replaced by the next span's start there too).
+    var earliestStart: UInt64 = 0
     var latestEnd: UInt64 = 0
     public var spanCount = 0
     public var sizeBytes = 0
@@ -57,16 +59,25 @@ public struct TraceSummary: Sendable {
             for span in scope.spans {
                 spanCount += 1
                 guard !checks.latency.isEmpty else { continue }
-                earliestStart = min(earliestStart, span.startTimeUnixNano)
-                latestEnd = max(latestEnd, span.endTimeUnixNano)
-                let milliseconds = latestEnd >= earliestStart ? Int64(clamping: (latestEnd - earliestStart) / 1_000_000) : 0
+                if earliestStart == 0 || span.startTimeUnixNano < earliestStart { earliestStart = span.startTimeUnixNano }
+                if latestEnd == 0 || span.endTimeUnixNano > latestEnd { latestEnd = span.endTimeUnixNano }
+                // Go's `duration.Milliseconds()`: signed, truncated toward zero (an end before the
+                // start gives a negative duration, which no threshold passes).
+                let nanoseconds = Int64(clamping: latestEnd) &- Int64(clamping: earliestStart)
+                let milliseconds = nanoseconds / 1_000_000
                 // As the Collector: the test runs after every span, and once passed it stays passed.
-                for (slot, bounds) in checks.latency.enumerated()
-                where milliseconds > bounds.threshold && (bounds.upper == 0 || milliseconds <= bounds.upper) {
+                for (slot, bounds) in checks.latency.enumerated() where Self.latencyPasses(milliseconds, bounds) {
                     latencyPassed |= 1 << slot
                 }
             }
         }
+    }
+
+    /// The Collector's latency test (contrib `internal/sampling/latency.go`): without an upper bound,
+    /// `duration >= threshold_ms`; with one, `threshold_ms < duration <= upper_threshold_ms`.
+    static func latencyPasses(_ milliseconds: Int64, _ bounds: (threshold: Int64, upper: Int64)) -> Bool {
+        if bounds.upper == 0 { return milliseconds >= bounds.threshold }
+        return bounds.threshold < milliseconds && milliseconds <= bounds.upper
     }
 
     /// A summary of a whole trace at once (tests, and policies evaluated on their own).
@@ -98,8 +109,12 @@ public struct PolicyChecks: Sendable {
 
 /// A question asked of every resource and span of a trace: does one match?
 enum ExistenceCheck: Sendable {
-    /// Non-integer values read as 0, as the Collector's typed accessor does.
+    /// Integer bounds: the Collector's `numeric_attribute` exactly; values are read as pdata's
+    /// `Value.Int()` reads them, so doubles, strings and booleans read as 0.
     case numeric(key: String, min: Int64, max: Int64)
+    /// Bounds with a fractional part (an AgentTrace extension): integers and doubles compare by their
+    /// value; other types read as 0, as above; NaN never matches.
+    case decimal(key: String, min: Double, max: Double)
     case string(key: String, matcher: StringMatcher)
     /// Non-boolean values read as false.
     case boolean(key: String, value: Bool)
@@ -113,6 +128,13 @@ enum ExistenceCheck: Sendable {
             func inRange(_ value: AttributeValue?) -> Bool {
                 guard let value else { return false }
                 let number = value.intValue ?? 0
+                return number >= low && number <= high
+            }
+            return Self.resourceOrSpan(chunk, resource: { inRange($0.attributes[key]) }, span: { inRange($0.attributes[key]) })
+        case .decimal(let key, let low, let high):
+            func inRange(_ value: AttributeValue?) -> Bool {
+                guard let value else { return false }
+                let number = value.doubleValue ?? 0
                 return number >= low && number <= high
             }
             return Self.resourceOrSpan(chunk, resource: { inRange($0.attributes[key]) }, span: { inRange($0.attributes[key]) })
@@ -163,7 +185,7 @@ public struct SamplingPolicy: Sendable {
         case alwaysSample
         /// "Some resource or span matches" (slot in the summary), or with `invert_match` "none does".
         case exists(slot: Int, ExistenceCheck, invert: Bool)
-        /// Trace duration in whole milliseconds: `> threshold`, and `<= upper` when upper is not 0.
+        /// Trace duration in whole milliseconds: `>= threshold` when upper is 0, else `> threshold` and `<= upper`.
         case latency(slot: Int, thresholdMs: Int64, upperMs: Int64)
         case probabilistic(salt: [UInt8], threshold: UInt64)
         case rateLimiting(TokenBucket)
@@ -320,6 +342,9 @@ public final class StringMatcher: Sendable {
         }
         self.cacheSize = cacheSize > 0 ? cacheSize : 128
     }
+
+    /// How many regular-expression results are remembered now (at most `cache_max_size`).
+    var cachedCount: Int { cache.withLock { $0.count } }
 
     func matches(_ text: String) -> Bool {
         guard !expressions.isEmpty else { return values.contains(text) }

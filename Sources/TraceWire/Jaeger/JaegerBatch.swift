@@ -111,9 +111,15 @@ public enum JaegerTranslator {
             references.append(.init(traceID: span.traceID, spanID: span.parentSpanID, followsFrom: false))
         }
         for link in span.links {
-            if span.parentSpanID.isValid, link.traceID == span.traceID, link.spanID == span.parentSpanID { continue }
-            let childOf = link.attributes["opentracing.ref_type"]?.stringValue == "child_of"
-            references.append(.init(traceID: link.traceID, spanID: link.spanID, followsFrom: !childOf))
+            // The Collector's refTypeFromLink: CHILD_OF only for `opentracing.ref_type = child_of`.
+            let followsFrom = link.attributes["opentracing.ref_type"]?.stringValue != "child_of"
+            if span.parentSpanID.isValid, link.traceID == span.traceID, link.spanID == span.parentSpanID {
+                // A link to the parent is not repeated; as in the Collector's makeJaegerProtoReferences
+                // ("maybe with the wrong type, so override") it sets the parent reference's type.
+                references[0].followsFrom = followsFrom
+                continue
+            }
+            references.append(.init(traceID: link.traceID, spanID: link.spanID, followsFrom: followsFrom))
         }
         let logs = span.events.map { event in
             var fields = TypedTags()

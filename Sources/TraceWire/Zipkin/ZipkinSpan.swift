@@ -47,11 +47,31 @@ public struct ZipkinSpan: Sendable, Equatable {
 /// Maps OTLP spans to Zipkin v2, as docs/exporter-mappings.md §1 sets out (the OpenTelemetry
 /// specification's Zipkin exporter rules, with the Collector's formats where the specification is open).
 public enum ZipkinTranslator {
-    /// Attributes that name the remote service, best first (zipkin.md "Remote endpoint").
-    static let remoteServiceKeys = ["peer.service", "server.address", "net.peer.name", "server.socket.domain",
-                                    "net.sock.peer.name", "peer.hostname", "peer.address", "db.name"]
-    static let remoteAddressKeys = ["network.peer.address", "server.socket.address", "net.sock.peer.addr", "net.peer.ip"]
-    static let remotePortKeys = ["network.peer.port", "server.socket.port", "net.sock.peer.port", "net.peer.port"]
+    /// Where a span's remote endpoint is read from: which attributes name the remote service and its
+    /// address and port, best first.
+    struct RemoteKeys: Sendable {
+        var service: [String]
+        var address: [String]
+        var port: [String]
+
+        /// CLIENT, PRODUCER and INTERNAL spans: zipkin.md "Remote endpoint" ranking. "If Zipkin
+        /// `SpanKind` resolves to either `SpanKind.CLIENT` or `SpanKind.PRODUCER` then the service SHOULD
+        /// specify remote endpoint otherwise Zipkin won't treat the Span as a dependency."
+        static let outgoing = RemoteKeys(
+            service: ["peer.service", "server.address", "net.peer.name", "server.socket.domain",
+                      "net.sock.peer.name", "peer.hostname", "peer.address", "db.name"],
+            address: ["network.peer.address", "server.socket.address", "net.sock.peer.addr", "net.peer.ip"],
+            port: ["network.peer.port", "server.socket.port", "net.sock.peer.port", "net.peer.port"])
+
+        /// SERVER and CONSUMER spans: only attributes that name the caller. On these spans
+        /// `server.address` (and the legacy `net.peer.name`) is the span's own host, so ranking it would
+        /// make Zipkin's dependency linker draw a link from this host to this service. `client.address`
+        /// names the caller when it is a host name; as an IP literal it is the caller's address.
+        static let incoming = RemoteKeys(
+            service: ["peer.service", "client.address"],
+            address: ["network.peer.address", "net.sock.peer.addr", "net.peer.ip", "client.address"],
+            port: ["network.peer.port", "net.sock.peer.port", "net.peer.port", "client.port"])
+    }
 
     /// Every span of the batch, in order.
     public static func spans(from batch: SpanBatch) -> [ZipkinSpan] {
@@ -126,7 +146,7 @@ public enum ZipkinTranslator {
             timestamp: start == 0 ? nil : start / 1000,
             duration: start == 0 || end == 0 || end < start ? nil : max(1, (end - start) / 1000),
             localEndpoint: ZipkinSpan.Endpoint(serviceName: serviceName),
-            remoteEndpoint: remoteEndpoint(span.attributes),
+            remoteEndpoint: remoteEndpoint(span.attributes, keys: span.kind == .server || span.kind == .consumer ? .incoming : .outgoing),
             annotations: span.events.map { event in
                 let value = event.attributes.isEmpty && event.droppedAttributesCount == 0
                     ? event.name
@@ -137,14 +157,16 @@ public enum ZipkinTranslator {
         )
     }
 
-    static func remoteEndpoint(_ attributes: [Attribute]) -> ZipkinSpan.Endpoint? {
+    static func remoteEndpoint(_ attributes: [Attribute], keys: RemoteKeys = .outgoing) -> ZipkinSpan.Endpoint? {
         var endpoint = ZipkinSpan.Endpoint()
-        endpoint.serviceName = remoteServiceKeys.lazy.compactMap { key -> String? in
+        endpoint.serviceName = keys.service.lazy.compactMap { key -> String? in
             guard let value = attributes[key] else { return nil }
             let text = AttributeText.string(value)
+            // An IP literal in client.address is the caller's address, not its name.
+            if key == "client.address", IPAddress.v4(text) != nil || IPAddress.v6(text) != nil { return nil }
             return text.isEmpty ? nil : text
         }.first
-        for key in remoteAddressKeys {
+        for key in keys.address {
             guard let text = attributes[key]?.stringValue else { continue }
             if let v4 = IPAddress.v4(text) {
                 endpoint.ipv4 = v4
@@ -155,7 +177,7 @@ public enum ZipkinTranslator {
             }
             break
         }
-        for key in remotePortKeys {
+        for key in keys.port {
             let port: Int? = switch attributes[key] {
             case .int(let number)?: Int(exactly: number)
             case .string(let text)?: Int(text)

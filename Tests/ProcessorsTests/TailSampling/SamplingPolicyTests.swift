@@ -19,25 +19,31 @@ struct SamplingPolicyTests {
         #expect(try Self.decide("{name: all, type: always_sample}", Self.fast) == .sampled)
     }
 
-    @Test("latency: over threshold_ms (exclusive), within upper_threshold_ms, deciding at the first span that passes")
+    /// Expected decisions: the Collector's own vectors (contrib internal/sampling/latency_test.go,
+    /// TestEvaluate_Latency with threshold 5000 and TestEvaluate_Bounded_Latency with 5000/10000), and
+    /// its latency.go: `duration >= threshold` without an upper bound, `threshold < duration <= upper` with one.
+    @Test("latency: >= threshold_ms without upper_threshold_ms, (threshold, upper] with it, deciding at the first span that passes")
     func latency() throws {
-        let p = "{name: slow, type: latency, latency: {threshold_ms: 100}}"
-        #expect(try Self.decide(p, Self.slow) == .sampled)
-        #expect(try Self.decide(p, Self.fast) == .notSampled)
-        // Duration is max end - min start over all spans, gaps included.
-        let spread = TraceBuilder(3)
-        spread.span(startMs: 0, durationMs: 10).span(startMs: 200, durationMs: 10)
-        #expect(try Self.decide(p, spread) == .sampled)
-        let banded = "{name: band, type: latency, latency: {threshold_ms: 100, upper_threshold_ms: 200}}"
-        let long = TraceBuilder(4)
-        long.span(durationMs: 250)
-        #expect(try Self.decide(banded, long) == .notSampled)
-        #expect(try Self.decide(banded, Self.slow) == .sampled)
-        // The Collector's running check: 150 ms after the first span is inside the band, so a later,
+        func trace(_ number: UInt64, _ spans: [(startMs: UInt64, durationMs: UInt64)]) -> TraceBuilder {
+            let t = TraceBuilder(number)
+            for span in spans { t.span(startMs: span.startMs, durationMs: span.durationMs) }
+            return t
+        }
+        let p = "{name: slow, type: latency, latency: {threshold_ms: 5000}}"
+        #expect(try Self.decide(p, trace(1, [(0, 4500)])) == .notSampled)
+        #expect(try Self.decide(p, trace(2, [(0, 5000)])) == .sampled)  // exactly at the threshold
+        #expect(try Self.decide(p, trace(3, [(0, 3000), (2500, 3000)])) == .sampled)  // max end - min start
+        let zero = "{name: any, type: latency, latency: {threshold_ms: 0}}"
+        #expect(try Self.decide(zero, trace(4, [(0, 0)])) == .sampled)
+        let banded = "{name: band, type: latency, latency: {threshold_ms: 5000, upper_threshold_ms: 10000}}"
+        #expect(try Self.decide(banded, trace(5, [(0, 4500)])) == .notSampled)
+        #expect(try Self.decide(banded, trace(6, [(0, 5000)])) == .notSampled)  // the lower bound is exclusive
+        #expect(try Self.decide(banded, trace(7, [(0, 5001)])) == .sampled)
+        #expect(try Self.decide(banded, trace(8, [(0, 10000)])) == .sampled)
+        #expect(try Self.decide(banded, trace(9, [(0, 10001)])) == .notSampled)
+        // The Collector's running check: 6 s after the first span is inside the band, so a later,
         // longer span does not undo it.
-        let prefix = TraceBuilder(5)
-        prefix.span(durationMs: 150).span(durationMs: 400)
-        #expect(try Self.decide(banded, prefix) == .sampled)
+        #expect(try Self.decide(banded, trace(10, [(0, 6000), (0, 20000)])) == .sampled)
     }
 
     @Test("numeric_attribute: inclusive range on span or resource, 0 meaning unset, non-integers read as 0, invert_match")
@@ -64,6 +70,39 @@ struct SamplingPolicyTests {
         #expect(try Self.decide(inverted, error) == .notSampled)
         #expect(try Self.decide(inverted, notFound) == .sampled)
         #expect(try Self.decide(inverted, Self.fast) == .sampled)  // no such attribute anywhere
+    }
+
+    /// Fractional bounds are AgentTrace's extension; integer bounds above stay the Collector's.
+    @Test("numeric_attribute: fractional bounds compare doubles and integers by value (agent scores in 0..1)")
+    func numericAttributeDecimal() throws {
+        func scored(_ number: UInt64, _ value: AttributeValue?) -> TraceBuilder {
+            let t = TraceBuilder(number)
+            t.span().span(attributes: value.map { [Attribute("intelligence.integration_score", $0)] } ?? [])
+            return t
+        }
+        let p = "{name: integrated, type: numeric_attribute, numeric_attribute: {key: intelligence.integration_score, min_value: 0.8}}"
+        #expect(try Self.decide(p, scored(1, .double(0.93))) == .sampled)
+        #expect(try Self.decide(p, scored(2, .double(0.8))) == .sampled)  // inclusive
+        #expect(try Self.decide(p, scored(3, .double(0.79))) == .notSampled)
+        #expect(try Self.decide(p, scored(4, .int(1))) == .sampled)
+        #expect(try Self.decide(p, scored(5, .string("0.93"))) == .notSampled)  // strings read as 0
+        #expect(try Self.decide(p, scored(6, .double(.nan))) == .notSampled)
+        #expect(try Self.decide(p, scored(7, nil)) == .notSampled)
+        let band = "{name: b, type: numeric_attribute, numeric_attribute: {key: intelligence.integration_score, min_value: 0.25, max_value: 0.5}}"
+        #expect(try Self.decide(band, scored(8, .double(0.3))) == .sampled)
+        #expect(try Self.decide(band, scored(9, .double(0.6))) == .notSampled)
+        let below = "{name: l, type: numeric_attribute, numeric_attribute: {key: intelligence.integration_score, max_value: 0.5}}"
+        #expect(try Self.decide(below, scored(10, .double(-3.5))) == .sampled)  // no lower bound
+        let inverted = "{name: i, type: numeric_attribute, numeric_attribute: {key: intelligence.integration_score, min_value: 0.8, invert_match: true}}"
+        #expect(try Self.decide(inverted, scored(11, .double(0.93))) == .notSampled)
+        #expect(try Self.decide(inverted, scored(12, .double(0.5))) == .sampled)
+        #expect(try Self.decide(inverted, scored(13, nil)) == .sampled)
+        // Integer bounds stay the Collector's: a double value reads as 0 there.
+        let integer = "{name: n, type: numeric_attribute, numeric_attribute: {key: intelligence.integration_score, min_value: 1, max_value: 10}}"
+        #expect(try Self.decide(integer, scored(14, .double(5.5))) == .notSampled)
+        #expect(throws: ConfigurationError.self) {
+            try policy("{name: x, type: numeric_attribute, numeric_attribute: {key: k, min_value: 0.9, max_value: 0.1}}")
+        }
     }
 
     @Test("probabilistic: the Collector's FNV-1a hash and threshold, so the same trace ids are kept")
@@ -157,6 +196,45 @@ struct SamplingPolicyTests {
         #expect(burst.evaluate(fifteen.sampled, now: t0) == .notSampled)  // more spans than the bucket holds
     }
 
+    /// The Collector's bytes_limiting.go: a token bucket of bytes (golang.org/x/time/rate, starting
+    /// full), holding `burst_capacity` or by default twice `bytes_per_second`; AllowN(trace size).
+    @Test("bytes_limiting: a token bucket of the trace's bytes, starting full at twice the rate, refilled by time")
+    func bytesLimiting() throws {
+        let limiter = try policy("{name: b, type: bytes_limiting, bytes_limiting: {bytes_per_second: 1000}}")
+        let trace = TraceBuilder(1)
+        trace.span()
+        let big = SampledTrace(traceID: trace.id, chunks: trace.chunks, sizeBytes: 1500)
+        let t0 = TraceBuilder.origin
+        #expect(limiter.evaluate(big, now: t0) == .sampled)  // 2000 -> 500
+        #expect(limiter.evaluate(big, now: t0) == .notSampled)
+        #expect(limiter.evaluate(big, now: t0 + 1_000_000_000) == .sampled)  // 500 + 1000 = 1500
+        #expect(limiter.evaluate(SampledTrace(traceID: trace.id, chunks: trace.chunks, sizeBytes: 1), now: t0 + 1_000_000_000) == .notSampled)
+        let burst = try policy("{name: b2, type: bytes_limiting, bytes_limiting: {bytes_per_second: 1000, burst_capacity: 1200}}")
+        #expect(burst.evaluate(big, now: t0) == .notSampled)  // larger than the bucket
+        #expect(burst.evaluate(SampledTrace(traceID: trace.id, chunks: trace.chunks, sizeBytes: 1200), now: t0) == .sampled)
+    }
+
+    /// `cache_max_size` bounds the remembered regular-expression results (the Collector's LRU of that
+    /// size); without it the default holds 128.
+    @Test("string_attribute cache_max_size bounds the regex result cache, and results stay right after eviction")
+    func stringAttributeCache() throws {
+        func matcher(_ yaml: String) throws -> StringMatcher {
+            guard case .exists(_, .string(_, let matcher), _) = try policy(yaml).rule else { throw ConfigurationError(key: "", "not a string policy") }
+            return matcher
+        }
+        let small = try matcher("{name: r, type: string_attribute, string_attribute: {key: k, values: ['^a'], enabled_regex_matching: true, cache_max_size: 2}}")
+        let byDefault = try matcher("{name: r, type: string_attribute, string_attribute: {key: k, values: ['^a'], enabled_regex_matching: true}}")
+        let texts = ["a1", "b1", "a2", "b2", "a3"]
+        for text in texts {
+            #expect(small.matches(text) == text.hasPrefix("a"))
+            #expect(byDefault.matches(text) == text.hasPrefix("a"))
+            #expect(small.cachedCount <= 2)
+        }
+        #expect(small.cachedCount >= 1)
+        #expect(byDefault.cachedCount == texts.count)
+        for text in texts { #expect(small.matches(text) == text.hasPrefix("a")) }
+    }
+
     @Test("span_count: inclusive bounds, max 0 meaning none")
     func spanCount() throws {
         let three = TraceBuilder(1)
@@ -241,10 +319,26 @@ struct SamplingPolicyTests {
         #expect(composite.evaluate(ok3.sampled, now: t0) == .sampled)        // rest: 3 of 4
         #expect(composite.evaluate(ok3.sampled, now: t0) == .notSampled)
         #expect(composite.evaluate(error3.sampled, now: t0 + 1_000_000_000) == .sampled)  // a new second
-        // A sub-policy without an allocation gets an equal share.
-        let equal = try policy("""
+        // The Collector's composite_helper.go: a sub-policy missing from rate_allocation is allocated
+        // 0 spans per second (a map lookup of a missing name), so it never samples, and the first
+        // sub-policy that samples decides: no falling through.
+        let missing = try policy("""
         {name: c2, type: composite, composite: {max_total_spans_per_second: 6, composite_sub_policy: [
             {name: a, type: always_sample}, {name: b, type: always_sample}]}}
+        """)
+        #expect(missing.evaluate(ok3.sampled, now: t0) == .notSampled)
+        let partial = try policy("""
+        {name: c3, type: composite, composite: {max_total_spans_per_second: 10, composite_sub_policy: [
+            {name: errors, type: status_code, status_code: {status_codes: [ERROR]}}, {name: rest, type: always_sample}],
+          rate_allocation: [{policy: errors, percent: 100}]}}
+        """)
+        #expect(partial.evaluate(error3.sampled, now: t0) == .sampled)
+        #expect(partial.evaluate(ok3.sampled, now: t0) == .notSampled)  // rest has no allocation
+        // An entry with percent 0 gets an equal share of the total: 6 / 2 = 3 spans a second.
+        let equal = try policy("""
+        {name: c4, type: composite, composite: {max_total_spans_per_second: 6, composite_sub_policy: [
+            {name: a, type: always_sample}, {name: b, type: always_sample}],
+          rate_allocation: [{policy: a, percent: 0}]}}
         """)
         #expect(equal.evaluate(ok3.sampled, now: t0) == .sampled)
         #expect(equal.evaluate(ok3.sampled, now: t0) == .notSampled)

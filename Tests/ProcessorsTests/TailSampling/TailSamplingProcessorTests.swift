@@ -156,6 +156,20 @@ struct TailSamplingProcessorTests {
         #expect(TraceBuilder.spanIDs(released, of: small.id) == [1])
     }
 
+    /// bytes_limiting spends the trace's encoded size (the Collector's `calculateTraceSize`, the
+    /// protobuf size of the trace): any OTLP span is more than 24 bytes (a 16-byte trace id and an
+    /// 8-byte span id), so a bucket of 20 bytes keeps nothing and one of 100 kB keeps a small trace.
+    @Test("bytes_limiting spends the held trace's encoded size")
+    func bytesLimiting() throws {
+        for (rate, kept) in [(10, false), (50_000, true)] {
+            let processor = try Self.processor("decision_wait: 1s\npolicies: [{name: b, type: bytes_limiting, bytes_limiting: {bytes_per_second: \(rate)}}]")
+            let trace = TraceBuilder(1).span().span()
+            _ = processor.process(trace.batch, now: Self.t0)
+            let released = processor.tick(now: Self.t0 + 2 * Self.second)
+            #expect(TraceBuilder.spanIDs(released, of: trace.id) == (kept ? [1, 2] : []), "bytes_per_second \(rate)")
+        }
+    }
+
     @Test("shutdown decides what is pending, unless drop_pending_traces_on_shutdown")
     func shutdown() throws {
         for dropPending in [false, true] {
