@@ -35,6 +35,12 @@ public struct ListenError: Error, CustomStringConvertible, Sendable {
             let text = String(cString: strerror(error.errnoCode))
             return text.prefix(1).lowercased() + text.dropFirst()
         }
+        if error is SocketAddressError.UnknownHost {
+            return "the host name does not resolve"
+        }
+        if let error = error as? SocketAddressError, case .unknown = error {
+            return "the host name does not resolve"
+        }
         return "\(error)"
     }
 

@@ -36,4 +36,17 @@ struct QuiescingServerTests {
         #expect(second.boundPort == port)
         await second.closeUnserved()
     }
+
+    @Test("a host that does not resolve is named as such")
+    func unknownHost() async {
+        // RFC 2606 reserves .invalid: it never resolves.
+        let listener = QuiescingServer(name: "service.admin", host: "nosuchhost.invalid", port: 8888,
+                                       group: MultiThreadedEventLoopGroup.singleton) { _ in }
+        do {
+            try await listener.bind()
+            Issue.record("bound an address that does not resolve")
+        } catch {
+            #expect(error.description == "service.admin: cannot listen on nosuchhost.invalid:8888: the host name does not resolve")
+        }
+    }
 }
