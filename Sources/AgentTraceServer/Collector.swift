@@ -83,7 +83,8 @@ public final class Collector: Sendable {
     private let announcer: StartupAnnouncer
     private let logger: Logger
 
-    /// Builds everything; configuration mistakes fail here, naming the key.
+    /// Builds everything; configuration mistakes fail here, all of them at once (those `configuration`
+    /// carries in `problems` first), each naming its key.
     public init(configuration: CollectorConfiguration, registry: ComponentRegistry = .standard(), metrics: SelfMetrics = SelfMetrics(),
                 logger: Logger, announcer: StartupAnnouncer = StartupAnnouncer(),
                 group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton) throws {
@@ -93,70 +94,97 @@ public final class Collector: Sendable {
         self.triggeredAlerts = registry.triggeredAlerts
         self.logger = logger
         self.announcer = announcer
+        var problems = ConfigurationProblems(configuration.problems)
+
+        // Each exporter once, however many pipelines list it: "multiple pipelines can include the same
+        // exporter" (the OpenTelemetry Collector's architecture). They all feed that one instance and its queue.
+        var exporters: [ComponentID: ExporterInstance] = [:]
+        for (id, value) in configuration.exporters {
+            let users = configuration.pipelines.filter { $0.exporters.contains(id) }.count
+            guard users > 0 else { continue }
+            guard let factory = registry.exporters[id.type] else {
+                problems.record(ConfigurationError(key: "exporters.\(id)", "unknown exporter type \"\(id.type)\"; known: \(registry.exporters.keys.sorted().joined(separator: ", "))"))
+                continue
+            }
+            let context = ComponentContext(id: id, logger: logger.with(component: "exporter", id.description), metrics: metrics)
+            exporters[id] = problems.build("exporters.\(id)", value) { section in
+                ExporterInstance(id: id, exporter: try factory.makeExporter(section: section, context: context), metrics: metrics, pipelines: users)
+            }
+        }
         var pipelines: [BuiltPipeline] = []
         for pipeline in configuration.pipelines {
-            let exporters = try Self.makeExporters(pipeline, configuration, registry, metrics, logger)
+            let processors = Self.makeProcessors(pipeline, configuration, registry, metrics, logger, &problems)
+            let pipelineExporters = pipeline.exporters.compactMap { exporters[$0] }
+            guard let processors, pipelineExporters.count == pipeline.exporters.count else { continue }
             // An exporter with a disk queue makes the pipeline durable: accepted batches are written
             // ahead, next to that queue, before receivers acknowledge them.
-            let durableLog = try exporters.lazy.compactMap(\.exporter.durableStorage).first.map { storage in
-                try DurableLog.otlp(directory: URL(fileURLWithPath: storage)
-                    .appendingPathComponent("pipeline-\(pipeline.name.replacingOccurrences(of: "/", with: "_"))"))
-            }
+            let durableLog = problems.check("service.pipelines.\(pipeline.name)") {
+                try pipelineExporters.lazy.compactMap(\.exporter.durableStorage).first.map { storage in
+                    try DurableLog.otlp(directory: URL(fileURLWithPath: storage)
+                        .appendingPathComponent("pipeline-\(pipeline.name.replacingOccurrences(of: "/", with: "_"))"))
+                }
+            } ?? nil
             let queue = BoundedBatchQueue(maxBatches: configuration.queue.maxBatches, maxSpans: configuration.queue.maxSpans,
                                           durableLog: durableLog)
-            let runner = PipelineRunner(
-                processors: try Self.makeProcessors(pipeline, configuration, registry, metrics, logger),
-                exporters: exporters, durableLog: durableLog,
-                logger: logger.with(component: "pipeline", pipeline.name))
+            let runner = PipelineRunner(processors: processors, exporters: pipelineExporters, durableLog: durableLog,
+                                        logger: logger.with(component: "pipeline", pipeline.name))
             pipelines.append(BuiltPipeline(name: pipeline.name, queue: queue, runner: runner))
         }
-        self.pipelines = pipelines
-        alertServices = registry.triggeredAlerts.services
-        pipelineServices = pipelines.map {
-            PipelineService(name: $0.name, queue: $0.queue, runner: $0.runner, metrics: metrics,
-                            logger: logger.with(component: "pipeline", $0.name))
-        }
 
-        // Each receiver once, feeding every pipeline that lists it.
+        // Each receiver once, feeding every pipeline that lists it ("the same receiver can be included in
+        // multiple pipelines"): it offers each batch to all of their queues.
         var receiverServices: [any Service] = []
         let usedReceivers = configuration.receivers.filter { declared in
             configuration.pipelines.contains { $0.receivers.contains(declared.id) }
         }
         let listenersBound = BoundListeners()
-        self.listenersBound = listenersBound
         let memoryLimiter = configuration.memoryLimiter.map {
             MemoryLimiter(configuration: $0, metrics: metrics, releaseFreedMemory: NativeMemory.releaseFreeMemory)
         }
-        self.memoryLimiter = memoryLimiter
         for (id, value) in usedReceivers {
-            guard let factory = registry.receivers[id.type] else {
-                throw ConfigurationError(key: "receivers.\(id)", "unknown receiver type \"\(id.type)\"; known: \(registry.receivers.keys.sorted().joined(separator: ", "))")
-            }
-            let sinks = zip(configuration.pipelines, pipelines).filter { $0.0.receivers.contains(id) }.map { $0.1.queue as any BatchSink }
+            let sinks = pipelines.filter { built in
+                configuration.pipelines.contains { $0.name == built.name && $0.receivers.contains(id) }
+            }.map { $0.queue as any BatchSink }
             let context = ComponentContext(id: id, logger: logger.with(component: "receiver", id.description), metrics: metrics) { protocolName, address in
                 announcer.listening(receiver: id.description, protocolName: protocolName, address: address)
                 listenersBound.count.add(1, ordering: .relaxed)
             }
-            let section = try ConfigSection(value, path: "receivers.\(id)")
             var sink: any BatchSink = sinks.count == 1 ? sinks[0] : FanOutSink(sinks: sinks)
             if let memoryLimiter { sink = MemoryLimitedSink(inner: sink, limiter: memoryLimiter) }
-            receiverServices += try factory.makeReceiver(section: section, context: context, sink: sink)
+            guard let factory = registry.receivers[id.type] else {
+                problems.record(ConfigurationError(key: "receivers.\(id)", "unknown receiver type \"\(id.type)\"; known: \(registry.receivers.keys.sorted().joined(separator: ", "))"))
+                continue
+            }
+            receiverServices += problems.build("receivers.\(id)", value) { section in
+                try factory.makeReceiver(section: section, context: context, sink: sink)
+            } ?? []
         }
-        self.receiverServices = receiverServices
-        listenersExpected = receiverServices.count + 1
+        let adminTLS = problems.check("service.admin.tls") {
+            try configuration.adminTLS.map { try TLSServer(configuration: $0, alpn: ["http/1.1"]) }
+        } ?? nil
+        try problems.finish()
 
-        let pipelineServices = self.pipelineServices
+        self.pipelines = pipelines
+        self.listenersBound = listenersBound
+        self.memoryLimiter = memoryLimiter
+        self.receiverServices = receiverServices
+        alertServices = registry.triggeredAlerts.services
+        let pipelineServices = pipelines.map {
+            PipelineService(name: $0.name, queue: $0.queue, runner: $0.runner, metrics: metrics,
+                            logger: logger.with(component: "pipeline", $0.name))
+        }
+        self.pipelineServices = pipelineServices
         let expected = receiverServices.count + 1
+        listenersExpected = expected
         let adminResponder = AdminResponder(metrics: metrics, serviceGraphs: registry.serviceGraphs, alerts: registry.triggeredAlerts,
                                             tokens: configuration.adminAuth.map(BearerTokens.init)) {
             listenersBound.count.load(ordering: .relaxed) >= expected && pipelineServices.allSatisfy(\.isStarted)
         }
         let adminEvents = ConnectionEvents.counting(metrics: metrics, labels: [("receiver", "admin"), ("transport", "http")])
-        let adminTLS = try configuration.adminTLS.map { try TLSServer(configuration: $0, alpn: ["http/1.1"]) }
         admin = HTTP1Server(endpoint: configuration.adminEndpoint, responder: adminResponder, group: group,
                             limits: configuration.adminLimits, events: adminEvents,
                             configureTransport: adminTLS?.configureTransport(events: adminEvents),
-                            logger: logger.with(component: "admin", "admin")) { address in
+                            logger: logger.with(component: "admin", "admin"), name: "service.admin") { address in
             announcer.listeningAdmin(address: address)
             listenersBound.count.add(1, ordering: .relaxed)
         }
@@ -170,7 +198,12 @@ public final class Collector: Sendable {
     /// Runs until SIGINT or SIGTERM, then shuts down gracefully: receivers stop accepting first,
     /// pipelines drain and flush, exporters finish, alert delivery sends what the pipelines' last spans
     /// fired, the admin API closes last.
+    ///
+    /// Every listener is bound before anything starts: when one cannot bind, those bound before it are
+    /// closed without having accepted a connection, no exporter or pipeline has started, and the
+    /// `ListenError` names the listener, its address and the cause.
     public func run() async throws {
+        try await bindListeners()
         // Shutdown goes in reverse order of this list.
         let services: [any Service] = [admin] + (memoryLimiter.map { [$0] } ?? []) + alertServices
             + pipelineServices.map { $0 as any Service } + receiverServices
@@ -197,34 +230,47 @@ public final class Collector: Sendable {
         }
     }
 
-    private static func makeProcessors(_ pipeline: CollectorConfiguration.PipelineConfiguration, _ configuration: CollectorConfiguration,
-                                       _ registry: ComponentRegistry, _ metrics: SelfMetrics, _ logger: Logger) throws -> [ProcessorInstance] {
-        try pipeline.processors.map { id in
-            guard let value = configuration.processors.first(where: { $0.id == id })?.value else {
-                throw ConfigurationError(key: "service.pipelines.\(pipeline.name).processors", "\(id) is not declared")
+    /// Binds the receivers' listeners, then the admin API's; on the first failure closes what was bound.
+    func bindListeners() async throws(ListenError) {
+        var bound: [any Listener] = []
+        for listener in receiverServices.compactMap({ $0 as? any Listener }) + [admin as any Listener] {
+            do throws(ListenError) {
+                try await listener.bind()
+                bound.append(listener)
+            } catch {
+                for other in bound { await other.closeUnserved() }
+                throw error
             }
-            guard let factory = registry.processors[id.type] else {
-                throw ConfigurationError(key: "processors.\(id)", "unknown processor type \"\(id.type)\"; known: \(registry.processors.keys.sorted().joined(separator: ", "))")
-            }
-            let context = ComponentContext(id: id, logger: logger.with(component: "processor", id.description), metrics: metrics)
-            return ProcessorInstance(id: id, processor: try factory.makeProcessor(section: try ConfigSection(value, path: "processors.\(id)"), context: context))
         }
     }
 
-    private static func makeExporters(_ pipeline: CollectorConfiguration.PipelineConfiguration, _ configuration: CollectorConfiguration,
-                                      _ registry: ComponentRegistry, _ metrics: SelfMetrics, _ logger: Logger) throws -> [ExporterInstance] {
-        try pipeline.exporters.map { id in
-            guard let value = configuration.exporters.first(where: { $0.id == id })?.value else {
-                throw ConfigurationError(key: "service.pipelines.\(pipeline.name).exporters", "\(id) is not declared")
+    /// The pipeline's processors, one instance each for this pipeline (as in the Collector, processors are
+    /// never shared); every one is built, so all their mistakes are recorded.
+    private static func makeProcessors(_ pipeline: CollectorConfiguration.PipelineConfiguration, _ configuration: CollectorConfiguration,
+                                       _ registry: ComponentRegistry, _ metrics: SelfMetrics, _ logger: Logger,
+                                       _ problems: inout ConfigurationProblems) -> [ProcessorInstance]? {
+        var built: [ProcessorInstance] = []
+        var failed = false
+        for id in pipeline.processors {
+            guard let value = configuration.processors.first(where: { $0.id == id })?.value else {
+                problems.record(ConfigurationError(key: "service.pipelines.\(pipeline.name).processors", "\(id) is not declared"))
+                failed = true
+                continue
             }
-            guard let factory = registry.exporters[id.type] else {
-                throw ConfigurationError(key: "exporters.\(id)", "unknown exporter type \"\(id.type)\"; known: \(registry.exporters.keys.sorted().joined(separator: ", "))")
+            guard let factory = registry.processors[id.type] else {
+                problems.record(ConfigurationError(key: "processors.\(id)", "unknown processor type \"\(id.type)\"; known: \(registry.processors.keys.sorted().joined(separator: ", "))"))
+                failed = true
+                continue
             }
-            let context = ComponentContext(id: id, logger: logger.with(component: "exporter", id.description), metrics: metrics)
-            return ExporterInstance(id: id, exporter: try factory.makeExporter(section: try ConfigSection(value, path: "exporters.\(id)"), context: context),
-                                    metrics: metrics)
+            let context = ComponentContext(id: id, logger: logger.with(component: "processor", id.description), metrics: metrics)
+            let instance = problems.build("processors.\(id)", value) { section in
+                ProcessorInstance(id: id, processor: try factory.makeProcessor(section: section, context: context))
+            }
+            if let instance { built.append(instance) } else { failed = true }
         }
+        return failed ? nil : built
     }
+
 }
 
 extension Logger {

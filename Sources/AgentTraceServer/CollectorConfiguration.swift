@@ -22,13 +22,16 @@ public struct CollectorConfiguration: Sendable {
     }
 
     /// Declared receivers, by id, with their raw settings.
-    public var receivers: [(id: ComponentID, value: ConfigValue)]
+    public var receivers: [(id: ComponentID, value: ConfigValue)] = []
     /// Declared processors.
-    public var processors: [(id: ComponentID, value: ConfigValue)]
+    public var processors: [(id: ComponentID, value: ConfigValue)] = []
     /// Declared exporters.
-    public var exporters: [(id: ComponentID, value: ConfigValue)]
+    public var exporters: [(id: ComponentID, value: ConfigValue)] = []
     /// The pipelines.
-    public var pipelines: [PipelineConfiguration]
+    public var pipelines: [PipelineConfiguration] = []
+    /// The mistakes `parse` found outside the components' own settings (which `Collector` checks when
+    /// it builds them); empty for a configuration made by the throwing initialiser.
+    public var problems: [ConfigurationError] = []
     /// `service: admin: endpoint`. Default `localhost:8888`.
     public var adminEndpoint = Endpoint(host: "localhost", port: 8888)
     /// `service: admin:` timeouts and connection limits, as on the OTLP/HTTP receiver (defaults in `ListenerDefaults`).
@@ -51,18 +54,46 @@ public struct CollectorConfiguration: Sendable {
     /// The embedded default configuration's text.
     public static var defaultYAML: String { String(decoding: PackageResources.default_config_yaml, as: UTF8.self) }
 
-    /// Parses and checks the top level; component settings are checked when `CollectorBuilder` builds them.
+    /// Parses and checks the top level, failing with every mistake found; component settings are checked
+    /// when `Collector` builds them.
     public init(yaml: String, environment: [String: String]) throws(ConfigurationError) {
-        let root = try ConfigSection(try ConfigValue.parse(yaml: yaml, environment: environment), path: "")
-        receivers = try Self.components(root, "receivers")
-        processors = try Self.components(root, "processors")
-        exporters = try Self.components(root, "exporters")
-        _ = try root.section("extensions")  // accepted for Collector compatibility; none exist yet
-        _ = try root.section("connectors")
-        guard let service = try root.section("service") else {
-            throw ConfigurationError(key: "service", "required: it wires components into pipelines")
+        self = try Self.parse(yaml: yaml, environment: environment)
+        try ConfigurationProblems(problems).finish()
+    }
+
+    /// Parses and checks the top level, going on past mistakes: they are kept in `problems` (and the
+    /// pipelines leave out the components they name that are not declared), so that `Collector` can add
+    /// the components' own mistakes and report them all at once. Throws only when the text is not YAML.
+    public static func parse(yaml: String, environment: [String: String]) throws(ConfigurationError) -> CollectorConfiguration {
+        var configuration = CollectorConfiguration()
+        var problems = ConfigurationProblems()
+        configuration.read(try ConfigValue.parse(yaml: yaml, environment: environment), into: &problems)
+        configuration.problems = problems.all
+        return configuration
+    }
+
+    private init() {}
+
+    private mutating func read(_ document: ConfigValue, into problems: inout ConfigurationProblems) {
+        guard let root = problems.check("", { () throws in try ConfigSection(document, path: "") }) else { return }
+        receivers = Self.components(root, "receivers", &problems)
+        processors = Self.components(root, "processors", &problems)
+        exporters = Self.components(root, "exporters", &problems)
+        _ = problems.check("extensions") { () throws in try root.section("extensions") }  // accepted for Collector compatibility; none exist yet
+        _ = problems.check("connectors") { () throws in try root.section("connectors") }
+        let serviceSection = problems.check("service") { () throws in try root.section("service") }
+        _ = problems.check("") { () throws in try root.finish() }
+        guard let serviceSection else { return }
+        guard let service = serviceSection else {
+            problems.record(ConfigurationError(key: "service", "required: it wires components into pipelines"))
+            return
         }
-        if let admin = try service.section("admin") {
+        readService(service, &problems)
+    }
+
+    private mutating func readService(_ service: ConfigSection, _ problems: inout ConfigurationProblems) {
+        _ = problems.check("service.admin") { () throws in
+            guard let admin = try service.section("admin") else { return }
             adminEndpoint = try admin.endpoint("endpoint", default: adminEndpoint)
             let maxConnections = try admin.int("max_connections", default: 100, in: 0...1_000_000)
             adminLimits = try HTTP1Limits(section: admin)
@@ -71,11 +102,16 @@ public struct CollectorConfiguration: Sendable {
             adminTLS = try admin.tlsServer()
             try admin.finish()
         }
-        shutdownTimeout = try service.duration("shutdown_timeout", default: shutdownTimeout, minimum: .milliseconds(100))
-        if let limiter = try service.section("memory_limiter") {
-            memoryLimiter = try MemoryLimiterConfiguration(section: limiter)
+        _ = problems.check("service.shutdown_timeout") { () throws in
+            shutdownTimeout = try service.duration("shutdown_timeout", default: shutdownTimeout, minimum: .milliseconds(100))
         }
-        if let telemetry = try service.section("telemetry") {
+        _ = problems.check("service.memory_limiter") { () throws in
+            if let limiter = try service.section("memory_limiter") {
+                memoryLimiter = try MemoryLimiterConfiguration(section: limiter)
+            }
+        }
+        _ = problems.check("service.telemetry") { () throws in
+            guard let telemetry = try service.section("telemetry") else { return }
             if let logs = try telemetry.section("logs") {
                 logLevel = try logs.string("level", default: logLevel).lowercased()
                 guard ["trace", "debug", "info", "notice", "warning", "warn", "error", "critical"].contains(logLevel) else {
@@ -85,67 +121,80 @@ public struct CollectorConfiguration: Sendable {
             }
             try telemetry.finish()
         }
-        if let queueSection = try service.section("queue") {
+        _ = problems.check("service.queue") { () throws in
+            guard let queueSection = try service.section("queue") else { return }
             queue.maxBatches = try queueSection.int("max_batches", default: queue.maxBatches, in: 1...1_000_000)
             queue.maxSpans = try queueSection.int("max_spans", default: queue.maxSpans, in: 1...1_000_000_000)
             try queueSection.finish()
         }
-        let pipelinesSection = try service.section("pipelines")
-        try service.finish()  // a misspelt key is a better message than a missing one
+        let pipelinesSection = problems.check("service.pipelines") { () throws in try service.section("pipelines") } ?? nil
+        _ = problems.check("service") { () throws in try service.finish() }
         guard let pipelinesSection else {
-            throw ConfigurationError(key: "service.pipelines", "required: declare at least a traces pipeline")
+            if !problems.all.contains(where: { $0.key == "service.pipelines" }) {
+                problems.record(ConfigurationError(key: "service.pipelines", "required: declare at least a traces pipeline"))
+            }
+            return
         }
-        pipelines = []
+        var sawPipeline = false
         for name in pipelinesSection.keys {
             let path = pipelinesSection.keyPath(name)
             guard ComponentID(name).type == "traces" else {
-                throw ConfigurationError(key: path, "only traces pipelines exist (traces or traces/NAME)")
+                _ = pipelinesSection.value(name)
+                problems.record(ConfigurationError(key: path, "only traces pipelines exist (traces or traces/NAME)"))
+                continue
             }
-            guard let section = try pipelinesSection.section(name) else { continue }
-            let pipeline = PipelineConfiguration(
-                name: name,
-                receivers: try section.stringList("receivers", default: []).map(ComponentID.init),
-                processors: try section.stringList("processors", default: []).map(ComponentID.init),
-                exporters: try section.stringList("exporters", default: []).map(ComponentID.init)
-            )
-            try section.finish()
-            try Self.check(pipeline.receivers, declared: receivers, kind: "receivers", at: section)
-            try Self.check(pipeline.processors, declared: processors, kind: "processors", at: section)
-            try Self.check(pipeline.exporters, declared: exporters, kind: "exporters", at: section)
-            guard !pipeline.receivers.isEmpty else { throw ConfigurationError(key: section.keyPath("receivers"), "needs at least one receiver") }
-            guard !pipeline.exporters.isEmpty else { throw ConfigurationError(key: section.keyPath("exporters"), "needs at least one exporter") }
-            for other in pipelines {
-                if let shared = pipeline.exporters.first(where: other.exporters.contains) {
-                    throw ConfigurationError(key: section.keyPath("exporters"),
-                                             "exporter \(shared) is already used by pipeline \(other.name); declare a second instance (\(shared.type)/2)")
-                }
+            sawPipeline = true
+            guard let section = problems.check(path, { () throws in try pipelinesSection.section(name) }) ?? nil else { continue }
+            var pipeline = PipelineConfiguration(name: name, receivers: [], processors: [], exporters: [])
+            pipeline.receivers = Self.list(section, "receivers", declared: receivers, &problems)
+            pipeline.processors = Self.list(section, "processors", declared: processors, &problems)
+            pipeline.exporters = Self.list(section, "exporters", declared: exporters, &problems)
+            _ = problems.check(path) { () throws in try section.finish() }
+            for kind in ["receivers", "exporters"] where [nil, .sequence([])].contains(section.value(kind)) {
+                problems.record(ConfigurationError(key: section.keyPath(kind), "needs at least one \(kind.dropLast())"))
             }
-            pipelines.append(pipeline)
+            // Several pipelines may list one exporter: the collector builds it once and every pipeline that
+            // lists it feeds that instance ("multiple pipelines can include the same exporter" — the
+            // OpenTelemetry Collector's architecture).
+            if !pipeline.receivers.isEmpty, !pipeline.exporters.isEmpty { pipelines.append(pipeline) }
         }
-        guard !pipelines.isEmpty else { throw ConfigurationError(key: "service.pipelines", "declare at least one traces pipeline") }
-        try pipelinesSection.finish()
-        try root.finish()
+        if !sawPipeline, !problems.all.contains(where: { $0.key.hasPrefix("service.pipelines") }) {
+            problems.record(ConfigurationError(key: "service.pipelines", "declare at least one traces pipeline"))
+        }
+        _ = problems.check("service.pipelines") { () throws in try pipelinesSection.finish() }
     }
 
-    private static func components(_ root: ConfigSection, _ kind: String) throws(ConfigurationError) -> [(id: ComponentID, value: ConfigValue)] {
-        guard let section = try root.section(kind) else { return [] }
+    /// The ids a pipeline lists under `kind`, leaving out (and recording) those not declared and repeats.
+    private static func list(_ section: ConfigSection, _ kind: String, declared: [(id: ComponentID, value: ConfigValue)],
+                             _ problems: inout ConfigurationProblems) -> [ComponentID] {
+        guard let names = problems.check(section.keyPath(kind), { () throws in
+            try section.stringList(kind, default: [])
+        }) else { return [] }
+        var ids: [ComponentID] = []
+        for id in names.map(ComponentID.init) {
+            if !declared.contains(where: { $0.id == id }) {
+                problems.record(ConfigurationError(key: section.keyPath(kind), "\(id) is not declared under \(kind):"))
+            } else if ids.contains(id) {
+                problems.record(ConfigurationError(key: section.keyPath(kind), "\(id) is listed twice"))
+            } else {
+                ids.append(id)
+            }
+        }
+        return ids
+    }
+
+    private static func components(_ root: ConfigSection, _ kind: String,
+                                   _ problems: inout ConfigurationProblems) -> [(id: ComponentID, value: ConfigValue)] {
+        guard let section = problems.check(kind, { () throws in try root.section(kind) }) ?? nil else { return [] }
         var result: [(id: ComponentID, value: ConfigValue)] = []
         for key in section.keys {
             let id = ComponentID(key)
-            guard !id.type.isEmpty else { throw ConfigurationError(key: section.keyPath(key), "a component needs a type name") }
+            guard !id.type.isEmpty else {
+                problems.record(ConfigurationError(key: section.keyPath(key), "a component needs a type name"))
+                continue
+            }
             result.append((id, section.value(key) ?? .null))
         }
-        try section.finish()
         return result
-    }
-
-    private static func check(_ used: [ComponentID], declared: [(id: ComponentID, value: ConfigValue)], kind: String,
-                              at section: ConfigSection) throws(ConfigurationError) {
-        for id in used where !declared.contains(where: { $0.id == id }) {
-            throw ConfigurationError(key: section.keyPath(kind), "\(id) is not declared under \(kind):")
-        }
-        if let duplicate = used.enumerated().first(where: { index, id in used[..<index].contains(id) })?.element {
-            throw ConfigurationError(key: section.keyPath(kind), "\(duplicate) is listed twice")
-        }
     }
 }

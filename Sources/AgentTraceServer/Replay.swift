@@ -63,7 +63,8 @@ public struct InProcessReplay {
         for pipeline in collector.pipelines { await pipeline.runner.shutdown(now: clock) }
         progress.finish()
         for pipeline in collector.pipelines {
-            for instance in pipeline.runner.exporters {
+            // An exporter several pipelines share is one instance: one line.
+            for instance in pipeline.runner.exporters where !summary.exporters.contains(where: { $0.0 == instance.id.description }) {
                 summary.exporters.append((instance.id.description, instance.tally.sent.load(ordering: .relaxed),
                                           instance.tally.failed.load(ordering: .relaxed)))
             }

@@ -44,46 +44,39 @@ public struct GRPCServerConfiguration: Sendable, Equatable {
 /// A gRPC server over HTTP/2 with prior knowledge (h2c), as OpenTelemetry SDKs use it: SwiftNIO owns
 /// the sockets, an nghttp2 session per connection owns the HTTP/2 protocol. A `Service`: binds on
 /// `run`; on graceful shutdown sends GOAWAY, finishes the streams in flight, then closes.
-public final class GRPCServer: Service, Sendable {
-    private let configuration: GRPCServerConfiguration
-    private let service: any GRPCUnaryService
-    private let group: any EventLoopGroup
-    private let logger: Logger
+public final class GRPCServer: Listener, Sendable {
+    private let server: QuiescingServer
     private let onListening: @Sendable (String) -> Void
-    private let events: ConnectionEvents
-    private let configureTransport: (@Sendable (any Channel) throws -> Void)?
 
     /// `configureTransport` adds handlers below HTTP/2 on each new connection (TLS); `events` is told of
-    /// every connection the server closes for a limit or a protocol error.
+    /// every connection the server closes for a limit or a protocol error; `name` is the listener's
+    /// configuration key, for errors (`receivers.otlp.protocols.grpc`).
     public init(configuration: GRPCServerConfiguration, service: any GRPCUnaryService,
                 group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton, logger: Logger,
                 events: ConnectionEvents = .ignored, configureTransport: (@Sendable (any Channel) throws -> Void)? = nil,
-                onListening: @escaping @Sendable (String) -> Void) {
-        self.configuration = configuration
-        self.service = service
-        self.group = group
-        self.logger = logger
-        self.events = events
-        self.configureTransport = configureTransport
+                name: String = "grpc", onListening: @escaping @Sendable (String) -> Void) {
         self.onListening = onListening
-    }
-
-    public func run() async throws {
-        let configuration = self.configuration
-        let service = self.service
-        let logger = self.logger
-        let events = self.events
-        let configureTransport = self.configureTransport
-        try await QuiescingServer.run(host: configuration.host, port: configuration.port, group: group,
-                                      maxConnections: configuration.limits.maxConnections, events: events,
-                                      initializeConnection: { channel in
+        server = QuiescingServer(name: name, host: configuration.host, port: configuration.port, group: group,
+                                 maxConnections: configuration.limits.maxConnections, events: events) { channel in
             try configureTransport?(channel)
             if let idle = configuration.maxConnectionIdle {
                 try channel.pipeline.syncOperations.addHandler(IdleStateHandler(allTimeout: .nanoseconds(idle.wholeNanoseconds)))
             }
             try channel.pipeline.syncOperations.addHandler(GRPCConnectionHandler(service: service, settings: configuration.settings,
                                                                                  limits: configuration.limits, events: events, logger: logger))
-        }, onListening: onListening)
+        }
+    }
+
+    public func bind() async throws(ListenError) {
+        try await server.bind()
+    }
+
+    public func closeUnserved() async {
+        await server.closeUnserved()
+    }
+
+    public func run() async throws {
+        try await server.run(onListening: onListening)
     }
 }
 

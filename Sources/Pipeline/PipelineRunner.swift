@@ -22,10 +22,17 @@ public struct ExporterInstance: Sendable {
     let reporter: DeliveryReporter
     /// True when the exporter counts its own deliveries (it queues).
     let reportsOwnDelivery: Bool
+    /// Starts the exporter once and shuts it down after the last pipeline feeding it has drained.
+    let lifecycle: SharedExporterLifecycle
 
-    public init(id: ComponentID, exporter: any SpanExporter, metrics: SelfMetrics) {
+    /// `pipelines` is how many pipelines feed this one instance (they share it, its queue and its counters).
+    ///
+    /// The OpenTelemetry Collector's architecture: "The same receiver can be included in multiple pipelines
+    /// and multiple pipelines can include the same exporter."
+    public init(id: ComponentID, exporter: any SpanExporter, metrics: SelfMetrics, pipelines: Int = 1) {
         self.id = id
         self.exporter = exporter
+        lifecycle = SharedExporterLifecycle(users: pipelines)
         let labels = [("exporter", id.description)]
         reporter = DeliveryReporter(
             sentSpans: metrics.counter("agenttrace_exporter_sent_spans_total",
@@ -34,6 +41,42 @@ public struct ExporterInstance: Sendable {
                                          help: "Spans an exporter failed to send.", labels: labels),
             tally: tally)
         reportsOwnDelivery = exporter.reportsDelivery(to: reporter)
+    }
+}
+
+/// The start and shutdown of one exporter instance that several pipelines feed: the first pipeline to start
+/// starts it (the others wait for that start), and only the last pipeline to shut down shuts it down, so
+/// it drains once, after every pipeline feeding it has drained.
+final class SharedExporterLifecycle: Sendable {
+    private struct State {
+        var start: Task<Void, any Error>?
+        var remainingUsers: Int
+    }
+
+    private let state: Mutex<State>
+
+    init(users: Int) {
+        state = Mutex(State(start: nil, remainingUsers: max(users, 1)))
+    }
+
+    /// Starts `exporter` on the first call; later calls wait for that start and share its outcome.
+    func start(_ exporter: any SpanExporter) async throws {
+        let start = state.withLock { state in
+            if let start = state.start { return start }
+            let start = Task { try await exporter.start() }
+            state.start = start
+            return start
+        }
+        try await start.value
+    }
+
+    /// One pipeline is done with `exporter`; the last one shuts it down.
+    func release(_ exporter: any SpanExporter) async {
+        let last = state.withLock { state in
+            state.remainingUsers -= 1
+            return state.remainingUsers == 0
+        }
+        if last { await exporter.shutdown() }
     }
 }
 
@@ -71,11 +114,11 @@ public final class PipelineRunner: Sendable {
         self.logger = logger
     }
 
-    /// Starts every exporter.
+    /// Starts every exporter (one shared with other pipelines starts once, for the first of them).
     public func start() async throws {
         for instance in exporters {
             do {
-                try await instance.exporter.start()
+                try await instance.lifecycle.start(instance.exporter)
             } catch {
                 throw PipelineError.exporterFailedToStart(instance.id.description, "\(error)")
             }
@@ -96,14 +139,15 @@ public final class PipelineRunner: Sendable {
         }
     }
 
-    /// Flushes every processor in order, exports the rest and shuts the exporters down.
+    /// Flushes every processor in order, exports the rest and shuts the exporters down (one shared with
+    /// other pipelines once the last of them shuts down).
     public func shutdown(now: UInt64) async {
         for index in processors.indices {
             await handOffs[index]?.drain()
             let held = processors[index].processor.flush()
             if !held.isEmpty { await run(from: index + 1, held, now: now) }
         }
-        for instance in exporters { await instance.exporter.shutdown() }
+        for instance in exporters { await instance.lifecycle.release(instance.exporter) }
     }
 
     private func run(from first: Int, _ batches: [SpanBatch], now: UInt64) async {

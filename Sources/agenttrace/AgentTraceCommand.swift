@@ -20,25 +20,86 @@ struct AgentTraceCommand: AsyncParsableCommand {
     )
 }
 
+/// The process's exit codes, from BSD's sysexits.h, so scripts and supervisors can tell a mistake in the
+/// command line from one in the configuration from a failure at run time.
+enum ExitStatus {
+    /// EX_USAGE: the command line is wrong (ArgumentParser's own code for usage errors; usage is printed).
+    static let usage: Int32 = 64
+    /// EX_NOINPUT: the configuration file cannot be read.
+    static let noInput: Int32 = 66
+    /// EX_UNAVAILABLE: a listener cannot bind its address (busy, not permitted, unknown host).
+    static let unavailable: Int32 = 69
+    /// EX_SOFTWARE: the collector failed while running (an exporter failed to start, …).
+    static let software: Int32 = 70
+    /// EX_CONFIG: the configuration is invalid.
+    static let configuration: Int32 = 78
+}
+
+/// A failure reported on standard error as one `agenttrace: …` message, without usage text, ending the
+/// process with its own exit code.
+struct Failure: Error {
+    let message: String
+    let code: Int32
+
+    /// Writes the message and returns the code for ArgumentParser to exit with.
+    func exit() -> ExitCode {
+        FileHandle.standardError.write(Data("agenttrace: \(message)\n".utf8))
+        return ExitCode(code)
+    }
+
+    /// A configuration mistake, one line per problem when there are several.
+    static func configuration(_ error: ConfigurationError, file: String?) -> Failure {
+        let problems = error.all
+        let source = file.map { " in \($0)" } ?? ""
+        if problems.count == 1 {
+            return Failure(message: "invalid configuration\(source): \(error)", code: ExitStatus.configuration)
+        }
+        return Failure(message: "invalid configuration\(source), \(problems.count) problems:\n"
+                            + problems.map { "  \($0)" }.joined(separator: "\n"), code: ExitStatus.configuration)
+    }
+
+    /// Maps what running the collector threw to its exit code.
+    static func runtime(_ error: any Error) -> Failure {
+        switch error {
+        case let error as ListenError: Failure(message: "\(error)", code: ExitStatus.unavailable)
+        case let error as ConfigurationError: configuration(error, file: nil)
+        default: Failure(message: "\(error)", code: ExitStatus.software)
+        }
+    }
+}
+
 /// Options shared by the commands that read a configuration.
 struct ConfigOptions: ParsableArguments {
     @Option(name: .shortAndLong, help: "A YAML configuration file; without it the embedded default is used.")
     var config: String?
 
-    func load() throws -> CollectorConfiguration {
+    /// Reads the configuration, keeping its mistakes in `problems` for `build` to report with the
+    /// components' own.
+    func load() throws(Failure) -> CollectorConfiguration {
         let text: String
         if let config {
             guard let data = FileManager.default.contents(atPath: config) else {
-                throw ValidationError("cannot read the configuration file \(config)")
+                throw Failure(message: "cannot read the configuration file \(config)", code: ExitStatus.noInput)
             }
             text = String(decoding: data, as: UTF8.self)
         } else {
             text = CollectorConfiguration.defaultYAML
         }
-        do {
-            return try CollectorConfiguration(yaml: text, environment: ProcessInfo.processInfo.environment)
+        do throws(ConfigurationError) {
+            return try CollectorConfiguration.parse(yaml: text, environment: ProcessInfo.processInfo.environment)
         } catch {
-            throw ValidationError("invalid configuration\(config.map { " in \($0)" } ?? ""): \(error)")
+            throw .configuration(error, file: config)
+        }
+    }
+
+    /// Builds the collector, reporting every configuration mistake at once.
+    func build(_ configuration: CollectorConfiguration, logger: Logger) throws(Failure) -> Collector {
+        do {
+            return try Collector(configuration: configuration, logger: logger)
+        } catch let error as ConfigurationError {
+            throw .configuration(error, file: config)
+        } catch {
+            throw Failure(message: "invalid configuration\(config.map { " in \($0)" } ?? ""): \(error)", code: ExitStatus.configuration)
         }
     }
 
@@ -72,17 +133,20 @@ struct Serve: AsyncParsableCommand {
     @OptionGroup var options: ConfigOptions
 
     func run() async throws {
-        let configuration = try options.load()
-        let logger = options.makeLogger(level: configuration.logLevel)
-        let collector: Collector
         do {
-            collector = try Collector(configuration: configuration, logger: logger)
-        } catch {
-            throw ValidationError("invalid configuration: \(error)")
+            let configuration = try options.load()
+            let logger = options.makeLogger(level: configuration.logLevel)
+            let collector = try options.build(configuration, logger: logger)
+            logger.info("starting", metadata: ["version": "\(AgentTraceCommand.version)"])
+            do {
+                try await collector.run()
+            } catch {
+                throw Failure.runtime(error)
+            }
+            logger.info("stopped")
+        } catch let failure as Failure {
+            throw failure.exit()
         }
-        logger.info("starting", metadata: ["version": "\(AgentTraceCommand.version)"])
-        try await collector.run()
-        logger.info("stopped")
     }
 }
 
@@ -117,17 +181,33 @@ struct Replay: AsyncParsableCommand {
 
     func run() async throws {
         let summary: ReplaySummary
+        do {
+            summary = try await replay()
+        } catch let error as TraceFileReader.ReadError {
+            throw Failure(message: "\(error)", code: ExitStatus.noInput).exit()
+        } catch let error as ExitCode {
+            throw error
+        } catch let error as ValidationError {
+            throw error
+        } catch {
+            throw Failure.runtime(error).exit()
+        }
+        for line in summary.lines { print(line) }
+        if summary.malformed > 0 { throw ExitCode(1) }
+    }
+
+    private func replay() async throws -> ReplaySummary {
+        let summary: ReplaySummary
         let progress = ReplayProgress()
         if let endpoint {
             summary = try await EndpointReplay(endpoint: endpoint, speed: speed, progress: progress).run(files: files)
         } else {
-            let configuration = try options.load()
-            let logger = options.makeLogger(level: configuration.logLevel)
             let collector: Collector
-            do {
-                collector = try Collector(configuration: configuration, logger: logger)
+            do throws(Failure) {
+                let configuration = try options.load()
+                collector = try options.build(configuration, logger: options.makeLogger(level: configuration.logLevel))
             } catch {
-                throw ValidationError("invalid configuration: \(error)")
+                throw error.exit()
             }
             summary = try await InProcessReplay(collector: collector, progress: progress).run(files: files)
             if let graphOut {
@@ -137,8 +217,7 @@ struct Replay: AsyncParsableCommand {
                 try Data(GraphJSON.encodeNodeGraph(graph.snapshot())).write(to: URL(fileURLWithPath: graphOut))
             }
         }
-        for line in summary.lines { print(line) }
-        if summary.malformed > 0 { throw ExitCode(1) }
+        return summary
     }
 }
 
@@ -155,11 +234,11 @@ struct Validate: AsyncParsableCommand {
             print(CollectorConfiguration.defaultYAML, terminator: "")
             return
         }
-        let configuration = try options.load()
-        do {
-            _ = try Collector(configuration: configuration, logger: Logger(label: "agenttrace", factory: { _ in SwiftLogNoOpLogHandler() }))
+        do throws(Failure) {
+            let configuration = try options.load()
+            _ = try options.build(configuration, logger: Logger(label: "agenttrace", factory: { _ in SwiftLogNoOpLogHandler() }))
         } catch {
-            throw ValidationError("invalid configuration\(options.config.map { " in \($0)" } ?? ""): \(error)")
+            throw error.exit()
         }
         print("configuration is valid")
     }

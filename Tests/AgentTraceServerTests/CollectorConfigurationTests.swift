@@ -102,6 +102,84 @@ struct CollectorConfigurationTests {
     func mistakes(yaml: String, key: String) {
         #expect(failure(yaml)?.key == key)
     }
+
+    @Test("every mistake is reported at once, each naming its key")
+    func everyMistake() {
+        let yaml = """
+        receivers:
+          otlp:
+            protocols:
+              http:
+                endpoint: 127.0.0.1:0
+        processors:
+          batch:
+            timeout: soon
+            send_batch_sizee: 5
+        exporters:
+          file:
+            path: /tmp/agenttrace-never-written.jsonl
+            pathh: typo
+            formatt: json
+            rotation:
+              max_megabytes: lots
+        service:
+          admin:
+            endpoint: nowhere
+          pipelines:
+            traces:
+              receivers: [otlp, zipkin]
+              processors: [batch]
+              exporters: [file]
+        """
+        // As `validate` and `serve` do: the top level's mistakes are kept, then the components' are added.
+        var keys: [String] = []
+        do {
+            _ = try Collector(configuration: try CollectorConfiguration.parse(yaml: yaml, environment: [:]),
+                              logger: Logger(label: "test"), announcer: StartupAnnouncer { _ in })
+        } catch let error as ConfigurationError {
+            keys = error.all.map(\.key)
+        } catch {
+            Issue.record("not a configuration error: \(error)")
+        }
+        #expect(Set(keys) == ["exporters.file.pathh", "exporters.file.formatt", "exporters.file.rotation.max_megabytes",
+                              "processors.batch.timeout", "processors.batch.send_batch_sizee",
+                              "service.admin.endpoint", "service.pipelines.traces.receivers"])
+        #expect(keys.count == 7)
+    }
+
+    @Test("several pipelines may list one exporter: it is built once and all of them feed it")
+    func sharedExporter() throws {
+        // "The same receiver can be included in multiple pipelines and multiple pipelines can include the
+        // same exporter." — the OpenTelemetry Collector's architecture.
+        let collector = try build("""
+        receivers:
+          otlp:
+            protocols:
+              http:
+                endpoint: 127.0.0.1:0
+        processors:
+          batch:
+          batch/b:
+        exporters:
+          nop:
+        service:
+          pipelines:
+            traces/a:
+              receivers: [otlp]
+              processors: [batch]
+              exporters: [nop]
+            traces/b:
+              receivers: [otlp]
+              processors: [batch/b]
+              exporters: [nop]
+        """)
+        #expect(collector.pipelines.map(\.name) == ["traces/a", "traces/b"])
+        let instances = collector.pipelines.flatMap(\.runner.exporters)
+        #expect(instances.count == 2)
+        #expect(instances[0].tally === instances[1].tally)
+        // Processors are never shared: each pipeline has its own.
+        #expect(collector.pipelines[0].runner.processors[0].processor !== collector.pipelines[1].runner.processors[0].processor)
+    }
 }
 
 @Suite("shipped configurations")

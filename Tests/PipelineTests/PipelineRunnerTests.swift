@@ -34,14 +34,25 @@ actor RecordingExporter: SpanExporter {
     var batches: [SpanBatch] = []
     var started = false
     var stopped = false
+    var starts = 0
+    var shutdowns = 0
+    /// Batches that arrived after shutdown (lost in a real exporter).
+    var lateBatches = 0
     let failing: Bool
     init(failing: Bool = false) { self.failing = failing }
-    func start() { started = true }
+    func start() {
+        started = true
+        starts += 1
+    }
     func export(_ batch: SpanBatch) throws {
         if failing { throw CancellationError() }
+        if stopped { lateBatches += 1 }
         batches.append(batch)
     }
-    func shutdown() { stopped = true }
+    func shutdown() {
+        stopped = true
+        shutdowns += 1
+    }
 }
 
 @Suite("pipeline runner")
@@ -82,5 +93,32 @@ struct PipelineRunnerTests {
         let text = String(decoding: metrics.render(), as: UTF8.self)
         #expect(text.contains("agenttrace_exporter_send_failed_spans_total{exporter=\"bad\"} 4"))
         #expect(text.contains("agenttrace_exporter_sent_spans_total{exporter=\"good\"} 4"))
+    }
+
+    @Test("an exporter several pipelines share starts once and shuts down once, after the last of them drained")
+    func sharedExporter() async throws {
+        // The OpenTelemetry Collector's architecture: "multiple pipelines can include the same exporter".
+        let metrics = SelfMetrics()
+        let exporter = RecordingExporter()
+        let shared = ExporterInstance(id: ComponentID("file"), exporter: exporter, metrics: metrics, pipelines: 2)
+        let first = PipelineRunner(processors: [], exporters: [shared], logger: Logger(label: "test"))
+        let second = PipelineRunner(processors: [ProcessorInstance(id: ComponentID("hold"), processor: HoldUntilTick())],
+                                    exporters: [shared], logger: Logger(label: "test"))
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask { try await first.start() }
+            group.addTask { try await second.start() }
+            try await group.waitForAll()
+        }
+        #expect(await exporter.starts == 1)
+        await first.process(makeBatch(spans: 2), now: 1)
+        await second.process(makeBatch(spans: 3), now: 1)   // held until the second pipeline drains
+        await first.shutdown(now: 2)
+        #expect(await exporter.shutdowns == 0)
+        await second.shutdown(now: 2)
+        #expect(await exporter.shutdowns == 1)
+        #expect(await exporter.lateBatches == 0)
+        #expect(await exporter.batches.map(\.spanCount) == [2, 3])
+        let text = String(decoding: metrics.render(), as: UTF8.self)
+        #expect(text.contains("agenttrace_exporter_sent_spans_total{exporter=\"file\"} 5"))
     }
 }

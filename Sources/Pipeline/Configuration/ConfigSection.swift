@@ -35,10 +35,11 @@ public final class ConfigSection {
         return entry.value
     }
 
-    /// Fails naming the first key that was present but never read.
+    /// Fails naming every key that was present but never read.
     public func finish() throws(ConfigurationError) {
-        if let unknown = entries.first(where: { !readKeys.contains($0.key) }) {
-            throw ConfigurationError(key: keyPath(unknown.key), "unknown key")
+        let unknown = entries.filter { !readKeys.contains($0.key) }
+        if !unknown.isEmpty {
+            throw ConfigurationError(collecting: unknown.map { ConfigurationError(key: keyPath($0.key), "unknown key") })
         }
     }
 

@@ -49,9 +49,14 @@ public final class ThresholdTriggersProcessor: SpanProcessor {
         state = Mutex(State(evaluator: evaluator))
         self.alerts = alerts
         logger = context.logger
-        for key in configuration.disabledSinks {
-            context.logger.info("alert sink switched off: its URL or routing key is empty (an unset environment variable?)",
-                                   metadata: ["key": "\(key)"])
+        // One line for all of them: the default configuration ships three sinks switched off until their
+        // environment variables are set, and a line each at every start is noise.
+        if !configuration.disabledSinks.isEmpty {
+            context.logger.info("""
+                alert sinks switched off (their URL or routing key is empty, an unset environment variable?): \
+                \(configuration.disabledSinks.joined(separator: ", ")); to switch one on, set the environment \
+                variable its URL or routing_key names under notify:
+                """)
         }
         if configuration.notify.isEmpty {
             delivery = nil

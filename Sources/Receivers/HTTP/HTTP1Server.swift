@@ -36,43 +36,38 @@ public protocol HTTP1Responder: Sendable {
 /// An HTTP/1.1 server on SwiftNIO as a `Service`: binds on `run`, announces the bound address, and on
 /// graceful shutdown stops accepting, lets requests in flight finish, then closes every connection.
 /// `limits` cut off slow, idle and oversized peers; `events` is told of every connection closed for them.
-public final class HTTP1Server: Service, Sendable {
-    private let endpoint: Endpoint
-    private let responder: any HTTP1Responder
-    private let group: any EventLoopGroup
+public final class HTTP1Server: Listener, Sendable {
+    private let server: QuiescingServer
     private let onListening: @Sendable (String) -> Void
     private let logger: Logger
-    private let limits: HTTP1Limits
-    private let events: ConnectionEvents
-    private let configureTransport: (@Sendable (any Channel) throws -> Void)?
 
-    /// `configureTransport` adds handlers below HTTP on each new connection (TLS).
+    /// `configureTransport` adds handlers below HTTP on each new connection (TLS); `name` is the listener's
+    /// configuration key, for errors (`receivers.otlp.protocols.http`).
     public init(endpoint: Endpoint, responder: any HTTP1Responder, group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
                 limits: HTTP1Limits = HTTP1Limits(), events: ConnectionEvents = .ignored,
                 configureTransport: (@Sendable (any Channel) throws -> Void)? = nil,
-                logger: Logger, onListening: @escaping @Sendable (String) -> Void) {
-        self.endpoint = endpoint
-        self.responder = responder
-        self.group = group
-        self.limits = limits
-        self.events = events
-        self.configureTransport = configureTransport
+                logger: Logger, name: String = "http", onListening: @escaping @Sendable (String) -> Void) {
         self.logger = logger
         self.onListening = onListening
-    }
-
-    public func run() async throws {
-        let responder = self.responder
-        let limits = self.limits
-        let events = self.events
-        let configureTransport = self.configureTransport
-        try await QuiescingServer.run(host: endpoint.host, port: endpoint.port, group: group, maxConnections: limits.connection.maxConnections,
-                                      events: events, initializeConnection: { channel in
+        server = QuiescingServer(name: name, host: endpoint.host, port: endpoint.port, group: group,
+                                 maxConnections: limits.connection.maxConnections, events: events) { channel in
             try configureTransport?(channel)
             try channel.pipeline.syncOperations.addHandler(HTTP1ConnectionGuard(limits: limits, events: events))
             try channel.pipeline.syncOperations.configureHTTPServerPipeline(withErrorHandling: true)
             try channel.pipeline.syncOperations.addHandler(HTTP1RequestHandler(responder: responder, limits: limits, events: events))
-        }, onListening: onListening)
+        }
+    }
+
+    public func bind() async throws(ListenError) {
+        try await server.bind()
+    }
+
+    public func closeUnserved() async {
+        await server.closeUnserved()
+    }
+
+    public func run() async throws {
+        try await server.run(onListening: onListening)
     }
 }
 

@@ -138,7 +138,8 @@ public struct OTLPReceiverFactory: ReceiverFactory {
             let tls = try grpc.tls.map { try TLSServer(configuration: $0, alpn: ["h2"]) }
             services.append(GRPCServer(configuration: grpc.server, service: service, group: group, logger: context.logger,
                                        events: metrics.connectionEvents,
-                                       configureTransport: tls?.configureTransport(events: metrics.connectionEvents)) { address in
+                                       configureTransport: tls?.configureTransport(events: metrics.connectionEvents),
+                                       name: "receivers.\(context.id).protocols.grpc") { address in
                 context.announceListening("grpc", address)
             })
         }
@@ -150,7 +151,7 @@ public struct OTLPReceiverFactory: ReceiverFactory {
             services.append(HTTP1Server(endpoint: http.endpoint, responder: responder, group: group, limits: http.limits,
                                         events: metrics.connectionEvents,
                                         configureTransport: tls?.configureTransport(events: metrics.connectionEvents),
-                                        logger: context.logger) { address in
+                                        logger: context.logger, name: "receivers.\(context.id).protocols.http") { address in
                 context.announceListening("http", address)
             })
         }
