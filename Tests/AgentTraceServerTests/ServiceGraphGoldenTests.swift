@@ -66,7 +66,7 @@ struct ServiceGraphGoldenTests {
     }
 
     @Test("the same spans shuffled, one per request, through three shards give the same graph", arguments: [1, 2, 3])
-    func shuffled(seed: UInt64) throws {
+    func shuffled(seed: UInt64) async throws {
         var spans: [(Span, Resource)] = []
         for entry in try TraceFileReader().read(Self.path("testdata/multi-agent.jsonl")) {
             var batch = try entry.get().batch
@@ -82,8 +82,10 @@ struct ServiceGraphGoldenTests {
         let now = spans.map(\.0.endTimeUnixNano).max() ?? 0
         for (span, resource) in spans {
             let batch = SpanBatch(resourceSpans: [ResourceSpans(resource: resource, scopeSpans: [ScopeSpans(spans: [span])])])
+            await processor.waitForRoom()
             _ = processor.process(batch, now: now)
         }
+        await processor.drain()
         _ = processor.flush()
         let got = try Self.decoded(GraphJSON.encodeNodeGraph(processor.snapshot()))
         let problems = Self.differences(got, try Self.expected("multi-agent.graph.json"))
