@@ -1,30 +1,34 @@
-import Alerting
 import NIOCore
 import NIOHTTP1
 import Pipeline
-import Processors
-import Foundation
 import Prometheus
 import Receivers
-import ServiceGraph
+
+/// One route as the admin API serves it: the component that contributed it and how a query names that
+/// component (`processor=service_graph/b`).
+struct AdminRouteEntry: Sendable {
+    /// `processor` or `exporter`; nil for a resource the components share (one instance per collector).
+    var kind: String?
+    /// The component's configured name.
+    var id: String
+    var route: AdminRoute
+}
 
 /// The admin API: `GET /healthz` (the process is up), `GET /readyz` (every listener bound and every
-/// exporter started; 503 before), `GET /metrics` (Prometheus text format 0.0.4), the service graph
-/// (`/api/service-graph` and friends) and `GET /api/alerts` (recent alerts, most recent first).
+/// exporter started; 503 before), `GET /metrics` (Prometheus text format 0.0.4), and the routes the
+/// components contribute (`AdminRouteProvider`: the service graph, `/api/alerts`, …).
 final class AdminResponder: HTTP1Responder {
     private let metrics: SelfMetrics
-    private let serviceGraphs: ServiceGraphs
-    private let alerts: TriggeredAlerts
+    /// The contributed routes by path, in configuration order.
+    private let routes: [String: [AdminRouteEntry]]
     private let isReady: @Sendable () -> Bool
     private let tokens: BearerTokens?
     private let unauthorized: Counter
 
     /// `isReady` decides `/readyz`; `tokens`, when set, guard everything but `/healthz` and `/readyz`.
-    init(metrics: SelfMetrics, serviceGraphs: ServiceGraphs, alerts: TriggeredAlerts = TriggeredAlerts(),
-         tokens: BearerTokens? = nil, isReady: @escaping @Sendable () -> Bool) {
+    init(metrics: SelfMetrics, routes: [AdminRouteEntry] = [], tokens: BearerTokens? = nil, isReady: @escaping @Sendable () -> Bool) {
         self.metrics = metrics
-        self.serviceGraphs = serviceGraphs
-        self.alerts = alerts
+        self.routes = Dictionary(grouping: routes, by: \.route.path)
         self.tokens = tokens
         self.isReady = isReady
         unauthorized = metrics.counter("agenttrace_admin_unauthorized_requests_total",
@@ -37,90 +41,46 @@ final class AdminResponder: HTTP1Responder {
         guard head.method == .GET || head.method == .HEAD else {
             return text(.methodNotAllowed, "only GET is served\n", extra: ["allow": "GET, HEAD"])
         }
-        let path = head.uri.split(separator: "?", maxSplits: 1, omittingEmptySubsequences: false).first.map(String.init) ?? head.uri
+        let request = AdminRequest(target: head.uri)
         // Probes carry no credentials, and the two answers reveal nothing.
-        if let tokens, path != "/healthz", path != "/readyz", !tokens.allows(authorization: head.headers.first(name: "authorization")) {
+        if let tokens, request.path != "/healthz", request.path != "/readyz",
+           !tokens.allows(authorization: head.headers.first(name: "authorization")) {
             unauthorized.increment()
             return text(.unauthorized, "missing or invalid bearer token\n", extra: ["www-authenticate": #"Bearer realm="agenttrace-admin""#])
         }
-        switch path {
+        var response: HTTP1Response
+        switch request.path {
         case "/healthz":
-            return text(.ok, "ok\n")
+            response = text(.ok, "ok\n")
         case "/readyz":
-            return isReady() ? text(.ok, "ready\n") : text(.serviceUnavailable, "starting\n")
+            response = isReady() ? text(.ok, "ready\n") : text(.serviceUnavailable, "starting\n")
         case "/metrics":
-            var response = HTTP1Response(status: .ok, headers: ["content-type": "text/plain; version=0.0.4; charset=utf-8"],
-                                         body: ByteBuffer(bytes: metrics.render()))
-            if head.method == .HEAD { response.body = nil }
-            return response
-        case "/api/service-graph", "/api/graph/data":
-            guard let graph = serviceGraphs.first else { return noGraph() }
-            let query = Self.query(head.uri)
-            var since: UInt64?
-            if let window = query["window"] {
-                guard let duration = Duration(configText: window) else { return text(.badRequest, "window: expected a duration such as 15m\n") }
-                // Per-minute history covers the last hour; a longer window reads the totals.
-                if duration <= .seconds(3600) { since = wallClockNanos() &- UInt64(clamping: duration.nanoseconds) }
-            }
-            return HTTP1Response(status: .ok, headers: ["content-type": "application/json", "access-control-allow-origin": "*"],
-                                 body: ByteBuffer(bytes: GraphJSON.encodeNodeGraph(graph.snapshot(since: since, service: query["service"]))))
-        case "/api/graph/fields":
-            return json(GraphJSON.fields(nodeDetails: serviceGraphs.first?.nodeDetailKeys ?? []))
-        case "/api/alerts":
-            // `{"alerts":[…]}`, most recent first; `?limit=N` for fewer.
-            var limit: Int?
-            if let limitText = Self.query(head.uri)["limit"] {
-                guard let value = Int(limitText), value >= 0 else { return text(.badRequest, "limit: expected a whole number\n") }
-                limit = value
-            }
-            return HTTP1Response(status: .ok, headers: ["content-type": "application/json", "access-control-allow-origin": "*"],
-                                 body: ByteBuffer(bytes: alerts.json(limit: limit)))
-        case "/api/health":
-            return serviceGraphs.first == nil ? noGraph() : text(.ok, "API is working well!\n")
-        case "/api/dependencies":
-            guard let graph = serviceGraphs.first else { return noGraph() }
-            let query = Self.query(head.uri)
-            let endMilliseconds: UInt64
-            if let text = query["endTs"] {
-                guard let value = UInt64(text) else {
-                    return json(GraphJSON.dependenciesError("unable to parse param 'endTs': \(text)"), status: .badRequest)
-                }
-                endMilliseconds = value
-            } else {
-                endMilliseconds = wallClockNanos() / 1_000_000
-            }
-            var lookbackMilliseconds: UInt64?
-            if let text = query["lookback"] {
-                guard let value = UInt64(text) else {
-                    return json(GraphJSON.dependenciesError("unable to parse param 'lookback': \(text)"), status: .badRequest)
-                }
-                lookbackMilliseconds = value
-            }
-            let since = lookbackMilliseconds.map { endMilliseconds > $0 ? (endMilliseconds - $0) * 1_000_000 : 0 }
-            return json(GraphJSON.dependencies(graph.snapshot(since: since, until: endMilliseconds &* 1_000_000)))
+            response = HTTP1Response(status: .ok, headers: ["content-type": "text/plain; version=0.0.4; charset=utf-8"],
+                                     body: ByteBuffer(bytes: metrics.render()))
         default:
-            return text(.notFound, "not found: try /healthz, /readyz, /metrics, /api/service-graph or /api/alerts\n")
+            response = contributed(request)
         }
+        if head.method == .HEAD { response.body = nil }
+        return response
     }
 
-    private func noGraph() -> HTTP1Response {
-        text(.notFound, "no pipeline has a service_graph processor\n")
-    }
-
-    private func json(_ object: Any, status: HTTPResponseStatus = .ok) -> HTTP1Response {
-        HTTP1Response(status: status, headers: ["content-type": "application/json", "access-control-allow-origin": "*"],
-                      body: ByteBuffer(bytes: GraphJSON.encode(object)))
-    }
-
-    /// Query parameters, percent-decoded.
-    static func query(_ uri: String) -> [String: String] {
-        guard let mark = uri.firstIndex(of: "?") else { return [:] }
-        var result: [String: String] = [:]
-        for pair in uri[uri.index(after: mark)...].split(separator: "&") {
-            let parts = pair.split(separator: "=", maxSplits: 1).map { String($0).removingPercentEncoding ?? String($0) }
-            if parts.count == 2 { result[parts[0]] = parts[1] } else if parts.count == 1 { result[parts[0]] = "" }
+    /// A component's route; `?processor=ID` or `?exporter=ID` picks among several instances of one path.
+    private func contributed(_ request: AdminRequest) -> HTTP1Response {
+        guard let candidates = routes[request.path] else {
+            let known = (["/healthz", "/readyz", "/metrics"] + routes.keys.sorted()).joined(separator: ", ")
+            return text(.notFound, "not found: \(request.path); this collector serves \(known)\n")
         }
-        return result
+        var chosen = candidates[0]
+        if let named = candidates.first(where: { entry in entry.kind.map { request.query[$0] == entry.id } ?? false }) {
+            chosen = named
+        } else if let kind = candidates.compactMap(\.kind).first, let asked = request.query[kind] {
+            let served = candidates.map(\.id).joined(separator: ", ")
+            return text(.notFound, "no \(kind) \(asked) serves \(request.path); these do: \(served)\n")
+        }
+        let answer = chosen.route.respond(request)
+        var headers: HTTPHeaders = ["content-type": answer.contentType]
+        if answer.contentType.hasPrefix("application/json") { headers.add(name: "access-control-allow-origin", value: "*") }
+        return HTTP1Response(status: HTTPResponseStatus(statusCode: answer.status), headers: headers, body: ByteBuffer(bytes: answer.body))
     }
 
     func tooLarge(_ head: HTTPRequestHead) -> HTTP1Response {

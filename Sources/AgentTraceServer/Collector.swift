@@ -67,13 +67,14 @@ public final class Collector: Sendable {
     public let configuration: CollectorConfiguration
     public let metrics: SelfMetrics
     public let pipelines: [BuiltPipeline]
-    /// The service graphs the pipelines keep.
-    public let serviceGraphs: ServiceGraphs
-    /// The alerts `threshold_triggers` processors fired.
-    public let triggeredAlerts: TriggeredAlerts
-    /// The alert delivery services of the processors built, run between the admin API and the pipelines.
-    private let alertServices: [any Service]
+    /// Resources the components share (the alert log, …).
+    public let shared: SharedResources
+    /// The processors and exporters (and shared resources) that are `Service`s (alert delivery, …), run
+    /// between the admin API and the pipelines: started before the pipelines, shut down after they drained.
+    private let componentServices: [any Service]
     private let receiverServices: [any Service]
+    /// Every processor and exporter, once each, in configuration order.
+    private let components: [(id: ComponentID, component: any Sendable)]
     private let pipelineServices: [PipelineService]
     private let admin: HTTP1Server
     /// Samples resident memory when `service: memory_limiter:` is set.
@@ -90,8 +91,8 @@ public final class Collector: Sendable {
                 group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton) throws {
         self.configuration = configuration
         self.metrics = metrics
-        self.serviceGraphs = registry.serviceGraphs
-        self.triggeredAlerts = registry.triggeredAlerts
+        let shared = SharedResources()
+        self.shared = shared
         self.logger = logger
         self.announcer = announcer
         var problems = ConfigurationProblems(configuration.problems)
@@ -106,14 +107,14 @@ public final class Collector: Sendable {
                 problems.record(ConfigurationError(key: "exporters.\(id)", "unknown exporter type \"\(id.type)\"; known: \(registry.exporters.keys.sorted().joined(separator: ", "))"))
                 continue
             }
-            let context = ComponentContext(id: id, logger: logger.with(component: "exporter", id.description), metrics: metrics)
+            let context = ComponentContext(id: id, logger: logger.with(component: "exporter", id.description), metrics: metrics, shared: shared)
             exporters[id] = problems.build("exporters.\(id)", value) { section in
                 ExporterInstance(id: id, exporter: try factory.makeExporter(section: section, context: context), metrics: metrics, pipelines: users)
             }
         }
         var pipelines: [BuiltPipeline] = []
         for pipeline in configuration.pipelines {
-            let processors = Self.makeProcessors(pipeline, configuration, registry, metrics, logger, &problems)
+            let processors = Self.makeProcessors(pipeline, configuration, registry, metrics, shared, logger, &problems)
             let pipelineExporters = pipeline.exporters.compactMap { exporters[$0] }
             guard let processors, pipelineExporters.count == pipeline.exporters.count else { continue }
             // An exporter with a disk queue makes the pipeline durable: accepted batches are written
@@ -145,7 +146,8 @@ public final class Collector: Sendable {
             let sinks = pipelines.filter { built in
                 configuration.pipelines.contains { $0.name == built.name && $0.receivers.contains(id) }
             }.map { $0.queue as any BatchSink }
-            let context = ComponentContext(id: id, logger: logger.with(component: "receiver", id.description), metrics: metrics) { protocolName, address in
+            let context = ComponentContext(id: id, logger: logger.with(component: "receiver", id.description), metrics: metrics,
+                                           shared: shared) { protocolName, address in
                 announcer.listening(receiver: id.description, protocolName: protocolName, address: address)
                 listenersBound.count.add(1, ordering: .relaxed)
             }
@@ -168,7 +170,20 @@ public final class Collector: Sendable {
         self.listenersBound = listenersBound
         self.memoryLimiter = memoryLimiter
         self.receiverServices = receiverServices
-        alertServices = registry.triggeredAlerts.services
+        // Each component once (an exporter may serve several pipelines), in configuration order.
+        let processorInstances = pipelines.flatMap(\.runner.processors)
+        let exporterInstances = configuration.exporters.compactMap { exporters[$0.id] }
+        let components: [(kind: String, id: ComponentID, component: any Sendable)] =
+            processorInstances.map { ("processor", $0.id, $0.processor) } + exporterInstances.map { ("exporter", $0.id, $0.exporter) }
+        self.components = components.map { ($0.id, $0.component) }
+        componentServices = components.compactMap { $0.component as? any Service } + shared.all.compactMap { $0 as? any Service }
+        let routes = components.flatMap { component in
+            (component.component as? any AdminRouteProvider)?.adminRoutes.map {
+                AdminRouteEntry(kind: component.kind, id: component.id.description, route: $0)
+            } ?? []
+        } + shared.all.flatMap { resource in
+            (resource as? any AdminRouteProvider)?.adminRoutes.map { AdminRouteEntry(kind: nil, id: "\(type(of: resource))", route: $0) } ?? []
+        }
         let pipelineServices = pipelines.map {
             PipelineService(name: $0.name, queue: $0.queue, runner: $0.runner, metrics: metrics,
                             logger: logger.with(component: "pipeline", $0.name))
@@ -176,8 +191,7 @@ public final class Collector: Sendable {
         self.pipelineServices = pipelineServices
         let expected = receiverServices.count + 1
         listenersExpected = expected
-        let adminResponder = AdminResponder(metrics: metrics, serviceGraphs: registry.serviceGraphs, alerts: registry.triggeredAlerts,
-                                            tokens: configuration.adminAuth.map(BearerTokens.init)) {
+        let adminResponder = AdminResponder(metrics: metrics, routes: routes, tokens: configuration.adminAuth.map(BearerTokens.init)) {
             listenersBound.count.load(ordering: .relaxed) >= expected && pipelineServices.allSatisfy(\.isStarted)
         }
         let adminEvents = ConnectionEvents.counting(metrics: metrics, labels: [("receiver", "admin"), ("transport", "http")])
@@ -188,6 +202,12 @@ public final class Collector: Sendable {
             announcer.listeningAdmin(address: address)
             listenersBound.count.add(1, ordering: .relaxed)
         }
+    }
+
+    /// The processors and exporters of type `Component`, in configuration order (`service_graph` for
+    /// `replay --graph-out`, tests).
+    public func components<Component>(_ type: Component.Type) -> [Component] {
+        components.compactMap { $0.component as? Component }
     }
 
     /// True once every listener is bound and every exporter started.
@@ -205,7 +225,7 @@ public final class Collector: Sendable {
     public func run() async throws {
         try await bindListeners()
         // Shutdown goes in reverse order of this list.
-        let services: [any Service] = [admin] + (memoryLimiter.map { [$0] } ?? []) + alertServices
+        let services: [any Service] = [admin] + (memoryLimiter.map { [$0] } ?? []) + componentServices
             + pipelineServices.map { $0 as any Service } + receiverServices
         var groupConfiguration = ServiceGroupConfiguration(
             services: services.map { .init(service: $0, successTerminationBehavior: .gracefullyShutdownGroup,
@@ -247,7 +267,7 @@ public final class Collector: Sendable {
     /// The pipeline's processors, one instance each for this pipeline (as in the Collector, processors are
     /// never shared); every one is built, so all their mistakes are recorded.
     private static func makeProcessors(_ pipeline: CollectorConfiguration.PipelineConfiguration, _ configuration: CollectorConfiguration,
-                                       _ registry: ComponentRegistry, _ metrics: SelfMetrics, _ logger: Logger,
+                                       _ registry: ComponentRegistry, _ metrics: SelfMetrics, _ shared: SharedResources, _ logger: Logger,
                                        _ problems: inout ConfigurationProblems) -> [ProcessorInstance]? {
         var built: [ProcessorInstance] = []
         var failed = false
@@ -262,7 +282,8 @@ public final class Collector: Sendable {
                 failed = true
                 continue
             }
-            let context = ComponentContext(id: id, logger: logger.with(component: "processor", id.description), metrics: metrics)
+            let context = ComponentContext(id: id, logger: logger.with(component: "processor", id.description), metrics: metrics,
+                                           shared: shared)
             let instance = problems.build("processors.\(id)", value) { section in
                 ProcessorInstance(id: id, processor: try factory.makeProcessor(section: section, context: context))
             }

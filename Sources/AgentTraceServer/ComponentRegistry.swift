@@ -1,4 +1,3 @@
-import Alerting
 import Exporters
 import NIOCore
 import NIOPosix
@@ -8,29 +7,21 @@ import Receivers
 import ServiceGraph
 
 /// The factories for every component type, keyed by the type name used in configuration.
-/// A new component registers its factory here and nothing else in the wiring changes.
+/// A new component registers its factory here and nothing else in the wiring changes: one that is a
+/// `Service` is run with the collector, one that is an `AdminRouteProvider` is served on the admin API.
 public struct ComponentRegistry: Sendable {
     public var receivers: [String: any ReceiverFactory] = [:]
     public var processors: [String: any ProcessorFactory] = [:]
     public var exporters: [String: any ExporterFactory] = [:]
-    /// Where `service_graph` processors register, for the admin API.
-    public var serviceGraphs = ServiceGraphs()
-    /// Where `threshold_triggers` processors record alerts (for `/api/alerts`) and register their delivery
-    /// services (for the collector to run).
-    public var triggeredAlerts = TriggeredAlerts()
 
     public init() {}
 
     /// Every built-in component.
-    public static func standard(group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
-                                graphs: ServiceGraphs = ServiceGraphs(),
-                                alerts: TriggeredAlerts = TriggeredAlerts()) -> ComponentRegistry {
+    public static func standard(group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton) -> ComponentRegistry {
         var registry = ComponentRegistry()
-        registry.serviceGraphs = graphs
-        registry.triggeredAlerts = alerts
-        registry.register(ServiceGraphProcessorFactory(graphs: graphs))
+        registry.register(ServiceGraphProcessorFactory())
         registry.register(AgentEnrichmentProcessorFactory())
-        registry.register(ThresholdTriggersProcessorFactory(alerts: alerts))
+        registry.register(ThresholdTriggersProcessorFactory())
         registry.register(OTLPReceiverFactory(group: group))
         registry.register(BatchProcessorFactory())
         registry.register(SpanLimitsProcessorFactory())

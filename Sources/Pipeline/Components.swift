@@ -32,14 +32,18 @@ public struct ComponentContext: Sendable {
     public var logger: Logger
     /// The collector's own metrics.
     public var metrics: SelfMetrics
+    /// Resources the collector's components share (`SharedResources`).
+    public var shared: SharedResources
     /// Receivers call this once a listener is bound: the protocol (`http`) and the bound `host:port`.
     public var announceListening: @Sendable (_ protocolName: String, _ address: String) -> Void
 
-    public init(id: ComponentID, logger: Logger, metrics: SelfMetrics,
+    /// What a factory gets; `shared` defaults to resources of this component's own (tests, tools).
+    public init(id: ComponentID, logger: Logger, metrics: SelfMetrics, shared: SharedResources = SharedResources(),
                 announceListening: @escaping @Sendable (String, String) -> Void = { _, _ in }) {
         self.id = id
         self.logger = logger
         self.metrics = metrics
+        self.shared = shared
         self.announceListening = announceListening
     }
 }
@@ -69,6 +73,9 @@ extension BatchSink {
 /// Something that transforms, holds back or observes batches. The pipeline calls one processor from one
 /// task at a time, in order, so results come back as data rather than through callbacks, and a virtual
 /// clock (replay) or the wall clock can drive it the same way.
+///
+/// A processor or exporter may also be a swift-service-lifecycle `Service` (run with the collector:
+/// started before the pipelines, shut down after they drained) and an `AdminRouteProvider`.
 public protocol SpanProcessor: AnyObject, Sendable {
     /// Handles a batch arriving at `now` (Unix nanoseconds); returns what passes on, possibly nothing.
     func process(_ batch: SpanBatch, now: UInt64) -> [SpanBatch]

@@ -176,32 +176,13 @@ public final class ServiceGraphProcessor: HandOffSpanProcessor {
     }
 }
 
-/// The service graphs built so far, for the admin API to read.
-public final class ServiceGraphs: Sendable {
-    private let processors = Mutex<[ServiceGraphProcessor]>([])
-
-    public init() {}
-
-    func add(_ processor: ServiceGraphProcessor) {
-        processors.withLock { $0.append(processor) }
-    }
-
-    /// The first pipeline's graph, if any pipeline has one.
-    public var first: ServiceGraphProcessor? { processors.withLock { $0.first } }
-}
-
 /// Builds `service_graph` processors.
 public struct ServiceGraphProcessorFactory: ProcessorFactory {
     public let type = "service_graph"
-    private let graphs: ServiceGraphs
 
-    public init(graphs: ServiceGraphs) {
-        self.graphs = graphs
-    }
+    public init() {}
 
     public func makeProcessor(section: ConfigSection, context: ComponentContext) throws -> any SpanProcessor {
-        let processor = ServiceGraphProcessor(configuration: try ServiceGraphConfiguration(section: section), metrics: context.metrics)
-        graphs.add(processor)
-        return processor
+        ServiceGraphProcessor(configuration: try ServiceGraphConfiguration(section: section), metrics: context.metrics)
     }
 }

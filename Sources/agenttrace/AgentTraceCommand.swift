@@ -211,7 +211,7 @@ struct Replay: AsyncParsableCommand {
             }
             summary = try await InProcessReplay(collector: collector, progress: progress).run(files: files)
             if let graphOut {
-                guard let graph = collector.serviceGraphs.first else {
+                guard let graph = collector.components(ServiceGraphProcessor.self).first else {
                     throw ValidationError("--graph-out needs a service_graph processor in the pipeline")
                 }
                 try Data(GraphJSON.encodeNodeGraph(graph.snapshot())).write(to: URL(fileURLWithPath: graphOut))

@@ -59,7 +59,7 @@ struct ServiceGraphGoldenTests {
         let collector = try Collector(configuration: try CollectorConfiguration(yaml: yaml, environment: [:]),
                                       logger: Logger(label: "test"), announcer: StartupAnnouncer { _ in })
         _ = try await InProcessReplay(collector: collector, progress: ReplayProgress(isTerminal: false)).run(files: [Self.path("testdata/\(input)")])
-        let graph = try #require(collector.serviceGraphs.first)
+        let graph = try #require(collector.components(ServiceGraphProcessor.self).first)
         let got = try Self.decoded(GraphJSON.encodeNodeGraph(graph.snapshot()))
         let problems = Self.differences(got, try Self.expected(expected))
         #expect(problems.isEmpty, "\(input):\n\(problems.joined(separator: "\n"))")

@@ -1167,3 +1167,47 @@ def test_connector_cases_replay_matches_the_oracle(agenttrace_bin, tmp_path, tes
         assert eid in ids, "%s missing from %s" % (eid, sorted(ids))
     slow = nodes_of(g)["slow-api"]
     assert slow["detail__p95_ms"] < 12800 * 0.9, "p95 %r of slow-api is a bucket bound" % slow["detail__p95_ms"]
+
+
+# ---------------------------------------------------------------------------
+# 11. Components own their admin routes: two service_graph instances are both served
+# ---------------------------------------------------------------------------
+
+def test_two_service_graph_instances_are_both_served(start_collector):
+    """`service_graph/a` and `service_graph/b` in two pipelines fed by one receiver: each keeps its own
+    graph, `?processor=service_graph/b` answers from b, no parameter from the first (a), an unknown
+    processor is a 404 naming the ones that serve the path."""
+    config = {
+        "receivers": {"otlp": {"protocols": {"http": {"endpoint": "127.0.0.1:0"}}}},
+        "processors": {"service_graph/a": {"store": {"ttl": "1s"}},
+                       "service_graph/b": {"store": {"ttl": "1s"}, "max_edges": 1}},
+        "exporters": {"nop": {}},
+        "service": {
+            "admin": {"endpoint": "127.0.0.1:0"},
+            "pipelines": {"traces/a": {"receivers": ["otlp"], "processors": ["service_graph/a"], "exporters": ["nop"]},
+                          "traces/b": {"receivers": ["otlp"], "processors": ["service_graph/b"], "exporters": ["nop"]}},
+        },
+    }
+    col = start_collector.launch("two-graphs", config)
+    spans = []
+    for client in ("two-x", "two-y"):
+        t = Trace()
+        c = t.span(client, "GET /", KIND_CLIENT, dur_s=0.02)
+        t.span("two-hub", "GET /", KIND_SERVER, parent=c, start_s=0.001, dur_s=0.01)
+        spans += t.spans
+    post(col, spans)
+    both = {edge_id("two-x", "two-hub"): edge(1), edge_id("two-y", "two-hub"): edge(1)}
+    wait_edges(col, both, what="service_graph/a, the first, without ?processor=")
+    g = fetch_graph(col, "/api/service-graph?processor=service_graph/a")
+    assert set(edges_of(g)) == set(both), show(g)
+    # b keeps one edge (max_edges: 1): the other is dropped there, not in a.
+    g = fetch_graph(col, "/api/service-graph?processor=service_graph/b")
+    assert len(edges_of(g)) == 1 and set(edges_of(g)) < set(both), show(g)
+    r = col.admin_get("/api/dependencies?processor=service_graph/b")
+    assert r.status == 200 and len(r.json()["data"]) == 1, (r.status, r.body[:300])
+    r = col.admin_get("/api/dependencies")
+    assert r.status == 200 and len(r.json()["data"]) == 2, (r.status, r.body[:300])
+    r = col.admin_get("/api/service-graph?processor=service_graph/c")
+    assert r.status == 404, r.status
+    text = r.body.decode()
+    assert "service_graph/a" in text and "service_graph/b" in text, text

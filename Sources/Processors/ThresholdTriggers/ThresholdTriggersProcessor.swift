@@ -2,15 +2,16 @@ import Alerting
 import Logging
 import Pipeline
 import Prometheus
+import ServiceLifecycle
 import Synchronization
 import TraceModel
 
 /// `threshold_triggers`: evaluates rules on every span as it arrives and fires alerts — seconds before any
 /// tail-sampling decision. A span that meets a rule's condition and filters gets `alert.rule=<name>`
 /// (names joined by commas when several), so tail sampling can keep its trace; batches otherwise pass
-/// unchanged. Fired alerts go to `/api/alerts` (through `TriggeredAlerts`) and, asynchronously, to the
+/// unchanged. Fired alerts go to `/api/alerts` (through the collector's `AlertLog`) and, asynchronously, to the
 /// `notify:` sinks (through `AlertDelivery`).
-public final class ThresholdTriggersProcessor: SpanProcessor {
+public final class ThresholdTriggersProcessor: SpanProcessor, Service {
     /// The attribute set on spans that meet a rule.
     public static let ruleAttribute = "alert.rule"
     /// How often idle groups are forgotten.
@@ -26,13 +27,13 @@ public final class ThresholdTriggersProcessor: SpanProcessor {
     }
 
     private let state: Mutex<State>
-    private let alerts: TriggeredAlerts
+    private let alerts: AlertLog
     /// The delivery service, when the processor has sinks.
     public let delivery: AlertDelivery?
     private let logger: Logger
 
-    /// Builds the processor; its delivery service (if any) is added to `alerts` for the collector to run.
-    public init(configuration: Configuration, context: ComponentContext, alerts: TriggeredAlerts,
+    /// Builds the processor. Alerts are recorded in `alerts`, by default the collector's shared `AlertLog`.
+    public init(configuration: Configuration, context: ComponentContext, alerts: AlertLog? = nil,
                 makeTransport: (@Sendable () -> any AlertTransport)? = nil) {
         let metrics = context.metrics
         let evaluator = TriggerEvaluator(configuration: configuration) { rule in
@@ -47,7 +48,7 @@ public final class ThresholdTriggersProcessor: SpanProcessor {
                                                help: "Matches not tracked because max_groups groups were held.", labels: labels))
         }
         state = Mutex(State(evaluator: evaluator))
-        self.alerts = alerts
+        self.alerts = alerts ?? AlertLog.shared(in: context)
         logger = context.logger
         // One line for all of them: the default configuration ships three sinks switched off until their
         // environment variables are set, and a line each at every start is noise.
@@ -66,7 +67,16 @@ public final class ThresholdTriggersProcessor: SpanProcessor {
         } else {
             delivery = AlertDelivery(sinks: configuration.notify, configuration: configuration.delivery, context: context)
         }
-        if let delivery { alerts.add(delivery) }
+    }
+
+    /// Runs the alert delivery (sends until graceful shutdown, then drains what is queued); without
+    /// sinks there is nothing to run, so it only waits for the shutdown.
+    public func run() async throws {
+        if let delivery {
+            try await delivery.run()
+        } else {
+            try? await gracefulShutdown()
+        }
     }
 
     public func process(_ batch: SpanBatch, now: UInt64) -> [SpanBatch] {
@@ -135,17 +145,13 @@ public final class ThresholdTriggersProcessor: SpanProcessor {
     public var groupCount: Int { state.withLock { $0.evaluator.groups.count } }
 }
 
-/// Builds `threshold_triggers` processors; their alerts and delivery services go to `alerts`.
+/// Builds `threshold_triggers` processors.
 public struct ThresholdTriggersProcessorFactory: ProcessorFactory {
     public let type = "threshold_triggers"
-    private let alerts: TriggeredAlerts
 
-    public init(alerts: TriggeredAlerts) {
-        self.alerts = alerts
-    }
+    public init() {}
 
     public func makeProcessor(section: ConfigSection, context: ComponentContext) throws -> any SpanProcessor {
-        ThresholdTriggersProcessor(configuration: try ThresholdTriggersProcessor.Configuration(section: section), context: context,
-                                   alerts: alerts)
+        ThresholdTriggersProcessor(configuration: try ThresholdTriggersProcessor.Configuration(section: section), context: context)
     }
 }

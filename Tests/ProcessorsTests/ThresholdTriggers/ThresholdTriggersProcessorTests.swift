@@ -50,7 +50,7 @@ struct ThresholdTriggersProcessorTests {
         _ = ThresholdTriggersProcessor(configuration: configuration,
                                        context: ComponentContext(id: ComponentID("threshold_triggers"), logger: lines.logger,
                                                                  metrics: SelfMetrics()),
-                                       alerts: TriggeredAlerts())
+                                       alerts: AlertLog())
         let logged = lines.messages.withLock { $0 }
         #expect(logged.count == 1)
         for entry in ["notify[0]", "notify[1]", "notify[2]", "environment variable"] {
@@ -60,7 +60,7 @@ struct ThresholdTriggersProcessorTests {
 
     @Test("matching spans get alert.rule; other spans pass unchanged; alerts are listed most recent first")
     func processor() throws {
-        let alerts = TriggeredAlerts(capacity: 2)
+        let alerts = AlertLog(capacity: 2)
         let processor = ThresholdTriggersProcessor(configuration: try triggers("""
             cooldown: 0s
             rules:

@@ -1,17 +1,16 @@
-import JSONText
 import DequeModule
-import ServiceLifecycle
+import JSONText
+import Pipeline
 import Synchronization
 
-/// The alerts every `threshold_triggers` processor fired, the most recent kept (bounded), for
-/// `GET /api/alerts`; and the processors' delivery services, for the collector to run.
-public final class TriggeredAlerts: Sendable {
+/// The alerts every alerting processor of a collector fired, the most recent kept (bounded), served at
+/// `GET /api/alerts`. One per collector: processors get it from `ComponentContext.shared`.
+public final class AlertLog: AdminRouteProvider {
     /// Alerts kept for the API by default.
     public static let defaultCapacity = 1000
 
     private struct State: ~Copyable {
         var recent: Deque<Alert> = []
-        var deliveries: [AlertDelivery] = []
         var total = 0
     }
 
@@ -20,8 +19,13 @@ public final class TriggeredAlerts: Sendable {
     private let state = Mutex(State())
 
     /// Keeps at most `capacity` alerts (at least one).
-    public init(capacity: Int = TriggeredAlerts.defaultCapacity) {
+    public init(capacity: Int = AlertLog.defaultCapacity) {
         self.capacity = max(1, capacity)
+    }
+
+    /// The collector's log, made on first use.
+    public static func shared(in context: ComponentContext) -> AlertLog {
+        context.shared.resource(AlertLog.self) { AlertLog() }
     }
 
     /// Keeps fired alerts, in firing order.
@@ -35,14 +39,6 @@ public final class TriggeredAlerts: Sendable {
         }
     }
 
-    /// Registers a processor's delivery service.
-    public func add(_ delivery: AlertDelivery) {
-        state.withLock { $0.deliveries.append(delivery) }
-    }
-
-    /// The delivery services of the processors built so far; the collector runs them.
-    public var services: [any Service] { state.withLock { $0.deliveries.map { $0 as any Service } } }
-
     /// Up to `limit` alerts, most recent first.
     public func recent(limit: Int? = nil) -> [Alert] {
         state.withLock { state in Array(state.recent.reversed().prefix(limit ?? state.recent.count)) }
@@ -54,5 +50,17 @@ public final class TriggeredAlerts: Sendable {
     /// `{"alerts":[…]}`: up to `limit` alerts, most recent first, each with the webhook payload's fields.
     public func json(limit: Int? = nil) -> [UInt8] {
         JSONValue.object([("alerts", .array(recent(limit: limit).map(\.fields)))]).encoded()
+    }
+
+    /// `GET /api/alerts[?limit=N]`.
+    public var adminRoutes: [AdminRoute] {
+        [AdminRoute("/api/alerts") { [self] request in
+            var limit: Int?
+            if let text = request.query["limit"] {
+                guard let value = Int(text), value >= 0 else { return .text("limit: expected a whole number\n", status: 400) }
+                limit = value
+            }
+            return .json(json(limit: limit))
+        }]
     }
 }
