@@ -1,3 +1,4 @@
+import HTTP2
 import NIOCore
 import NIOHTTP1
 import Pipeline
@@ -12,16 +13,6 @@ struct OTLPHTTPResponder: HTTP1Responder {
         case protobuf, json
 
         var contentType: String { self == .protobuf ? "application/x-protobuf" : "application/json" }
-    }
-
-    /// gRPC status codes used in `google.rpc.Status` bodies.
-    enum RPCCode {
-        static let invalidArgument: Int32 = 3
-        static let notFound: Int32 = 5
-        static let resourceExhausted: Int32 = 8
-        static let unimplemented: Int32 = 12
-        static let unavailable: Int32 = 14
-        static let unauthenticated: Int32 = 16
     }
 
     let configuration: OTLPHTTPConfiguration
@@ -59,34 +50,34 @@ struct OTLPHTTPResponder: HTTP1Responder {
         let format = Self.format(of: head) ?? .json
         // RFC 6750 §3: a request without valid credentials gets 401 with `WWW-Authenticate: Bearer`.
         if let tokens, !tokens.allows(authorization: head.headers.first(name: "authorization")) {
-            var response = error(.unauthorized, RPCCode.unauthenticated, "missing or invalid bearer token", format)
+            var response = error(.unauthorized, GRPCStatusCode.unauthenticated, "missing or invalid bearer token", format)
             response.headers.add(name: "www-authenticate", value: head.headers.contains(name: "authorization")
                                  ? #"Bearer realm="agenttrace", error="invalid_token""# : #"Bearer realm="agenttrace""#)
             return response
         }
         guard path == configuration.tracesURLPath else {
-            return error(.notFound, RPCCode.notFound, "no such path: only POST \(configuration.tracesURLPath) is served", format)
+            return error(.notFound, GRPCStatusCode.notFound, "no such path: only POST \(configuration.tracesURLPath) is served", format)
         }
         guard head.method == .POST else {
-            var response = error(.methodNotAllowed, RPCCode.unimplemented, "\(head.method) is not allowed; use POST", format)
+            var response = error(.methodNotAllowed, GRPCStatusCode.unimplemented, "\(head.method) is not allowed; use POST", format)
             response.headers.add(name: "allow", value: "POST")
             return response
         }
         guard Self.format(of: head) != nil else {
             let received = head.headers.first(name: "content-type") ?? "none"
-            return error(.unsupportedMediaType, RPCCode.invalidArgument,
+            return error(.unsupportedMediaType, GRPCStatusCode.invalidArgument,
                          "unsupported Content-Type \(received); use application/x-protobuf or application/json", .json)
         }
         let encoding = head.headers.first(name: "content-encoding")?.lowercased() ?? "identity"
         guard encoding == "gzip" || encoding == "identity" else {
-            return error(.unsupportedMediaType, RPCCode.invalidArgument,
+            return error(.unsupportedMediaType, GRPCStatusCode.invalidArgument,
                          "unsupported Content-Encoding \(encoding); use gzip or none", format)
         }
         return nil
     }
 
     func tooLarge(_ head: HTTPRequestHead) -> HTTP1Response {
-        error(.payloadTooLarge, RPCCode.resourceExhausted,
+        error(.payloadTooLarge, GRPCStatusCode.resourceExhausted,
               "request body exceeds max_request_body_size (\(configuration.maxRequestBodySize) bytes)", Self.format(of: head) ?? .json)
     }
 
@@ -101,7 +92,7 @@ struct OTLPHTTPResponder: HTTP1Responder {
                 return tooLarge(head)
             } catch {
                 metrics.decodeFailed("gzip")
-                return self.error(.badRequest, RPCCode.invalidArgument, "body is not valid gzip", format)
+                return self.error(.badRequest, GRPCStatusCode.invalidArgument, "body is not valid gzip", format)
             }
         }
         // A full pipeline refuses at once: decoding a request it cannot take would only take time
@@ -120,7 +111,7 @@ struct OTLPHTTPResponder: HTTP1Responder {
             }
         } catch {
             metrics.decodeFailed(format == .protobuf ? "protobuf" : "json")
-            return self.error(.badRequest, RPCCode.invalidArgument, "cannot decode ExportTraceServiceRequest: \(error)", format)
+            return self.error(.badRequest, GRPCStatusCode.invalidArgument, "cannot decode ExportTraceServiceRequest: \(error)", format)
         }
 
         let rejected = SpanValidation.dropInvalidSpans(&batch)
@@ -144,16 +135,16 @@ struct OTLPHTTPResponder: HTTP1Responder {
 
     /// 503 with `Retry-After`: "the client SHOULD retry", as the OTLP specification says of 503.
     private func unavailable(_ format: Format) -> HTTP1Response {
-        var response = error(.serviceUnavailable, RPCCode.unavailable, "the pipeline is full; retry later", format)
+        var response = error(.serviceUnavailable, GRPCStatusCode.unavailable, "the pipeline is full; retry later", format)
         response.headers.add(name: "retry-after", value: "1")
         return response
     }
 
-    private func error(_ status: HTTPResponseStatus, _ code: Int32, _ message: String, _ format: Format) -> HTTP1Response {
+    private func error(_ status: HTTPResponseStatus, _ code: GRPCStatusCode, _ message: String, _ format: Format) -> HTTP1Response {
         metrics.answered(String(status.code))
         let body: [UInt8] = switch format {
-        case .protobuf: OTLPProtobufCodec(initialArenaCapacity: 4096).encodeStatus(code: code, message: message)
-        case .json: OTLPJSON.encodeStatus(code: code, message: message)
+        case .protobuf: OTLPProtobufCodec(initialArenaCapacity: 4096).encodeStatus(code: Int32(code.rawValue), message: message)
+        case .json: OTLPJSON.encodeStatus(code: Int32(code.rawValue), message: message)
         }
         return HTTP1Response(status: status, headers: ["content-type": format.contentType], body: ByteBuffer(bytes: body))
     }
