@@ -87,9 +87,9 @@ final class AdminResponder: HTTP1Responder {
         text(.payloadTooLarge, "request too large\n")
     }
 
-    func respond(to head: HTTPRequestHead, body: ByteBuffer, eventLoop: any EventLoop) -> HTTP1Response {
+    func respond(to head: HTTPRequestHead, body: ByteBuffer, eventLoop: any EventLoop) -> EventLoopFuture<HTTP1Response> {
         // Every request is answered from its head.
-        text(.notFound, "not found\n")
+        eventLoop.makeSucceededFuture(text(.notFound, "not found\n"))
     }
 
     private func text(_ status: HTTPResponseStatus, _ body: String, extra: HTTPHeaders = [:]) -> HTTP1Response {

@@ -201,7 +201,7 @@ struct UnaryGRPCResponder {
         guard let action = calls.handle(event, now: .now()) else { return }
         switch action {
         case .refuse(let streamID, let response, let reset):
-            respond(streamID, status: String(response.status.rawValue), session: session)
+            respond(streamID, status: response.status, session: session)
             if reset { session.resetAfterResponse(streamID) }
         case .notGRPC(let streamID, let reset):
             try? session.respond(streamID: streamID, headers: [(":status", "415"), ("content-type", "text/plain")],
@@ -210,7 +210,7 @@ struct UnaryGRPCResponder {
         case .call(let streamID, _, _, _):
             do {
                 try session.respond(streamID: streamID, headers: [(":status", "200"), ("content-type", "application/grpc")],
-                                    body: GRPCFraming.frame([]), trailers: [("grpc-status", "0")])
+                                    body: GRPCFraming.frame([]), trailers: [("grpc-status", String(GRPCStatusCode.ok.rawValue))])
             } catch {
                 session.resetStream(streamID, errorCode: 2)
             }
@@ -218,10 +218,10 @@ struct UnaryGRPCResponder {
     }
 
     /// Trailers-Only: one HEADERS frame carrying the status, ending the stream.
-    private func respond(_ streamID: Int32, status: String, session: HTTP2Session) {
+    private func respond(_ streamID: Int32, status: GRPCStatusCode, session: HTTP2Session) {
         do {
             try session.respond(streamID: streamID, headers: [(":status", "200"), ("content-type", "application/grpc"),
-                                                              ("grpc-status", status), ("grpc-message", "refused")])
+                                                              ("grpc-status", String(status.rawValue)), ("grpc-message", "refused")])
         } catch {
             session.resetStream(streamID, errorCode: 2)
         }

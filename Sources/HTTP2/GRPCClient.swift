@@ -6,7 +6,7 @@ import Synchronization
 /// What a unary call returned.
 public struct GRPCCallResult: Sendable {
     /// `grpc-status` (from the HTTP status when the server sent none).
-    public var status: Int
+    public var status: GRPCStatusCode
     /// `grpc-message`, percent-decoded.
     public var message: String
     /// The response message, unframed.
@@ -17,11 +17,11 @@ public struct GRPCCallResult: Sendable {
 
 /// A call that never got an answer: the connection failed, closed or timed out.
 public struct GRPCTransportError: Error, CustomStringConvertible, Sendable {
-    /// The gRPC status this stands for: UNAVAILABLE (14) or DEADLINE_EXCEEDED (4).
-    public var status: Int
+    /// The gRPC status this stands for: UNAVAILABLE or DEADLINE_EXCEEDED.
+    public var status: GRPCStatusCode
     public var reason: String
 
-    public var description: String { "gRPC transport error (status \(status)): \(reason)" }
+    public var description: String { "gRPC transport error (status \(status.rawValue)): \(reason)" }
 }
 
 /// A gRPC client for unary calls over one plaintext HTTP/2 connection (h2c), whose HTTP/2 is an
@@ -53,7 +53,7 @@ public final class GRPCClient: Sendable {
             channel = try await connection().get()
         } catch {
             forgetConnection()
-            throw GRPCTransportError(status: 14, reason: "cannot connect to \(host):\(port): \(error)")
+            throw GRPCTransportError(status: .unavailable, reason: "cannot connect to \(host):\(port): \(error)")
         }
         var headers: [HTTP2Header] = [(":method", "POST"), (":scheme", "http"), (":path", path), (":authority", "\(host):\(port)"),
                                       ("content-type", "application/grpc"), ("te", "trailers"), ("user-agent", "AgentTrace")]
@@ -70,7 +70,7 @@ public final class GRPCClient: Sendable {
         let promise = channel.eventLoop.makePromise(of: GRPCCallResult.self)
         let call = GRPCClientCall(headers: headers, body: frame + message, promise: promise)
         let deadline = channel.eventLoop.scheduleTask(in: .nanoseconds(timeout.wholeNanoseconds)) {
-            promise.fail(GRPCTransportError(status: 4, reason: "no answer within \(timeout)"))
+            promise.fail(GRPCTransportError(status: .deadlineExceeded, reason: "no answer within \(timeout)"))
         }
         channel.writeAndFlush(call, promise: nil)
         do {
@@ -78,11 +78,11 @@ public final class GRPCClient: Sendable {
             deadline.cancel()
             return result
         } catch let error as GRPCTransportError {
-            if error.status == 14 { forgetConnection() }
+            if error.status == .unavailable { forgetConnection() }
             throw error
         } catch {
             forgetConnection()
-            throw GRPCTransportError(status: 14, reason: "\(error)")
+            throw GRPCTransportError(status: .unavailable, reason: "\(error)")
         }
     }
 
@@ -160,21 +160,21 @@ final class GRPCClientHandler: ChannelDuplexHandler {
     }
 
     func channelInactive(context: ChannelHandlerContext) {
-        failAll(GRPCTransportError(status: 14, reason: "the connection closed"))
+        failAll(GRPCTransportError(status: .unavailable, reason: "the connection closed"))
         session?.close()
         session = nil
         context.fireChannelInactive()
     }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
-        failAll(GRPCTransportError(status: 14, reason: "\(error)"))
+        failAll(GRPCTransportError(status: .unavailable, reason: "\(error)"))
         context.close(promise: nil)
     }
 
     func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
         let call = unwrapOutboundIn(data)
         guard let session else {
-            call.promise.fail(GRPCTransportError(status: 14, reason: "no HTTP/2 session"))
+            call.promise.fail(GRPCTransportError(status: .unavailable, reason: "no HTTP/2 session"))
             promise?.succeed()
             return
         }
@@ -182,7 +182,7 @@ final class GRPCClientHandler: ChannelDuplexHandler {
             let streamID = try session.request(headers: call.headers, body: call.body)
             pending[streamID] = Pending(promise: call.promise)
         } catch {
-            call.promise.fail(GRPCTransportError(status: 14, reason: "cannot open a stream: \(error)"))
+            call.promise.fail(GRPCTransportError(status: .unavailable, reason: "cannot open a stream: \(error)"))
         }
         promise?.succeed()
     }
@@ -220,20 +220,20 @@ final class GRPCClientHandler: ChannelDuplexHandler {
 
     private func complete(_ call: Pending, errorCode: UInt32) {
         let header = { (name: String) in call.headers.last { $0.name == name }?.value }
-        guard let statusText = header("grpc-status"), let status = Int(statusText) else {
+        guard let statusText = header("grpc-status"), let number = Int(statusText) else {
             if errorCode != 0 {
-                call.promise.fail(GRPCTransportError(status: 14, reason: "stream reset with HTTP/2 error \(errorCode)"))
+                call.promise.fail(GRPCTransportError(status: .unavailable, reason: "stream reset with HTTP/2 error \(errorCode)"))
                 return
             }
             // No gRPC status: map the HTTP status as the gRPC HTTP/2 protocol document does.
             let http = Int(header(":status") ?? "") ?? 0
-            let mapped = switch http {
-            case 400: 13
-            case 401: 16
-            case 403: 7
-            case 404: 12
-            case 429, 502, 503, 504: 14
-            default: 2
+            let mapped: GRPCStatusCode = switch http {
+            case 400: .internal
+            case 401: .unauthenticated
+            case 403: .permissionDenied
+            case 404: .unimplemented
+            case 429, 502, 503, 504: .unavailable
+            default: .unknown
             }
             call.promise.succeed(GRPCCallResult(status: mapped, message: "HTTP \(http) without grpc-status", body: [], statusDetails: nil))
             return
@@ -242,7 +242,7 @@ final class GRPCClientHandler: ChannelDuplexHandler {
         if call.body.count >= 5 {
             body = Array(call.body[5...])
         }
-        call.promise.succeed(GRPCCallResult(status: status, message: (header("grpc-message") ?? "").removingPercentEncodingLeniently,
+        call.promise.succeed(GRPCCallResult(status: GRPCStatusCode(rawValue: number), message: (header("grpc-message") ?? "").removingPercentEncodingLeniently,
                                             body: body, statusDetails: header("grpc-status-details-bin")))
     }
 

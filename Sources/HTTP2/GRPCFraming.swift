@@ -56,33 +56,61 @@ public enum GRPCFraming {
     }
 }
 
-/// gRPC status codes (grpc/doc/statuscodes.md).
+/// A gRPC status code: the one type for `grpc-status` everywhere (server, client, exporters, the
+/// `code` of a `google.rpc.Status` body). Names as grpc/doc/statuscodes.md spells them, numbers as
+/// google/rpc/code.proto assigns them; a number outside the table is kept as received (see `isKnown`).
 public struct GRPCStatusCode: RawRepresentable, Sendable, Hashable, CustomStringConvertible {
+    /// The number sent in `grpc-status`.
     public var rawValue: Int
+    /// The code numbered `rawValue`.
     public init(rawValue: Int) { self.rawValue = rawValue }
 
+    /// 0: Success.
     public static let ok = GRPCStatusCode(rawValue: 0)
-    public static let deadlineExceeded = GRPCStatusCode(rawValue: 4)
+    /// 1: Cancelled, typically by the caller.
+    public static let cancelled = GRPCStatusCode(rawValue: 1)
+    /// 2: An unknown error.
+    public static let unknown = GRPCStatusCode(rawValue: 2)
+    /// 3: The client sent an invalid argument (OTLP: data that cannot be decoded).
     public static let invalidArgument = GRPCStatusCode(rawValue: 3)
+    /// 4: The deadline passed before the operation completed.
+    public static let deadlineExceeded = GRPCStatusCode(rawValue: 4)
+    /// 5: A requested entity was not found.
+    public static let notFound = GRPCStatusCode(rawValue: 5)
+    /// 6: The entity to create already exists.
+    public static let alreadyExists = GRPCStatusCode(rawValue: 6)
+    /// 7: The caller may not do this.
+    public static let permissionDenied = GRPCStatusCode(rawValue: 7)
+    /// 8: A resource ran out; also a message over the size limit.
     public static let resourceExhausted = GRPCStatusCode(rawValue: 8)
+    /// 9: The system is not in the state the operation needs.
+    public static let failedPrecondition = GRPCStatusCode(rawValue: 9)
+    /// 10: Aborted, typically by a concurrency conflict.
+    public static let aborted = GRPCStatusCode(rawValue: 10)
+    /// 11: Past the valid range.
+    public static let outOfRange = GRPCStatusCode(rawValue: 11)
+    /// 12: Not implemented, or not enabled here (unknown methods and encodings).
     public static let unimplemented = GRPCStatusCode(rawValue: 12)
+    /// 13: An internal error.
     public static let `internal` = GRPCStatusCode(rawValue: 13)
+    /// 14: Unavailable for now; retrying may succeed.
     public static let unavailable = GRPCStatusCode(rawValue: 14)
+    /// 15: Unrecoverable data loss or corruption.
+    public static let dataLoss = GRPCStatusCode(rawValue: 15)
+    /// 16: No valid authentication credentials.
     public static let unauthenticated = GRPCStatusCode(rawValue: 16)
 
-    public var description: String {
-        switch rawValue {
-        case 0: "OK"
-        case 3: "INVALID_ARGUMENT"
-        case 4: "DEADLINE_EXCEEDED"
-        case 8: "RESOURCE_EXHAUSTED"
-        case 12: "UNIMPLEMENTED"
-        case 13: "INTERNAL"
-        case 14: "UNAVAILABLE"
-        case 16: "UNAUTHENTICATED"
-        default: "CODE_\(rawValue)"
-        }
-    }
+    private static let names = [
+        "OK", "CANCELLED", "UNKNOWN", "INVALID_ARGUMENT", "DEADLINE_EXCEEDED", "NOT_FOUND", "ALREADY_EXISTS",
+        "PERMISSION_DENIED", "RESOURCE_EXHAUSTED", "FAILED_PRECONDITION", "ABORTED", "OUT_OF_RANGE", "UNIMPLEMENTED",
+        "INTERNAL", "UNAVAILABLE", "DATA_LOSS", "UNAUTHENTICATED",
+    ]
+
+    /// True for the seventeen codes of google/rpc/code.proto.
+    public var isKnown: Bool { Self.names.indices.contains(rawValue) }
+
+    /// The name statuscodes.md gives the code (`OK`, `INVALID_ARGUMENT`…); `CODE_n` for others.
+    public var description: String { isKnown ? Self.names[rawValue] : "CODE_\(rawValue)" }
 }
 
 /// The outcome of one unary call.

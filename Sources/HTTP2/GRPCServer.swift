@@ -4,14 +4,16 @@ import NIOExtras
 import NIOPosix
 import ServiceLifecycle
 
-/// A unary gRPC service. Called on the connection's event loop; must not block.
+/// A unary gRPC service. Called on the connection's event loop; must not block: long work goes
+/// elsewhere and its answer comes back as a future completing on that loop.
 public protocol GRPCUnaryService: Sendable {
     /// The largest request message accepted, in bytes, after decompression.
     var maxReceiveMessageSize: Int { get }
     /// Whether `path` (`/package.Service/Method`) is served; unknown ones get UNIMPLEMENTED.
     func serves(path: String) -> Bool
-    /// Handles one request message. `encoding` is the stream's `grpc-encoding` when the message is compressed.
-    func handle(path: String, message: [UInt8], encoding: String?, eventLoop: any EventLoop) -> GRPCResponse
+    /// Handles one request message, answering at once (an already-completed future) or later, on
+    /// `eventLoop`. `encoding` is the stream's `grpc-encoding` when the message is compressed.
+    func handle(path: String, message: [UInt8], encoding: String?, eventLoop: any EventLoop) -> EventLoopFuture<GRPCResponse>
     /// Told of every call refused before `handle` (unknown method, oversized, malformed framing, not gRPC).
     func refused(_ response: GRPCResponse)
     /// Checks a call's request headers (the `authorization` metadata); a response refuses the call
@@ -109,6 +111,8 @@ final class GRPCConnectionHandler: ChannelInboundHandler {
     private var deadlineCheck: RepeatedTask?
     private var closedFor: ConnectionCloseReason?
     private var peerSentGoAway = false
+    /// True while `channelRead` handles events; answers completed meanwhile are flushed at its end.
+    private var reading = false
 
     init(service: any GRPCUnaryService, settings: HTTP2Settings, limits: ConnectionLimits = ConnectionLimits(),
          events: ConnectionEvents = .ignored, logger: Logger) {
@@ -147,7 +151,7 @@ final class GRPCConnectionHandler: ChannelInboundHandler {
         }
         if let timeout = limits.readTimeout {
             let late = calls.expire(begunBefore: now - .nanoseconds(timeout.wholeNanoseconds))
-            for action in late { carryOut(action, session: session, eventLoop: context.eventLoop) }
+            for action in late { carryOut(action, session: session, context: context) }
             if !late.isEmpty { flush(context: context) }
         }
     }
@@ -207,7 +211,9 @@ final class GRPCConnectionHandler: ChannelInboundHandler {
             }
             return
         }
-        for event in events { handle(event, session: session, eventLoop: context.eventLoop) }
+        reading = true
+        for event in events { handle(event, session: session, context: context) }
+        reading = false
         flush(context: context)
         closeIfDrained(context: context)
     }
@@ -229,12 +235,12 @@ final class GRPCConnectionHandler: ChannelInboundHandler {
         context.close(promise: nil)
     }
 
-    private func handle(_ event: HTTP2Event, session: HTTP2Session, eventLoop: any EventLoop) {
+    private func handle(_ event: HTTP2Event, session: HTTP2Session, context: ChannelHandlerContext) {
         if case .goAway = event { peerSentGoAway = true }
-        if let action = calls.handle(event, now: .now()) { carryOut(action, session: session, eventLoop: eventLoop) }
+        if let action = calls.handle(event, now: .now()) { carryOut(action, session: session, context: context) }
     }
 
-    private func carryOut(_ action: GRPCUnaryCalls.Action, session: HTTP2Session, eventLoop: any EventLoop) {
+    private func carryOut(_ action: GRPCUnaryCalls.Action, session: HTTP2Session, context: ChannelHandlerContext) {
         switch action {
         case .refuse(let streamID, let response, let reset):
             refuse(streamID, response, session: session, reset: reset)
@@ -244,7 +250,24 @@ final class GRPCConnectionHandler: ChannelInboundHandler {
                                  body: Array("this port serves OTLP over gRPC; content-type must be application/grpc\n".utf8))
             if reset { session.resetAfterResponse(streamID) }
         case .call(let streamID, let path, let message, let encoding):
-            respond(streamID, service.handle(path: path, message: message.bytes, encoding: encoding, eventLoop: eventLoop), session: session)
+            let answer = service.handle(path: path, message: message.bytes, encoding: encoding, eventLoop: context.eventLoop)
+            let loopBound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
+            answer.whenComplete { result in
+                let (handler, context) = loopBound.value
+                handler.answer(streamID, result, context: context)
+            }
+        }
+    }
+
+    /// Sends a call's answer: inline while reading (flushed with the rest of the read), or later, when
+    /// the service finished off the loop; dropped when the stream or the connection has gone meanwhile.
+    private func answer(_ streamID: Int32, _ result: Result<GRPCResponse, any Error>, context: ChannelHandlerContext) {
+        guard let session, closedFor == nil, calls.isOpen(streamID) else { return }
+        let response = (try? result.get()) ?? GRPCResponse(status: .internal, message: "the call could not be handled")
+        respond(streamID, response, session: session)
+        if !reading {
+            flush(context: context)
+            closeIfDrained(context: context)
         }
     }
 

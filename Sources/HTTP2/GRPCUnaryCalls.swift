@@ -73,6 +73,9 @@ public struct GRPCUnaryCalls {
     /// True when no stream is open.
     public var isIdle: Bool { streams.isEmpty }
 
+    /// True while `streamID` is open (begun, and neither closed nor reset).
+    public func isOpen(_ streamID: Int32) -> Bool { streams[streamID] != nil }
+
     /// Takes one event from the session; returns the answer it makes due, if any.
     public mutating func handle(_ event: HTTP2Event, now: NIODeadline) -> Action? {
         switch event {

@@ -1,4 +1,5 @@
 import Foundation
+import HTTP2
 import Logging
 import Pipeline
 import Prometheus
@@ -194,10 +195,10 @@ struct QueuedExporterTests {
         #expect(ExportError.forHTTPStatus(429, body: "", retryAfter: nil).isRetryable)
         #expect(!ExportError.forHTTPStatus(400, body: "", retryAfter: nil).isRetryable)
         #expect(!ExportError.forHTTPStatus(500, body: "", retryAfter: nil).isRetryable)
-        #expect(ExportError.forGRPCStatus(14, message: "", retryAfter: nil).isRetryable)
-        #expect(!ExportError.forGRPCStatus(3, message: "", retryAfter: nil).isRetryable)
-        #expect(!ExportError.forGRPCStatus(8, message: "", retryAfter: nil).isRetryable)
-        #expect(ExportError.forGRPCStatus(8, message: "", retryAfter: .seconds(1)).isRetryable)
+        #expect(ExportError.forGRPCStatus(.unavailable, message: "", retryAfter: nil).isRetryable)
+        #expect(!ExportError.forGRPCStatus(.invalidArgument, message: "", retryAfter: nil).isRetryable)
+        #expect(!ExportError.forGRPCStatus(.resourceExhausted, message: "", retryAfter: nil).isRetryable)
+        #expect(ExportError.forGRPCStatus(.resourceExhausted, message: "", retryAfter: .seconds(1)).isRetryable)
         #expect(HTTPBatchSender.retryAfter("7") == .seconds(7))
     }
 }

@@ -8,16 +8,6 @@ import TraceModel
 import TraceWire
 @testable import Receivers
 
-final class RecordingSink: BatchSink {
-    let accepting: Bool
-    let received = Mutex<[SpanBatch]>([])
-    init(accepting: Bool = true) { self.accepting = accepting }
-    func offer(_ batch: SpanBatch) -> Bool {
-        guard accepting else { return false }
-        received.withLock { $0.append(batch) }
-        return true
-    }
-}
 
 @Suite("OTLP/HTTP responder")
 struct OTLPHTTPResponderTests {
@@ -27,7 +17,8 @@ struct OTLPHTTPResponderTests {
         var configuration = OTLPHTTPConfiguration()
         configuration.maxRequestBodySize = limit
         return OTLPHTTPResponder(configuration: configuration, sink: sink, group: loop,
-                                 metrics: OTLPReceiverMetrics(receiver: "otlp", transport: "http", metrics: SelfMetrics()))
+                                 metrics: OTLPReceiverMetrics(receiver: "otlp", transport: "http", metrics: SelfMetrics()),
+                                 offload: RecordingOffload().offload)
     }
 
     func head(_ method: HTTPMethod = .POST, _ uri: String = "/v1/traces", type: String? = "application/x-protobuf",
@@ -59,7 +50,7 @@ struct OTLPHTTPResponderTests {
         let sink = RecordingSink()
         let batch = request(spans: [Span(traceID: TraceID(high: 1, low: 2), spanID: SpanID(3), name: "ok")])
         let body = ByteBuffer(bytes: OTLPProtobufCodec().encodeRequest(batch))
-        let response = responder(sink: sink).respond(to: head(), body: body, eventLoop: loop)
+        let response = try responder(sink: sink).respond(to: head(), body: body, eventLoop: loop).completedValue()
         #expect(response.status == .ok)
         #expect(response.headers.first(name: "content-type") == "application/x-protobuf")
         #expect(response.body?.readableBytes == 0)
@@ -75,7 +66,7 @@ struct OTLPHTTPResponderTests {
             Span(traceID: TraceID(high: 1, low: 2), spanID: .zero),
         ])
         let body = ByteBuffer(bytes: OTLPJSON.encodeRequest(batch))
-        let response = responder(sink: sink).respond(to: head(type: "application/json"), body: body, eventLoop: loop)
+        let response = try responder(sink: sink).respond(to: head(type: "application/json"), body: body, eventLoop: loop).completedValue()
         #expect(response.status == .ok)
         let partial = try OTLPJSON.decodeResponse(Array(response.body!.readableBytesView))
         #expect(partial.rejectedSpans == 2)
@@ -85,21 +76,21 @@ struct OTLPHTTPResponderTests {
     @Test("undecodable bodies get 400 with a google.rpc.Status in the request's format")
     func badRequest() throws {
         let responder = responder(sink: RecordingSink())
-        let protobuf = responder.respond(to: head(), body: ByteBuffer(bytes: [0xFF, 0xFF]), eventLoop: loop)
+        let protobuf = try responder.respond(to: head(), body: ByteBuffer(bytes: [0xFF, 0xFF]), eventLoop: loop).completedValue()
         #expect(protobuf.status == .badRequest)
         let status = try OTLPProtobufCodec().decodeStatus(Array(protobuf.body!.readableBytesView))
         #expect(status.code == 3)
-        let json = responder.respond(to: head(type: "application/json"), body: ByteBuffer(string: "{"), eventLoop: loop)
+        let json = try responder.respond(to: head(type: "application/json"), body: ByteBuffer(string: "{"), eventLoop: loop).completedValue()
         #expect(json.status == .badRequest)
         #expect(String(buffer: json.body!).hasPrefix("{\"code\":3,"))
-        let gzip = responder.respond(to: head(encoding: "gzip"), body: ByteBuffer(string: "not gzip"), eventLoop: loop)
+        let gzip = try responder.respond(to: head(encoding: "gzip"), body: ByteBuffer(string: "not gzip"), eventLoop: loop).completedValue()
         #expect(gzip.status == .badRequest)
     }
 
     @Test("a gzip body inflating past the limit is 413")
     func gzipBomb() throws {
         let bomb = try Gzip.deflate(ByteBuffer(bytes: Array(repeating: 0, count: 4 << 20)))
-        let response = responder(sink: RecordingSink(), limit: 1 << 20).respond(to: head(encoding: "gzip"), body: bomb, eventLoop: loop)
+        let response = try responder(sink: RecordingSink(), limit: 1 << 20).respond(to: head(encoding: "gzip"), body: bomb, eventLoop: loop).completedValue()
         #expect(response.status == .payloadTooLarge)
     }
 
@@ -107,7 +98,7 @@ struct OTLPHTTPResponderTests {
     func backpressure() throws {
         let sink = RecordingSink(accepting: false)
         let batch = request(spans: [Span(traceID: TraceID(high: 1, low: 2), spanID: SpanID(3))])
-        let response = responder(sink: sink).respond(to: head(), body: ByteBuffer(bytes: OTLPProtobufCodec().encodeRequest(batch)), eventLoop: loop)
+        let response = try responder(sink: sink).respond(to: head(), body: ByteBuffer(bytes: OTLPProtobufCodec().encodeRequest(batch)), eventLoop: loop).completedValue()
         #expect(response.status == .serviceUnavailable)
         #expect(response.headers.first(name: "retry-after") == "1")
     }

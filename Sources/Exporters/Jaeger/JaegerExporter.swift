@@ -55,7 +55,7 @@ enum GRPCCall {
         } catch {
             throw .retryable(error.description)
         }
-        guard result.status != 0 else { return result.body }
+        guard result.status != .ok else { return result.body }
         throw ExportError.forGRPCStatus(result.status, message: result.message,
                                         retryAfter: result.statusDetails.flatMap(RPCStatusDetails.retryDelay(base64:)))
     }

@@ -1,3 +1,5 @@
+import HTTP2
+
 /// How a send failed, classified as the OTLP specification classifies responses: a retryable failure
 /// is tried again with backoff; a permanent one drops the batch.
 public struct ExportError: Error, CustomStringConvertible, Sendable {
@@ -26,12 +28,15 @@ public struct ExportError: Error, CustomStringConvertible, Sendable {
 
     /// OTLP/gRPC: CANCELLED, DEADLINE_EXCEEDED, RESOURCE_EXHAUSTED (only with RetryInfo), ABORTED,
     /// OUT_OF_RANGE, UNAVAILABLE and DATA_LOSS are retryable.
-    public static func forGRPCStatus(_ code: Int, message: String, retryAfter: Duration?) -> ExportError {
-        let reason = "gRPC status \(code)\(message.isEmpty ? "" : ": \(message.prefix(200))")"
+    public static func forGRPCStatus(_ code: GRPCStatusCode, message: String, retryAfter: Duration?) -> ExportError {
+        let reason = "gRPC status \(code.rawValue)\(message.isEmpty ? "" : ": \(message.prefix(200))")"
         switch code {
-        case 1, 4, 10, 11, 14, 15: return .retryable(reason, retryAfter: retryAfter)
-        case 8 where retryAfter != nil: return .retryable(reason, retryAfter: retryAfter)
-        default: return .permanent(reason)
+        case .cancelled, .deadlineExceeded, .aborted, .outOfRange, .unavailable, .dataLoss:
+            return .retryable(reason, retryAfter: retryAfter)
+        case .resourceExhausted where retryAfter != nil:
+            return .retryable(reason, retryAfter: retryAfter)
+        default:
+            return .permanent(reason)
         }
     }
 }

@@ -21,7 +21,8 @@ public struct HTTP1Response: Sendable {
     }
 }
 
-/// Answers requests. Called on the connection's event loop; must not block.
+/// Answers requests. Called on the connection's event loop; must not block: long work goes elsewhere
+/// and its answer comes back as a future completing on that loop.
 public protocol HTTP1Responder: Sendable {
     /// The largest body read into memory; a larger one is discarded and answered with `tooLarge`.
     var maxBodySize: Int { get }
@@ -29,8 +30,8 @@ public protocol HTTP1Responder: Sendable {
     func respond(toHead head: HTTPRequestHead) -> HTTP1Response?
     /// The answer for a body over `maxBodySize`.
     func tooLarge(_ head: HTTPRequestHead) -> HTTP1Response
-    /// Answers a complete request.
-    func respond(to head: HTTPRequestHead, body: ByteBuffer, eventLoop: any EventLoop) -> HTTP1Response
+    /// Answers a complete request, at once (an already-completed future) or later, on `eventLoop`.
+    func respond(to head: HTTPRequestHead, body: ByteBuffer, eventLoop: any EventLoop) -> EventLoopFuture<HTTP1Response>
 }
 
 /// An HTTP/1.1 server on SwiftNIO as a `Service`: binds on `run`, announces the bound address, and on
@@ -280,11 +281,17 @@ final class HTTP1RequestHandler: ChannelInboundHandler {
     private let limits: HTTP1Limits
     private let events: ConnectionEvents
     private var state = State.idle
+    /// Set once the handler has left the pipeline: a late answer then has nowhere to go.
+    private var removed = false
 
     init(responder: any HTTP1Responder, limits: HTTP1Limits = HTTP1Limits(), events: ConnectionEvents = .ignored) {
         self.responder = responder
         self.limits = limits
         self.events = events
+    }
+
+    func handlerRemoved(context: ChannelHandlerContext) {
+        removed = true
     }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
@@ -331,7 +338,22 @@ final class HTTP1RequestHandler: ChannelInboundHandler {
             switch current {
             case .idle: return
             case .reading(let head, let body):
-                write(responder.respond(to: head, body: body, eventLoop: context.eventLoop), for: head, context: context)
+                // HTTPServerPipelineHandler holds a pipelined next request back until this answer has ended.
+                let answer = responder.respond(to: head, body: body, eventLoop: context.eventLoop)
+                let loopBound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
+                answer.whenComplete { result in
+                    let (handler, context) = loopBound.value
+                    guard !handler.removed else { return }
+                    switch result {
+                    case .success(let response):
+                        handler.write(response, for: head, context: context)
+                    case .failure:
+                        var failed = HTTP1Response(status: .internalServerError, headers: ["content-type": "text/plain"],
+                                                   body: ByteBuffer(string: "the request could not be handled\n"))
+                        failed.closeAfter = true
+                        handler.write(failed, for: head, context: context)
+                    }
+                }
             case .discarding(let head, let response):
                 write(response, for: head, context: context)
             case .answeredEarly:

@@ -4,27 +4,27 @@ import Pipeline
 import TraceModel
 import TraceWire
 
-/// OTLP over gRPC for traces: `opentelemetry.proto.collector.trace.v1.TraceService/Export`, with the
-/// status codes the OTLP specification asks for: INVALID_ARGUMENT for undecodable data,
-/// RESOURCE_EXHAUSTED over the size limit, UNAVAILABLE when the pipeline is full (so clients retry),
-/// UNIMPLEMENTED for other methods and encodings.
+/// OTLP over gRPC for traces: `opentelemetry.proto.collector.trace.v1.TraceService/Export`. The work
+/// is `TraceIngest`'s; this adapter reads `grpc-encoding` and maps the outcome to the status codes the
+/// OTLP specification asks for: INVALID_ARGUMENT for undecodable data, RESOURCE_EXHAUSTED over the
+/// size limit, UNAVAILABLE when the pipeline is full (so clients retry), UNIMPLEMENTED for other
+/// methods and encodings.
 struct OTLPGRPCService: GRPCUnaryService {
     static let exportPath = "/opentelemetry.proto.collector.trace.v1.TraceService/Export"
 
-    let maxReceiveMessageSize: Int
-    let sink: any BatchSink
+    /// The shared ingest path.
+    let ingest: TraceIngest
     let metrics: OTLPReceiverMetrics
     /// The tokens a call must present in its `authorization` metadata; nil lets every call in.
     let tokens: BearerTokens?
-    private let codecs: PerEventLoopCodecs
+
+    var maxReceiveMessageSize: Int { ingest.maxBodySize }
 
     init(maxReceiveMessageSize: Int, sink: any BatchSink, group: any EventLoopGroup, metrics: OTLPReceiverMetrics,
-         tokens: BearerTokens? = nil) {
-        self.maxReceiveMessageSize = maxReceiveMessageSize
-        self.sink = sink
+         tokens: BearerTokens? = nil, offload: IngestOffload = .threadPool()) {
+        ingest = TraceIngest(maxBodySize: maxReceiveMessageSize, sink: sink, metrics: metrics, group: group, offload: offload)
         self.metrics = metrics
         self.tokens = tokens
-        codecs = PerEventLoopCodecs(group: group)
     }
 
     func authenticate(headers: [HTTP2Header]) -> GRPCResponse? {
@@ -39,71 +39,35 @@ struct OTLPGRPCService: GRPCUnaryService {
         metrics.answered(response.status.description)
     }
 
-    func handle(path: String, message: [UInt8], encoding: String?, eventLoop: any EventLoop) -> GRPCResponse {
-        var bytes = message
-        if let encoding {
-            guard encoding == "gzip" else {
-                return answer(GRPCResponse(status: .unimplemented, message: "grpc-encoding \(encoding) is not supported; use gzip or identity"))
-            }
-            do {
-                var inflated = try Gzip.inflate(ByteBuffer(bytes: message), limit: maxReceiveMessageSize)
-                bytes = inflated.readBytes(length: inflated.readableBytes) ?? []
-            } catch .tooLarge(let limit) {
-                return answer(GRPCResponse(status: .resourceExhausted, message: "decompressed message exceeds max_recv_msg_size (\(limit) bytes)"))
-            } catch {
-                metrics.decodeFailed("gzip")
-                return answer(GRPCResponse(status: .invalidArgument, message: "message is not valid gzip"))
-            }
+    func handle(path: String, message: [UInt8], encoding: String?, eventLoop: any EventLoop) -> EventLoopFuture<GRPCResponse> {
+        // statuscodes.md: "Compression mechanism used by client not supported at server | UNIMPLEMENTED".
+        if let encoding, encoding != "gzip" {
+            return eventLoop.makeSucceededFuture(answer(GRPCResponse(
+                status: .unimplemented, message: "grpc-encoding \(encoding) is not supported; use gzip or identity")))
         }
-        // A full pipeline refuses at once, without decoding what it cannot take.
-        guard !sink.isFull else { return answer(GRPCResponse(status: .unavailable, message: "the pipeline is full; retry later")) }
-        let codec = codecs.codec(on: eventLoop)
-        var batch: SpanBatch
-        do {
-            batch = try bytes.withUnsafeBytes { try codec.decodeRequest($0) }
-        } catch {
-            metrics.decodeFailed("protobuf")
-            return answer(GRPCResponse(status: .invalidArgument, message: "cannot decode ExportTraceServiceRequest: \(error)"))
+        let ingest = self.ingest
+        return ingest.ingest(.bytes(message), format: .protobuf, compression: encoding == nil ? .identity : .gzip, on: eventLoop)
+            .map { outcome in answer(Self.response(for: outcome, codec: ingest.codec(on: eventLoop))) }
+    }
+
+    /// The gRPC answer for each outcome.
+    static func response(for outcome: IngestOutcome, codec: OTLPProtobufCodec) -> GRPCResponse {
+        switch outcome {
+        case .accepted(let rejected):
+            GRPCResponse(status: .ok, body: codec.encodeResponse(rejectedSpans: rejected, errorMessage: outcome.partialSuccessMessage))
+        case .pipelineFull:
+            GRPCResponse(status: .unavailable, message: "the pipeline is full; retry later")
+        case .tooLarge(let limit):
+            GRPCResponse(status: .resourceExhausted, message: "decompressed message exceeds max_recv_msg_size (\(limit) bytes)")
+        case .badData(.corruptGzip):
+            GRPCResponse(status: .invalidArgument, message: "message is not valid gzip")
+        case .badData(.undecodable(let reason)):
+            GRPCResponse(status: .invalidArgument, message: "cannot decode ExportTraceServiceRequest: \(reason)")
         }
-        let rejected = SpanValidation.dropInvalidSpans(&batch)
-        if rejected > 0 { metrics.refusedSpans.increment(by: Int64(rejected)) }
-        let accepted = batch.spanCount
-        if accepted > 0 {
-            guard sink.offer(batch) else {
-                metrics.refusedSpans.increment(by: Int64(accepted))
-                return answer(GRPCResponse(status: .unavailable, message: "the pipeline is full; retry later"))
-            }
-            metrics.acceptedSpans.increment(by: Int64(accepted))
-        }
-        let body = codec.encodeResponse(rejectedSpans: rejected, errorMessage: rejected > 0 ? SpanValidation.rejectionMessage(rejected) : "")
-        return answer(GRPCResponse(status: .ok, body: body))
     }
 
     private func answer(_ response: GRPCResponse) -> GRPCResponse {
         metrics.answered(response.status.description)
         return response
-    }
-}
-
-/// One protobuf codec (and its arena) per event loop, created on first use there: decoding never
-/// contends and arena memory stays per thread.
-struct PerEventLoopCodecs: Sendable {
-    private let boxes: [ObjectIdentifier: NIOLoopBoundBox<OTLPProtobufCodec?>]
-
-    init(group: any EventLoopGroup) {
-        var boxes: [ObjectIdentifier: NIOLoopBoundBox<OTLPProtobufCodec?>] = [:]
-        for loop in group.makeIterator() {
-            boxes[ObjectIdentifier(loop)] = .makeEmptyBox(valueType: OTLPProtobufCodec.self, eventLoop: loop)
-        }
-        self.boxes = boxes
-    }
-
-    /// The codec of `eventLoop`; call on that loop.
-    func codec(on eventLoop: any EventLoop) -> OTLPProtobufCodec {
-        guard let box = boxes[ObjectIdentifier(eventLoop)] else { return OTLPProtobufCodec(initialArenaCapacity: 4096) }
-        if let codec = box.value { return codec }
-        let codec = OTLPProtobufCodec(initialArenaCapacity: 256 << 10)
-        box.value = codec
-        return codec
     }
 }

@@ -1,3 +1,4 @@
+import HTTP2
 import NIOCore
 import NIOHTTP1
 import Pipeline
@@ -8,36 +9,21 @@ import TraceWire
 /// (`application/x-protobuf`) or JSON (`application/json`) `ExportTraceServiceRequest`, optionally
 /// `Content-Encoding: gzip`; the response in the request's content type.
 struct OTLPHTTPResponder: HTTP1Responder {
-    enum Format {
-        case protobuf, json
-
-        var contentType: String { self == .protobuf ? "application/x-protobuf" : "application/json" }
-    }
-
-    /// gRPC status codes used in `google.rpc.Status` bodies.
-    enum RPCCode {
-        static let invalidArgument: Int32 = 3
-        static let notFound: Int32 = 5
-        static let resourceExhausted: Int32 = 8
-        static let unimplemented: Int32 = 12
-        static let unavailable: Int32 = 14
-        static let unauthenticated: Int32 = 16
-    }
+    typealias Format = TraceIngest.Format
 
     let configuration: OTLPHTTPConfiguration
-    let sink: any BatchSink
+    /// The shared ingest path.
+    let ingest: TraceIngest
     let metrics: OTLPReceiverMetrics
     /// The tokens a request must present; nil lets every request in.
     let tokens: BearerTokens?
-    private let codecs: PerEventLoopCodecs
 
     init(configuration: OTLPHTTPConfiguration, sink: any BatchSink, group: any EventLoopGroup, metrics: OTLPReceiverMetrics,
-         tokens: BearerTokens? = nil) {
+         tokens: BearerTokens? = nil, offload: IngestOffload = .threadPool()) {
         self.configuration = configuration
-        self.sink = sink
+        ingest = TraceIngest(maxBodySize: configuration.maxRequestBodySize, sink: sink, metrics: metrics, group: group, offload: offload)
         self.metrics = metrics
         self.tokens = tokens
-        codecs = PerEventLoopCodecs(group: group)
     }
 
     var maxBodySize: Int { configuration.maxRequestBodySize }
@@ -59,125 +45,87 @@ struct OTLPHTTPResponder: HTTP1Responder {
         let format = Self.format(of: head) ?? .json
         // RFC 6750 §3: a request without valid credentials gets 401 with `WWW-Authenticate: Bearer`.
         if let tokens, !tokens.allows(authorization: head.headers.first(name: "authorization")) {
-            var response = error(.unauthorized, RPCCode.unauthenticated, "missing or invalid bearer token", format)
+            var response = error(.unauthorized, .unauthenticated, "missing or invalid bearer token", format)
             response.headers.add(name: "www-authenticate", value: head.headers.contains(name: "authorization")
                                  ? #"Bearer realm="agenttrace", error="invalid_token""# : #"Bearer realm="agenttrace""#)
             return response
         }
         guard path == configuration.tracesURLPath else {
-            return error(.notFound, RPCCode.notFound, "no such path: only POST \(configuration.tracesURLPath) is served", format)
+            return error(.notFound, .notFound, "no such path: only POST \(configuration.tracesURLPath) is served", format)
         }
         guard head.method == .POST else {
-            var response = error(.methodNotAllowed, RPCCode.unimplemented, "\(head.method) is not allowed; use POST", format)
+            var response = error(.methodNotAllowed, .unimplemented, "\(head.method) is not allowed; use POST", format)
             response.headers.add(name: "allow", value: "POST")
             return response
         }
         guard Self.format(of: head) != nil else {
             let received = head.headers.first(name: "content-type") ?? "none"
-            return error(.unsupportedMediaType, RPCCode.invalidArgument,
+            return error(.unsupportedMediaType, .invalidArgument,
                          "unsupported Content-Type \(received); use application/x-protobuf or application/json", .json)
         }
         let encoding = head.headers.first(name: "content-encoding")?.lowercased() ?? "identity"
-        guard encoding == "gzip" || encoding == "identity" else {
-            return error(.unsupportedMediaType, RPCCode.invalidArgument,
+        guard TraceIngest.Compression(name: encoding) != nil else {
+            return error(.unsupportedMediaType, .invalidArgument,
                          "unsupported Content-Encoding \(encoding); use gzip or none", format)
         }
         return nil
     }
 
     func tooLarge(_ head: HTTPRequestHead) -> HTTP1Response {
-        error(.payloadTooLarge, RPCCode.resourceExhausted,
+        error(.payloadTooLarge, .resourceExhausted,
               "request body exceeds max_request_body_size (\(configuration.maxRequestBodySize) bytes)", Self.format(of: head) ?? .json)
     }
 
-    func respond(to head: HTTPRequestHead, body: ByteBuffer, eventLoop: any EventLoop) -> HTTP1Response {
-        // respond(toHead:) has already refused requests without a usable format.
+    func respond(to head: HTTPRequestHead, body: ByteBuffer, eventLoop: any EventLoop) -> EventLoopFuture<HTTP1Response> {
+        // respond(toHead:) has already refused requests without a usable format or encoding.
         let format = Self.format(of: head) ?? .json
-        var body = body
-        if head.headers.first(name: "content-encoding")?.lowercased() == "gzip" {
-            do {
-                body = try Gzip.inflate(body, limit: configuration.maxRequestBodySize)
-            } catch .tooLarge {
-                return tooLarge(head)
-            } catch {
-                metrics.decodeFailed("gzip")
-                return self.error(.badRequest, RPCCode.invalidArgument, "body is not valid gzip", format)
-            }
+        let compression = head.headers.first(name: "content-encoding").flatMap(TraceIngest.Compression.init(name:)) ?? .identity
+        let ingest = self.ingest
+        return ingest.ingest(.buffer(body), format: format, compression: compression, on: eventLoop).map { outcome in
+            response(for: outcome, head: head, codec: ingest.codec(on: eventLoop))
         }
-        // A full pipeline refuses at once: decoding a request it cannot take would only take time
-        // from the pipeline that has to catch up.
-        guard !sink.isFull else { return unavailable(format) }
-        let codec = codecs.codec(on: eventLoop)
-        var batch: SpanBatch
-        do {
-            switch format {
-            case .protobuf:
-                batch = try body.withUnsafeReadableBytes { buffer in
-                    try codec.decodeRequest(buffer)
-                }
-            case .json:
-                batch = try body.withUnsafeReadableBytes { try OTLPJSON.decodeRequest($0) }
-            }
-        } catch {
-            metrics.decodeFailed(format == .protobuf ? "protobuf" : "json")
-            return self.error(.badRequest, RPCCode.invalidArgument, "cannot decode ExportTraceServiceRequest: \(error)", format)
-        }
+    }
 
-        let rejected = SpanValidation.dropInvalidSpans(&batch)
-        if rejected > 0 { metrics.refusedSpans.increment(by: Int64(rejected)) }
-        let accepted = batch.spanCount
-        if accepted > 0 {
-            guard sink.offer(batch) else {
-                metrics.refusedSpans.increment(by: Int64(accepted))
-                return unavailable(format)
+    /// The HTTP answer for each outcome, with a `google.rpc.Status` body in the request's format for errors.
+    func response(for outcome: IngestOutcome, head: HTTPRequestHead, codec: OTLPProtobufCodec) -> HTTP1Response {
+        let format = Self.format(of: head) ?? .json
+        switch outcome {
+        case .accepted(let rejected):
+            let body: [UInt8] = switch format {
+            case .protobuf: codec.encodeResponse(rejectedSpans: rejected, errorMessage: outcome.partialSuccessMessage)
+            case .json: OTLPJSON.encodeResponse(rejectedSpans: rejected, errorMessage: outcome.partialSuccessMessage)
             }
-            metrics.acceptedSpans.increment(by: Int64(accepted))
+            metrics.answered("200")
+            return HTTP1Response(status: .ok, headers: ["content-type": format.contentType], body: ByteBuffer(bytes: body))
+        case .pipelineFull:
+            return unavailable(format)
+        case .tooLarge:
+            return tooLarge(head)
+        case .badData(.corruptGzip):
+            return error(.badRequest, .invalidArgument, "body is not valid gzip", format)
+        case .badData(.undecodable(let reason)):
+            return error(.badRequest, .invalidArgument, "cannot decode ExportTraceServiceRequest: \(reason)", format)
         }
-        let message = rejected > 0 ? SpanValidation.rejectionMessage(rejected) : ""
-        let responseBody: [UInt8] = switch format {
-        case .protobuf: codec.encodeResponse(rejectedSpans: rejected, errorMessage: message)
-        case .json: OTLPJSON.encodeResponse(rejectedSpans: rejected, errorMessage: message)
-        }
-        metrics.answered("200")
-        return HTTP1Response(status: .ok, headers: ["content-type": format.contentType], body: ByteBuffer(bytes: responseBody))
     }
 
     /// 503 with `Retry-After`: "the client SHOULD retry", as the OTLP specification says of 503.
     private func unavailable(_ format: Format) -> HTTP1Response {
-        var response = error(.serviceUnavailable, RPCCode.unavailable, "the pipeline is full; retry later", format)
+        var response = error(.serviceUnavailable, .unavailable, "the pipeline is full; retry later", format)
         response.headers.add(name: "retry-after", value: "1")
         return response
     }
 
-    private func error(_ status: HTTPResponseStatus, _ code: Int32, _ message: String, _ format: Format) -> HTTP1Response {
+    private func error(_ status: HTTPResponseStatus, _ code: GRPCStatusCode, _ message: String, _ format: Format) -> HTTP1Response {
         metrics.answered(String(status.code))
         let body: [UInt8] = switch format {
-        case .protobuf: OTLPProtobufCodec(initialArenaCapacity: 4096).encodeStatus(code: code, message: message)
-        case .json: OTLPJSON.encodeStatus(code: code, message: message)
+        case .protobuf: OTLPProtobufCodec(initialArenaCapacity: 4096).encodeStatus(code: Int32(code.rawValue), message: message)
+        case .json: OTLPJSON.encodeStatus(code: Int32(code.rawValue), message: message)
         }
         return HTTP1Response(status: status, headers: ["content-type": format.contentType], body: ByteBuffer(bytes: body))
     }
 }
 
-/// The checks OTLP asks of receivers before spans enter the pipeline.
-public enum SpanValidation {
-    /// Drops spans whose trace id is not 16 non-zero bytes or whose span id is not 8 non-zero bytes
-    /// (decoders turn malformed ids into zero ids); returns how many were dropped.
-    public static func dropInvalidSpans(_ batch: inout SpanBatch) -> Int {
-        let before = batch.spanCount
-        // Reads the ids in place: copying each span out would retain and release all its fields.
-        let anyInvalid = batch.resourceSpans.contains { resourceSpans in
-            resourceSpans.scopeSpans.contains { scopeSpans in
-                scopeSpans.spans.contains { !$0.traceID.isValid || !$0.spanID.isValid }
-            }
-        }
-        guard anyInvalid else { return 0 }
-        batch.filterSpans { $0.traceID.isValid && $0.spanID.isValid }
-        return before - batch.spanCount
-    }
-
-    /// The `partial_success.error_message` for dropped spans.
-    public static func rejectionMessage(_ count: Int) -> String {
-        "\(count) span(s) dropped: trace id must be 16 non-zero bytes and span id 8 non-zero bytes"
-    }
+extension TraceIngest.Format {
+    /// The `content-type` of requests and answers in this format.
+    fileprivate var contentType: String { self == .protobuf ? "application/x-protobuf" : "application/json" }
 }
