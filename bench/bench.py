@@ -209,6 +209,8 @@ def default_chain_config(agenttrace, exporter):
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--agenttrace", required=True)
+    parser.add_argument("--baseline", help="another agenttrace binary (an earlier build): each AgentTrace row is measured "
+                                           "with it first, then with --agenttrace, so before/after sit side by side in one run")
     parser.add_argument("--rotel", required=True)
     parser.add_argument("--payloads", required=True)
     parser.add_argument("--spans", type=int, default=512)
@@ -267,22 +269,28 @@ service:
                                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             helpers.append(grpc_sink)
             wait_for_port(grpc_sink_port)
-            configs = dict(AGENTTRACE_CONFIGS)
             chain = "enrichment, triggers, service_graph, tail_sampling 10s, batch"
-            configs[f"default chain ({chain}) -> nop"] = default_chain_config(args.agenttrace, {"nop": {}})
-            configs["default chain -> zipkin (JSON, local sink)"] = default_chain_config(
-                args.agenttrace, {"zipkin": {"endpoint": "http://127.0.0.1:SINKPORT/api/v2/spans"}})
-            for name, config in configs.items():
-                path = os.path.join(directory, "config.yaml")
-                storage = os.path.join(directory, "queue")
-                with open(path, "w") as f:
-                    f.write(config.replace("GRPCSINKPORT", str(grpc_sink_port)).replace("GRPCPORT", str(grpc_port))
-                            .replace("SINKPORT", str(sink_port))
-                            .replace("PORT", str(port)).replace("STORAGE", storage))
-                command = [args.agenttrace, "serve", "--config", path]
-                add(f"AgentTrace {name}, OTLP/HTTP", Collector("agenttrace", command, port, args.collector_core))
-                if "GRPCPORT" in config:
-                    add(f"AgentTrace {name}, OTLP/gRPC", Collector("agenttrace", command, grpc_port, args.collector_core), grpc=True)
+            builds = ([("AgentTrace (baseline)", args.baseline)] if args.baseline else []) + [("AgentTrace", args.agenttrace)]
+            names = list(AGENTTRACE_CONFIGS) + [f"default chain ({chain}) -> nop", "default chain -> zipkin (JSON, local sink)"]
+            for name in names:
+                for label, binary in builds:
+                    # Each build runs its own embedded default for the default-chain rows.
+                    configs = dict(AGENTTRACE_CONFIGS)
+                    if name.startswith("default chain ("):
+                        configs[name] = default_chain_config(binary, {"nop": {}})
+                    elif name.startswith("default chain ->"):
+                        configs[name] = default_chain_config(binary, {"zipkin": {"endpoint": "http://127.0.0.1:SINKPORT/api/v2/spans"}})
+                    config = configs[name]
+                    path = os.path.join(directory, "config.yaml")
+                    storage = os.path.join(directory, "queue")
+                    with open(path, "w") as f:
+                        f.write(config.replace("GRPCSINKPORT", str(grpc_sink_port)).replace("GRPCPORT", str(grpc_port))
+                                .replace("SINKPORT", str(sink_port))
+                                .replace("PORT", str(port)).replace("STORAGE", storage))
+                    command = [binary, "serve", "--config", path]
+                    add(f"{label} {name}, OTLP/HTTP", Collector("agenttrace", command, port, args.collector_core))
+                    if "GRPCPORT" in config:
+                        add(f"{label} {name}, OTLP/gRPC", Collector("agenttrace", command, grpc_port, args.collector_core), grpc=True)
     finally:
         for helper in helpers:
             helper.terminate()
