@@ -5,7 +5,7 @@ import PackageDescription
 ///
 /// Dependency direction, never reversed:
 /// agenttrace -> AgentTraceServer -> {Receivers, Processors, Exporters} -> Pipeline -> TraceModel;
-/// Receivers, Exporters -> {TraceWire, HTTP2} -> TraceModel.
+/// Receivers, Exporters -> {TraceWire, HTTP2} -> TraceModel; Receivers, HTTP2 -> ServerSupport.
 /// Only TraceWire and HTTP2 import a C module.
 let package = Package(
     name: "AgentTrace",
@@ -56,10 +56,21 @@ let package = Package(
                 .product(name: "CompressNIO", package: "compress-nio"),
             ]
         ),
+        // The server plumbing every listener shares (HTTP/1, HTTP/2, the admin API): binding and
+        // quiescing, connection limits and why connections close, Duration <-> NIO time. No unsafe code.
+        .target(
+            name: "ServerSupport",
+            dependencies: [
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOExtras", package: "swift-nio-extras"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]
+        ),
         .target(
             name: "HTTP2",
             dependencies: [
-                "CNghttp2",
+                "CNghttp2", "ServerSupport",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOExtras", package: "swift-nio-extras"),
@@ -81,7 +92,7 @@ let package = Package(
         .target(
             name: "Receivers",
             dependencies: [
-                "Pipeline", "TraceWire", "HTTP2",
+                "Pipeline", "TraceWire", "HTTP2", "ServerSupport",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
@@ -137,6 +148,7 @@ let package = Package(
             name: "AgentTraceServer",
             dependencies: [
                 "Pipeline", "Receivers", "Processors", "Alerting", "Exporters", "ServiceGraph", "TraceWire", "HTTP2",
+                "ServerSupport",
                 // `replay --endpoint` posts with it: URLSession would link libcurl into the binary.
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "NIOCore", package: "swift-nio"),
@@ -162,13 +174,14 @@ let package = Package(
         .executableTarget(
             name: "agenttrace",
             dependencies: [
-                "AgentTraceServer", "ServiceGraph",
+                "AgentTraceServer", "ServiceGraph", "ServerSupport",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
 
         .testTarget(name: "TraceWireTests", dependencies: ["TraceWire"]),
-        .testTarget(name: "HTTP2Tests", dependencies: ["HTTP2"]),
+        .testTarget(name: "ServerSupportTests", dependencies: ["ServerSupport"]),
+        .testTarget(name: "HTTP2Tests", dependencies: ["HTTP2", "ServerSupport"]),
         .testTarget(name: "FuzzTargetsTests", dependencies: ["FuzzTargets", "TraceWire"]),
         .testTarget(name: "PipelineTests", dependencies: ["Pipeline", "TestSupport"]),
         .testTarget(name: "ReceiversTests", dependencies: ["Receivers"]),
@@ -178,7 +191,7 @@ let package = Package(
         .testTarget(name: "ServiceGraphTests", dependencies: ["ServiceGraph", "TestSupport"]),
         .testTarget(name: "ExportersTests", dependencies: ["Exporters", "TestSupport"]),
         .testTarget(name: "AgentTraceServerTests", dependencies: [
-            "AgentTraceServer", "ServiceGraph", "TestSupport",
+            "AgentTraceServer", "ServiceGraph", "ServerSupport", "TestSupport",
             // reads the Kubernetes ConfigMap in deploy/k8s to validate the configuration it carries
             .product(name: "Yams", package: "Yams"),
         ]),

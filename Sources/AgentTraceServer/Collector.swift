@@ -8,6 +8,7 @@ import Exporters
 import Pipeline
 import Processors
 import Receivers
+import ServerSupport
 import ServiceGraph
 import ServiceLifecycle
 import Synchronization

@@ -1,6 +1,7 @@
 import Logging
 import NIOCore
 import NIOPosix
+import ServerSupport
 import Synchronization
 
 /// What a unary call returned.

@@ -2,6 +2,7 @@ import Logging
 import NIOCore
 import NIOExtras
 import NIOPosix
+import ServerSupport
 import ServiceLifecycle
 
 /// A unary gRPC service. Called on the connection's event loop; must not block: long work goes
@@ -79,15 +80,6 @@ public final class GRPCServer: Listener, Sendable {
 
     public func run() async throws {
         try await server.run(onListening: onListening)
-    }
-}
-
-extension Duration {
-    /// Whole nanoseconds, saturating (for NIO's time amounts; the receivers use it too).
-    public var wholeNanoseconds: Int64 {
-        let (seconds, attoseconds) = components
-        let (product, overflow) = seconds.multipliedReportingOverflow(by: 1_000_000_000)
-        return overflow ? Int64.max : product + attoseconds / 1_000_000_000
     }
 }
 

@@ -2,8 +2,8 @@ import Logging
 import NIOCore
 import NIOHTTP1
 import NIOPosix
-import HTTP2
 import Pipeline
+import ServerSupport
 import ServiceLifecycle
 
 /// A complete HTTP/1.1 response.
@@ -187,9 +187,7 @@ struct HTTP1Deadlines {
 
     /// How often to check: a quarter of the shortest timeout, between 50 ms and 1 s.
     var checkInterval: TimeAmount? {
-        guard let shortest = [limits.connection.readHeaderTimeout, limits.connection.readTimeout, limits.idleTimeout]
-            .compactMap({ $0 }).min() else { return nil }
-        return .nanoseconds(min(max(shortest.wholeNanoseconds / 4, 50_000_000), 1_000_000_000))
+        ConnectionLimits.checkInterval(for: [limits.connection.readHeaderTimeout, limits.connection.readTimeout, limits.idleTimeout])
     }
 }
 

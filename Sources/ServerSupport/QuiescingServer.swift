@@ -30,7 +30,7 @@ public struct ListenError: Error, CustomStringConvertible, Sendable {
     }
 
     /// The cause of `error` in words: the C library's text for an errno (`address already in use`).
-    static func cause(of error: any Error) -> String {
+    public static func cause(of error: any Error) -> String {
         if let error = error as? IOError {
             let text = String(cString: strerror(error.errnoCode))
             return text.prefix(1).lowercased() + text.dropFirst()
