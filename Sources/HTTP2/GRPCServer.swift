@@ -276,7 +276,7 @@ final class GRPCConnectionHandler: ChannelInboundHandler {
         do {
             if response.status == .ok {
                 try session.respond(streamID: streamID, headers: [(":status", "200"), ("content-type", "application/grpc")],
-                                    body: GRPCFraming.frame(response.body), trailers: trailers)
+                                    bodyParts: GRPCFraming.bodyParts(response.body), trailers: trailers)
             } else {
                 // Trailers-Only: one HEADERS frame carrying the status, ending the stream.
                 try session.respond(streamID: streamID, headers: [(":status", "200"), ("content-type", "application/grpc")] + trailers)
