@@ -6,7 +6,8 @@ import PackageDescription
 /// Dependency direction, never reversed:
 /// agenttrace -> AgentTraceServer -> {Receivers, Processors, Exporters} -> Pipeline -> TraceModel;
 /// Receivers, Exporters -> {TraceWire, HTTP2} -> TraceModel; Receivers, HTTP2 -> ServerSupport.
-/// Only TraceWire and HTTP2 import a C module.
+/// Only TraceWire and HTTP2 import a C module. Every target declares each module it imports
+/// (scripts/check-package-imports checks it).
 let package = Package(
     name: "AgentTrace",
     platforms: [.macOS(.v15)],
@@ -92,7 +93,10 @@ let package = Package(
         .target(
             name: "Receivers",
             dependencies: [
-                "Pipeline", "TraceWire", "HTTP2", "ServerSupport",
+                "Pipeline", "TraceModel", "TraceWire", "HTTP2", "ServerSupport",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
@@ -118,7 +122,7 @@ let package = Package(
         .target(
             name: "Processors",
             dependencies: [
-                "Pipeline", "Alerting", "JSONText",
+                "Pipeline", "Alerting", "JSONText", "TraceModel",
                 .product(name: "DequeModule", package: "swift-collections"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -128,7 +132,7 @@ let package = Package(
         .target(
             name: "ServiceGraph",
             dependencies: [
-                "Pipeline",
+                "Pipeline", "TraceModel",
                 .product(name: "DequeModule", package: "swift-collections"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
             ]
@@ -136,10 +140,13 @@ let package = Package(
         .target(
             name: "Exporters",
             dependencies: [
-                "Pipeline", "TraceWire", "HTTP2",
+                "Pipeline", "TraceModel", "TraceWire", "HTTP2",
                 .product(name: "DequeModule", package: "swift-collections"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
             ]
@@ -147,8 +154,10 @@ let package = Package(
         .target(
             name: "AgentTraceServer",
             dependencies: [
-                "Pipeline", "Receivers", "Processors", "Alerting", "Exporters", "ServiceGraph", "TraceWire", "HTTP2",
-                "ServerSupport",
+                "Pipeline", "Receivers", "Processors", "Alerting", "Exporters", "ServiceGraph",
+                "TraceModel", "TraceWire", "HTTP2", "ServerSupport",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 // `replay --endpoint` posts with it: URLSession would link libcurl into the binary.
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "NIOCore", package: "swift-nio"),
@@ -174,24 +183,61 @@ let package = Package(
         .executableTarget(
             name: "agenttrace",
             dependencies: [
-                "AgentTraceServer", "ServiceGraph", "ServerSupport",
+                "AgentTraceServer", "ServiceGraph", "Pipeline", "TraceWire", "HTTP2", "ServerSupport",
+                .product(name: "Logging", package: "swift-log"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
 
-        .testTarget(name: "TraceWireTests", dependencies: ["TraceWire"]),
-        .testTarget(name: "ServerSupportTests", dependencies: ["ServerSupport"]),
-        .testTarget(name: "HTTP2Tests", dependencies: ["HTTP2", "ServerSupport"]),
+        .testTarget(name: "TraceWireTests", dependencies: [
+            "TraceWire", "TraceModel",
+            .product(name: "NIOCore", package: "swift-nio"),
+        ]),
+        .testTarget(name: "ServerSupportTests", dependencies: [
+            "ServerSupport",
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOPosix", package: "swift-nio"),
+        ]),
+        .testTarget(name: "HTTP2Tests", dependencies: [
+            "HTTP2", "ServerSupport",
+            .product(name: "Logging", package: "swift-log"),
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOPosix", package: "swift-nio"),
+            .product(name: "NIOEmbedded", package: "swift-nio"),
+            .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+        ]),
         .testTarget(name: "FuzzTargetsTests", dependencies: ["FuzzTargets", "TraceWire"]),
-        .testTarget(name: "PipelineTests", dependencies: ["Pipeline", "TestSupport"]),
-        .testTarget(name: "ReceiversTests", dependencies: ["Receivers"]),
+        .testTarget(name: "PipelineTests", dependencies: [
+            "Pipeline", "TraceModel", "TestSupport",
+            .product(name: "Logging", package: "swift-log"),
+        ]),
+        .testTarget(name: "ReceiversTests", dependencies: [
+            "Receivers", "Pipeline", "TraceModel", "TraceWire", "HTTP2", "ServerSupport",
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOPosix", package: "swift-nio"),
+            .product(name: "NIOHTTP1", package: "swift-nio"),
+            .product(name: "NIOEmbedded", package: "swift-nio"),
+            .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+        ]),
         .target(name: "TestSupport", path: "Tests/TestSupport"),
-        .testTarget(name: "ProcessorsTests", dependencies: ["Processors", "Alerting", "Pipeline", "TestSupport"]),
-        .testTarget(name: "AlertingTests", dependencies: ["Alerting", "Pipeline", "TestSupport"]),
-        .testTarget(name: "ServiceGraphTests", dependencies: ["ServiceGraph", "TestSupport"]),
-        .testTarget(name: "ExportersTests", dependencies: ["Exporters", "TestSupport"]),
+        .testTarget(name: "ProcessorsTests", dependencies: [
+            "Processors", "Alerting", "Pipeline", "TraceModel", "TestSupport",
+            .product(name: "Logging", package: "swift-log"),
+        ]),
+        .testTarget(name: "AlertingTests", dependencies: [
+            "Alerting", "Pipeline", "TraceModel", "TestSupport",
+            .product(name: "Logging", package: "swift-log"),
+        ]),
+        .testTarget(name: "ServiceGraphTests", dependencies: ["ServiceGraph", "Pipeline", "TraceModel", "TestSupport"]),
+        .testTarget(name: "ExportersTests", dependencies: [
+            "Exporters", "Pipeline", "TraceModel", "TraceWire", "HTTP2", "TestSupport",
+            .product(name: "Logging", package: "swift-log"),
+            .product(name: "Prometheus", package: "swift-prometheus"),
+        ]),
         .testTarget(name: "AgentTraceServerTests", dependencies: [
-            "AgentTraceServer", "ServiceGraph", "ServerSupport", "TestSupport",
+            "AgentTraceServer", "ServiceGraph", "Pipeline", "Receivers", "TraceModel", "TraceWire", "ServerSupport", "TestSupport",
+            .product(name: "Logging", package: "swift-log"),
+            .product(name: "NIOPosix", package: "swift-nio"),
             // reads the Kubernetes ConfigMap in deploy/k8s to validate the configuration it carries
             .product(name: "Yams", package: "Yams"),
         ]),
