@@ -87,8 +87,12 @@ let package = Package(
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "DequeModule", package: "swift-collections"),
-                .product(name: "Yams", package: "Yams"),
             ]
+        ),
+        // YAML text to `ConfigValue`: only what loads configuration links Yams, not the pipeline.
+        .target(
+            name: "ConfigYAML",
+            dependencies: ["Pipeline", .product(name: "Yams", package: "Yams")]
         ),
         .target(
             name: "Receivers",
@@ -122,7 +126,7 @@ let package = Package(
         .target(
             name: "Processors",
             dependencies: [
-                "Pipeline", "Alerting", "JSONText", "TraceModel",
+                "Pipeline", "ConfigYAML", "Alerting", "JSONText", "TraceModel",
                 .product(name: "DequeModule", package: "swift-collections"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -132,7 +136,7 @@ let package = Package(
         .target(
             name: "ServiceGraph",
             dependencies: [
-                "Pipeline", "TraceModel",
+                "Pipeline", "TraceModel", "JSONText",
                 .product(name: "DequeModule", package: "swift-collections"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
             ]
@@ -154,7 +158,7 @@ let package = Package(
         .target(
             name: "AgentTraceServer",
             dependencies: [
-                "Pipeline", "Receivers", "Processors", "Alerting", "Exporters", "ServiceGraph",
+                "Pipeline", "ConfigYAML", "Receivers", "Processors", "Alerting", "Exporters", "ServiceGraph",
                 "TraceModel", "TraceWire", "HTTP2", "ServerSupport",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -208,11 +212,11 @@ let package = Package(
         ]),
         .testTarget(name: "FuzzTargetsTests", dependencies: ["FuzzTargets", "TraceWire"]),
         .testTarget(name: "PipelineTests", dependencies: [
-            "Pipeline", "TraceModel", "TestSupport",
+            "Pipeline", "ConfigYAML", "TraceModel", "TestSupport",
             .product(name: "Logging", package: "swift-log"),
         ]),
         .testTarget(name: "ReceiversTests", dependencies: [
-            "Receivers", "Pipeline", "TraceModel", "TraceWire", "HTTP2", "ServerSupport",
+            "Receivers", "Pipeline", "ConfigYAML", "TraceModel", "TraceWire", "HTTP2", "ServerSupport",
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOPosix", package: "swift-nio"),
             .product(name: "NIOHTTP1", package: "swift-nio"),
@@ -221,16 +225,16 @@ let package = Package(
         ]),
         .target(name: "TestSupport", path: "Tests/TestSupport"),
         .testTarget(name: "ProcessorsTests", dependencies: [
-            "Processors", "Alerting", "Pipeline", "TraceModel", "TestSupport",
+            "Processors", "ConfigYAML", "Alerting", "Pipeline", "TraceModel", "TestSupport",
             .product(name: "Logging", package: "swift-log"),
         ]),
         .testTarget(name: "AlertingTests", dependencies: [
-            "Alerting", "Pipeline", "TraceModel", "TestSupport",
+            "Alerting", "ConfigYAML", "Pipeline", "TraceModel", "TestSupport",
             .product(name: "Logging", package: "swift-log"),
         ]),
-        .testTarget(name: "ServiceGraphTests", dependencies: ["ServiceGraph", "Pipeline", "TraceModel", "TestSupport"]),
+        .testTarget(name: "ServiceGraphTests", dependencies: ["ServiceGraph", "ConfigYAML", "Pipeline", "TraceModel", "JSONText", "TestSupport"]),
         .testTarget(name: "ExportersTests", dependencies: [
-            "Exporters", "Pipeline", "TraceModel", "TraceWire", "HTTP2", "TestSupport",
+            "Exporters", "Pipeline", "ConfigYAML", "TraceModel", "TraceWire", "HTTP2", "TestSupport",
             .product(name: "Logging", package: "swift-log"),
             .product(name: "Prometheus", package: "swift-prometheus"),
         ]),

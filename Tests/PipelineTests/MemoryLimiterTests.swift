@@ -1,3 +1,4 @@
+import ConfigYAML
 import Synchronization
 import Testing
 import TraceModel
