@@ -1,3 +1,5 @@
+import Foundation
+import JSONText
 import Pipeline
 import Testing
 import TraceModel
@@ -133,7 +135,7 @@ struct ServiceGraphStateTests {
 @Suite("service graph aggregation and JSON")
 struct ServiceGraphJSONTests {
     @Test("node graph fields: arcs sum to 1, stats numeric, edges identified")
-    func nodeGraph() async {
+    func nodeGraph() async throws {
         let processor = ServiceGraphProcessor(configuration: ServiceGraphConfiguration(), metrics: SelfMetrics())
         let batch = SpanBatch(resourceSpans: [
             ResourceSpans(resource: resource("a"), scopeSpans: [ScopeSpans(spans: [span(10, kind: .client), span(11, kind: .client)])]),
@@ -142,18 +144,22 @@ struct ServiceGraphJSONTests {
         ])
         #expect(processor.process(batch, now: 0) == [batch])
         await processor.drain()
-        let json = GraphJSON.nodeGraph(processor.snapshot())
-        let nodes = json["nodes"] as! [[String: Any]]
-        let edges = json["edges"] as! [[String: Any]]
-        let b = nodes.first { $0["id"] as? String == "b" }!
+        // Read back with Foundation's parser, an oracle independent of the writer.
+        let json = try #require(try JSONSerialization.jsonObject(with: Data(GraphJSON.encodeNodeGraph(processor.snapshot()))) as? [String: Any])
+        let nodes = try #require(json["nodes"] as? [[String: Any]])
+        let edges = try #require(json["edges"] as? [[String: Any]])
+        let b = try #require(nodes.first { $0["id"] as? String == "b" })
         #expect(b["mainstat"] as? Int == 2)
         #expect(b["secondarystat"] as? Double == 50)
         #expect((b["arc__success"] as! Double) + (b["arc__failed"] as! Double) == 1)
         #expect(edges.map { $0["id"] as? String } == ["a->b"])
-        // The direct encoder writes the same bytes as encoding the frames.
-        #expect(GraphJSON.encodeNodeGraph(processor.snapshot()) == GraphJSON.encode(json))
-        let dependencies = GraphJSON.dependencies(processor.snapshot())["data"] as! [[String: Any]]
-        #expect(dependencies.first?["callCount"] as? Int == 2)
+        let dependencies = try #require(try JSONSerialization.jsonObject(with: Data(GraphJSON.dependencies(processor.snapshot()).encoded()))
+            as? [String: Any])
+        let data = try #require(dependencies["data"] as? [[String: Any]])
+        #expect(data.first?["callCount"] as? Int == 2)
+        #expect(data.first?["parent"] as? String == "a")
+        #expect(data.first?["child"] as? String == "b")
+        #expect(dependencies["errors"] is NSNull)
     }
 
     @Test("agent.* resource attributes become node details, by service and by agent name, declared as fields")
@@ -168,7 +174,7 @@ struct ServiceGraphJSONTests {
         ])
         _ = processor.process(batch, now: 0)
         await processor.drain()
-        let json = GraphJSON.nodeGraph(processor.snapshot())
+        let json = try #require(try JSONSerialization.jsonObject(with: Data(GraphJSON.encodeNodeGraph(processor.snapshot()))) as? [String: Any])
         let nodes = try #require(json["nodes"] as? [[String: Any]])
         let a = try #require(nodes.first { $0["id"] as? String == "a" })
         #expect(a["detail__agent_type"] as? String == "coordinator")
@@ -176,9 +182,9 @@ struct ServiceGraphJSONTests {
         #expect(a["detail__agent_name"] as? String == "coordinator-main")
         #expect(a["detail__agent_capabilities"] as? String == "plan, delegate")
         #expect(nodes.first { $0["id"] as? String == "b" }?["detail__agent_type"] == nil)
-        #expect(GraphJSON.encodeNodeGraph(processor.snapshot()) == GraphJSON.encode(json))
         #expect(processor.nodeDetailKeys == ["agent.capabilities", "agent.critical", "agent.name", "agent.type"])
-        let fields = try #require(GraphJSON.fields(nodeDetails: processor.nodeDetailKeys)["nodes_fields"] as? [[String: Any]])
+        let document = try JSONSerialization.jsonObject(with: Data(GraphJSON.fields(nodeDetails: processor.nodeDetailKeys).encoded()))
+        let fields = try #require((document as? [String: Any])?["nodes_fields"] as? [[String: Any]])
         #expect(fields.contains { $0["field_name"] as? String == "detail__agent_critical" && $0["type"] as? String == "string" })
     }
 
@@ -186,9 +192,9 @@ struct ServiceGraphJSONTests {
         7.672, 0.05, -1.5, 12800.001, 0.001, 999999.999, 2.0, 1.0 / 3,
     ])
     func numbers(value: Double) {
-        var bytes: [UInt8] = []
-        GraphJSON.write(value, into: &bytes)
-        let text = String(decoding: bytes, as: UTF8.self)
+        var writer = JSONWriter()
+        writer.number(value)
+        let text = String(decoding: writer.bytes, as: UTF8.self)
         // The reference: Swift's own shortest round-trip description (integers without ".0").
         let want = value == value.rounded() ? String(Int64(value)) : String(value)
         #expect(text == want)
