@@ -41,10 +41,27 @@ public struct ExportError: Error, CustomStringConvertible, Sendable {
     }
 }
 
+/// What a backend said of a batch it accepted: OTLP's `partial_success`, else everything accepted.
+public struct SendResult: Sendable, Equatable {
+    /// Spans the backend refused although the request succeeded (OTLP `partial_success.rejected_spans`).
+    public var rejectedSpans: Int
+    /// Why, as the backend put it (`partial_success.error_message`).
+    public var errorMessage: String
+
+    public init(rejectedSpans: Int = 0, errorMessage: String = "") {
+        self.rejectedSpans = rejectedSpans
+        self.errorMessage = errorMessage
+    }
+
+    /// Every span accepted.
+    public static let accepted = SendResult()
+}
+
 /// Sends one batch to a backend; the queue around it retries and persists.
 public protocol BatchSender: Sendable {
-    /// Sends `batch`, throwing an `ExportError` that says whether to try again.
-    func send(_ batch: SpanBatchPayload) async throws(ExportError)
+    /// Sends `batch`, throwing an `ExportError` that says whether to try again; on success, what the
+    /// backend said it rejected.
+    func send(_ batch: SpanBatchPayload) async throws(ExportError) -> SendResult
     /// Releases connections.
     func shutdown() async
 }
