@@ -2,6 +2,7 @@ import Logging
 import Pipeline
 import Synchronization
 import Testing
+import TraceModel
 import TraceWire
 @testable import Exporters
 
@@ -65,7 +66,7 @@ struct PartialSuccessTests {
             #expect(tally.sent.load(ordering: .relaxed) == 6, "queued: \(queued)")
             #expect(tally.failed.load(ordering: .relaxed) == 4, "queued: \(queued)")
             // One summarised line per interval, with the backend's error_message; not one per request.
-            let logged = lines.messages.withLock { $0 }.filter { $0.contains("partial_success") }
+            let logged = lines.messages.withLock { $0 }.filter { $0.contains("rejected_spans=") }
             #expect(logged.count == 1, "\(logged)")
             #expect(logged.first?.contains("span name too long") == true)
             #expect(logged.first?.contains("rejected_spans=2") == true)
@@ -100,5 +101,41 @@ struct PartialSuccessTests {
         #expect(OTLPPartialSuccess.read([], json: false) == .accepted)
         #expect(OTLPPartialSuccess.read(Array("{}".utf8), json: true) == .accepted)
         #expect(OTLPPartialSuccess.read([0xFF, 0xFF], json: false) == .accepted)
+    }
+}
+
+@Suite("spans that cannot be mapped (exporter-mappings §0.4)")
+struct UnmappableSpanTests {
+    static let batch = SpanBatch(resourceSpans: [ResourceSpans(
+        resource: Resource(attributes: [Attribute("service.name", "a")]),
+        scopeSpans: [ScopeSpans(spans: [
+            Span(traceID: TraceID(high: 1, low: 1), spanID: SpanID(1), name: "valid"),
+            Span(traceID: TraceID(high: 0, low: 0), spanID: SpanID(2), name: "all-zero trace id"),
+            Span(traceID: TraceID(high: 1, low: 1), spanID: SpanID(0), name: "all-zero span id"),
+        ])])])
+
+    @Test("Zipkin and Jaeger leave out spans with an all-zero trace or span id, and the exporter counts them failed")
+    func leftOutAndCounted() async throws {
+        #expect(ZipkinTranslator.spans(from: Self.batch).map(\.name) == ["valid"])
+        #expect(JaegerTranslator.batches(from: Self.batch).flatMap(\.spans).map(\.operationName) == ["valid"])
+        let result = SendResult.unmappable(SpanBatchPayload(Self.batch))
+        #expect(result.rejectedSpans == 2)
+        #expect(SendResult.unmappable(SpanBatchPayload(spans(3))) == .accepted)
+
+        // Through the queue: the valid span is sent, the two others failed.
+        final class TranslatingSender: BatchSender {
+            func send(_ payload: SpanBatchPayload) async throws(ExportError) -> SendResult { .unmappable(payload) }
+            func shutdown() async {}
+        }
+        let metrics = SelfMetrics()
+        let exporter = QueuedExporter(id: ComponentID("zipkin"), sender: TranslatingSender(), queue: QueueConfiguration(),
+                                      retry: fastRetry(), metrics: metrics, logger: Logger(label: "test"))
+        let (delivery, tally) = reporter(metrics)
+        _ = exporter.reportsDelivery(to: delivery)
+        try await exporter.start()
+        try await exporter.export(Self.batch)
+        await exporter.shutdown()
+        #expect(tally.sent.load(ordering: .relaxed) == 1)
+        #expect(tally.failed.load(ordering: .relaxed) == 2)
     }
 }

@@ -37,7 +37,7 @@ struct JaegerSender: BatchSender {
             try await GRPCCall.unary(client, path: Self.path, message: encoder.postSpansRequest(batch), compressed: false,
                                      metadata: [], timeout: timeout)
         }
-        return .accepted
+        return .unmappable(payload)
     }
 
     func shutdown() async {

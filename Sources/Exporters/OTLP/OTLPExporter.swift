@@ -142,13 +142,13 @@ public struct OTLPExporterFactory: ExporterFactory {
         case .httpProtobuf:
             sender = try HTTPBatchSender(url: configuration.tracesURL, headers: configuration.headers, gzip: configuration.gzip,
                                          timeout: configuration.common.timeout, tls: configuration.common.tls,
-                                         readResponse: { OTLPPartialSuccess.readHTTP($0, contentType: $1, requestWasJSON: false) }) { payload in
+                                         readResponse: { OTLPPartialSuccess.readHTTP($1, contentType: $2, requestWasJSON: false) }) { payload in
                 (OTLPProtobufCodec(initialArenaCapacity: 64 << 10).encodeRequest(payload.batch), "application/x-protobuf")
             }
         case .httpJSON:
             sender = try HTTPBatchSender(url: configuration.tracesURL, headers: configuration.headers, gzip: configuration.gzip,
                                          timeout: configuration.common.timeout, tls: configuration.common.tls,
-                                         readResponse: { OTLPPartialSuccess.readHTTP($0, contentType: $1, requestWasJSON: true) }) { payload in
+                                         readResponse: { OTLPPartialSuccess.readHTTP($1, contentType: $2, requestWasJSON: true) }) { payload in
                 (OTLPJSON.encodeRequest(payload.batch), "application/json")
             }
         }

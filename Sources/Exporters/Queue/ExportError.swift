@@ -55,6 +55,20 @@ public struct SendResult: Sendable, Equatable {
 
     /// Every span accepted.
     public static let accepted = SendResult()
+
+    /// What a Zipkin or Jaeger export leaves out: exporter-mappings §0.4, "A span whose `trace_id` is not 16
+    /// bytes with at least one non-zero byte, or whose `span_id` is not 8 bytes with at least one non-zero
+    /// byte, is never exported", so it is counted as failed (the translators skip it).
+    public static func unmappable(_ payload: SpanBatchPayload) -> SendResult {
+        var invalid = 0
+        for resourceSpans in payload.batch.resourceSpans {
+            for scopeSpans in resourceSpans.scopeSpans {
+                for span in scopeSpans.spans where !span.traceID.isValid || !span.spanID.isValid { invalid += 1 }
+            }
+        }
+        guard invalid > 0 else { return .accepted }
+        return SendResult(rejectedSpans: invalid, errorMessage: "spans with an all-zero trace or span id are not exported")
+    }
 }
 
 /// Sends one batch to a backend; the queue around it retries and persists.

@@ -25,9 +25,10 @@ public final class QueuedExporter: SpanExporter {
     private let stopping = Atomic<Bool>(false)
     /// How long `shutdown` keeps trying to deliver what is queued.
     private let drainDeadline: Duration
-    /// Spans backends rejected in accepted requests (`partial_success`), summarised once per interval.
+    /// Spans left out of delivered batches (OTLP `partial_success`, ids no backend can take), summarised once
+    /// per interval.
     private let rejections = Mutex(RejectionLog())
-    /// How often a backend's partial rejections are logged at most.
+    /// How often spans left out of delivered batches are logged at most.
     static let rejectionLogInterval: Duration = .seconds(60)
 
     public init(id: ComponentID, sender: any BatchSender, queue: QueueConfiguration, retry: RetryConfiguration,
@@ -138,8 +139,9 @@ public final class QueuedExporter: SpanExporter {
         }
     }
 
-    /// Counts an accepted batch: its spans are sent but for those the backend rejected, which are failed
-    /// (the OTLP specification: such a response is success, and the rejected part must not be retried).
+    /// Counts a delivered batch: its spans are sent but for those the backend rejected (or the translation
+    /// left out), which are failed. The OTLP specification: such a response is success, and the rejected
+    /// part must not be retried.
     private func count(_ result: SendResult, of spans: Int) {
         let rejected = min(max(result.rejectedSpans, 0), spans)
         let reporter = reporter.withLock { $0 }
@@ -158,7 +160,7 @@ public final class QueuedExporter: SpanExporter {
         }
         if let line {
             // One line per interval, never one per batch; the count covers the whole interval.
-            logger.warning("the backend rejected spans of accepted requests (partial_success)", metadata: [
+            logger.warning("spans of delivered batches were not accepted; counted as failed", metadata: [
                 "exporter": "\(id)", "rejected_spans": "\(line.spans)", "error_message": "\(line.message)",
             ])
         }

@@ -13,8 +13,8 @@ import TraceWire
 final class HTTPBatchSender: BatchSender {
     /// Turns a batch into a request body and its content type.
     typealias Encoder = @Sendable (SpanBatchPayload) throws -> (body: [UInt8], contentType: String)
-    /// Reads a 2xx response's body (and its content type) for what the backend rejected.
-    typealias ResponseReader = @Sendable (_ body: [UInt8], _ contentType: String?) -> SendResult
+    /// Reads a 2xx response's body (and its content type), with the batch sent, for what was not accepted.
+    typealias ResponseReader = @Sendable (_ payload: SpanBatchPayload, _ body: [UInt8], _ contentType: String?) -> SendResult
 
     private let url: String
     private let headers: [(String, String)]
@@ -86,7 +86,7 @@ final class HTTPBatchSender: BatchSender {
         }
         guard !(200..<300).contains(Int(response.status.code)) else {
             guard let readResponse else { return .accepted }
-            return readResponse(Array(responseBody.readableBytesView), response.headers.first(name: "content-type"))
+            return readResponse(payload, Array(responseBody.readableBytesView), response.headers.first(name: "content-type"))
         }
         throw ExportError.forHTTPStatus(Int(response.status.code), body: String(buffer: responseBody),
                                         retryAfter: response.headers.first(name: "retry-after").flatMap {
