@@ -848,3 +848,68 @@ def test_at_shutdown_queued_alerts_get_one_attempt_each_for_up_to_5_seconds(coll
         fail_if(problems, "alerts queued at shutdown")
     finally:
         sink.close()
+
+
+class DatedRetryAfterSink:
+    """A webhook that answers its first POST 429 with `Retry-After` as an HTTP-date 2-3 s ahead (RFC 850 form,
+    the obsolete one RFC 9110 §5.6.7 still says recipients MUST accept), then 200; it records arrival times."""
+
+    def __init__(self):
+        self.posts = []
+        self.wait = None
+        sink = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *a):
+                pass
+
+            def do_POST(self):
+                arrived = time.monotonic()
+                self.rfile.read(int(self.headers.get("content-length", "0")))
+                sink.posts.append(arrived)
+                if len(sink.posts) == 1:
+                    target = int(time.time()) + 3
+                    sink.wait = target - time.time()
+                    self.send_response(429)
+                    self.send_header("Retry-After", time.strftime("%A, %d-%b-%y %H:%M:%S GMT", time.gmtime(target)))
+                else:
+                    self.send_response(200)
+                self.send_header("content-length", "0")
+                self.end_headers()
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def url(self):
+        return "http://127.0.0.1:%d/hook" % self.server.server_address[1]
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_an_alert_sink_retry_after_date_is_waited_for(collectors, receiver, tmp_path):
+    """docs/agent-enrichment-and-triggers.md: 429 is retried honouring `Retry-After`, seconds or an HTTP-date.
+    With initial_interval 100ms, a retry sooner than the date would have ignored it."""
+    sink = DatedRetryAfterSink()
+    try:
+        metadata = tmp_path / "agents-dated.yaml"
+        metadata.write_text(METADATA)
+        config = collector_config(receiver, str(metadata), rules=[{"name": "every_error", "status": "error"}],
+                                  notify=[{"webhook": sink.url()}])
+        config["processors"]["threshold_triggers"]["delivery"]["retry_on_failure"]["max_elapsed_time"] = "30s"
+        col = collectors.launch("alert-dated", config)
+        agent = Agent(col, "coordinator-main")
+        try:
+            agent.span("fails", error=True)
+        finally:
+            agent.close()
+        wait_metric(col, "agenttrace_alerts_delivered_total", 1, sink="webhook", timeout=15)
+        assert len(sink.posts) == 2, sink.posts
+        gap = sink.posts[1] - sink.posts[0]
+        assert gap >= sink.wait - 0.05, "retried %.2f s after a 429 whose Retry-After date asked for %.2f s" % (gap, sink.wait)
+    finally:
+        sink.close()
