@@ -812,7 +812,7 @@ def test_at_shutdown_queued_alerts_get_one_attempt_each_for_up_to_5_seconds(coll
             agent.close()
         wait_metric(col, "agenttrace_triggers_fired_total", N_QUEUED_ALERTS, rule="every_error")
         assert sink.held.wait(10), "the sink never got the first alert"
-        wait_metric(col, "agenttrace_alerts_queue_size", N_QUEUED_ALERTS - 1, sink="webhook")
+        wait_metric(col, "agenttrace_alerts_queue_size", N_QUEUED_ALERTS - 1, processor="threshold_triggers", sink="webhook")
         before = len(sink.posts)
         sigterm = time.monotonic()
         col.terminate()
@@ -907,7 +907,7 @@ def test_an_alert_sink_retry_after_date_is_waited_for(collectors, receiver, tmp_
             agent.span("fails", error=True)
         finally:
             agent.close()
-        wait_metric(col, "agenttrace_alerts_delivered_total", 1, sink="webhook", timeout=15)
+        wait_metric(col, "agenttrace_alerts_delivered_total", 1, processor="threshold_triggers", sink="webhook", timeout=15)
         assert len(sink.posts) == 2, sink.posts
         gap = sink.posts[1] - sink.posts[0]
         assert gap >= sink.wait - 0.05, "retried %.2f s after a 429 whose Retry-After date asked for %.2f s" % (gap, sink.wait)

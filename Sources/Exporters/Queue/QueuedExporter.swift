@@ -144,10 +144,10 @@ public final class QueuedExporter: SpanExporter {
     /// part must not be retried.
     private func count(_ result: SendResult, of spans: Int) {
         let rejected = min(max(result.rejectedSpans, 0), spans)
-        let reporter = reporter.withLock { $0 }
-        reporter?.delivered(spans - rejected)
+        let delivery = reporter.withLock { $0 }
+        delivery?.delivered(spans - rejected)
         guard rejected > 0 || !result.errorMessage.isEmpty else { return }
-        if rejected > 0 { reporter?.failed(rejected) }
+        if rejected > 0 { delivery?.failed(rejected) }
         let now = ContinuousClock.now
         let line: (spans: Int, message: String)? = rejections.withLock { log in
             log.spans += rejected
