@@ -48,6 +48,7 @@ public struct SendResult: Sendable, Equatable {
     /// Why, as the backend put it (`partial_success.error_message`).
     public var errorMessage: String
 
+    /// A result; the defaults are everything accepted.
     public init(rejectedSpans: Int = 0, errorMessage: String = "") {
         self.rejectedSpans = rejectedSpans
         self.errorMessage = errorMessage

@@ -193,7 +193,9 @@ public final class QueuedExporter: SpanExporter {
 
 /// Backend rejections not yet logged, and when the next line may be written.
 struct RejectionLog {
+    /// Spans left out since the last line.
     var spans = 0
+    /// When the next line may be written; nil before the first.
     var next: ContinuousClock.Instant?
 }
 
