@@ -108,8 +108,8 @@ public protocol SpanExporter: Sendable {
     func export(_ batch: SpanBatch) async throws
     /// Flushes and releases resources; called once after the last export.
     func shutdown() async
-    /// Exporters that deliver later, behind a queue, keep `reporter` and count sent and failed spans
-    /// themselves, returning true; for the others the pipeline counts a batch as sent when `export` returns.
+    /// Exporters that deliver later, behind a queue, or that learn from the backend which spans it
+    /// rejected, keep `reporter` and count sent and failed spans themselves, returning true; for the others the pipeline counts a batch as sent when `export` returns.
     func reportsDelivery(to reporter: DeliveryReporter) -> Bool
     /// The folder of the exporter's disk queue, when it has one: the pipeline then writes accepted
     /// batches ahead to disk too, before receivers acknowledge them.

@@ -210,3 +210,75 @@ struct ServiceGraphJSONTests {
         #expect(graph.detailedNodes == ["a", "b"])
     }
 }
+
+@Suite("service graph bounds, switches and windows")
+struct ServiceGraphBoundsTests {
+    static let minute: UInt64 = 60_000_000_000
+
+    static func call(_ client: String, _ server: String, at time: UInt64) -> EdgeObservation {
+        EdgeObservation(client: client, server: server, connectionType: "", dimensions: [], failed: false,
+                        clientSeconds: 0.1, serverSeconds: 0.1, time: time)
+    }
+
+    @Test("max_edges bounds the graph: edges past it are dropped and counted, calls on kept edges still count")
+    func maxEdges() {
+        var configuration = ServiceGraphConfiguration()
+        configuration.maxEdges = 2
+        let metrics = SelfMetrics()
+        let graph = ServiceGraph(configuration: configuration, metrics: metrics)
+        graph.record((0..<5).map { Self.call("a", "s\($0)", at: 1) })
+        graph.record([Self.call("a", "s0", at: 2)])
+        let snapshot = graph.snapshot()
+        #expect(snapshot.edges.map { "\($0.source)->\($0.target)" } == ["a->s0", "a->s1"])
+        #expect(snapshot.edges.first?.requests == 2)
+        #expect(String(decoding: metrics.render(), as: UTF8.self).contains("traces_service_graph_dropped_spans_total 3"))
+    }
+
+    @Test("agent_edges: false records no agent, model or tool edges; request edges stay")
+    func agentEdgesOff() {
+        var configuration = ServiceGraphConfiguration()
+        configuration.agentEdges = false
+        var state = ServiceGraphState(configuration: configuration)
+        var edges: [EdgeObservation] = []
+        edges += state.observe(span(1, kind: .internal), resource: resource("coordinator"), now: 0)
+        edges += state.observe(span(2, parent: 1, kind: .internal), resource: resource("planner"), now: 0)
+        edges += state.observe(span(5, parent: 2, kind: .client, attributes: [
+            Attribute("gen_ai.operation.name", "chat"), Attribute("gen_ai.request.model", "gpt-4o"),
+        ]), resource: resource("planner"), now: 0)
+        edges += state.observe(span(6, parent: 2, kind: .internal, attributes: [
+            Attribute("gen_ai.operation.name", "execute_tool"), Attribute("gen_ai.tool.name", "web_search"),
+        ]), resource: resource("planner"), now: 0)
+        edges += state.observe(span(7, kind: .internal, attributes: [Attribute("agent.source", "a1"), Attribute("agent.target", "a2")]),
+                               resource: resource("x"), now: 0)
+        edges += state.observe(span(10, kind: .client), resource: resource("a"), now: 0)
+        edges += state.observe(span(20, parent: 10, kind: .server), resource: resource("b"), now: 0)
+        #expect(edges.map { "\($0.client)->\($0.server):\($0.connectionType)" } == ["a->b:"])
+        // The same spans with the default (true) give the agent edges, so the switch is what removed them.
+        var on = ServiceGraphState(configuration: ServiceGraphConfiguration())
+        _ = on.observe(span(1, kind: .internal), resource: resource("coordinator"), now: 0)
+        #expect(on.observe(span(2, parent: 1, kind: .internal), resource: resource("planner"), now: 0).map(\.connectionType) == ["agent"])
+    }
+
+    @Test("a window counts the calls whose minute is in it; history is per minute for an hour, older minutes only in the totals")
+    func windows() {
+        let graph = ServiceGraph(configuration: ServiceGraphConfiguration(), metrics: SelfMetrics())
+        let start = 29_000_000 * Self.minute  // a minute boundary
+        graph.record([Self.call("old", "hub", at: start)])
+        graph.record([Self.call("new", "hub", at: start + 30 * Self.minute)])
+        let now = start + 31 * Self.minute
+        func edges(_ windowMinutes: UInt64?) -> [String] {
+            graph.snapshot(since: windowMinutes.map { now - $0 * Self.minute }).edges.map { "\($0.source)->\($0.target):\($0.requests)" }
+        }
+        #expect(edges(5) == ["new->hub:1"], "the call 31 minutes ago aged out of a 5 minute window")
+        #expect(edges(60) == ["new->hub:1", "old->hub:1"])
+        #expect(edges(nil) == ["new->hub:1", "old->hub:1"])
+        // An hour after its first call the old edge is called again: that minute's slot is reused, so the first
+        // call leaves the per-minute history (even a window reaching back to it) but stays in the totals.
+        graph.record([Self.call("old", "hub", at: start + 60 * Self.minute)])
+        func requests(since: UInt64?) -> [String] {
+            graph.snapshot(since: since).edges.map { "\($0.source)->\($0.target):\($0.requests)" }
+        }
+        #expect(requests(since: start) == ["new->hub:1", "old->hub:1"])
+        #expect(requests(since: nil) == ["new->hub:1", "old->hub:2"])
+    }
+}

@@ -31,12 +31,13 @@ struct JaegerSender: BatchSender {
     let client: GRPCClient
     let timeout: Duration
 
-    func send(_ payload: SpanBatchPayload) async throws(ExportError) {
+    func send(_ payload: SpanBatchPayload) async throws(ExportError) -> SendResult {
         let encoder = JaegerEncoder()
         for batch in JaegerTranslator.batches(from: payload.batch) where !batch.spans.isEmpty {
             try await GRPCCall.unary(client, path: Self.path, message: encoder.postSpansRequest(batch), compressed: false,
                                      metadata: [], timeout: timeout)
         }
+        return .unmappable(payload)
     }
 
     func shutdown() async {

@@ -114,6 +114,9 @@ public final class AgentEnrichmentProcessor: SpanProcessor {
 
     /// The metadata in use now.
     public var metadata: AgentMetadata { state.withLock { $0.enricher.metadata } }
+
+    /// Distinct resources remembered now; never more than `max_cached_resources`.
+    public var cachedResourceCount: Int { state.withLock { $0.cache.count } }
 }
 
 /// Builds `agent_enrichment` processors.
