@@ -76,6 +76,8 @@ let package = Package(
                 .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "DequeModule", package: "swift-collections"),
                 .product(name: "Yams", package: "Yams"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
             ]
         ),
         .target(
@@ -170,7 +172,12 @@ let package = Package(
         .testTarget(name: "TraceWireTests", dependencies: ["TraceWire"]),
         .testTarget(name: "HTTP2Tests", dependencies: ["HTTP2"]),
         .testTarget(name: "FuzzTargetsTests", dependencies: ["FuzzTargets", "TraceWire"]),
-        .testTarget(name: "PipelineTests", dependencies: ["Pipeline", "TestSupport"]),
+        .testTarget(name: "PipelineTests", dependencies: [
+            "Pipeline", "TestSupport",
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOPosix", package: "swift-nio"),
+            .product(name: "NIOEmbedded", package: "swift-nio"),
+        ]),
         .testTarget(name: "ReceiversTests", dependencies: ["Receivers"]),
         .target(name: "TestSupport", path: "Tests/TestSupport"),
         .testTarget(name: "ProcessorsTests", dependencies: ["Processors", "Alerting", "Pipeline", "TestSupport"]),

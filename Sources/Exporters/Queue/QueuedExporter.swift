@@ -190,11 +190,11 @@ actor ExportQueue {
     }
 
     /// Opens the storage and loads the batches an earlier run left there, oldest first; returns how many.
-    func recover() throws -> Int {
+    func recover() async throws -> Int {
         guard let storage else { return 0 }
-        let log = try DurableLog.otlp(directory: storage)
+        let log = DurableLog.otlp(directory: storage)
         persisted.withLock { $0 = log }
-        let recovered = try log.recover()
+        let recovered = try await log.open()
         for (sequence, batch) in recovered {
             let payload = SpanBatchPayload(batch)
             used += cost(payload.spanCount)
@@ -216,7 +216,7 @@ actor ExportQueue {
         var item = QueuedBatch(payload: payload, record: nil)
         if let log {
             do {
-                item.record = try log.append(payload.batch)
+                item.record = try await log.append(payload.batch)
             } catch {
                 used -= cost
                 if !waitingProducers.isEmpty { waitingProducers.removeFirst().resume() }
@@ -244,8 +244,8 @@ actor ExportQueue {
     }
 
     /// A popped batch is done (sent or given up): its record goes, and a waiting producer may proceed.
-    func finished(_ item: QueuedBatch) {
-        if let record = item.record { log?.remove(record) }
+    func finished(_ item: QueuedBatch) async {
+        if let record = item.record { await log?.remove(record) }
         release(item)
     }
 
@@ -291,9 +291,9 @@ actor ExportQueue {
 extension DurableLog {
     /// A log whose records are binary OTLP `ExportTraceServiceRequest`s, as every disk queue and
     /// write-ahead log of AgentTrace keeps them.
-    public static func otlp(directory: URL) throws -> DurableLog {
+    public static func otlp(directory: URL) -> DurableLog {
         let codec = BatchCodec.otlp()
-        return try DurableLog(directory: directory, encode: codec.encode, decode: codec.decode)
+        return DurableLog(directory: directory, encode: codec.encode, decode: codec.decode)
     }
 }
 
