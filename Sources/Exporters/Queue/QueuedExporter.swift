@@ -103,6 +103,7 @@ public final class QueuedExporter: SpanExporter {
         await finished.value
         deadline.cancel()
         let abandoned = await queue.abandonUnpersisted()
+        await queue.closeStorage()
         if abandoned > 0 {
             reporter.withLock { $0 }?.failed(abandoned)
             logger.warning("shut down with undelivered spans", metadata: ["spans": "\(abandoned)"])
@@ -261,6 +262,11 @@ actor ExportQueue {
         waitingConsumers.removeAll()
         for producer in waitingProducers { producer.resume() }
         waitingProducers.removeAll()
+    }
+
+    /// After the consumers stopped: stops the disk queue's thread (its records stay for the next start).
+    func closeStorage() async {
+        await log?.close()
     }
 
     /// After the consumers stopped: drops what is still queued in memory only, returning its spans;
