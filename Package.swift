@@ -87,6 +87,8 @@ let package = Package(
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "DequeModule", package: "swift-collections"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
             ]
         ),
         // YAML text to `ConfigValue`: only what loads configuration links Yams, not the pipeline.
@@ -214,6 +216,9 @@ let package = Package(
         .testTarget(name: "PipelineTests", dependencies: [
             "Pipeline", "ConfigYAML", "TraceModel", "TestSupport",
             .product(name: "Logging", package: "swift-log"),
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOPosix", package: "swift-nio"),
+            .product(name: "NIOEmbedded", package: "swift-nio"),
         ]),
         .testTarget(name: "ReceiversTests", dependencies: [
             "Receivers", "Pipeline", "ConfigYAML", "TraceModel", "TraceWire", "HTTP2", "ServerSupport",

@@ -10,11 +10,11 @@ import TraceWire
 
 /// An offload that keeps its work until the test runs it, as a thread pool would finish it later.
 final class DeferredOffload: Sendable {
-    let pending = NIOLockedValueBox<[(EventLoopPromise<IngestOutcome>, @Sendable () -> IngestOutcome)]>([])
+    let pending = NIOLockedValueBox<[(EventLoopPromise<DecodedRequest>, @Sendable () -> DecodedRequest)]>([])
 
     var offload: IngestOffload {
         IngestOffload { [pending] eventLoop, work in
-            let promise = eventLoop.makePromise(of: IngestOutcome.self)
+            let promise = eventLoop.makePromise(of: DecodedRequest.self)
             pending.withLockedValue { $0.append((promise, work)) }
             return promise.futureResult
         }

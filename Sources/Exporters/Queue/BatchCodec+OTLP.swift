@@ -6,9 +6,9 @@ import TraceWire
 extension DurableLog {
     /// A log whose records are binary OTLP `ExportTraceServiceRequest`s, as every disk queue and
     /// write-ahead log of AgentTrace keeps them.
-    public static func otlp(directory: URL) throws -> DurableLog {
+    public static func otlp(directory: URL) -> DurableLog {
         let codec = BatchCodec.otlp()
-        return try DurableLog(directory: directory, encode: codec.encode, decode: codec.decode)
+        return DurableLog(directory: directory, encode: codec.encode, decode: codec.decode)
     }
 }
 

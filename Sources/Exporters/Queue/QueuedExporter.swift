@@ -114,6 +114,7 @@ public final class QueuedExporter: SpanExporter {
         await finished.value
         deadline.cancel()
         let abandoned = await queue.abandonUnpersisted()
+        await queue.closeStorage()
         if abandoned > 0 {
             reporter.withLock { $0 }?.failed(abandoned)
             logger.warning("shut down with undelivered spans", metadata: ["spans": "\(abandoned)"])
@@ -236,11 +237,11 @@ actor ExportQueue {
     }
 
     /// Opens the storage and loads the batches an earlier run left there, oldest first; returns how many.
-    func recover() throws -> Int {
+    func recover() async throws -> Int {
         guard let storage else { return 0 }
-        let log = try DurableLog.otlp(directory: storage)
+        let log = DurableLog.otlp(directory: storage)
         persisted.withLock { $0 = log }
-        let recovered = try log.recover()
+        let recovered = try await log.open()
         for (sequence, batch) in recovered {
             let payload = SpanBatchPayload(batch)
             used += cost(payload.spanCount)
@@ -262,7 +263,7 @@ actor ExportQueue {
         var item = QueuedBatch(payload: payload, record: nil)
         if let log {
             do {
-                item.record = try log.append(payload.batch)
+                item.record = try await log.append(payload.batch)
             } catch {
                 used -= cost
                 if !waitingProducers.isEmpty { waitingProducers.removeFirst().resume() }
@@ -290,8 +291,8 @@ actor ExportQueue {
     }
 
     /// A popped batch is done (sent or given up): its record goes, and a waiting producer may proceed.
-    func finished(_ item: QueuedBatch) {
-        if let record = item.record { log?.remove(record) }
+    func finished(_ item: QueuedBatch) async {
+        if let record = item.record { await log?.remove(record) }
         release(item)
     }
 
@@ -307,6 +308,11 @@ actor ExportQueue {
         waitingConsumers.removeAll()
         for producer in waitingProducers { producer.resume() }
         waitingProducers.removeAll()
+    }
+
+    /// After the consumers stopped: stops the disk queue's thread (its records stay for the next start).
+    func closeStorage() async {
+        await log?.close()
     }
 
     /// After the consumers stopped: drops what is still queued in memory only, returning its spans;
