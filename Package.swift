@@ -221,7 +221,7 @@ let package = Package(
             .product(name: "NIOEmbedded", package: "swift-nio"),
         ]),
         .testTarget(name: "ReceiversTests", dependencies: [
-            "Receivers", "Pipeline", "ConfigYAML", "TraceModel", "TraceWire", "HTTP2", "ServerSupport",
+            "Receivers", "Pipeline", "ConfigYAML", "TraceModel", "TraceWire", "HTTP2", "ServerSupport", "HTTP1TestSupport",
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOPosix", package: "swift-nio"),
             .product(name: "NIOHTTP1", package: "swift-nio"),
@@ -229,6 +229,12 @@ let package = Package(
             .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
         ]),
         .target(name: "TestSupport", path: "Tests/TestSupport"),
+        // HTTP/1 handlers in an EmbeddedChannel, and their responses parsed, for the receiver and admin tests.
+        .target(name: "HTTP1TestSupport", dependencies: [
+            "Receivers",
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOEmbedded", package: "swift-nio"),
+        ], path: "Tests/HTTP1TestSupport"),
         .testTarget(name: "ProcessorsTests", dependencies: [
             "Processors", "ConfigYAML", "Alerting", "Pipeline", "TraceModel", "TestSupport",
             .product(name: "Logging", package: "swift-log"),
@@ -244,7 +250,7 @@ let package = Package(
             .product(name: "Prometheus", package: "swift-prometheus"),
         ]),
         .testTarget(name: "AgentTraceServerTests", dependencies: [
-            "AgentTraceServer", "ServiceGraph", "Pipeline", "Receivers", "TraceModel", "TraceWire", "ServerSupport", "TestSupport",
+            "AgentTraceServer", "ServiceGraph", "Pipeline", "Receivers", "TraceModel", "TraceWire", "ServerSupport", "TestSupport", "HTTP1TestSupport",
             .product(name: "Logging", package: "swift-log"),
             .product(name: "NIOPosix", package: "swift-nio"),
             // reads the Kubernetes ConfigMap in deploy/k8s to validate the configuration it carries

@@ -53,10 +53,17 @@ public final class HTTP1Server: Listener, Sendable {
         server = QuiescingServer(name: name, host: endpoint.host, port: endpoint.port, group: group,
                                  maxConnections: limits.connection.maxConnections, events: events) { channel in
             try configureTransport?(channel)
-            try channel.pipeline.syncOperations.addHandler(HTTP1ConnectionGuard(limits: limits, events: events))
-            try channel.pipeline.syncOperations.configureHTTPServerPipeline(withErrorHandling: true)
-            try channel.pipeline.syncOperations.addHandler(HTTP1RequestHandler(responder: responder, limits: limits, events: events))
+            try HTTP1Server.configureConnection(channel, responder: responder, limits: limits, events: events)
         }
+    }
+
+    /// Adds the HTTP/1.1 handlers every accepted connection gets (limits, codec, `responder`) to `channel`;
+    /// on the channel's event loop. Tests drive the same handlers in an `EmbeddedChannel`.
+    public static func configureConnection(_ channel: any Channel, responder: any HTTP1Responder, limits: HTTP1Limits = HTTP1Limits(),
+                                           events: ConnectionEvents = .ignored) throws {
+        try channel.pipeline.syncOperations.addHandler(HTTP1ConnectionGuard(limits: limits, events: events))
+        try channel.pipeline.syncOperations.configureHTTPServerPipeline(withErrorHandling: true)
+        try channel.pipeline.syncOperations.addHandler(HTTP1RequestHandler(responder: responder, limits: limits, events: events))
     }
 
     public func bind() async throws(ListenError) {
