@@ -47,9 +47,9 @@ public struct GRPCServerConfiguration: Sendable, Equatable {
 /// A gRPC server over HTTP/2 with prior knowledge (h2c), as OpenTelemetry SDKs use it: SwiftNIO owns
 /// the sockets, an nghttp2 session per connection owns the HTTP/2 protocol. A `Service`: binds on
 /// `run`; on graceful shutdown sends GOAWAY, finishes the streams in flight, then closes.
-public final class GRPCServer: Listener, Sendable {
-    private let server: QuiescingServer
-    private let onListening: @Sendable (String) -> Void
+public final class GRPCServer: QuiescingListener, Sendable {
+    public let server: QuiescingServer
+    public let onListening: @Sendable (String) -> Void
 
     /// `configureTransport` adds handlers below HTTP/2 on each new connection (TLS); `events` is told of
     /// every connection the server closes for a limit or a protocol error; `name` is the listener's
@@ -68,18 +68,6 @@ public final class GRPCServer: Listener, Sendable {
             try channel.pipeline.syncOperations.addHandler(GRPCConnectionHandler(service: service, settings: configuration.settings,
                                                                                  limits: configuration.limits, events: events, logger: logger))
         }
-    }
-
-    public func bind() async throws(ListenError) {
-        try await server.bind()
-    }
-
-    public func closeUnserved() async {
-        await server.closeUnserved()
-    }
-
-    public func run() async throws {
-        try await server.run(onListening: onListening)
     }
 }
 

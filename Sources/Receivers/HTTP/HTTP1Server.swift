@@ -37,9 +37,9 @@ public protocol HTTP1Responder: Sendable {
 /// An HTTP/1.1 server on SwiftNIO as a `Service`: binds on `run`, announces the bound address, and on
 /// graceful shutdown stops accepting, lets requests in flight finish, then closes every connection.
 /// `limits` cut off slow, idle and oversized peers; `events` is told of every connection closed for them.
-public final class HTTP1Server: Listener, Sendable {
-    private let server: QuiescingServer
-    private let onListening: @Sendable (String) -> Void
+public final class HTTP1Server: QuiescingListener, Sendable {
+    public let server: QuiescingServer
+    public let onListening: @Sendable (String) -> Void
     private let logger: Logger
 
     /// `configureTransport` adds handlers below HTTP on each new connection (TLS); `name` is the listener's
@@ -64,18 +64,6 @@ public final class HTTP1Server: Listener, Sendable {
         try channel.pipeline.syncOperations.addHandler(HTTP1ConnectionGuard(limits: limits, events: events))
         try channel.pipeline.syncOperations.configureHTTPServerPipeline(withErrorHandling: true)
         try channel.pipeline.syncOperations.addHandler(HTTP1RequestHandler(responder: responder, limits: limits, events: events))
-    }
-
-    public func bind() async throws(ListenError) {
-        try await server.bind()
-    }
-
-    public func closeUnserved() async {
-        await server.closeUnserved()
-    }
-
-    public func run() async throws {
-        try await server.run(onListening: onListening)
     }
 }
 
