@@ -146,7 +146,7 @@ let package = Package(
         .target(
             name: "Exporters",
             dependencies: [
-                "Pipeline", "TraceModel", "TraceWire", "HTTP2",
+                "Pipeline", "TraceModel", "TraceWire", "HTTP2", "JSONText",
                 .product(name: "DequeModule", package: "swift-collections"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "Logging", package: "swift-log"),

@@ -66,7 +66,7 @@ final class AdminResponder: HTTP1Responder {
 
     /// A component's route; `?processor=ID` or `?exporter=ID` picks among several instances of one path.
     private func contributed(_ request: AdminRequest) -> HTTP1Response {
-        guard let candidates = routes[request.path] else {
+        guard let candidates = routes[request.path] ?? subpathRoutes(request.path) else {
             let known = (["/healthz", "/readyz", "/metrics"] + routes.keys.sorted()).joined(separator: ", ")
             return text(.notFound, "not found: \(request.path); this collector serves \(known)\n")
         }
@@ -81,6 +81,12 @@ final class AdminResponder: HTTP1Responder {
         var headers: HTTPHeaders = ["content-type": answer.contentType]
         if answer.contentType.hasPrefix("application/json") { headers.add(name: "access-control-allow-origin", value: "*") }
         return HTTP1Response(status: HTTPResponseStatus(statusCode: answer.status), headers: headers, body: ByteBuffer(bytes: answer.body))
+    }
+
+    /// The routes of the longest prefix (`/api/traces/`) that serves subpaths and `path` lies under.
+    private func subpathRoutes(_ path: String) -> [AdminRouteEntry]? {
+        routes.lazy.filter { path.hasPrefix($0.key) && path.count > $0.key.count && $0.value[0].route.matchesSubpaths }
+            .max { $0.key.count < $1.key.count }?.value
     }
 
     func tooLarge(_ head: HTTPRequestHead) -> HTTP1Response {

@@ -27,6 +27,7 @@ public struct ComponentRegistry: Sendable {
         registry.register(SpanLimitsProcessorFactory())
         registry.register(TailSamplingProcessorFactory(codec: .otlp()))
         registry.register(FileExporterFactory())
+        registry.register(MemoryExporterFactory())
         registry.register(DebugExporterFactory())
         registry.register(NopExporterFactory())
         registry.register(ZipkinExporterFactory())

@@ -26,7 +26,7 @@ public struct AdminRequest: Sendable {
     }
 
     /// `%XX` escapes decoded and `+` read as a space (HTML form encoding); malformed escapes are kept as written.
-    static func percentDecoded(_ text: String) -> String {
+    public static func percentDecoded(_ text: String) -> String {
         var bytes: [UInt8] = []
         var utf8 = Array(text.utf8)[...]
         while let byte = utf8.popFirst() {
@@ -73,14 +73,25 @@ public struct AdminResponse: Sendable {
 
 /// One path a component serves on the admin API (GET and HEAD).
 public struct AdminRoute: Sendable {
-    /// The exact path (`/api/service-graph`).
+    /// The exact path (`/api/service-graph`), or the prefix ending in `/` of the paths it serves (`/api/traces/`).
     public var path: String
+    /// When true, `path` is a prefix: the route answers every longer path under it (`/api/traces/{traceID}`)
+    /// that no exact route serves; the longest matching prefix wins.
+    public var matchesSubpaths: Bool
     /// Answers a request; called on an event loop, so it must not block.
     public var respond: @Sendable (AdminRequest) -> AdminResponse
 
-    /// A route for `path`.
+    /// A route for exactly `path`.
     public init(_ path: String, respond: @escaping @Sendable (AdminRequest) -> AdminResponse) {
         self.path = path
+        self.matchesSubpaths = false
+        self.respond = respond
+    }
+
+    /// A route for every path below `prefix` (which ends in `/`): the handler reads the rest of `request.path`.
+    public init(subpathsOf prefix: String, respond: @escaping @Sendable (AdminRequest) -> AdminResponse) {
+        self.path = prefix
+        self.matchesSubpaths = true
         self.respond = respond
     }
 }

@@ -56,6 +56,27 @@ struct AdminResponderTests {
         #expect(admin.channel.isActive)  // errors answered, the kept-alive connection stays
     }
 
+    @Test("a subpath route answers every path under its prefix; the longest prefix wins and an exact path comes first")
+    func subpaths() throws {
+        func answering(_ id: String) -> AdminRoute {
+            AdminRoute(subpathsOf: id == "traces" ? "/api/traces/" : "/api/traces/special/") { request in
+                .text("\(id) \(request.path)")
+            }
+        }
+        let routes = [
+            AdminRouteEntry(kind: "exporter", id: "memory", route: answering("traces")),
+            AdminRouteEntry(kind: "exporter", id: "memory", route: answering("special")),
+            AdminRouteEntry(kind: "exporter", id: "memory", route: route("/api/traces", answering: "exact")),
+            AdminRouteEntry(kind: "exporter", id: "memory", route: route("/api/traces/exact", answering: "exact")),
+        ]
+        let admin = try HTTP1Connection(responder: AdminResponder(metrics: SelfMetrics(), routes: routes, isReady: { true }))
+        #expect(body(try admin.send(HTTP1Connection.get("/api/traces/abc")).first) == "traces /api/traces/abc")
+        #expect(body(try admin.send(HTTP1Connection.get("/api/traces/special/x")).first) == "special /api/traces/special/x")
+        #expect(body(try admin.send(HTTP1Connection.get("/api/traces/exact")).first) == #"{"id":"exact","query":""}"#)
+        #expect(body(try admin.send(HTTP1Connection.get("/api/traces?window=1")).first) == #"{"id":"exact","query":"1"}"#)
+        #expect(try admin.send(HTTP1Connection.get("/api/tracesabc")).first?.status == 404)
+    }
+
     @Test("RFC 9110: HEAD has the GET headers and no body; another method is 405 with Allow")
     func methods() throws {
         let admin = try connection()

@@ -446,7 +446,7 @@ def test_service_graph_window_ages_edges_out_and_a_window_over_an_hour_reads_the
 
 def test_the_default_configuration_is_what_the_readme_says(agenttrace_bin):
     """README: the default pipeline is `agent_enrichment -> threshold_triggers -> service_graph -> tail_sampling ->
-    batch -> file`; tail sampling waits 10 s and keeps errors, slow traces (over 5 s), alerted ones and 10% of
+    batch -> file, memory`; the memory exporter keeps the last 10,000 traces or 256 MiB; tail sampling waits 10 s and keeps errors, slow traces (over 5 s), alerted ones and 10% of
     the rest; spans reach `./data/traces.jsonl`; everything binds to localhost on 4317, 4318 and 8888; the
     three rules grouped by agent; sinks from AGENTTRACE_ALERT_WEBHOOK_URL, SLACK_WEBHOOK_URL, PD_ROUTING_KEY."""
     r = h.run_cli(agenttrace_bin, ["validate", "--print-default"], timeout=30)
@@ -454,7 +454,8 @@ def test_the_default_configuration_is_what_the_readme_says(agenttrace_bin):
     cfg = yaml.safe_load(r.stdout)
     assert cfg["service"]["pipelines"]["traces"]["processors"] == \
         ["agent_enrichment", "threshold_triggers", "service_graph", "tail_sampling", "batch"]
-    assert cfg["service"]["pipelines"]["traces"]["exporters"] == ["file"]
+    assert cfg["service"]["pipelines"]["traces"]["exporters"] == ["file", "memory"]
+    assert cfg["exporters"]["memory"] == {"max_traces": 10000, "max_bytes": 256 * 1024 * 1024}
     assert cfg["exporters"]["file"]["path"] == "./data/traces.jsonl"
     protocols = cfg["receivers"]["otlp"]["protocols"]
     assert (protocols["grpc"]["endpoint"], protocols["http"]["endpoint"], cfg["service"]["admin"]["endpoint"]) == \
