@@ -77,7 +77,7 @@ struct MemoryExporterTests {
         for index in 1...3 { exporter.export(Self.batch(service: "a", [Self.span(trace: UInt64(index), span: 1)])) }
         let text = String(decoding: metrics.render(), as: UTF8.self)
         #expect(text.contains(#"agenttrace_memory_evicted_traces_total{exporter="memory"} 2"#))
-        #expect(text.contains(#"agenttrace_memory_traces{exporter="memory"} 1"#))
+        #expect(text.contains(#"agenttrace_memory_traces{exporter="memory"} 1"#))  // 1 or 1.0
     }
 
     @Test("search: service, operation, tags on span, process or log, time range, durations, limit, newest first")

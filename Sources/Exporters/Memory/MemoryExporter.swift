@@ -37,8 +37,7 @@ public final class MemoryExporter: SpanExporter, Sendable {
 
     /// An exporter whose store has `configuration`'s bounds; metrics are labelled with `id`.
     public init(configuration: Configuration, id: String = "memory", metrics: SelfMetrics = SelfMetrics()) {
-        let store = Mutex(TraceStore(maxTraces: configuration.maxTraces, maxBytes: configuration.maxBytes))
-        self.store = store
+        store = Mutex(TraceStore(maxTraces: configuration.maxTraces, maxBytes: configuration.maxBytes))
         let labels = [("exporter", id)]
         evicted = metrics.counter("agenttrace_memory_evicted_traces_total",
                                   help: "Traces the memory exporter evicted, oldest first, to stay within max_traces and max_bytes.",
@@ -46,7 +45,8 @@ public final class MemoryExporter: SpanExporter, Sendable {
         let traces = metrics.gauge("agenttrace_memory_traces", help: "Traces the memory exporter holds.", labels: labels)
         let bytes = metrics.gauge("agenttrace_memory_estimated_bytes",
                                   help: "The memory exporter's estimate of the bytes its traces take.", labels: labels)
-        metrics.onScrape {
+        metrics.onScrape { [weak self] in
+            guard let self else { return }
             let (count, size) = store.withLock { ($0.count, $0.estimatedBytes) }
             traces.set(Double(count))
             bytes.set(Double(size))

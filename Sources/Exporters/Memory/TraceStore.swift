@@ -69,11 +69,14 @@ public struct TraceStore: Sendable {
         for jaeger in JaegerTranslator.batches(from: batch) {
             let process = Process(serviceName: jaeger.serviceName, tags: jaeger.processTags)
             for span in jaeger.spans {
-                var trace = traces.removeValue(forKey: span.traceID) ?? {
+                var trace: StoredTrace
+                if let stored = traces.removeValue(forKey: span.traceID) {
+                    trace = stored
+                } else {
                     order.append(span.traceID)
-                    defer { nextSequence += 1 }
-                    return StoredTrace(traceID: span.traceID, sequence: nextSequence)
-                }()
+                    trace = StoredTrace(traceID: span.traceID, sequence: nextSequence)
+                    nextSequence += 1
+                }
                 var processIndex = trace.processes.firstIndex(of: process)
                 if processIndex == nil {
                     processIndex = trace.processes.count
