@@ -93,6 +93,9 @@ README_METRICS = {
     "agenttrace_exporter_queue_size": {"exporter"},
     "agenttrace_exporter_queue_capacity": {"exporter"},
     "agenttrace_exporter_persisted_bytes": {"exporter"},
+    "agenttrace_memory_evicted_traces_total": {"exporter"},
+    "agenttrace_memory_traces": {"exporter"},
+    "agenttrace_memory_estimated_bytes": {"exporter"},
     "agenttrace_pipeline_queue_size": {"pipeline"},
     "agenttrace_pipeline_queue_spans": {"pipeline"},
     "agenttrace_pipeline_queue_capacity": {"pipeline"},
@@ -164,9 +167,9 @@ def test_every_documented_metric_is_exposed_with_its_labels(start_collector, tmp
                                    "notify": [{"webhook": receiver.url("/hook")}]},
             "tail_sampling": {"decision_wait": "1s", "policies": [{"name": "all", "type": "always_sample"}]},
         }, overrides={
-            "exporters": {"otlp": {"protocol": "http/protobuf", "endpoint": backend.base_url}},
+            "exporters": {"otlp": {"protocol": "http/protobuf", "endpoint": backend.base_url}, "memory": {}},
             "service": {"memory_limiter": {"limit_mib": 8192},
-                        "pipelines": {"traces": {"exporters": ["file", "otlp"]}}},
+                        "pipelines": {"traces": {"exporters": ["file", "otlp", "memory"]}}},
         })
         # Traffic that makes every labelled series exist: an error span (a trigger, an alert), a span over the
         # attribute limit, a bad JSON body (a decode error), a malformed request line (a closed connection).
