@@ -50,7 +50,10 @@ extension MemoryExporter: AdminRouteProvider {
         var message: String
     }
 
-    /// Reads Jaeger's trace search parameters. `service` is required, as in Jaeger; `start` and `end` are
+    /// Reads Jaeger's trace search parameters (`parseTraceQueryParams` in Jaeger's `cmd/query/app/query_parser.go`,
+    /// with its messages: "parameter 'service' is required", "'maxDuration' should be greater than 'minDuration'",
+    /// "malformed 'tag' parameter, expecting key:value"; parse failures name the parameter, as its
+    /// `newParseError` does, `limit` included). `service` is required, as in Jaeger; `start` and `end` are
     /// Unix microseconds; `minDuration` and `maxDuration` Go-style durations (`1.5s`, `300ms`); `tags` a JSON
     /// object of strings; `tag=key:value` adds one more.
     static func traceQuery(_ parameters: [String: String]) -> Result<TraceQuery, QueryProblem> {
@@ -87,7 +90,7 @@ extension MemoryExporter: AdminRouteProvider {
         if let text = parameters["tags"], !text.isEmpty {
             guard let object = try? JSONSerialization.jsonObject(with: Data(text.utf8)) as? [String: Any],
                   case let tags = object.compactMapValues({ $0 as? String }), tags.count == object.count else {
-                return .failure(QueryProblem(message: "malformed 'tags' parameter, expecting a JSON object of strings, received: \(text)"))
+                return .failure(QueryProblem(message: "malformed 'tags' parameter, cannot unmarshal JSON: expecting an object of strings, received: \(text)"))
             }
             query.tags = tags
         }
