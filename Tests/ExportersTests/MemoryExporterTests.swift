@@ -46,6 +46,13 @@ struct MemoryExporterTests {
         #expect(store.trace(TraceID(high: 1, low: 3)) != nil)
         #expect(store.count == 2)
         #expect(store.evictedTraces == 1)
+        // Services and span names leave with the last span that had them.
+        var named = TraceStore(maxTraces: 1, maxBytes: 1 << 30)
+        named.insert(Self.batch(service: "old", [Self.span(trace: 1, span: 1, name: "gone")]))
+        named.insert(Self.batch(service: "new", [Self.span(trace: 2, span: 2, name: "kept")]))
+        #expect(named.services() == ["new"])
+        #expect(named.operations(service: "old") == [])
+        #expect(named.operations(service: "new") == ["kept"])
     }
 
     @Test("max_bytes: traces are evicted until the estimate is within the bound; the estimate follows the spans")

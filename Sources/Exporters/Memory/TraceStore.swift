@@ -49,6 +49,9 @@ public struct TraceStore: Sendable {
     /// Trace ids in the order their first span arrived, oldest first.
     private var order: Deque<TraceID> = []
     private var nextSequence: UInt64 = 0
+    /// How many stored spans each service has per span name: `/api/services` and its operations read
+    /// this instead of every trace. It holds no more names than the stored spans have.
+    private var spanNames: [String: [String: Int]] = [:]
     /// Estimated bytes of every stored trace.
     public private(set) var estimatedBytes = 0
     /// Traces evicted to stay within the bounds, since the store was made.
@@ -84,6 +87,7 @@ public struct TraceStore: Sendable {
                     trace.estimatedBytes += Self.estimate(process)
                     estimatedBytes += Self.estimate(process)
                 }
+                spanNames[process.serviceName, default: [:]][span.operationName, default: 0] += 1
                 let size = Self.estimate(span)
                 trace.spans.append(StoredSpan(span: span, process: processIndex ?? 0))
                 trace.estimatedBytes += size
@@ -96,6 +100,7 @@ public struct TraceStore: Sendable {
             if let trace = traces.removeValue(forKey: oldest) {
                 estimatedBytes -= trace.estimatedBytes
                 evicted += 1
+                for stored in trace.spans { forget(service: trace.processes[stored.process].serviceName, name: stored.span.operationName) }
             }
         }
         evictedTraces += evicted
@@ -107,18 +112,22 @@ public struct TraceStore: Sendable {
 
     /// Every service that a stored span came from, sorted.
     public func services() -> [String] {
-        Set(traces.values.lazy.flatMap { $0.processes.map(\.serviceName) }).sorted()
+        spanNames.keys.sorted()
     }
 
     /// The span names of `service`, sorted.
     public func operations(service: String) -> [String] {
-        var names = Set<String>()
-        for trace in traces.values {
-            for stored in trace.spans where trace.processes[stored.process].serviceName == service {
-                names.insert(stored.span.operationName)
-            }
+        spanNames[service]?.keys.sorted() ?? []
+    }
+
+    private mutating func forget(service: String, name: String) {
+        guard let count = spanNames[service]?[name] else { return }
+        if count > 1 {
+            spanNames[service]?[name] = count - 1
+        } else {
+            spanNames[service]?[name] = nil
+            if spanNames[service]?.isEmpty == true { spanNames[service] = nil }
         }
-        return names.sorted()
     }
 
     /// The traces in which at least one span matches every condition of `query`, newest first, at most `query.limit`.
