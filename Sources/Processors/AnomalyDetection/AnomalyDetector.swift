@@ -47,6 +47,9 @@ struct AnomalyDetector {
         var windowErrors = 0.0
         var windowCalls = 0.0
         var windowTime: UInt64 = 0
+        /// …and what left the window, on its way to the long-run counts.
+        var delayErrors = 0.0
+        var delayCalls = 0.0
         /// Observations, in total.
         var observations = 0
     }
@@ -356,14 +359,24 @@ struct AnomalyDetector {
     private mutating func observeError(_ key: SeriesKey, _ isError: Bool, _ span: Span, now: UInt64, fired: inout [Fired]) -> Bool {
         let (rate, window, minSamples, warmup) = (errorRate, errorWindow, minSamples, warmup)
         let (errors, expected, share, warm) = Self.update(&series, key, Series(firstSeen: now, lastSeen: now, windowTime: now)) { entry in
-            // The long-run share as it was before this call; a path that never failed starts near 0.
-            let share = (entry.baseErrors + 0.05) / (entry.baseCalls + 10)
+            // The window's counts decay with time constant `errors.window`; what decays out of the window passes
+            // through a second window of the same length before it joins the long-run counts (which forget about
+            // `rate` per call), so a burst is judged against a baseline it has not yet taught.
             let decay = Foundation.exp(-Double(now &- entry.windowTime) / window)
+            let leavingCalls = entry.windowCalls * (1 - decay)
+            let leavingErrors = entry.windowErrors * (1 - decay)
+            let settlingCalls = entry.delayCalls * (1 - decay)
+            let settlingErrors = entry.delayErrors * (1 - decay)
+            entry.delayCalls = entry.delayCalls * decay + leavingCalls
+            entry.delayErrors = entry.delayErrors * decay + leavingErrors
+            let forget = max(0, 1 - rate * settlingCalls)
+            entry.baseCalls = entry.baseCalls * forget + settlingCalls
+            entry.baseErrors = entry.baseErrors * forget + settlingErrors
             entry.windowCalls = entry.windowCalls * decay + 1
             entry.windowErrors = entry.windowErrors * decay + (isError ? 1 : 0)
             entry.windowTime = now
-            entry.baseCalls = entry.baseCalls * (1 - rate) + 1
-            entry.baseErrors = entry.baseErrors * (1 - rate) + (isError ? 1 : 0)
+            // A path that never failed starts near 0 (a prior of 0.05 errors in 10 calls).
+            let share = (entry.baseErrors + 0.05) / (entry.baseCalls + 10)
             entry.lastSeen = now
             entry.observations += 1
             let warm = entry.observations >= minSamples && now &- entry.firstSeen >= warmup
