@@ -220,6 +220,19 @@ struct AnomalyDetectionTests {
         #expect(run.marked["tokens", default: 0] > 0)
     }
 
+    @Test("five times the calls at the usual tokens per call fires the token rate (subject rate), not the per-call series")
+    func tokenRate() throws {
+        let run = try SwarmRun()
+        run.run(seconds: 400)
+        let start = run.swarm.now
+        run.swarm.agents[7].rate = 5
+        run.run(seconds: 60)
+        let fired = run.alerts(after: start)
+        #expect(!fired.isEmpty)
+        #expect(fired.allSatisfy { $0.rule == "anomaly/tokens" && $0.agent == "agent-7" && $0.anomaly?.subject == "rate" },
+                "\(fired.map(\.message))")
+    }
+
     @Test("an agent going silent is reported once, by the clock, within 2 s of its documented limit")
     func silence() throws {
         let run = try SwarmRun()
@@ -313,6 +326,22 @@ struct AnomalyDetectionTests {
         #expect(text.contains("agenttrace_anomaly_evictions_total{processor=\"anomaly_detection\"}"))
         #expect(!text.contains("agenttrace_anomaly_evictions_total{processor=\"anomaly_detection\"} 0\n"))
         #expect(text.contains("agenttrace_anomaly_series{processor=\"anomaly_detection\"}"))
+    }
+
+    @Test("inside the cooldown an anomaly is suppressed and counted; max_traces drops running traces and counts them")
+    func cooldownAndTraces() throws {
+        let run = try SwarmRun(yaml: "max_traces: 10")
+        run.run(seconds: 180)
+        run.swarm.agents[1].latencyFactor = 5
+        run.run(seconds: 20)
+        #expect(run.alerts().filter { $0.rule == "anomaly/latency" }.count == 1)
+        let text = String(decoding: run.metrics.render(), as: UTF8.self)
+        let suppressed = text.split(separator: "\n").first {
+            $0.hasPrefix("agenttrace_anomaly_suppressed_total{processor=\"anomaly_detection\",signal=\"latency\"}")
+        }
+        #expect(suppressed.map { !$0.hasSuffix(" 0") } == true, "\(String(describing: suppressed))")
+        let dropped = text.split(separator: "\n").first { $0.hasPrefix("agenttrace_anomaly_dropped_traces_total{") }
+        #expect(dropped.map { !$0.hasSuffix(" 0") } == true, "\(String(describing: dropped))")
     }
 
     @Test("metrics: alerts per signal and the learned baselines per agent")
