@@ -312,23 +312,27 @@ struct AnomalyDetector {
         let signalSettings = key.signal == .latency ? configuration.latency : configuration.tokens
         let threshold = zThreshold(signalSettings)
         let (minSamples, rate, warmup) = (minSamples, configuration.learningRate, warmup)
-        // One hash: the entry is changed in place.
-        let (score, baseline, level, warm, count) = Self.update(&series, key, Series(firstSeen: now, lastSeen: now)) { entry in
+        // One hash: the entry is changed in place; the typical value (an exp) only when it is needed.
+        let (score, single, warm, count) = Self.update(&series, key, Series(firstSeen: now, lastSeen: now)) { entry in
             entry.lastSeen = now
             entry.observations += 1
             let wasReady = entry.baseline.isReady
             entry.baseline.observe(value, minSamples: minSamples, rate: rate)
             let warm = wasReady && entry.observations >= minSamples && now &- entry.firstSeen >= warmup
-            return (entry.baseline.score, entry.baseline.typical, entry.baseline.recentLevel, warm, entry.observations)
+            let score = entry.baseline.score
+            return (score, score >= threshold ? entry.baseline.score(of: value) : 0, warm, entry.observations)
         }
-        if key.signal == .latency, count >= (agents[key.agent]?.latencyObservations ?? 0) {
+        // The agent's busiest latency series, for the baseline gauge: refreshed every 16th observation.
+        if key.signal == .latency, count & 15 == 0, count >= (agents[key.agent]?.latencyObservations ?? 0) {
             agents[key.agent]?.latencyObservations = count
-            agents[key.agent]?.latencyTypical = baseline
+            agents[key.agent]?.latencyTypical = series[key]?.baseline.typical ?? 0
         }
         // Only upward anomalies: slower calls, more tokens. The span itself must be far too, so the spans
         // marked are the unusual ones.
-        guard warm, score >= threshold, (series[key]?.baseline.score(of: value) ?? 0) >= threshold else { return false }
-        let boundary = series[key]?.baseline.level(atScore: threshold) ?? 0
+        guard warm, score >= threshold, single >= threshold, let learned = series[key]?.baseline else { return false }
+        let baseline = learned.typical
+        let level = learned.recentLevel
+        let boundary = learned.level(atScore: threshold)
         if key.signal == .latency {
             // Labels only now, so a span that fires nothing allocates none.
             var labels: [(String, String)] = []
@@ -406,7 +410,7 @@ struct AnomalyDetector {
     /// Closes the agent's finished rate windows (a few empty ones at most), learning and judging each sum.
     @discardableResult
     private mutating func closeRateWindows(_ agent: String, now: UInt64, span: Span?, fired: inout [Fired]) -> Bool {
-        guard var state = agents[agent], now &- state.rateStart >= rateWindow, state.rateStart <= now else { return false }
+        guard let start = agents[agent]?.rateStart, start <= now, now &- start >= rateWindow, var state = agents[agent] else { return false }
         var anomalous = false
         var closed = 0
         while now &- state.rateStart >= rateWindow, closed < 3 {
@@ -455,7 +459,9 @@ struct AnomalyDetector {
             }
         }
         if state.flagged { return true }
-        guard let agentState = agents[agent], now &- agentState.firstSeen >= warmup else { return false }
+        // The agent's baselines are looked at only once a count could be a loop.
+        guard max(state.maxTool, state.llm, state.spans) >= configuration.loopMinCount, let agentState = agents[agent],
+              now &- agentState.firstSeen >= warmup else { return false }
         let threshold = zThreshold(configuration.loop)
         // Without allocating: the most called tool, the LLM calls, the spans.
         for check in 0..<3 {
@@ -548,32 +554,58 @@ struct AnomalyDetector {
     // MARK: bounds
 
     /// Evicts the least recently seen series and agents beyond `max_series`, and the least recently seen
-    /// traces beyond `max_traces` — a hundredth more at a time, so eviction is rare.
+    /// traces beyond `max_traces` — a twentieth more at a time, so eviction is rare. The cut-off is found on
+    /// the arrival times alone (sorting numbers, not keys); only ties at the cut-off are ordered by key, so
+    /// which entries go is the same on every run.
     private mutating func enforceBounds(now: UInt64) {
         if series.count + agents.count > configuration.maxSeries {
-            let excess = series.count + agents.count - configuration.maxSeries + configuration.maxSeries / 100
-            var candidates: [(UInt64, SeriesKey?, String)] = series.map { ($0.value.lastSeen, $0.key, $0.key.agent) }
-            candidates += agents.map { ($0.value.lastSeen, nil, $0.key) }
-            candidates.sort { lhs, rhs in
-                if lhs.0 != rhs.0 { return lhs.0 < rhs.0 }
-                switch (lhs.1, rhs.1) {
-                case let (l?, r?): return l < r
-                case (nil, nil): return lhs.2 < rhs.2
-                case (nil, _): return false
-                case (_, nil): return true
-                }
+            let excess = series.count + agents.count - configuration.maxSeries + configuration.maxSeries / 20
+            let cutoff = Self.cutoff(series.values.map(\.lastSeen) + agents.values.map(\.lastSeen), keeping: excess)
+            var removed = 0
+            series = series.filter { entry in
+                guard entry.value.lastSeen < cutoff else { return true }
+                removed += 1
+                return false
             }
-            for (_, key, agent) in candidates.prefix(excess) {
-                if let key { series[key] = nil } else { agents[agent] = nil }
+            agents = agents.filter { entry in
+                guard entry.value.lastSeen < cutoff else { return true }
+                removed += 1
+                return false
             }
-            evictions += min(excess, candidates.count)
+            if removed < excess {
+                let ties = series.filter { $0.value.lastSeen == cutoff }.keys.sorted().prefix(excess - removed)
+                for key in ties { series[key] = nil }
+                removed += ties.count
+            }
+            if removed < excess {
+                let ties = agents.filter { $0.value.lastSeen == cutoff }.keys.sorted().prefix(excess - removed)
+                for agent in ties { agents[agent] = nil }
+                removed += ties.count
+            }
+            evictions += removed
         }
         if traces.count > configuration.maxTraces {
-            let excess = traces.count - configuration.maxTraces + configuration.maxTraces / 100
-            let oldest = traces.sorted { ($0.value.lastSeen, $0.key) < ($1.value.lastSeen, $1.key) }.prefix(excess)
-            for (key, _) in oldest { traces[key] = nil }
-            droppedTraces += oldest.count
+            let excess = traces.count - configuration.maxTraces + configuration.maxTraces / 20
+            let cutoff = Self.cutoff(traces.values.map(\.lastSeen), keeping: excess)
+            var removed = 0
+            traces = traces.filter { entry in
+                guard entry.value.lastSeen < cutoff else { return true }
+                removed += 1
+                return false
+            }
+            if removed < excess {
+                let ties = traces.filter { $0.value.lastSeen == cutoff }.keys.sorted().prefix(excess - removed)
+                for key in ties { traces[key] = nil }
+                removed += ties.count
+            }
+            droppedTraces += removed
         }
+    }
+
+    /// The `count`-th smallest of `times` (1-based): entries older than it go, and as many at it as needed.
+    static func cutoff(_ times: [UInt64], keeping count: Int) -> UInt64 {
+        let sorted = times.sorted()
+        return sorted[min(max(count, 1), sorted.count) - 1]
     }
 
     // MARK: alerts
