@@ -190,6 +190,10 @@ public final class AnomalyDetectionProcessor: SpanProcessor, Service {
         }
     }
 
+    /// Always nil: every batch passes on at once (only marked), so the processor never holds spans and never
+    /// keeps write-ahead-log records alive (main's `SpanProcessor.oldestHeldArrival`).
+    public var oldestHeldArrival: UInt64? { nil }
+
     /// Series and agents held now.
     public var seriesCount: Int { state.withLock { $0.detector.series.count + $0.detector.agents.count } }
 }
