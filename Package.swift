@@ -5,8 +5,9 @@ import PackageDescription
 ///
 /// Dependency direction, never reversed:
 /// agenttrace -> AgentTraceServer -> {Receivers, Processors, Exporters} -> Pipeline -> TraceModel;
-/// Receivers, Exporters -> {TraceWire, HTTP2} -> TraceModel.
-/// Only TraceWire and HTTP2 import a C module.
+/// Receivers, Exporters -> {TraceWire, HTTP2} -> TraceModel; Receivers, HTTP2 -> ServerSupport.
+/// Only TraceWire and HTTP2 import a C module. Every target declares each module it imports
+/// (scripts/check-package-imports checks it).
 let package = Package(
     name: "AgentTrace",
     platforms: [.macOS(.v15)],
@@ -56,10 +57,21 @@ let package = Package(
                 .product(name: "CompressNIO", package: "compress-nio"),
             ]
         ),
+        // The server plumbing every listener shares (HTTP/1, HTTP/2, the admin API): binding and
+        // quiescing, connection limits and why connections close, Duration <-> NIO time. No unsafe code.
+        .target(
+            name: "ServerSupport",
+            dependencies: [
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOExtras", package: "swift-nio-extras"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]
+        ),
         .target(
             name: "HTTP2",
             dependencies: [
-                "CNghttp2",
+                "CNghttp2", "ServerSupport",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOExtras", package: "swift-nio-extras"),
@@ -75,13 +87,22 @@ let package = Package(
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "DequeModule", package: "swift-collections"),
-                .product(name: "Yams", package: "Yams"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
             ]
+        ),
+        // YAML text to `ConfigValue`: only what loads configuration links Yams, not the pipeline.
+        .target(
+            name: "ConfigYAML",
+            dependencies: ["Pipeline", .product(name: "Yams", package: "Yams")]
         ),
         .target(
             name: "Receivers",
             dependencies: [
-                "Pipeline", "TraceWire", "HTTP2",
+                "Pipeline", "TraceModel", "TraceWire", "HTTP2", "ServerSupport",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
@@ -107,7 +128,7 @@ let package = Package(
         .target(
             name: "Processors",
             dependencies: [
-                "Pipeline", "Alerting", "JSONText",
+                "Pipeline", "ConfigYAML", "Alerting", "JSONText", "TraceModel",
                 .product(name: "DequeModule", package: "swift-collections"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -117,7 +138,7 @@ let package = Package(
         .target(
             name: "ServiceGraph",
             dependencies: [
-                "Pipeline",
+                "Pipeline", "TraceModel", "JSONText",
                 .product(name: "DequeModule", package: "swift-collections"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
             ]
@@ -125,10 +146,13 @@ let package = Package(
         .target(
             name: "Exporters",
             dependencies: [
-                "Pipeline", "TraceWire", "HTTP2",
+                "Pipeline", "TraceModel", "TraceWire", "HTTP2",
                 .product(name: "DequeModule", package: "swift-collections"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
             ]
@@ -136,7 +160,10 @@ let package = Package(
         .target(
             name: "AgentTraceServer",
             dependencies: [
-                "Pipeline", "Receivers", "Processors", "Alerting", "Exporters", "ServiceGraph", "TraceWire", "HTTP2",
+                "Pipeline", "ConfigYAML", "Receivers", "Processors", "Alerting", "Exporters", "ServiceGraph",
+                "TraceModel", "TraceWire", "HTTP2", "ServerSupport",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 // `replay --endpoint` posts with it: URLSession would link libcurl into the binary.
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "NIOCore", package: "swift-nio"),
@@ -162,23 +189,70 @@ let package = Package(
         .executableTarget(
             name: "agenttrace",
             dependencies: [
-                "AgentTraceServer", "ServiceGraph",
+                "AgentTraceServer", "ServiceGraph", "Pipeline", "TraceWire", "HTTP2", "ServerSupport",
+                .product(name: "Logging", package: "swift-log"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
 
-        .testTarget(name: "TraceWireTests", dependencies: ["TraceWire"]),
-        .testTarget(name: "HTTP2Tests", dependencies: ["HTTP2"]),
+        .testTarget(name: "TraceWireTests", dependencies: [
+            "TraceWire", "TraceModel",
+            .product(name: "NIOCore", package: "swift-nio"),
+        ]),
+        .testTarget(name: "ServerSupportTests", dependencies: [
+            "ServerSupport",
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOPosix", package: "swift-nio"),
+        ]),
+        .testTarget(name: "HTTP2Tests", dependencies: [
+            "HTTP2", "ServerSupport",
+            .product(name: "Logging", package: "swift-log"),
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOPosix", package: "swift-nio"),
+            .product(name: "NIOEmbedded", package: "swift-nio"),
+            .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+        ]),
         .testTarget(name: "FuzzTargetsTests", dependencies: ["FuzzTargets", "TraceWire"]),
-        .testTarget(name: "PipelineTests", dependencies: ["Pipeline", "TestSupport"]),
-        .testTarget(name: "ReceiversTests", dependencies: ["Receivers"]),
+        .testTarget(name: "PipelineTests", dependencies: [
+            "Pipeline", "ConfigYAML", "TraceModel", "TestSupport",
+            .product(name: "Logging", package: "swift-log"),
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOPosix", package: "swift-nio"),
+            .product(name: "NIOEmbedded", package: "swift-nio"),
+        ]),
+        .testTarget(name: "ReceiversTests", dependencies: [
+            "Receivers", "Pipeline", "ConfigYAML", "TraceModel", "TraceWire", "HTTP2", "ServerSupport", "HTTP1TestSupport",
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOPosix", package: "swift-nio"),
+            .product(name: "NIOHTTP1", package: "swift-nio"),
+            .product(name: "NIOEmbedded", package: "swift-nio"),
+            .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+        ]),
         .target(name: "TestSupport", path: "Tests/TestSupport"),
-        .testTarget(name: "ProcessorsTests", dependencies: ["Processors", "Alerting", "Pipeline", "TestSupport"]),
-        .testTarget(name: "AlertingTests", dependencies: ["Alerting", "Pipeline", "TestSupport"]),
-        .testTarget(name: "ServiceGraphTests", dependencies: ["ServiceGraph", "TestSupport"]),
-        .testTarget(name: "ExportersTests", dependencies: ["Exporters", "TestSupport"]),
+        // HTTP/1 handlers in an EmbeddedChannel, and their responses parsed, for the receiver and admin tests.
+        .target(name: "HTTP1TestSupport", dependencies: [
+            "Receivers",
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOEmbedded", package: "swift-nio"),
+        ], path: "Tests/HTTP1TestSupport"),
+        .testTarget(name: "ProcessorsTests", dependencies: [
+            "Processors", "ConfigYAML", "Alerting", "Pipeline", "TraceModel", "TestSupport",
+            .product(name: "Logging", package: "swift-log"),
+        ]),
+        .testTarget(name: "AlertingTests", dependencies: [
+            "Alerting", "ConfigYAML", "Pipeline", "TraceModel", "TestSupport",
+            .product(name: "Logging", package: "swift-log"),
+        ]),
+        .testTarget(name: "ServiceGraphTests", dependencies: ["ServiceGraph", "ConfigYAML", "Pipeline", "TraceModel", "JSONText", "TestSupport"]),
+        .testTarget(name: "ExportersTests", dependencies: [
+            "Exporters", "Pipeline", "ConfigYAML", "TraceModel", "TraceWire", "HTTP2", "TestSupport",
+            .product(name: "Logging", package: "swift-log"),
+            .product(name: "Prometheus", package: "swift-prometheus"),
+        ]),
         .testTarget(name: "AgentTraceServerTests", dependencies: [
-            "AgentTraceServer", "ServiceGraph", "TestSupport",
+            "AgentTraceServer", "ServiceGraph", "Pipeline", "Receivers", "TraceModel", "TraceWire", "ServerSupport", "TestSupport", "HTTP1TestSupport",
+            .product(name: "Logging", package: "swift-log"),
+            .product(name: "NIOPosix", package: "swift-nio"),
             // reads the Kubernetes ConfigMap in deploy/k8s to validate the configuration it carries
             .product(name: "Yams", package: "Yams"),
         ]),

@@ -8,6 +8,7 @@ import Exporters
 import Pipeline
 import Processors
 import Receivers
+import ServerSupport
 import ServiceGraph
 import ServiceLifecycle
 import Synchronization
@@ -25,10 +26,18 @@ public struct BuiltPipeline: Sendable {
 struct FanOutSink: BatchSink {
     let sinks: [any BatchSink]
 
-    func offer(_ batch: SpanBatch) -> Bool {
+    func offer(_ batch: SpanBatch, on eventLoop: any EventLoop) -> OfferOutcome {
         var all = true
-        for sink in sinks where !sink.offer(batch) { all = false }
-        return all
+        var pending: [EventLoopFuture<Bool>] = []
+        for sink in sinks {
+            switch sink.offer(batch, on: eventLoop) {
+            case .accepted: break
+            case .refused: all = false
+            case .pending(let taken): pending.append(taken)
+            }
+        }
+        guard !pending.isEmpty else { return OfferOutcome(taken: all) }
+        return .pending(EventLoopFuture.whenAllSucceed(pending, on: eventLoop).map { all && $0.allSatisfy { $0 } })
     }
 
     var isFull: Bool { sinks.contains { $0.isFull } }
@@ -119,12 +128,11 @@ public final class Collector: Sendable {
             guard let processors, pipelineExporters.count == pipeline.exporters.count else { continue }
             // An exporter with a disk queue makes the pipeline durable: accepted batches are written
             // ahead, next to that queue, before receivers acknowledge them.
-            let durableLog = problems.check("service.pipelines.\(pipeline.name)") {
-                try pipelineExporters.lazy.compactMap(\.exporter.durableStorage).first.map { storage in
-                    try DurableLog.otlp(directory: URL(fileURLWithPath: storage)
-                        .appendingPathComponent("pipeline-\(pipeline.name.replacingOccurrences(of: "/", with: "_"))"))
-                }
-            } ?? nil
+            // Its folder is made when the pipeline starts (building touches nothing).
+            let durableLog = pipelineExporters.lazy.compactMap(\.exporter.durableStorage).first.map { storage in
+                DurableLog.otlp(directory: URL(fileURLWithPath: storage)
+                    .appendingPathComponent("pipeline-\(pipeline.name.replacingOccurrences(of: "/", with: "_"))"))
+            }
             let queue = BoundedBatchQueue(maxBatches: configuration.queue.maxBatches, maxSpans: configuration.queue.maxSpans,
                                           durableLog: durableLog)
             let runner = PipelineRunner(processors: processors, exporters: pipelineExporters, durableLog: durableLog,

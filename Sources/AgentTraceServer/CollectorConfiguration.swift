@@ -1,6 +1,7 @@
+import ConfigYAML
 import Pipeline
-import HTTP2
 import Receivers
+import ServerSupport
 
 /// The whole configuration file, shaped like the OpenTelemetry Collector's: components declared by
 /// kind and name, then wired into pipelines under `service:`.

@@ -2,6 +2,7 @@ import Foundation
 import AsyncHTTPClient
 import NIOCore
 import NIOHTTP1
+import Pipeline
 import Synchronization
 
 /// Why an alert could not be delivered, and whether trying again may help.
@@ -71,7 +72,7 @@ public final class HTTPAlertTransport: AlertTransport {
         let status = Int(response.status.code)
         guard !(200..<300).contains(status) else { return }
         let retryAfter = response.headers.first(name: "retry-after")
-            .flatMap { Int($0.trimmingCharacters(in: .whitespaces)) }.map { Duration.seconds(max(0, $0)) }
+            .flatMap { RetryAfter.delay($0, now: Date().timeIntervalSince1970) }
         throw AlertDeliveryError.forHTTPStatus(status, body: String(buffer: answer), retryAfter: retryAfter)
     }
 

@@ -1,6 +1,7 @@
 import Logging
 import NIOCore
 import NIOPosix
+import ServerSupport
 import Synchronization
 
 /// What a unary call returned.
@@ -60,15 +61,8 @@ public final class GRPCClient: Sendable {
         if compressed { headers.append(("grpc-encoding", "gzip")) }
         headers.append(("grpc-timeout", "\(max(1, timeout.wholeNanoseconds / 1_000_000))m"))
         headers += metadata
-        var frame = [UInt8](repeating: 0, count: 5)
-        frame[0] = compressed ? 1 : 0
-        let length = UInt32(message.count)
-        frame[1] = UInt8(length >> 24)
-        frame[2] = UInt8(length >> 16 & 0xFF)
-        frame[3] = UInt8(length >> 8 & 0xFF)
-        frame[4] = UInt8(length & 0xFF)
         let promise = channel.eventLoop.makePromise(of: GRPCCallResult.self)
-        let call = GRPCClientCall(headers: headers, body: frame + message, promise: promise)
+        let call = GRPCClientCall(headers: headers, body: GRPCFraming.bodyParts(message, compressed: compressed), promise: promise)
         let deadline = channel.eventLoop.scheduleTask(in: .nanoseconds(timeout.wholeNanoseconds)) {
             promise.fail(GRPCTransportError(status: .deadlineExceeded, reason: "no answer within \(timeout)"))
         }
@@ -133,7 +127,8 @@ public final class GRPCClient: Sendable {
 /// One call handed to the connection's handler.
 struct GRPCClientCall {
     var headers: [HTTP2Header]
-    var body: [UInt8]
+    /// The framed request as `GRPCFraming.bodyParts` gives it: prefix and message, never joined.
+    var body: [[UInt8]]
     var promise: EventLoopPromise<GRPCCallResult>
 }
 
@@ -144,10 +139,15 @@ final class GRPCClientHandler: ChannelDuplexHandler {
     typealias OutboundIn = GRPCClientCall
     typealias OutboundOut = ByteBuffer
 
+    /// The largest response message accepted: gRPC's default maximum receive message size (4 MiB).
+    static let maxResponseSize = 4 << 20
+
     private struct Pending {
         var promise: EventLoopPromise<GRPCCallResult>
         var headers: [HTTP2Header] = []
-        var body: [UInt8] = []
+        var body = GRPCUnaryBody(maxMessageSize: GRPCClientHandler.maxResponseSize)
+        /// Set when the response passed `maxResponseSize`: the stream is reset and the rest ignored.
+        var oversized: Int?
     }
 
     private var session: HTTP2Session?
@@ -179,7 +179,7 @@ final class GRPCClientHandler: ChannelDuplexHandler {
             return
         }
         do {
-            let streamID = try session.request(headers: call.headers, body: call.body)
+            let streamID = try session.request(headers: call.headers, bodyParts: call.body)
             pending[streamID] = Pending(promise: call.promise)
         } catch {
             call.promise.fail(GRPCTransportError(status: .unavailable, reason: "cannot open a stream: \(error)"))
@@ -207,7 +207,9 @@ final class GRPCClientHandler: ChannelDuplexHandler {
             case .headers(let streamID, let headers, _):
                 pending[streamID]?.headers += headers
             case .data(let streamID, let bytes):
-                pending[streamID]?.body += bytes
+                guard pending[streamID]?.oversized == nil, let size = pending[streamID]?.body.append(bytes) else { continue }
+                pending[streamID]?.oversized = size
+                session.resetStream(streamID, errorCode: 8)  // CANCEL: the response is refused
             case .streamClosed(let streamID, let errorCode):
                 guard let call = pending.removeValue(forKey: streamID) else { continue }
                 complete(call, errorCode: errorCode)
@@ -219,6 +221,11 @@ final class GRPCClientHandler: ChannelDuplexHandler {
     }
 
     private func complete(_ call: Pending, errorCode: UInt32) {
+        if let size = call.oversized {
+            call.promise.succeed(GRPCCallResult(status: .resourceExhausted, message: "response message of \(size) bytes exceeds the client's limit (\(Self.maxResponseSize) bytes)",
+                                                body: [], statusDetails: nil))
+            return
+        }
         let header = { (name: String) in call.headers.last { $0.name == name }?.value }
         guard let statusText = header("grpc-status"), let number = Int(statusText) else {
             if errorCode != 0 {
@@ -238,11 +245,19 @@ final class GRPCClientHandler: ChannelDuplexHandler {
             call.promise.succeed(GRPCCallResult(status: mapped, message: "HTTP \(http) without grpc-status", body: [], statusDetails: nil))
             return
         }
+        let status = GRPCStatusCode(rawValue: number)
         var body: [UInt8] = []
-        if call.body.count >= 5 {
-            body = Array(call.body[5...])
+        if status == .ok, !call.body.bytes.isEmpty {
+            // An OK response carries one message (one without is taken as empty, as before); a
+            // Trailers-Only (error) response carries none.
+            do {
+                body = try call.body.message().bytes
+            } catch {
+                call.promise.succeed(GRPCCallResult(status: .internal, message: "malformed gRPC response framing: \(error)", body: [], statusDetails: nil))
+                return
+            }
         }
-        call.promise.succeed(GRPCCallResult(status: GRPCStatusCode(rawValue: number), message: (header("grpc-message") ?? "").removingPercentEncodingLeniently,
+        call.promise.succeed(GRPCCallResult(status: status, message: (header("grpc-message") ?? "").removingPercentEncodingLeniently,
                                             body: body, statusDetails: header("grpc-status-details-bin")))
     }
 

@@ -49,10 +49,24 @@ public enum GRPCFraming {
         return messages
     }
 
-    /// Frames one uncompressed message.
+    /// The 5-byte prefix that goes before a message of `length` bytes (the length is written big-endian,
+    /// as the gRPC HTTP/2 protocol asks: "Message-Length → {length of Message} # encoded as 4 byte
+    /// unsigned integer (big endian)").
+    public static func prefix(length: Int, compressed: Bool) -> [UInt8] {
+        let length = UInt32(truncatingIfNeeded: length)
+        return [compressed ? 1 : 0, UInt8(length >> 24), UInt8(length >> 16 & 0xFF), UInt8(length >> 8 & 0xFF), UInt8(length & 0xFF)]
+    }
+
+    /// One message as the parts a stream's body is sent in: its prefix, then the message itself,
+    /// never joined (`HTTP2Session` writes each from where it is).
+    public static func bodyParts(_ message: [UInt8], compressed: Bool = false) -> [[UInt8]] {
+        [prefix(length: message.count, compressed: compressed), message]
+    }
+
+    /// Frames one uncompressed message into one array, copying it: for tests and fuzz seeds; sending
+    /// uses `bodyParts`.
     public static func frame(_ message: [UInt8]) -> [UInt8] {
-        let length = UInt32(message.count)
-        return [0, UInt8(length >> 24), UInt8(length >> 16 & 0xFF), UInt8(length >> 8 & 0xFF), UInt8(length & 0xFF)] + message
+        prefix(length: message.count, compressed: false) + message
     }
 }
 

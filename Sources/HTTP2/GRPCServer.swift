@@ -2,6 +2,7 @@ import Logging
 import NIOCore
 import NIOExtras
 import NIOPosix
+import ServerSupport
 import ServiceLifecycle
 
 /// A unary gRPC service. Called on the connection's event loop; must not block: long work goes
@@ -46,9 +47,9 @@ public struct GRPCServerConfiguration: Sendable, Equatable {
 /// A gRPC server over HTTP/2 with prior knowledge (h2c), as OpenTelemetry SDKs use it: SwiftNIO owns
 /// the sockets, an nghttp2 session per connection owns the HTTP/2 protocol. A `Service`: binds on
 /// `run`; on graceful shutdown sends GOAWAY, finishes the streams in flight, then closes.
-public final class GRPCServer: Listener, Sendable {
-    private let server: QuiescingServer
-    private let onListening: @Sendable (String) -> Void
+public final class GRPCServer: QuiescingListener, Sendable {
+    public let server: QuiescingServer
+    public let onListening: @Sendable (String) -> Void
 
     /// `configureTransport` adds handlers below HTTP/2 on each new connection (TLS); `events` is told of
     /// every connection the server closes for a limit or a protocol error; `name` is the listener's
@@ -67,27 +68,6 @@ public final class GRPCServer: Listener, Sendable {
             try channel.pipeline.syncOperations.addHandler(GRPCConnectionHandler(service: service, settings: configuration.settings,
                                                                                  limits: configuration.limits, events: events, logger: logger))
         }
-    }
-
-    public func bind() async throws(ListenError) {
-        try await server.bind()
-    }
-
-    public func closeUnserved() async {
-        await server.closeUnserved()
-    }
-
-    public func run() async throws {
-        try await server.run(onListening: onListening)
-    }
-}
-
-extension Duration {
-    /// Whole nanoseconds, saturating (for NIO's time amounts; the receivers use it too).
-    public var wholeNanoseconds: Int64 {
-        let (seconds, attoseconds) = components
-        let (product, overflow) = seconds.multipliedReportingOverflow(by: 1_000_000_000)
-        return overflow ? Int64.max : product + attoseconds / 1_000_000_000
     }
 }
 
@@ -284,7 +264,7 @@ final class GRPCConnectionHandler: ChannelInboundHandler {
         do {
             if response.status == .ok {
                 try session.respond(streamID: streamID, headers: [(":status", "200"), ("content-type", "application/grpc")],
-                                    body: GRPCFraming.frame(response.body), trailers: trailers)
+                                    bodyParts: GRPCFraming.bodyParts(response.body), trailers: trailers)
             } else {
                 // Trailers-Only: one HEADERS frame carrying the status, ending the stream.
                 try session.respond(streamID: streamID, headers: [(":status", "200"), ("content-type", "application/grpc")] + trailers)

@@ -74,19 +74,46 @@ public final class HTTP2Session {
     private var liveStreams: Set<Int32> = []
     /// Streams to reset once their response has been written out in full.
     private var resetsAfterResponse: [Int32: UInt32] = [:]
-    /// Frames gathered for one write, kept to reuse its memory.
-    private var outputScratch: [UInt8] = []
+    /// Where `takeOutput` is putting bytes while nghttp2 runs `onSendData`; nil outside `takeOutput`.
+    private var outputSink: ((UnsafeRawBufferPointer) -> Void)?
+    /// Set by `onSendData`, so `takeOutput` knows a DATA frame went out.
+    private var wroteDataFrame = false
     private let maxHeaderListSize: Int
 
-    /// A response or request body being sent, with the trailers that follow it.
+    /// A response or request body being sent, in the parts it was handed over in (a gRPC prefix and its
+    /// message, say, never joined), with the trailers that follow it. DATA frames are written from the
+    /// parts where they are (`NGHTTP2_DATA_FLAG_NO_COPY`), so nghttp2 never copies the body.
     private final class OutgoingBody {
-        var bytes: [UInt8]
-        var offset = 0
+        let parts: [[UInt8]]
+        /// Bytes not yet written: the part being written, and where in it.
+        private var part = 0
+        private var offset = 0
+        private(set) var remaining: Int
+        /// Set once nghttp2 has been told EOF; the body goes when its last frame has been written.
+        var reachedEnd = false
         let trailers: [HTTP2Header]
 
-        init(bytes: [UInt8], trailers: [HTTP2Header]) {
-            self.bytes = bytes
+        init(parts: [[UInt8]], trailers: [HTTP2Header]) {
+            self.parts = parts
+            self.remaining = parts.reduce(0) { $0 + $1.count }
             self.trailers = trailers
+        }
+
+        /// Hands the next `count` bytes to `sink`, one contiguous run at a time, without copying them.
+        func write(_ count: Int, to sink: (UnsafeRawBufferPointer) -> Void) {
+            var left = min(count, remaining)
+            remaining -= left
+            while left > 0 {
+                let bytes = parts[part]
+                let run = min(left, bytes.count - offset)
+                bytes.withUnsafeBytes { sink(UnsafeRawBufferPointer(rebasing: $0[offset..<(offset + run)])) }
+                left -= run
+                offset += run
+                if offset == bytes.count {
+                    part += 1
+                    offset = 0
+                }
+            }
         }
     }
 
@@ -101,6 +128,7 @@ public final class HTTP2Session {
         nghttp2_session_callbacks_set_on_frame_recv_callback(callbacks, onFrameReceived)
         nghttp2_session_callbacks_set_on_data_chunk_recv_callback(callbacks, onDataChunk)
         nghttp2_session_callbacks_set_on_stream_close_callback(callbacks, onStreamClose)
+        nghttp2_session_callbacks_set_send_data_callback(callbacks, onSendData)
 
         var option: OpaquePointer?
         guard nghttp2_option_new(&option) == 0, let option else { throw HTTP2Error(code: NGHTTP2_ERR_NOMEM.rawValue) }
@@ -159,38 +187,56 @@ public final class HTTP2Session {
     /// Appends every frame nghttp2 wants to send to `output`; returns false when there was none.
     @discardableResult
     public func takeOutput(into output: inout [UInt8]) throws(HTTP2Error) -> Bool {
+        try takeOutput { output.append(contentsOf: $0) }
+    }
+
+    /// Appends every frame nghttp2 wants to send to `output`; returns false when there was none.
+    @discardableResult
+    public func takeOutput(into output: inout ByteBuffer) throws(HTTP2Error) -> Bool {
+        try takeOutput { output.writeBytes($0) }
+    }
+
+    /// Hands every frame nghttp2 wants to send to `sink`, in order, as runs of bytes valid only during
+    /// the call: frames nghttp2 serialised itself, and DATA frames as their 9-byte header followed by
+    /// the body straight from the parts it was submitted in.
+    private func takeOutput(_ sink: (UnsafeRawBufferPointer) -> Void) throws(HTTP2Error) -> Bool {
         guard let session else { return false }
-        var wrote = false
-        while true {
-            var pointer: UnsafePointer<UInt8>?
-            let length = nghttp2_session_mem_send(session, &pointer)
-            guard length >= 0 else { throw HTTP2Error(code: Int32(length)) }
-            if length > 0, let pointer {
-                output.append(contentsOf: UnsafeBufferPointer(start: pointer, count: length))
-                wrote = true
-                continue
-            }
-            // Everything queued is written; resets that waited for their response can follow it now.
-            let due = resetsAfterResponse.filter { outgoing[$0.key] == nil }
-            guard !due.isEmpty else { return wrote }
-            for (streamID, errorCode) in due.sorted(by: { $0.key < $1.key }) {
-                resetsAfterResponse[streamID] = nil
-                if liveStreams.contains(streamID) {
-                    _ = nghttp2_submit_rst_stream(session, UInt8(NGHTTP2_FLAG_NONE.rawValue), streamID, errorCode)
+        let result: Result<Bool, HTTP2Error> = withoutActuallyEscaping(sink) { sink in
+            outputSink = sink
+            wroteDataFrame = false
+            defer { outputSink = nil }
+            var wrote = false
+            while true {
+                var pointer: UnsafePointer<UInt8>?
+                let length = nghttp2_session_mem_send(session, &pointer)
+                guard length >= 0 else { return .failure(HTTP2Error(code: Int32(length))) }
+                if length > 0, let pointer {
+                    sink(UnsafeRawBufferPointer(start: pointer, count: length))
+                    wrote = true
+                    continue
+                }
+                // Everything queued is written; resets that waited for their response can follow it now.
+                let due = resetsAfterResponse.filter { outgoing[$0.key] == nil }
+                guard !due.isEmpty else { return .success(wrote || wroteDataFrame) }
+                for (streamID, errorCode) in due.sorted(by: { $0.key < $1.key }) {
+                    resetsAfterResponse[streamID] = nil
+                    if liveStreams.contains(streamID) {
+                        _ = nghttp2_submit_rst_stream(session, UInt8(NGHTTP2_FLAG_NONE.rawValue), streamID, errorCode)
+                    }
                 }
             }
         }
+        return try result.get()
     }
 
     /// Writes and flushes every frame waiting to be sent on `context`'s connection; an nghttp2 failure
-    /// closes the connection. The frames are gathered into the session's own scratch buffer, and no
-    /// access to it is held while writing: a write can run the channel's read, and so this, again.
+    /// closes the connection. Frames go straight into the buffer handed to the channel (a DATA frame's
+    /// body is copied once, from where it was submitted); no session state is held while writing: a
+    /// write can run the channel's read, and so this, again.
     func writeOutput(to context: ChannelHandlerContext) {
-        outputScratch.removeAll(keepingCapacity: true)
-        let buffer: ByteBuffer
+        var buffer = context.channel.allocator.buffer(capacity: 256)
         do {
-            guard try takeOutput(into: &outputScratch) else { return }
-            buffer = context.channel.allocator.buffer(bytes: outputScratch)
+            guard try takeOutput(into: &buffer) else { return }
         } catch {
             context.close(promise: nil)
             return
@@ -210,12 +256,18 @@ public final class HTTP2Session {
     /// Server: answers a stream with headers, an optional body and optional trailers.
     /// An empty body with no trailers ends the stream on the headers.
     public func respond(streamID: Int32, headers: [HTTP2Header], body: [UInt8] = [], trailers: [HTTP2Header] = []) throws(HTTP2Error) {
+        try respond(streamID: streamID, headers: headers, bodyParts: body.isEmpty ? [] : [body], trailers: trailers)
+    }
+
+    /// Server: answers a stream with headers, a body sent as the concatenation of `bodyParts` (which
+    /// are never joined in memory) and optional trailers.
+    public func respond(streamID: Int32, headers: [HTTP2Header], bodyParts: [[UInt8]], trailers: [HTTP2Header] = []) throws(HTTP2Error) {
         guard let session else { throw HTTP2Error(code: NGHTTP2_ERR_INVALID_STATE.rawValue) }
         let result: Int32
-        if body.isEmpty && trailers.isEmpty {
+        if bodyParts.allSatisfy(\.isEmpty) && trailers.isEmpty {
             result = Self.withNameValues(headers) { nghttp2_submit_response(session, streamID, $0, $1, nil) }
         } else {
-            outgoing[streamID] = OutgoingBody(bytes: body, trailers: trailers)
+            outgoing[streamID] = OutgoingBody(parts: bodyParts, trailers: trailers)
             var provider = nghttp2_data_provider(source: nghttp2_data_source(ptr: nil), read_callback: onReadBody)
             result = Self.withNameValues(headers) { nghttp2_submit_response(session, streamID, $0, $1, &provider) }
             if result != 0 { outgoing[streamID] = nil }
@@ -225,11 +277,17 @@ public final class HTTP2Session {
 
     /// Client: opens a stream with headers and a body, then trailers if any; returns the stream id.
     public func request(headers: [HTTP2Header], body: [UInt8], trailers: [HTTP2Header] = []) throws(HTTP2Error) -> Int32 {
+        try request(headers: headers, bodyParts: [body], trailers: trailers)
+    }
+
+    /// Client: opens a stream with headers and a body sent as the concatenation of `bodyParts` (which
+    /// are never joined in memory), then trailers if any; returns the stream id.
+    public func request(headers: [HTTP2Header], bodyParts: [[UInt8]], trailers: [HTTP2Header] = []) throws(HTTP2Error) -> Int32 {
         guard let session else { throw HTTP2Error(code: NGHTTP2_ERR_INVALID_STATE.rawValue) }
         var provider = nghttp2_data_provider(source: nghttp2_data_source(ptr: nil), read_callback: onReadBody)
         let streamID = Self.withNameValues(headers) { nghttp2_submit_request(session, nil, $0, $1, &provider, nil) }
         guard streamID > 0 else { throw HTTP2Error(code: streamID) }
-        outgoing[streamID] = OutgoingBody(bytes: body, trailers: trailers)
+        outgoing[streamID] = OutgoingBody(parts: bodyParts, trailers: trailers)
         liveStreams.insert(streamID)
         return streamID
     }
@@ -346,29 +404,49 @@ public final class HTTP2Session {
         events.append(.streamClosed(streamID: streamID, errorCode: errorCode))
     }
 
-    fileprivate func readBody(streamID: Int32, into buffer: UnsafeMutablePointer<UInt8>, length: Int,
-                              flags: UnsafeMutablePointer<UInt32>) -> Int {
+    /// Says how much of the body the next DATA frame carries, and asks nghttp2 to let `sendData` write
+    /// it (`NGHTTP2_DATA_FLAG_NO_COPY`) rather than copying it into `buffer`. At the end of the body,
+    /// submits the trailers, if any, so the stream ends on them.
+    fileprivate func readBody(streamID: Int32, length: Int, flags: UnsafeMutablePointer<UInt32>) -> Int {
         guard let body = outgoing[streamID] else {
             flags.pointee |= NGHTTP2_DATA_FLAG_EOF.rawValue
             return 0
         }
-        let count = min(length, body.bytes.count - body.offset)
-        if count > 0 {
-            body.bytes.withUnsafeBufferPointer { source in
-                buffer.update(from: source.baseAddress!.advanced(by: body.offset), count: count)
-            }
-            body.offset += count
-        }
-        if body.offset == body.bytes.count {
+        let count = min(length, body.remaining)
+        if count == body.remaining {
+            body.reachedEnd = true
             flags.pointee |= NGHTTP2_DATA_FLAG_EOF.rawValue
             if !body.trailers.isEmpty, let session {
                 flags.pointee |= NGHTTP2_DATA_FLAG_NO_END_STREAM.rawValue
                 let result = Self.withNameValues(body.trailers) { nghttp2_submit_trailer(session, streamID, $0, $1) }
                 if result != 0 { return Int(NGHTTP2_ERR_CALLBACK_FAILURE.rawValue) }
             }
+        }
+        if count > 0 {
+            flags.pointee |= NGHTTP2_DATA_FLAG_NO_COPY.rawValue
+        } else if body.reachedEnd {
             outgoing[streamID] = nil
         }
         return count
+    }
+
+    /// Writes one DATA frame `readBody` sized, as nghttp2_send_data_callback asks: the 9-byte header,
+    /// the pad length if padded, `length` body bytes from where they are, then the padding.
+    fileprivate func sendData(streamID: Int32, header: UnsafePointer<UInt8>, length: Int, padding: Int) -> Int32 {
+        guard let sink = outputSink, let body = outgoing[streamID], body.remaining >= length else {
+            return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE.rawValue
+        }
+        sink(UnsafeRawBufferPointer(start: header, count: 9))
+        if padding > 0 {
+            withUnsafeBytes(of: UInt8(padding - 1)) { sink($0) }
+        }
+        body.write(length, to: sink)
+        if padding > 1 {
+            Array(repeating: UInt8(0), count: padding - 1).withUnsafeBytes { sink($0) }
+        }
+        wroteDataFrame = true
+        if body.reachedEnd && body.remaining == 0 { outgoing[streamID] = nil }
+        return 0
     }
 }
 
@@ -403,7 +481,13 @@ private let onStreamClose: nghttp2_on_stream_close_callback = { _, streamID, err
     return 0
 }
 
-private let onReadBody: nghttp2_data_source_read_callback = { _, streamID, buffer, length, flags, _, userData in
-    guard let buffer, let flags else { return Int(NGHTTP2_ERR_CALLBACK_FAILURE.rawValue) }
-    return HTTP2Session.from(userData).readBody(streamID: streamID, into: buffer, length: length, flags: flags)
+private let onReadBody: nghttp2_data_source_read_callback = { _, streamID, _, length, flags, _, userData in
+    guard let flags else { return Int(NGHTTP2_ERR_CALLBACK_FAILURE.rawValue) }
+    return HTTP2Session.from(userData).readBody(streamID: streamID, length: length, flags: flags)
+}
+
+private let onSendData: nghttp2_send_data_callback = { _, frame, header, length, _, userData in
+    guard let frame, let header else { return NGHTTP2_ERR_CALLBACK_FAILURE.rawValue }
+    return HTTP2Session.from(userData).sendData(streamID: frame.pointee.hd.stream_id, header: header, length: length,
+                                                padding: Int(frame.pointee.data.padlen))
 }

@@ -80,7 +80,7 @@ public struct JSONWriter: Sendable {
     /// Writes an integer as a JSON number.
     public mutating func integer<Integer: BinaryInteger>(_ value: Integer) {
         separate()
-        bytes.append(contentsOf: String(value).utf8)
+        Self.appendDigits(value, to: &bytes)
         needsComma = true
     }
 
@@ -113,7 +113,7 @@ public struct JSONWriter: Sendable {
     /// otherwise, and `null` for NaN and the infinities (which JSON cannot carry).
     public mutating func number(_ value: Double) {
         separate()
-        bytes.append(contentsOf: Self.numberText(value).utf8)
+        Self.appendNumber(value, to: &bytes)
         needsComma = true
     }
 
@@ -124,9 +124,48 @@ public struct JSONWriter: Sendable {
 
     /// `number(_:)`'s text, for messages that show a number as JSON would.
     public static func numberText(_ number: Double) -> String {
-        guard number.isFinite else { return "null" }
-        if number == number.rounded(), abs(number) < 1e15 { return String(Int64(number)) }
-        return String(number)
+        var bytes: [UInt8] = []
+        appendNumber(number, to: &bytes)
+        return String(decoding: bytes, as: UTF8.self)
+    }
+
+    /// `number(_:)`'s text: integral values as their digits; up to three decimals (milliseconds to the
+    /// microsecond, say) from integers, without a String per number; otherwise Swift's shortest
+    /// round-tripping description. Each gives the text `String(number)` would, minus an integer's ".0".
+    private static func appendNumber(_ real: Double, to output: inout [UInt8]) {
+        if real.isFinite, real == real.rounded(), abs(real) < 1e15 {
+            appendDigits(Int64(real), to: &output)
+        } else if real.isFinite, abs(real) < 1e12, case let thousandths = (real * 1000).rounded(),
+                  abs(thousandths - real * 1000) < 1e-6, Int64(thousandths) % 1000 != 0 {
+            let scaled = Int64(thousandths)
+            if scaled < 0 { output.append(UInt8(ascii: "-")) }
+            appendDigits(abs(scaled) / 1000, to: &output)
+            var fraction = abs(scaled) % 1000
+            output.append(UInt8(ascii: "."))
+            var divisor: Int64 = 100
+            while fraction > 0 {
+                output.append(UInt8(ascii: "0") + UInt8(fraction / divisor))
+                fraction %= divisor
+                divisor /= 10
+            }
+        } else if real.isFinite {
+            output.append(contentsOf: String(real).utf8)
+        } else {
+            output.append(contentsOf: "null".utf8)
+        }
+    }
+
+    /// An integer's decimal digits, without making a String.
+    private static func appendDigits<Value: BinaryInteger>(_ value: Value, to output: inout [UInt8]) {
+        var magnitude = value.magnitude
+        if value < 0 { output.append(UInt8(ascii: "-")) }
+        guard magnitude != 0 else { return output.append(UInt8(ascii: "0")) }
+        let start = output.count
+        while magnitude != 0 {
+            output.append(UInt8(ascii: "0") + UInt8(truncatingIfNeeded: magnitude % 10))
+            magnitude /= 10
+        }
+        output[start...].reverse()
     }
 
     private static let lowercaseHex: [UInt8] = Array("0123456789abcdef".utf8)

@@ -1,21 +1,31 @@
 import DequeModule
+import NIOCore
 import Synchronization
 import TraceModel
 
 /// The bounded queue between receivers and the processor chain. Receivers `offer` without waiting and
 /// learn at once when it is full (so the sender gets 429/503 and retries: backpressure, never a silent
 /// drop); the pipeline task is the only consumer.
+///
+/// In a durable pipeline an offer that fits reserves its room, and the batch is written to the
+/// write-ahead log on the log's own thread; right after the write, on that thread, it is queued with its
+/// record number, so the queue's order is the log's. The receiver's answer waits for that future.
 public final class BoundedBatchQueue: BatchSink, Sendable {
     /// What the consumer receives.
     public enum Item: Sendable {
         case batch(SpanBatch)
+        /// A batch written to the write-ahead log as `record`.
+        case recorded(SpanBatch, record: UInt64)
         /// Time has passed; coalesced, so at most one is pending.
         case tick
     }
 
     private struct State: ~Copyable {
-        var items: Deque<SpanBatch> = []
+        var items: Deque<(batch: SpanBatch, record: UInt64?)> = []
         var spans = 0
+        /// Room taken by batches being written to the log.
+        var reservedBatches = 0
+        var reservedSpans = 0
         var tickPending = false
         var closed = false
         var waiter: CheckedContinuation<Item?, Never>?
@@ -26,10 +36,8 @@ public final class BoundedBatchQueue: BatchSink, Sendable {
     /// The most spans held at once.
     public let maxSpans: Int
     private let state = Mutex(State())
-    /// When set, every accepted batch is written here before `offer` returns true.
+    /// When set, every accepted batch is written here before its offer completes.
     public let durableLog: DurableLog?
-    /// Keeps log appends and enqueueing in one order across receiver threads.
-    private let durableOrder = Mutex(())
 
     /// Creates a queue holding at most `maxBatches` batches and `maxSpans` spans.
     public init(maxBatches: Int, maxSpans: Int, durableLog: DurableLog? = nil) {
@@ -44,53 +52,67 @@ public final class BoundedBatchQueue: BatchSink, Sendable {
     /// Spans waiting.
     public var spanCount: Int { state.withLock { $0.spans } }
 
-    public func offer(_ batch: SpanBatch) -> Bool {
-        guard let durableLog else { return enqueue(batch) }
-        return durableOrder.withLock { _ in
-            // Refuse before writing anything when there is no room; the log holds only what was accepted.
-            guard hasRoom(for: batch.spanCount) else { return false }
-            var marked = batch
-            do {
-                marked.durableMark = try durableLog.append(batch)
-            } catch {
-                return false  // cannot make it durable: the sender retries
-            }
-            return enqueue(marked, force: true)
+    public func offer(_ batch: SpanBatch, on eventLoop: any EventLoop) -> OfferOutcome {
+        guard let durableLog else { return OfferOutcome(taken: enqueue(batch, record: nil, reserved: false)) }
+        let spans = batch.spanCount
+        // Refuse before writing anything when there is no room; the log holds only what was accepted.
+        let reserved = state.withLock { state in
+            guard hasRoom(state, for: spans) else { return false }
+            state.reservedBatches += 1
+            state.reservedSpans += spans
+            return true
         }
+        guard reserved else { return .refused }
+        let written = durableLog.append(batch, on: eventLoop) { [self] record in
+            enqueue(batch, record: record, reserved: true)
+        }
+        return .pending(written.flatMapErrorThrowing { [self] _ in
+            // Not written (the log is not open, or the disk failed): the sender retries.
+            unreserve(spans: spans)
+            return false
+        })
     }
 
     public var isFull: Bool {
-        state.withLock { $0.closed || $0.items.count >= maxBatches || $0.spans >= maxSpans }
-    }
-
-    private func hasRoom(for spans: Int) -> Bool {
         state.withLock { state in
-            !state.closed && state.items.count < maxBatches && (state.spans == 0 || state.spans + spans <= maxSpans)
+            state.closed || state.items.count + state.reservedBatches >= maxBatches || state.spans + state.reservedSpans >= maxSpans
         }
     }
 
-    /// Adds a batch (past the limits when `force`, for a batch already written to the log).
-    private func enqueue(_ batch: SpanBatch, force: Bool = false) -> Bool {
+    private func hasRoom(_ state: borrowing State, for spans: Int) -> Bool {
+        let held = state.spans + state.reservedSpans
+        return !state.closed && state.items.count + state.reservedBatches < maxBatches && (held == 0 || held + spans <= maxSpans)
+    }
+
+    private func unreserve(spans: Int) {
+        state.withLock { state in
+            state.reservedBatches -= 1
+            state.reservedSpans -= spans
+        }
+    }
+
+    /// Hands a batch to a waiting consumer or queues it, in one step under the lock, so an offer and the
+    /// consumer going to sleep cannot pass each other. A `reserved` batch (already written to the log)
+    /// has its room and goes in even past the limits; it is refused only once the queue is closed.
+    private func enqueue(_ batch: SpanBatch, record: UInt64?, reserved: Bool) -> Bool {
         let spans = batch.spanCount
-        let waiter: CheckedContinuation<Item?, Never>? = state.withLock { state in
-            guard !state.closed else { return nil }
-            if let waiter = state.waiter {
-                state.waiter = nil
-                return waiter
+        let (taken, waiter) = state.withLock { state -> (Bool, CheckedContinuation<Item?, Never>?) in
+            if reserved {
+                state.reservedBatches -= 1
+                state.reservedSpans -= spans
             }
-            return nil
-        }
-        if let waiter {
-            waiter.resume(returning: .batch(batch))
-            return true
-        }
-        return state.withLock { state in
-            guard !state.closed, force || state.items.count < maxBatches,
-                  force || state.spans == 0 || state.spans + spans <= maxSpans else { return false }
-            state.items.append(batch)
+            guard !state.closed, reserved || hasRoom(state, for: spans) else { return (false, nil) }
+            if let waiter = state.waiter {
+                // The consumer sleeps only when nothing is queued and no tick is pending.
+                state.waiter = nil
+                return (true, waiter)
+            }
+            state.items.append((batch, record))
             state.spans += spans
-            return true
+            return (true, nil)
         }
+        waiter?.resume(returning: Self.item(batch, record: record))
+        return taken
     }
 
     /// Asks the consumer to let time pass; several ticks before it looks count as one.
@@ -132,6 +154,10 @@ public final class BoundedBatchQueue: BatchSink, Sendable {
         }
     }
 
+    private static func item(_ batch: SpanBatch, record: UInt64?) -> Item {
+        record.map { .recorded(batch, record: $0) } ?? .batch(batch)
+    }
+
     private static func take(_ state: inout State) -> Item? {
         // A pending tick goes first: under sustained load the queue is never empty, and time must
         // still pass for batch timeouts and sampling decisions.
@@ -139,9 +165,9 @@ public final class BoundedBatchQueue: BatchSink, Sendable {
             state.tickPending = false
             return .tick
         }
-        if let batch = state.items.popFirst() {
-            state.spans -= batch.spanCount
-            return .batch(batch)
+        if let first = state.items.popFirst() {
+            state.spans -= first.batch.spanCount
+            return item(first.batch, record: first.record)
         }
         return nil
     }

@@ -1,4 +1,5 @@
 import Logging
+import NIOCore
 import Prometheus
 import ServiceLifecycle
 import TraceModel
@@ -59,8 +60,11 @@ public protocol ReceiverFactory: Sendable {
 
 /// Hands accepted batches to the pipeline. Receivers call it from event-loop threads, so it never blocks.
 public protocol BatchSink: Sendable {
-    /// Offers a batch; false when the pipeline is full and the sender should retry later.
-    func offer(_ batch: SpanBatch) -> Bool
+    /// Offers a batch, from `eventLoop`'s thread or a thread of the caller's own; `.refused` when the
+    /// pipeline is full and the sender should retry later. A durable pipeline answers `.pending`: the
+    /// batch is being written ahead, off the event loop, and the future (on `eventLoop`) says whether
+    /// it was taken.
+    func offer(_ batch: SpanBatch, on eventLoop: any EventLoop) -> OfferOutcome
     /// True when an offer would be refused now: receivers then answer "retry later" before spending
     /// time decoding a request that cannot be taken.
     var isFull: Bool { get }
@@ -68,6 +72,30 @@ public protocol BatchSink: Sendable {
 
 extension BatchSink {
     public var isFull: Bool { false }
+}
+
+/// What became of an offer.
+public enum OfferOutcome: Sendable {
+    /// Taken.
+    case accepted
+    /// Not taken: the sender should retry later.
+    case refused
+    /// Being made durable; true once taken.
+    case pending(EventLoopFuture<Bool>)
+
+    /// `accepted` when `taken`, else `refused`.
+    public init(taken: Bool) {
+        self = taken ? .accepted : .refused
+    }
+
+    /// The outcome as a future on `eventLoop`.
+    public func future(on eventLoop: any EventLoop) -> EventLoopFuture<Bool> {
+        switch self {
+        case .accepted: eventLoop.makeSucceededFuture(true)
+        case .refused: eventLoop.makeSucceededFuture(false)
+        case .pending(let taken): taken
+        }
+    }
 }
 
 /// Something that transforms, holds back or observes batches. The pipeline calls one processor from one
@@ -83,6 +111,11 @@ public protocol SpanProcessor: AnyObject, Sendable {
     func tick(now: UInt64) -> [SpanBatch]
     /// Returns everything still held, at shutdown.
     func flush() -> [SpanBatch]
+    /// The `now` of the `process` call that handed over the oldest span this processor still holds to
+    /// pass on later; nil when it holds none (a processor that only transforms, drops or observes).
+    /// Required, with no default: a durable pipeline keeps the write-ahead-log records of whatever a
+    /// processor may still hold by this answer alone (`DurableLedger`).
+    var oldestHeldArrival: UInt64? { get }
 }
 
 extension SpanProcessor {
@@ -108,8 +141,8 @@ public protocol SpanExporter: Sendable {
     func export(_ batch: SpanBatch) async throws
     /// Flushes and releases resources; called once after the last export.
     func shutdown() async
-    /// Exporters that deliver later, behind a queue, keep `reporter` and count sent and failed spans
-    /// themselves, returning true; for the others the pipeline counts a batch as sent when `export` returns.
+    /// Exporters that deliver later, behind a queue, or that learn from the backend which spans it
+    /// rejected, keep `reporter` and count sent and failed spans themselves, returning true; for the others the pipeline counts a batch as sent when `export` returns.
     func reportsDelivery(to reporter: DeliveryReporter) -> Bool
     /// The folder of the exporter's disk queue, when it has one: the pipeline then writes accepted
     /// batches ahead to disk too, before receivers acknowledge them.

@@ -1,4 +1,5 @@
 import Foundation
+import NIOCore
 import Prometheus
 import ServiceLifecycle
 import Synchronization
@@ -125,12 +126,12 @@ public struct MemoryLimitedSink: BatchSink {
         self.limiter = limiter
     }
 
-    public func offer(_ batch: SpanBatch) -> Bool {
+    public func offer(_ batch: SpanBatch, on eventLoop: any EventLoop) -> OfferOutcome {
         if limiter.isRefusing {
             limiter.countRefusal()
-            return false
+            return .refused
         }
-        return inner.offer(batch)
+        return inner.offer(batch, on: eventLoop)
     }
 
     /// Receivers ask before decoding: the refusal is counted here, once per request.

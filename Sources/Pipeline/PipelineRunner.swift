@@ -95,6 +95,9 @@ public struct ProcessorInstance: Sendable {
 
 /// Runs batches through the processor chain, in order, and hands what comes out to every exporter.
 /// Used by one task at a time: the pipeline service with the wall clock, or `replay` with a virtual one.
+///
+/// In a durable pipeline the runner also keeps the `DurableLedger`: it tells the ledger what each
+/// processor is handed and what it still holds, and releases the write-ahead-log records nothing needs.
 public final class PipelineRunner: Sendable {
     /// The processors, in pipeline order.
     public let processors: [ProcessorInstance]
@@ -102,6 +105,8 @@ public final class PipelineRunner: Sendable {
     public let exporters: [ExporterInstance]
     /// The write-ahead log whose records this runner releases once exported, when the pipeline is durable.
     public let durableLog: DurableLog?
+    /// What the write-ahead log still needs (only read and written by the task running the pipeline).
+    private let ledger: Mutex<DurableLedger>
     /// Each processor as a `HandOffSpanProcessor`, when it is one (looked up once, not per batch).
     private let handOffs: [(any HandOffSpanProcessor)?]
     private let logger: Logger
@@ -111,6 +116,7 @@ public final class PipelineRunner: Sendable {
         handOffs = processors.map { $0.processor as? any HandOffSpanProcessor }
         self.exporters = exporters
         self.durableLog = durableLog
+        ledger = Mutex(DurableLedger(processors: processors.count))
         self.logger = logger
     }
 
@@ -125,18 +131,24 @@ public final class PipelineRunner: Sendable {
         }
     }
 
-    /// Runs a batch that arrived at `now` through the chain and exports what comes out.
-    public func process(_ batch: SpanBatch, now: UInt64) async {
-        await run(from: 0, [batch], now: now)
+    /// Runs a batch that arrived at `now` through the chain and exports what comes out; `record` is its
+    /// write-ahead-log record in a durable pipeline.
+    public func process(_ batch: SpanBatch, record: UInt64? = nil, now: UInt64) async {
+        await run(from: 0, [batch], record: durableLog == nil ? nil : record, now: now)
+        if durableLog != nil, let record { ledger.withLock { $0.finish(record) } }
+        await releaseWhatIsDone()
     }
 
     /// Lets every processor see the time; what falls due continues down the chain.
     public func tick(now: UInt64) async {
         for index in processors.indices {
             await handOffs[index]?.waitForRoom()
+            let record = oldestRecord(heldBy: index)
             let due = processors[index].processor.tick(now: now)
-            if !due.isEmpty { await run(from: index + 1, due, now: now) }
+            settle(index)
+            if !due.isEmpty { await run(from: index + 1, due, record: record, now: now) }
         }
+        await releaseWhatIsDone()
     }
 
     /// Flushes every processor in order, exports the rest and shuts the exporters down (one shared with
@@ -144,30 +156,55 @@ public final class PipelineRunner: Sendable {
     public func shutdown(now: UInt64) async {
         for index in processors.indices {
             await handOffs[index]?.drain()
+            let record = oldestRecord(heldBy: index)
             let held = processors[index].processor.flush()
-            if !held.isEmpty { await run(from: index + 1, held, now: now) }
+            settle(index)
+            if !held.isEmpty { await run(from: index + 1, held, record: record, now: now) }
         }
+        await releaseWhatIsDone()
         for instance in exporters { await instance.lifecycle.release(instance.exporter) }
     }
 
-    private func run(from first: Int, _ batches: [SpanBatch], now: UInt64) async {
+    /// `record`: the oldest write-ahead-log record `batches` can come from (nil outside durable pipelines).
+    private func run(from first: Int, _ batches: [SpanBatch], record: UInt64?, now: UInt64) async {
         var batches = batches
+        var record = record
         var index = first
         while index < processors.count, !batches.isEmpty {
             let processor = processors[index].processor
             var passed: [SpanBatch] = []
+            var passedRecord: UInt64?
             for batch in batches {
                 await handOffs[index]?.waitForRoom()
+                let from = record.map { record in ledger.withLock { $0.hand(to: index, now: now, record: record) } }
                 passed += processor.process(batch, now: now)
+                settle(index)
+                if let from { passedRecord = min(passedRecord ?? from, from) }
             }
             batches = passed
+            record = passedRecord
             index += 1
         }
-        for batch in batches {
-            if !batch.isEmpty { await export(batch) }
-            // The exporters hold the batch now (durable ones on disk), so its records may go.
-            if batch.durableMark > 0 { durableLog?.release(upTo: batch.durableMark) }
-        }
+        for batch in batches where !batch.isEmpty { await export(batch) }
+    }
+
+    /// Before a `tick` or `flush`: the record what `index` passes on counts as coming from. One that said
+    /// it held nothing and still passes spans on counts as the oldest record not yet released.
+    private func oldestRecord(heldBy index: Int) -> UInt64? {
+        guard durableLog != nil else { return nil }
+        return ledger.withLock { $0.oldestRecord(heldBy: index) ?? $0.oldestUnreleased }
+    }
+
+    private func settle(_ index: Int) {
+        guard durableLog != nil else { return }
+        let oldest = processors[index].processor.oldestHeldArrival
+        ledger.withLock { $0.settle(index, oldestHeldArrival: oldest) }
+    }
+
+    /// The exporters hold what was exported (durable ones on disk), so records nothing else needs may go.
+    private func releaseWhatIsDone() async {
+        guard let durableLog, let mark = ledger.withLock({ $0.releasable() }) else { return }
+        await durableLog.release(upTo: mark)
     }
 
     private func export(_ batch: SpanBatch) async {

@@ -45,15 +45,14 @@ public final class PipelineService: Service, Sendable {
     public func run() async throws {
         try await runner.start()
         if let log = queue.durableLog {
-            // Batches acknowledged before a crash and not yet handed to the exporters: run them again.
-            let recovered = try log.recover()
+            // The log's folder and thread are made now, not when the configuration was built. Batches
+            // acknowledged before a crash and not yet handed to the exporters run again.
+            let recovered = try await log.open()
             if !recovered.isEmpty {
                 logger.info("replaying batches from the write-ahead log", metadata: ["batches": "\(recovered.count)"])
             }
             for (sequence, batch) in recovered {
-                var marked = batch
-                marked.durableMark = sequence
-                await runner.process(marked, now: wallClockNanos())
+                await runner.process(batch, record: sequence, now: wallClockNanos())
             }
         }
         started.withLock { $0 = true }
@@ -78,6 +77,7 @@ public final class PipelineService: Service, Sendable {
             queue.close()
         }
         await runner.shutdown(now: wallClockNanos())
+        await queue.durableLog?.close()
         logger.info("pipeline drained")
     }
 
@@ -85,6 +85,7 @@ public final class PipelineService: Service, Sendable {
         while let item = await queue.next() {
             switch item {
             case .batch(let batch): await runner.process(batch, now: wallClockNanos())
+            case .recorded(let batch, let record): await runner.process(batch, record: record, now: wallClockNanos())
             case .tick: await runner.tick(now: wallClockNanos())
             }
         }

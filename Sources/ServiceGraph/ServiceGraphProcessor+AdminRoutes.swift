@@ -17,13 +17,13 @@ extension ServiceGraphProcessor: AdminRouteProvider {
         return [
             AdminRoute("/api/service-graph", respond: nodeGraph),
             AdminRoute("/api/graph/data", respond: nodeGraph),
-            AdminRoute("/api/graph/fields") { [self] _ in .json(GraphJSON.encode(GraphJSON.fields(nodeDetails: nodeDetailKeys))) },
+            AdminRoute("/api/graph/fields") { [self] _ in .json(GraphJSON.fields(nodeDetails: nodeDetailKeys).encoded()) },
             AdminRoute("/api/health") { _ in .text("API is working well!\n") },
             AdminRoute("/api/dependencies") { [self] request in
                 let endMilliseconds: UInt64
                 if let text = request.query["endTs"] {
                     guard let value = UInt64(text) else {
-                        return .json(GraphJSON.encode(GraphJSON.dependenciesError("unable to parse param 'endTs': \(text)")), status: 400)
+                        return .json(GraphJSON.dependenciesError("unable to parse param 'endTs': \(text)").encoded(), status: 400)
                     }
                     endMilliseconds = value
                 } else {
@@ -32,12 +32,12 @@ extension ServiceGraphProcessor: AdminRouteProvider {
                 var lookbackMilliseconds: UInt64?
                 if let text = request.query["lookback"] {
                     guard let value = UInt64(text) else {
-                        return .json(GraphJSON.encode(GraphJSON.dependenciesError("unable to parse param 'lookback': \(text)")), status: 400)
+                        return .json(GraphJSON.dependenciesError("unable to parse param 'lookback': \(text)").encoded(), status: 400)
                     }
                     lookbackMilliseconds = value
                 }
                 let since = lookbackMilliseconds.map { endMilliseconds > $0 ? (endMilliseconds - $0) * 1_000_000 : 0 }
-                return .json(GraphJSON.encode(GraphJSON.dependencies(snapshot(since: since, until: endMilliseconds &* 1_000_000))))
+                return .json(GraphJSON.dependencies(snapshot(since: since, until: endMilliseconds &* 1_000_000)).encoded())
             },
         ]
     }

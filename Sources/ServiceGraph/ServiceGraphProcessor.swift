@@ -105,6 +105,9 @@ public final class ServiceGraphProcessor: HandOffSpanProcessor {
         }
     }
 
+    /// Nil: every span passes on in the call that brought it.
+    public var oldestHeldArrival: UInt64? { nil }
+
     public func process(_ batch: SpanBatch, now: UInt64) -> [SpanBatch] {
         let count = UInt64(shards.count)
         for (index, shard) in shards.enumerated() {

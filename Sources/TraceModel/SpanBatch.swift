@@ -77,10 +77,6 @@ public struct ResourceSpans: Sendable, Hashable {
 public struct SpanBatch: Sendable, Hashable {
     /// The spans, grouped by resource and scope.
     public var resourceSpans: [ResourceSpans]
-    /// In a durable pipeline: the highest write-ahead-log record whose spans this batch completes.
-    /// Processors that pass spans on in arrival order keep the highest mark of what they merge; once a
-    /// batch is handed to the exporters, every record up to its mark may be forgotten. 0: none.
-    public var durableMark: UInt64 = 0
 
     /// Creates a batch.
     public init(resourceSpans: [ResourceSpans] = []) {
@@ -118,7 +114,6 @@ public struct SpanBatch: Sendable, Hashable {
     /// Appends another batch's groups; groups are not merged, so order is kept.
     public mutating func append(contentsOf other: SpanBatch) {
         resourceSpans.append(contentsOf: other.resourceSpans)
-        durableMark = max(durableMark, other.durableMark)
     }
 }
 
@@ -127,7 +122,6 @@ extension SpanBatch {
     public func split(maxSpans: Int) -> [SpanBatch] {
         precondition(maxSpans > 0, "maxSpans must be positive")
         guard spanCount > maxSpans else { return [self] }
-        // (parts are built without the mark; the last one gets it below)
         var result: [SpanBatch] = []
         var current = SpanBatch()
         var currentSpans = 0
@@ -159,8 +153,6 @@ extension SpanBatch {
             }
         }
         if currentSpans > 0 { result.append(current) }
-        // Only the last part completes the records: the earlier parts leave first.
-        if !result.isEmpty { result[result.count - 1].durableMark = durableMark }
         return result
     }
 }

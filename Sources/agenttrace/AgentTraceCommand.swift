@@ -4,6 +4,7 @@ import Foundation
 import HTTP2
 import Logging
 import Pipeline
+import ServerSupport
 import ServiceGraph
 import TraceWire
 

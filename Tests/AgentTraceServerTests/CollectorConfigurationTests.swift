@@ -147,6 +147,13 @@ struct CollectorConfigurationTests {
         #expect(keys.count == 7)
     }
 
+    @Test("service.admin idle_timeout: 120s by default, as on the OTLP/HTTP receiver, else as configured")
+    func adminIdleTimeout() throws {
+        #expect(try CollectorConfiguration(yaml: Self.minimal, environment: [:]).adminLimits.idleTimeout == .seconds(120))
+        let configured = Self.minimal + "\n  admin:\n    endpoint: 127.0.0.1:0\n    idle_timeout: 7s\n"
+        #expect(try CollectorConfiguration(yaml: configured, environment: [:]).adminLimits.idleTimeout == .seconds(7))
+    }
+
     @Test("several pipelines may list one exporter: it is built once and all of them feed it")
     func sharedExporter() throws {
         // "The same receiver can be included in multiple pipelines and multiple pipelines can include the

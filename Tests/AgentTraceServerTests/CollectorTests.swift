@@ -1,7 +1,7 @@
-import HTTP2
 import Logging
 import NIOPosix
 import Pipeline
+import ServerSupport
 import Testing
 @testable import AgentTraceServer
 

@@ -5,6 +5,7 @@ import Synchronization
 import Testing
 import TraceModel
 @testable import Alerting
+import ConfigYAML
 
 func json(_ bytes: [UInt8]) throws -> [String: Any] {
     try #require(try JSONSerialization.jsonObject(with: Data(bytes)) as? [String: Any])

@@ -18,10 +18,11 @@ final class ScriptedSender: BatchSender {
         self.answers = Mutex(answers)
     }
 
-    func send(_ payload: SpanBatchPayload) async throws(ExportError) {
+    func send(_ payload: SpanBatchPayload) async throws(ExportError) -> SendResult {
         received.withLock { $0.append(payload) }
         let answer = answers.withLock { $0.isEmpty ? nil : $0.removeFirst() }
         if let answer { throw answer }
+        return .accepted
     }
 
     func shutdown() async {}
@@ -32,9 +33,10 @@ final class SwitchableSender: BatchSender {
     let healthy = Atomic<Bool>(false)
     let attempts = Atomic<Int>(0)
 
-    func send(_ payload: SpanBatchPayload) async throws(ExportError) {
+    func send(_ payload: SpanBatchPayload) async throws(ExportError) -> SendResult {
         attempts.add(1, ordering: .relaxed)
         if !healthy.load(ordering: .sequentiallyConsistent) { throw .retryable("down") }
+        return .accepted
     }
 
     func shutdown() async {}
@@ -199,7 +201,7 @@ struct QueuedExporterTests {
         #expect(!ExportError.forGRPCStatus(.invalidArgument, message: "", retryAfter: nil).isRetryable)
         #expect(!ExportError.forGRPCStatus(.resourceExhausted, message: "", retryAfter: nil).isRetryable)
         #expect(ExportError.forGRPCStatus(.resourceExhausted, message: "", retryAfter: .seconds(1)).isRetryable)
-        #expect(HTTPBatchSender.retryAfter("7") == .seconds(7))
+        #expect(RetryAfter.delay("7", now: 0) == .seconds(7))
     }
 }
 

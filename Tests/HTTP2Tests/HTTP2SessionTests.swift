@@ -73,6 +73,61 @@ struct HTTP2SessionTests {
         #expect(pair.server.openStreams == 0)
     }
 
+    @Test("a body given in parts arrives as their concatenation, split into DATA frames across part boundaries",
+          arguments: [[5, 70_000], [0, 5, 16_379, 0, 16_385, 1], [3, 1, 4, 1, 5]])
+    func bodyInParts(sizes: [Int]) throws {
+        let pair = try SessionPair()
+        let parts = sizes.enumerated().map { index, size in Array(repeating: UInt8(index + 1), count: size) }
+        let streamID = try pair.client.request(headers: [(":method", "POST"), (":scheme", "http"), (":path", "/x.Y/Z"),
+                                                         (":authority", "localhost"), ("content-type", "application/grpc")],
+                                               bodyParts: parts, trailers: [("x-end", "1")])
+        let (_, serverEvents) = try pair.exchange()
+        var received: [UInt8] = []
+        var sawTrailers = false
+        for event in serverEvents {
+            switch event {
+            case .data(let id, let bytes) where id == streamID: received += bytes
+            case .headers(let id, let headers, let endStream) where id == streamID && endStream:
+                sawTrailers = headers.contains { $0.name == "x-end" && $0.value == "1" }
+            default: break
+            }
+        }
+        #expect(received == parts.flatMap { $0 })
+        #expect(sawTrailers)
+    }
+
+    @Test("DATA frames written from the body's parts are well-formed: 9-byte header, length, type 0, stream id")
+    func dataFramesOnTheWire() throws {
+        let client = try HTTP2Session(role: .client)
+        let message = Array(repeating: UInt8(0xAB), count: 20_000)
+        let streamID = try client.request(headers: [(":method", "POST"), (":scheme", "http"), (":path", "/x.Y/Z"),
+                                                    (":authority", "localhost")],
+                                          bodyParts: GRPCFraming.bodyParts(message))
+        var wire: [UInt8] = []
+        try client.takeOutput(into: &wire)
+        // Skip the 24-byte client preface, then walk the frames (RFC 9113 §4.1: 24-bit length, 8-bit
+        // type, 8-bit flags, 31-bit stream identifier, then the payload).
+        var offset = 24
+        var data: [UInt8] = []
+        var endStream = false
+        while offset + 9 <= wire.count {
+            let length = Int(wire[offset]) << 16 | Int(wire[offset + 1]) << 8 | Int(wire[offset + 2])
+            let type = wire[offset + 3], flags = wire[offset + 4]
+            let stream = Int32(wire[offset + 5] & 0x7F) << 24 | Int32(wire[offset + 6]) << 16 | Int32(wire[offset + 7]) << 8 | Int32(wire[offset + 8])
+            #expect(offset + 9 + length <= wire.count)
+            if type == 0 {
+                #expect(stream == streamID)
+                #expect(length <= 16_384)
+                data += wire[(offset + 9)..<(offset + 9 + length)]
+                endStream = endStream || flags & 0x1 != 0
+            }
+            offset += 9 + length
+        }
+        #expect(offset == wire.count)
+        #expect(data == GRPCFraming.frame(message))
+        #expect(endStream)
+    }
+
     @Test("bytes that are not HTTP/2 are a bad preface, reported as an error rather than a crash")
     func badPreface() throws {
         let server = try HTTP2Session(role: .server)

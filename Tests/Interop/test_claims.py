@@ -23,6 +23,7 @@ Retry-After), Python's own TLS and HTTP clients — never the collector's output
 
 import json
 import os
+import re
 import secrets
 import signal
 import socket
@@ -414,6 +415,33 @@ def test_service_graph_service_filter_and_bad_window(start_collector):
     assert r.status == 400, (r.status, r.body[:200])
 
 
+def test_service_graph_window_ages_edges_out_and_a_window_over_an_hour_reads_the_totals(start_collector):
+    """README: `?window=15m`; docs/service-graph.md: only edges with calls whose spans ended in the window, at
+    most one hour of per-minute history; a longer window reads the totals. A call that ended 90 minutes ago
+    is outside `window=15m` and `window=1h`, and inside `window=2h` (the totals) and no window at all."""
+    col = start_collector("sg-window", service_graph={"store": {"ttl": "60s"}})
+    old = h.Trace(base_ns=time.time_ns() - 90 * 60 * 1_000_000_000)
+    c = old.span("archive-client", "GET /old", 3, dur_s=0.02)
+    old.span("archive", "GET /old", 2, parent=c, start_s=0.001, dur_s=0.01)
+    new = h.Trace()
+    c = new.span("live-client", "GET /new", 3, dur_s=0.02)
+    new.span("live", "GET /new", 2, parent=c, start_s=0.001, dur_s=0.01)
+    assert col.post_traces(json.dumps(h.otlp_request(old.spans + new.spans)).encode(), "application/json").status == 200
+
+    def edges(query=""):
+        r = col.admin_get("/api/service-graph" + query)
+        assert r.status == 200, (query, r.status, r.body[:200])
+        g = r.json()
+        ids = {n["id"]: n.get("title", n["id"]) for n in g["nodes"]}
+        return {(ids.get(e["source"], e["source"]), ids.get(e["target"], e["target"])) for e in g["edges"]}
+    both = {("archive-client", "archive"), ("live-client", "live")}
+    wait_until(lambda: both <= edges(), 10, "both edges in the graph")
+    assert edges("?window=15m") == {("live-client", "live")}, edges("?window=15m")
+    assert edges("?window=1h") == {("live-client", "live")}, edges("?window=1h")
+    assert edges("?window=2h") == both, edges("?window=2h")
+    assert edges() == both
+
+
 # --- the embedded default configuration -------------------------------------------------------------
 
 def test_the_default_configuration_is_what_the_readme_says(agenttrace_bin):
@@ -714,3 +742,25 @@ def test_a_bad_limit_fails_validate_naming_the_key(agenttrace_bin, tmp_path, key
     r = h.run_cli(agenttrace_bin, ["validate", "--config", cfg], timeout=30)
     assert r.returncode != 0, r.stdout
     assert key in r.stderr + r.stdout, r.stderr
+
+
+# --- scripts/run ------------------------------------------------------------------------------------
+
+def test_scripts_run_builds_the_release_binary_and_serves_with_the_arguments_given():
+    """README: `scripts/run` builds `.build/release/agenttrace` and runs `serve` (extra arguments go to it).
+    Checked without running it (a release build is not made on the shared test machines): the script is
+    executable bash that parses, installs the libraries, builds the `agenttrace` product in release mode and
+    then execs that binary's `serve` with every argument; Package.swift declares that product."""
+    path = os.path.join(h.REPO_ROOT, "scripts", "run")
+    assert os.access(path, os.X_OK), "scripts/run is not executable"
+    r = subprocess.run(["bash", "-n", path], capture_output=True, text=True, timeout=10)
+    assert r.returncode == 0, r.stderr
+    with open(path, encoding="utf-8") as f:
+        commands = [ln.strip() for ln in f if ln.strip() and not ln.lstrip().startswith("#")]
+    assert "set -euo pipefail" in commands, commands   # a failed build stops it before the exec
+    build = commands.index("swift build -c release --product agenttrace")
+    assert commands.index("scripts/install-deps") < build, commands
+    assert commands[-1] == 'exec .build/release/agenttrace serve "$@"', commands
+    with open(os.path.join(h.REPO_ROOT, "Package.swift"), encoding="utf-8") as f:
+        package = f.read()
+    assert re.search(r'\.executable\(\s*name:\s*"agenttrace"', package), "Package.swift has no agenttrace executable product"

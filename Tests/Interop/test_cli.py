@@ -37,6 +37,38 @@ def test_validate_accepts_good_config(agenttrace_bin, tmp_path):
     assert "configuration is valid" in r.stdout, r.stdout
 
 
+def _tree(root):
+    """Every path under root with its kind and size (files) — what a command may not change."""
+    found = {}
+    for dirpath, dirnames, filenames in os.walk(root):
+        for d in dirnames:
+            found[os.path.relpath(os.path.join(dirpath, d), root)] = "dir"
+        for f in filenames:
+            path = os.path.join(dirpath, f)
+            found[os.path.relpath(path, root)] = ("file", os.path.getsize(path))
+    return found
+
+
+def test_validate_leaves_the_file_system_unchanged(agenttrace_bin, tmp_path):
+    """Building a configuration has no side effects: `validate` of one with a file exporter in a folder that
+    does not exist, a persistent sending queue (which makes the pipeline durable: a write-ahead log) and
+    threshold-trigger sinks creates no folder and no file, and binds nothing."""
+    cfg = h.build_config(str(tmp_path / "out" / "nested" / "traces.jsonl"))
+    cfg["exporters"]["otlp"] = {"endpoint": "http://127.0.0.1:9/", "protocol": "http/protobuf",
+                                "sending_queue": {"storage": str(tmp_path / "queue" / "otlp")}}
+    cfg["processors"]["threshold_triggers"] = {"rules": [{"name": "errors", "status": "error"}],
+                                               "notify": [{"webhook": "http://127.0.0.1:9/hook"}]}
+    cfg["service"]["pipelines"]["traces"]["exporters"].append("otlp")
+    cfg["service"]["pipelines"]["traces"]["processors"].insert(0, "threshold_triggers")
+    path = h.write_config(str(tmp_path / "agenttrace.yaml"), cfg)
+    before = _tree(str(tmp_path))
+    r = h.run_cli(agenttrace_bin, ["validate", "--config", path], timeout=30, cwd=str(tmp_path))
+    assert r.returncode == 0, (r.returncode, r.stdout, r.stderr)
+    after = _tree(str(tmp_path))
+    assert after == before, "validate changed the file system: added %s, removed %s" % (
+        sorted(set(after) - set(before)), sorted(set(before) - set(after)))
+
+
 def _with_extra_key(config, dotted):
     """A copy of config with one extra (unknown) key at the dotted path; everything else stays valid."""
     cfg = copy.deepcopy(config)

@@ -282,6 +282,68 @@ def test_compose_stack_wiring():
     assert home == os.path.join(provider["options"]["path"], "agenttrace.json"), home
 
 
+def readme_deploy_section():
+    with open(os.path.join(h.REPO_ROOT, "README.md"), encoding="utf-8") as f:
+        text = f.read()
+    start = text.index("## Deploy")
+    return text[start:text.index("\n## ", start + 1) if "\n## " in text[start + 1:] else len(text)]
+
+
+def test_compose_file_is_the_stack_the_readme_describes():
+    """README "Deploy": `docker compose -f deploy/compose.yaml up --build` (from the repository root) starts
+    AgentTrace (OTLP on 4317 and 4318, admin on 8888, the queues on the `agenttrace-data` volume), Jaeger v2
+    all-in-one (16686), Zipkin (9411), Prometheus (9090) and Grafana (3000). Everything short of running
+    Docker: the file parses, each service has a pinned image or a build whose context and Dockerfile exist,
+    publishes the ports the README names on the same container ports, and mounts files that exist."""
+    section = readme_deploy_section()
+    assert "docker compose -f deploy/compose.yaml up --build" in section, section[:400]
+    compose = load_yaml("compose.yaml")
+    services = compose["services"]
+    readme_ports = {
+        "agenttrace": {4317, 4318, 8888}, "jaeger": {16686}, "zipkin": {9411}, "prometheus": {9090}, "grafana": {3000},
+    }
+    for port in sorted(p for ports in readme_ports.values() for p in ports):
+        assert re.search(r"[:`]%d\b" % port, section), "README's Deploy section does not name port %d" % port
+    problems = []
+    for name, want in readme_ports.items():
+        svc = services.get(name)
+        if svc is None:
+            problems.append("compose has no service %s" % name)
+            continue
+        published = {}
+        for p in svc.get("ports", []):
+            host, container = str(p).rsplit(":", 1)[0].split(":")[-1], str(p).rsplit(":", 1)[1]
+            published[int(host)] = int(container.split("/")[0])
+        if set(published) != want or any(h_ != c for h_, c in published.items()):
+            problems.append("services.%s publishes %s, README says %s on the same container ports"
+                            % (name, svc.get("ports"), sorted(want)))
+        image = svc.get("image", "")
+        if "build" in svc:
+            build = svc["build"]
+            # Relative paths in a compose file resolve against the file's own folder (deploy/), whatever the
+            # directory `docker compose -f` is run from.
+            context = os.path.normpath(os.path.join(DEPLOY, build["context"]))
+            if not os.path.isfile(os.path.join(context, build.get("dockerfile", "Dockerfile"))):
+                problems.append("services.%s: build %s has no Dockerfile" % (name, build))
+        elif not re.match(r"^[\w./-]+:[\w.-]+$", image) or image.endswith(":latest"):
+            problems.append("services.%s: image %r is not pinned to a tag" % (name, image))
+        for m in svc.get("volumes", []):
+            source = m.split(":")[0]
+            if source.startswith(".") and not os.path.exists(os.path.normpath(os.path.join(DEPLOY, source))):
+                problems.append("services.%s mounts %s, which does not exist" % (name, source))
+    if services.get("jaeger", {}).get("image", "").split(":")[-1].split(".")[0] != "2":
+        problems.append("README says Jaeger v2; compose runs %r" % services.get("jaeger", {}).get("image"))
+    if "agenttrace-data" not in (compose.get("volumes") or {}) or \
+            not any(m.startswith("agenttrace-data:") for m in services["agenttrace"].get("volumes", [])):
+        problems.append("README puts the queues on the agenttrace-data volume; compose does not")
+    command = services["agenttrace"].get("command", [])
+    config_path = command[command.index("--config") + 1] if "--config" in command else None
+    mounts = {m.split(":")[1]: m.split(":")[0] for m in services["agenttrace"].get("volumes", [])}
+    if mounts.get(config_path) != "./agenttrace.yaml":
+        problems.append("agenttrace runs --config %s, but deploy/agenttrace.yaml is mounted at %s" % (config_path, mounts))
+    assert not problems, "\n".join(problems)
+
+
 def test_promtool_checks_the_prometheus_config(promtool):
     r = subprocess.run([promtool, "check", "config", deploy_path("prometheus", "prometheus.yml")],
                        capture_output=True, text=True, timeout=60)

@@ -13,9 +13,11 @@
 """
 
 import datetime
+import http.server
 import json
 import os
 import re
+import threading
 import time
 
 import pytest
@@ -729,3 +731,186 @@ def test_validate_names_the_key_of_a_bad_rule(agenttrace_bin, tmp_path):
     r = h.run_cli(agenttrace_bin, ["validate", "--config", path], timeout=30)
     assert r.returncode != 0, r.stdout
     assert "processors.threshold_triggers.rules[0].severity" in r.stdout + r.stderr, r.stdout + r.stderr
+
+
+# ---------------------------------------------------------------------------
+# Shutdown with alerts queued
+# ---------------------------------------------------------------------------
+
+class SlowRefusingSink:
+    """A webhook that records every POST (arrival time, the alert's span id) and answers 503 after 0.2 s, so
+    any retry would show; it holds the first request until release(), so the rest queue up behind it."""
+
+    def __init__(self):
+        self.posts = []
+        self.lock = threading.Lock()
+        self.held = threading.Event()
+        self.released = threading.Event()
+        sink = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *a):
+                pass
+
+            def do_POST(self):
+                arrived = time.monotonic()
+                body = self.rfile.read(int(self.headers.get("content-length", "0")))
+                try:
+                    span_id = json.loads(body.decode("utf-8")).get("span_id")
+                except (ValueError, AttributeError):
+                    span_id = None
+                with sink.lock:
+                    sink.posts.append((arrived, span_id))
+                    first = len(sink.posts) == 1
+                if first:
+                    sink.held.set()
+                    sink.released.wait(20)
+                time.sleep(0.2)
+                answer = b'{"error":"try later"}'
+                self.send_response(503)
+                self.send_header("content-length", str(len(answer)))
+                self.end_headers()
+                self.wfile.write(answer)
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def url(self):
+        return "http://127.0.0.1:%d/hook" % self.server.server_address[1]
+
+    def close(self):
+        self.released.set()
+        self.server.shutdown()
+        self.server.server_close()
+
+
+N_QUEUED_ALERTS = 40
+DRAIN_SECONDS = 5.0
+
+
+def test_at_shutdown_queued_alerts_get_one_attempt_each_for_up_to_5_seconds(collectors, receiver, tmp_path):
+    """docs/agent-enrichment-and-triggers.md: at shutdown, queued alerts get one attempt each for up to 5 s.
+    40 alerts queue behind a held request to a sink that answers 503 after 0.2 s. After SIGTERM: no alert is
+    attempted twice (retries stop), attempts begin only within the 5 s (about 25 fit, so some but not all
+    are tried), the rest are counted as left undelivered, and the process exits soon after the 5 s."""
+    sink = SlowRefusingSink()
+    try:
+        rules = [{"name": "every_error", "severity": "warning", "status": "error"}]
+        metadata = tmp_path / "agents-alert-drain.yaml"
+        metadata.write_text(METADATA)
+        config = collector_config(receiver, str(metadata), cooldown="0s", rules=rules, notify=[{"webhook": sink.url()}])
+        # The held request must not time out (and be retried) before SIGTERM.
+        config["processors"]["threshold_triggers"]["delivery"]["timeout"] = "30s"
+        col = collectors.launch("alert-drain", config)
+        agent = Agent(col, "coordinator-main")
+        try:
+            for i in range(N_QUEUED_ALERTS):
+                agent.span("step %d" % i, error=True)
+        finally:
+            agent.close()
+        wait_metric(col, "agenttrace_triggers_fired_total", N_QUEUED_ALERTS, rule="every_error")
+        assert sink.held.wait(10), "the sink never got the first alert"
+        wait_metric(col, "agenttrace_alerts_queue_size", N_QUEUED_ALERTS - 1, processor="threshold_triggers", sink="webhook")
+        before = len(sink.posts)
+        sigterm = time.monotonic()
+        col.terminate()
+        time.sleep(0.5)   # the pipelines drain and the delivery stops; then the held request gets its 503
+        sink.released.set()
+        code = col.stop(timeout=20)
+        exited = time.monotonic() - sigterm
+        with sink.lock:
+            posts = list(sink.posts)
+        problems = []
+        if before != 1:
+            problems.append("want only the held request before SIGTERM, the sink had %d" % before)
+        ids = [span_id for _, span_id in posts]
+        twice = sorted({i for i in ids if ids.count(i) > 1})
+        if twice:
+            problems.append("alerts attempted more than once after SIGTERM (retries must stop): %s" % twice)
+        late = [round(t - sigterm, 2) for t, _ in posts if t - sigterm > DRAIN_SECONDS + 1.0]
+        if late:
+            problems.append("attempts began %s s after SIGTERM, past the %.0f s drain" % (late, DRAIN_SECONDS))
+        tried = len(posts)
+        if not 5 <= tried < N_QUEUED_ALERTS:
+            problems.append("%d of %d alerts attempted: want each queued alert tried once while the 5 s last "
+                            "(~25 at 0.2 s each), not none and not all" % (tried, N_QUEUED_ALERTS))
+        if code is None or exited > DRAIN_SECONDS + 4:
+            problems.append("the collector exited %.1f s after SIGTERM with code %r" % (exited, code))
+        with open(col.stderr_path, encoding="utf-8", errors="replace") as f:
+            log = f.read()
+        left = [m.group(1) for ln in log.splitlines() if "alerts left undelivered at shutdown" in ln
+                for m in [re.search(r"\balerts=(\d+)", ln)] if m]
+        if sum(int(n) for n in left) != N_QUEUED_ALERTS - tried:
+            problems.append("want %d alerts logged as left undelivered, got %s:\n%s"
+                            % (N_QUEUED_ALERTS - tried, left, log[-2000:]))
+        fail_if(problems, "alerts queued at shutdown")
+    finally:
+        sink.close()
+
+
+class DatedRetryAfterSink:
+    """A webhook that answers its first POST 429 with `Retry-After` as an HTTP-date 2-3 s ahead (RFC 850 form,
+    the obsolete one RFC 9110 §5.6.7 still says recipients MUST accept), then 200; it records arrival times."""
+
+    def __init__(self):
+        self.posts = []
+        self.wait = None
+        sink = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *a):
+                pass
+
+            def do_POST(self):
+                arrived = time.monotonic()
+                self.rfile.read(int(self.headers.get("content-length", "0")))
+                sink.posts.append(arrived)
+                if len(sink.posts) == 1:
+                    target = int(time.time()) + 3
+                    sink.wait = target - time.time()
+                    self.send_response(429)
+                    self.send_header("Retry-After", time.strftime("%A, %d-%b-%y %H:%M:%S GMT", time.gmtime(target)))
+                else:
+                    self.send_response(200)
+                self.send_header("content-length", "0")
+                self.end_headers()
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def url(self):
+        return "http://127.0.0.1:%d/hook" % self.server.server_address[1]
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_an_alert_sink_retry_after_date_is_waited_for(collectors, receiver, tmp_path):
+    """docs/agent-enrichment-and-triggers.md: 429 is retried honouring `Retry-After`, seconds or an HTTP-date.
+    With initial_interval 100ms, a retry sooner than the date would have ignored it."""
+    sink = DatedRetryAfterSink()
+    try:
+        metadata = tmp_path / "agents-dated.yaml"
+        metadata.write_text(METADATA)
+        config = collector_config(receiver, str(metadata), rules=[{"name": "every_error", "status": "error"}],
+                                  notify=[{"webhook": sink.url()}])
+        config["processors"]["threshold_triggers"]["delivery"]["retry_on_failure"]["max_elapsed_time"] = "30s"
+        col = collectors.launch("alert-dated", config)
+        agent = Agent(col, "coordinator-main")
+        try:
+            agent.span("fails", error=True)
+        finally:
+            agent.close()
+        wait_metric(col, "agenttrace_alerts_delivered_total", 1, processor="threshold_triggers", sink="webhook", timeout=15)
+        assert len(sink.posts) == 2, sink.posts
+        gap = sink.posts[1] - sink.posts[0]
+        assert gap >= sink.wait - 0.05, "retried %.2f s after a 429 whose Retry-After date asked for %.2f s" % (gap, sink.wait)
+    finally:
+        sink.close()

@@ -14,6 +14,8 @@ mapping_oracle.py, which follows docs/exporter-mappings.md.
 """
 
 import collections
+import email.utils
+import math
 import os
 import time
 
@@ -879,3 +881,200 @@ def test_acknowledged_spans_survive_kill_9_while_still_in_the_batch_processor(co
     finally:
         close_all(fs)
         port.release()
+
+
+# ---------------------------------------------------------------------------
+# 5. OTLP partial success and Retry-After as an HTTP-date
+# ---------------------------------------------------------------------------
+
+PARTIAL_MESSAGE = "span name too long for this tenant"
+
+
+class PartialHttpBackend(fakes.OTLPHttpFake):
+    """Accepts every request but rejects one span of each in `partial_success`, as the OTLP specification
+    lets a server do: "the server MUST respond with HTTP 200 OK ... and populate the partial_success field"."""
+
+    def success(self, rec):
+        rec.rejected = 1 if rec.spans else 0
+        response = trace_service_pb2.ExportTraceServiceResponse()
+        response.partial_success.rejected_spans = rec.rejected
+        response.partial_success.error_message = PARTIAL_MESSAGE
+        ct, body = self._encode(rec, response)
+        return 200, {"Content-Type": ct}, body
+
+
+class PartialGrpcBackend(fakes.OTLPGrpcFake):
+    """The gRPC form: status OK with `partial_success` in the ExportTraceServiceResponse."""
+
+    def response(self):
+        response = trace_service_pb2.ExportTraceServiceResponse()
+        response.partial_success.rejected_spans = 1
+        response.partial_success.error_message = PARTIAL_MESSAGE
+        return response
+
+
+N_PARTIAL = 12
+
+
+def test_otlp_partial_success_counts_rejected_spans_as_failed(collectors):
+    """OTLP specification, partial success: the request succeeded, so it is not retried; the rejected
+    spans are failed sends (exporter-mappings §3: `send_failed_spans_total`), the rest sent; the server's
+    error_message is logged once per interval, not once per response. gRPC, HTTP protobuf and HTTP JSON."""
+    fs = {"otlp": PartialGrpcBackend().start(), "otlp/http": PartialHttpBackend().start(),
+          "otlp/json": PartialHttpBackend().start()}
+    try:
+        exporters = {"otlp": otlp_grpc_exporter(fs["otlp"]), "otlp/http": otlp_http_exporter(fs["otlp/http"]),
+                     "otlp/json": otlp_http_exporter(fs["otlp/json"], protocol="http/json")}
+        col = collectors.launch("partial", collector_config(exporters, send_batch_size=4, timeout="100ms"))
+        sent = {}
+        for round_ in range(3):
+            sent.update(keyed(send_sdk_spans(col, N_PARTIAL // 3, "partial%d" % round_)))
+        problems = []
+        for name, fake in fs.items():
+            missing = fake.wait_for_keys(sent, timeout=15)
+            if missing:
+                problems.append("%s: %d of %d spans never arrived" % (name, len(missing), len(sent)))
+        requests_ = {name: [r for r in fake.snapshot() if r.accepted] for name, fake in fs.items()}
+        ms = wait_metrics(col, lambda ms: all(ms.value(SENT, exporter=n) + ms.value(FAILED, exporter=n) >= N_PARTIAL
+                                              for n in fs), timeout=10)
+        time.sleep(0.5)  # a (wrong) retry of a partially rejected request would show by now
+        ms = col.scrape()
+        for name, fake in fs.items():
+            problems += fake.violations
+            attempts = fake.attempt_counts()
+            if any(n != 1 for n in attempts.values()):
+                problems.append("%s: a partially accepted request was re-sent (attempts %s); the OTLP "
+                                "specification says it must not be" % (name, sorted(attempts.values())))
+            rejected = len([r for r in fake.snapshot() if r.accepted and r.spans])
+            if len(requests_[name]) < 2:
+                problems.append("%s: want several requests to see one log line for them all, got %d"
+                                % (name, len(requests_[name])))
+            want = (N_PARTIAL - rejected, rejected)
+            got = (ms.value(SENT, exporter=name), ms.value(FAILED, exporter=name))
+            if got != want:
+                problems.append("%s: %d requests each rejected 1 span: want sent=%d failed=%d; got %s"
+                                % (name, rejected, want[0], want[1], metrics_text(ms, name)))
+        with open(col.stderr_path, encoding="utf-8", errors="replace") as f:
+            lines = [ln for ln in f.read().splitlines() if PARTIAL_MESSAGE in ln]
+        for name in fs:
+            mine = [ln for ln in lines if ("exporter=%s " % name) in ln + " "]
+            if len(mine) != 1:
+                problems.append("%s: want the backend's error_message logged once for all its partial successes "
+                                "(once per interval), got %d lines:\n%s" % (name, len(mine), "\n".join(lines)))
+        fail_if(problems, fs["otlp/http"])
+    finally:
+        close_all(fs.values())
+
+
+def imf_fixdate(t):
+    return email.utils.formatdate(t, usegmt=True)
+
+
+def rfc850_date(t):
+    return time.strftime("%A, %d-%b-%y %H:%M:%S GMT", time.gmtime(t))
+
+
+def asctime_date(t):
+    return time.asctime(time.gmtime(t))
+
+
+class DatedRetryAfterBackend(fakes.OTLPHttpFake):
+    """Answers its scripted failures with `Retry-After` as an HTTP-date 2-3 s ahead, in one of the three
+    formats RFC 9110 §5.6.7 says a recipient MUST accept, and records how long that asks to wait."""
+
+    def __init__(self, form):
+        super().__init__()
+        self.form = form
+
+    def failure_answer(self, rec, failure):
+        status, hdrs, body = super().failure_answer(rec, failure)
+        target = math.ceil(time.time()) + 2
+        hdrs["Retry-After"] = self.form(target)
+        rec.wait = target - time.time()
+        rec.retry_after_header = hdrs["Retry-After"]
+        return status, hdrs, body
+
+
+def test_retry_after_as_an_http_date_in_all_three_formats(collectors):
+    """exporter-mappings §4: `Retry-After` (seconds or HTTP-date) is the minimum wait before the next attempt.
+    RFC 9110 §10.2.3: Retry-After = HTTP-date / delay-seconds; §5.6.7: IMF-fixdate, and the obsolete RFC 850
+    and asctime formats. With initial_interval 100ms, a retry sooner than the date ignored the header."""
+    forms = {"otlp/imf": (imf_fixdate, 503), "otlp/rfc850": (rfc850_date, 429), "otlp/asctime": (asctime_date, 503)}
+    fs = {name: DatedRetryAfterBackend(form).start() for name, (form, _) in forms.items()}
+    try:
+        for name, (_, status) in forms.items():
+            fs[name].script.fail_next(1, status, message="come back later")
+        col = collectors.launch("retry-after-date", collector_config({n: otlp_http_exporter(f) for n, f in fs.items()}))
+        sent = keyed(send_sdk_spans(col, 3, "dated"))
+        problems = []
+        for name, fake in fs.items():
+            missing = fake.wait_for_keys(sent, timeout=15)
+            if missing:
+                problems.append("%s: %d spans never accepted" % (name, len(missing)))
+                continue
+            records = fake.snapshot()
+            failed = [r for r in records if not r.accepted]
+            if len(failed) != 1:
+                problems.append("%s: want one failed attempt, got %d" % (name, len(failed)))
+                continue
+            later = [r for r in records if r.time > failed[0].time]
+            gap = later[0].time - failed[0].time
+            if gap < failed[0].wait - 0.05:
+                problems.append("%s: re-sent %.2f s after %d with Retry-After %r, which asked for %.2f s"
+                                % (name, gap, forms[name][1], failed[0].retry_after_header, failed[0].wait))
+            problems += fake.violations
+        fail_if(problems, fs["otlp/rfc850"])
+    finally:
+        close_all(fs.values())
+
+
+# ---------------------------------------------------------------------------
+# 6. Several pipelines
+# ---------------------------------------------------------------------------
+
+def test_two_pipelines_each_get_every_span_and_share_one_exporter(collectors, tmp_path):
+    """README: `service: pipelines: traces/NAME`, several pipelines. As in the OpenTelemetry Collector ("The same
+    receiver can be included in multiple pipelines and multiple pipelines can include the same exporter"): the
+    receiver feeds both `traces/a` and `traces/b`, each pipeline's own exporter gets every span, and the exporter
+    both list is one instance fed by both, so it gets every span once per pipeline, counted under its one name."""
+    shared = fakes.OTLPHttpFake().start()
+    try:
+        out = {name: str(tmp_path / ("%s.jsonl" % name)) for name in ("a", "b")}
+        config = {
+            "receivers": {"otlp": {"protocols": {"http": {"endpoint": "127.0.0.1:0"}}}},
+            "processors": {"batch": {"send_batch_size": 512, "timeout": "100ms"},
+                           "batch/b": {"send_batch_size": 512, "timeout": "100ms"}},
+            "exporters": {"file/a": {"path": out["a"]}, "file/b": {"path": out["b"]},
+                          "otlp/shared": otlp_http_exporter(shared)},
+            "service": {
+                "admin": {"endpoint": "127.0.0.1:0"},
+                "pipelines": {
+                    "traces/a": {"receivers": ["otlp"], "processors": ["batch"], "exporters": ["file/a", "otlp/shared"]},
+                    "traces/b": {"receivers": ["otlp"], "processors": ["batch/b"], "exporters": ["otlp/shared", "file/b"]},
+                },
+            },
+        }
+        col = collectors.launch("pipelines", config)
+        n = 6
+        sent = keyed(send_sdk_spans(col, n, "piped"))
+        problems = []
+        for name in ("a", "b"):
+            got = h.wait_for_output_spans(out[name], n)
+            keys = sorted((s.trace_id, s.span_id) for s in got)
+            if keys != sorted(sent):
+                problems.append("pipeline traces/%s wrote %d spans to file/%s, want each of the %d sent once"
+                                % (name, len(got), name, n))
+        deadline = time.monotonic() + 10
+        while sum(shared.accepted_counts().values()) < 2 * n and time.monotonic() < deadline:
+            time.sleep(0.1)
+        counts = shared.accepted_counts()
+        if set(counts) != set(sent) or any(c != 2 for c in counts.values()):
+            problems.append("the shared exporter got %s; want each of the %d spans twice, once per pipeline"
+                            % (sorted(counts.values()), n))
+        ms = wait_metrics(col, lambda ms: ms.value(SENT, exporter="otlp/shared") >= 2 * n, timeout=5)
+        if ms.value(SENT, exporter="otlp/shared") != 2 * n:
+            problems.append("sent_spans_total{exporter=otlp/shared} %s, want %d" % (ms.value(SENT, exporter="otlp/shared"), 2 * n))
+        problems += shared.violations
+        fail_if(problems, shared)
+    finally:
+        shared.close()

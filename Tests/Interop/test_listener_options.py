@@ -318,3 +318,36 @@ def test_admin_max_connections_closes_the_extra_connection(start_collector):
         time.sleep(0.1)
     assert delta == 1, "%s%s moved by %g, want 1" % (CLOSED, lab, delta)
     assert col.admin_get("/healthz").status == 200
+
+
+# --- admin idle_timeout -------------------------------------------------------------------
+
+def test_admin_idle_timeout_closes_a_kept_alive_admin_connection(start_collector):
+    """docs/hardening.md: `idle_timeout` (HTTP/1 and admin): a kept-alive connection waiting for its next
+    request is closed (`reason="idle_timeout"`). On the admin API with `service: admin: idle_timeout: 2s`
+    (read_header_timeout left at its 10 s, so only the idle timer can close it within 2 s)."""
+    idle = 2.0
+    col = start_collector("adminidle", overrides={"service": {"admin": {"idle_timeout": "2s"}}})
+    time.sleep(0.3)  # the scrape's own connection closes first
+    host, port = h.split_address(col.admin)
+    with socket.create_connection((host, port), timeout=5) as s:
+        s.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        s.settimeout(5)
+        first = s.recv(65536)
+        assert first.startswith(b"HTTP/1.1 200"), first[:100]
+        start = time.monotonic()
+        got, closed = wait_closed(s, idle + 4)
+        took = time.monotonic() - start
+    assert closed and got == b"", "the idle admin connection was %s: %r" % ("answered" if got else "left open", got[:100])
+    assert idle - 0.5 < took < idle + 2, "closed %.2f s after going idle, want about %.0f s" % (took, idle)
+    lab = {"receiver": "admin", "transport": "http", "reason": "idle_timeout"}
+    deadline = time.monotonic() + 5
+    while True:
+        try:
+            delta = col.scrape().value(CLOSED, lab)
+        except AssertionError:   # no such series yet
+            delta = 0
+        if delta >= 1 or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
+    assert delta == 1, "%s%s is %g, want 1" % (CLOSED, lab, delta)

@@ -172,3 +172,35 @@ def test_sdk_export_arrives_intact_and_replays(start_collector, agenttrace_bin, 
     replayed = h.read_output_spans(replay_out, allow_partial_tail=False)
     assert sorted(s.key for s in replayed) == sorted(s.key for s in out)
     assert {s.key: s.raw for s in replayed} == {s.key: s.raw for s in out}
+
+
+@pytest.mark.parametrize("transport", ["grpc", "http/protobuf"])
+def test_sdk_exporters_configured_only_by_otel_exporter_otlp_variables(start_collector, monkeypatch, transport):
+    """README: `OTEL_EXPORTER_OTLP_ENDPOINT=http://localhost:4317` (gRPC), or
+    `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT=http://localhost:4318/v1/traces` with
+    `OTEL_EXPORTER_OTLP_TRACES_PROTOCOL=http/protobuf`: the SDK's exporters built without arguments, from the
+    environment alone (OpenTelemetry's "OTLP Exporter Configuration"), deliver to the collector."""
+    col = start_collector("sdk-env", grpc=h.GRPC_SETTINGS)
+    for proxy in ("http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY", "grpc_proxy", "all_proxy", "ALL_PROXY"):
+        monkeypatch.delenv(proxy, raising=False)
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
+    monkeypatch.setenv("no_proxy", "127.0.0.1,localhost")
+    if transport == "grpc":
+        from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter as GRPCSpanExporter
+        monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", "http://%s" % col.grpc_address)
+        exporter = GRPCSpanExporter()
+    else:
+        monkeypatch.setenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", col.endpoint + "/v1/traces")
+        monkeypatch.setenv("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "http/protobuf")
+        exporter = OTLPSpanExporter()
+    recorder = RecordingExporter(exporter)
+    provider = TracerProvider(resource=Resource.create({"service.name": "env-configured-%s" % transport.split("/")[0]}))
+    provider.add_span_processor(SimpleSpanProcessor(recorder))
+    tracer = provider.get_tracer("agenttrace.interop.env")
+    with tracer.start_as_current_span("configured by the environment"):
+        pass
+    provider.shutdown()
+    assert recorder.results == [SpanExportResult.SUCCESS], recorder.results
+    want = {(format(s.get_span_context().trace_id, "032x"), format(s.get_span_context().span_id, "016x"))
+            for s in recorder.spans}
+    col.wait_for_spans(lambda spans: want <= {s.key for s in spans}, timeout=10)

@@ -5,6 +5,8 @@ them."""
 
 import time
 
+import pytest
+
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
@@ -172,3 +174,19 @@ def test_latency_at_the_threshold_and_a_fractional_numeric_attribute_keep_their_
     for policy in ("at-threshold", "integrated"):
         assert metrics.value("agenttrace_tail_sampling_count_traces_sampled_total",
                              {"policy": policy, "sampled": "true", "decision": "sampled"}) == 1, policy
+
+
+@pytest.mark.parametrize("value,ok", [(20000, True), (0, True), (-1, False), ("lots", False)])
+def test_expected_new_traces_per_sec_validates_and_a_bad_value_names_the_key(agenttrace_bin, tmp_path, value, ok):
+    """docs/tail-sampling.md: `expected_new_traces_per_sec` (the Collector's key) is accepted as a capacity
+    hint; like every key, a bad value fails `validate` naming it."""
+    config = h.build_config(str(tmp_path / "out.jsonl"), processors_before_batch={"tail_sampling": {
+        "decision_wait": "10s", "num_traces": 100, "expected_new_traces_per_sec": value,
+        "policies": [{"name": "all", "type": "always_sample"}]}})
+    path = h.write_config(str(tmp_path / "c.yaml"), config)
+    result = h.run_cli(agenttrace_bin, ["validate", "--config", path])
+    if ok:
+        assert result.returncode == 0, result.stderr
+    else:
+        assert result.returncode != 0, "validate accepted expected_new_traces_per_sec: %r" % (value,)
+        assert "processors.tail_sampling.expected_new_traces_per_sec" in result.stderr, result.stderr

@@ -1,6 +1,28 @@
+import NIOCore
+import NIOEmbedded
+import NIOPosix
 import Testing
 import TraceModel
 @testable import Pipeline
+
+extension BatchSink {
+    /// Offers to a sink that answers at once (not a durable one): true when taken.
+    func offersNow(_ batch: SpanBatch) -> Bool {
+        switch offer(batch, on: EmbeddedEventLoop()) {
+        case .accepted: return true
+        case .refused: return false
+        case .pending:
+            Issue.record("the sink should answer at once")
+            return false
+        }
+    }
+
+    /// Offers and waits for the answer, durable or not.
+    func offers(_ batch: SpanBatch) async -> Bool {
+        let loop = MultiThreadedEventLoopGroup.singleton.any()
+        return (try? await offer(batch, on: loop).future(on: loop).get()) ?? false
+    }
+}
 
 func makeBatch(spans: Int, traceHigh: UInt64 = 1) -> SpanBatch {
     SpanBatch(resourceSpans: [ResourceSpans(scopeSpans: [ScopeSpans(spans: (0..<spans).map {
@@ -13,27 +35,27 @@ struct BoundedBatchQueueTests {
     @Test("refuses past its batch capacity, and accepts again once drained")
     func batchCapacity() async {
         let queue = BoundedBatchQueue(maxBatches: 2, maxSpans: 1000)
-        #expect(queue.offer(makeBatch(spans: 1)))
-        #expect(queue.offer(makeBatch(spans: 1)))
-        #expect(!queue.offer(makeBatch(spans: 1)))
+        #expect(queue.offersNow(makeBatch(spans: 1)))
+        #expect(queue.offersNow(makeBatch(spans: 1)))
+        #expect(!queue.offersNow(makeBatch(spans: 1)))
         _ = await queue.next()
-        #expect(queue.offer(makeBatch(spans: 1)))
+        #expect(queue.offersNow(makeBatch(spans: 1)))
     }
 
     @Test("refuses past its span capacity")
     func spanCapacity() {
         let queue = BoundedBatchQueue(maxBatches: 100, maxSpans: 10)
-        #expect(queue.offer(makeBatch(spans: 8)))
-        #expect(!queue.offer(makeBatch(spans: 3)))
-        #expect(queue.offer(makeBatch(spans: 2)))
+        #expect(queue.offersNow(makeBatch(spans: 8)))
+        #expect(!queue.offersNow(makeBatch(spans: 3)))
+        #expect(queue.offersNow(makeBatch(spans: 2)))
         #expect(queue.spanCount == 10)
     }
 
     @Test("a pending tick is taken before queued batches, so time passes under sustained load")
     func tickFirst() async {
         let queue = BoundedBatchQueue(maxBatches: 10, maxSpans: 1000)
-        #expect(queue.offer(makeBatch(spans: 1)))
-        #expect(queue.offer(makeBatch(spans: 1)))
+        #expect(queue.offersNow(makeBatch(spans: 1)))
+        #expect(queue.offersNow(makeBatch(spans: 1)))
         queue.offerTick()
         if case .tick? = await queue.next() {} else { Issue.record("expected the tick first") }
         if case .batch? = await queue.next() {} else { Issue.record("expected a batch") }
@@ -42,10 +64,10 @@ struct BoundedBatchQueueTests {
     @Test("close refuses new offers but the consumer drains what was accepted, in order")
     func closeDrains() async {
         let queue = BoundedBatchQueue(maxBatches: 10, maxSpans: 1000)
-        #expect(queue.offer(makeBatch(spans: 1, traceHigh: 1)))
-        #expect(queue.offer(makeBatch(spans: 2, traceHigh: 2)))
+        #expect(queue.offersNow(makeBatch(spans: 1, traceHigh: 1)))
+        #expect(queue.offersNow(makeBatch(spans: 2, traceHigh: 2)))
         queue.close()
-        #expect(!queue.offer(makeBatch(spans: 1)))
+        #expect(!queue.offersNow(makeBatch(spans: 1)))
         guard case .batch(let first)? = await queue.next(), case .batch(let second)? = await queue.next() else {
             Issue.record("expected two batches")
             return
@@ -60,12 +82,46 @@ struct BoundedBatchQueueTests {
         let queue = BoundedBatchQueue(maxBatches: 10, maxSpans: 1000)
         async let item = queue.next()
         try? await Task.sleep(for: .milliseconds(20))
-        #expect(queue.offer(makeBatch(spans: 3)))
+        #expect(queue.offersNow(makeBatch(spans: 3)))
         if case .batch(let batch)? = await item { #expect(batch.spanCount == 3) } else { Issue.record("expected a batch") }
         async let tick = queue.next()
         try? await Task.sleep(for: .milliseconds(20))
         queue.offerTick()
         queue.offerTick()
         if case .tick? = await tick {} else { Issue.record("expected a tick") }
+    }
+
+    @Test("an offer racing the consumer going to sleep is never left unseen: every batch arrives, in order")
+    func noLostWakeUp() async {
+        // A small queue keeps the consumer going to sleep and the producer meeting a full queue, so offers
+        // keep landing just as the consumer looks. A wake-up lost between "no waiter" and "append" would
+        // leave a batch queued behind a sleeping consumer (the next offer would then overtake it).
+        let queue = BoundedBatchQueue(maxBatches: 2, maxSpans: 1000)
+        let total: UInt64 = 20_000
+        let producer = Task.detached {
+            for id in 1...total {
+                while !queue.offersNow(makeBatch(spans: 1, traceHigh: id)) {
+                    if Task.isCancelled { return }
+                    await Task.yield()
+                }
+            }
+        }
+        // Only a bound on a failing run (the consumer would sleep for ever): closing wakes it with nil.
+        let watchdog = Task.detached {
+            try await Task.sleep(for: .seconds(60))
+            queue.close()
+        }
+        var expected: UInt64 = 1
+        var outOfOrder = 0
+        while expected <= total, let item = await queue.next() {
+            guard case .batch(let batch) = item else { continue }
+            if batch.resourceSpans[0].scopeSpans[0].spans[0].traceID.high != expected { outOfOrder += 1 }
+            expected += 1
+        }
+        watchdog.cancel()
+        producer.cancel()
+        await producer.value
+        #expect(expected == total + 1)
+        #expect(outOfOrder == 0)
     }
 }

@@ -1,3 +1,4 @@
+import ConfigYAML
 import Testing
 @testable import Pipeline
 

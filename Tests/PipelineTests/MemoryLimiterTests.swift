@@ -1,3 +1,5 @@
+import ConfigYAML
+import NIOCore
 import Synchronization
 import Testing
 import TraceModel
@@ -11,7 +13,7 @@ struct MemoryLimiterTests {
     }
 
     final class AlwaysAccepts: BatchSink {
-        func offer(_ batch: SpanBatch) -> Bool { true }
+        func offer(_ batch: SpanBatch, on eventLoop: any EventLoop) -> OfferOutcome { .accepted }
     }
 
     @Test("refuses from the soft limit (limit_mib - spike_limit_mib) and accepts again below it")
@@ -23,10 +25,10 @@ struct MemoryLimiterTests {
         let sink = MemoryLimitedSink(inner: AlwaysAccepts(), limiter: limiter)
         memory.resident.store(79 << 20, ordering: .relaxed)
         limiter.sample()
-        #expect(!sink.isFull && sink.offer(SpanBatch()))
+        #expect(!sink.isFull && sink.offersNow(SpanBatch()))
         memory.resident.store(80 << 20, ordering: .relaxed)
         limiter.sample()
-        #expect(sink.isFull && !sink.offer(SpanBatch()))
+        #expect(sink.isFull && !sink.offersNow(SpanBatch()))
         #expect(memory.trims.load(ordering: .relaxed) == 1)
         memory.resident.store(60 << 20, ordering: .relaxed)
         limiter.sample()

@@ -6,19 +6,24 @@ import TraceModel
 
 /// Holds every batch until a tick, then releases them: enough to check how the runner chains time.
 final class HoldUntilTick: SpanProcessor {
-    private let held = Mutex<[SpanBatch]>([])
+    private let held = Mutex<(batches: [SpanBatch], since: UInt64?)>(([], nil))
     func process(_ batch: SpanBatch, now: UInt64) -> [SpanBatch] {
-        held.withLock { $0.append(batch) }
+        held.withLock {
+            $0.batches.append(batch)
+            $0.since = $0.since ?? now
+        }
         return []
     }
-    func tick(now: UInt64) -> [SpanBatch] { held.withLock { let all = $0; $0 = []; return all } }
+    func tick(now: UInt64) -> [SpanBatch] { held.withLock { let all = $0.batches; $0 = ([], nil); return all } }
     func flush() -> [SpanBatch] { tick(now: 0) }
+    var oldestHeldArrival: UInt64? { held.withLock { $0.since } }
 }
 
 /// Renames every span, to see processors run in order.
 final class Rename: SpanProcessor {
     let suffix: String
     init(_ suffix: String) { self.suffix = suffix }
+    var oldestHeldArrival: UInt64? { nil }
     func process(_ batch: SpanBatch, now: UInt64) -> [SpanBatch] {
         var batch = batch
         for r in batch.resourceSpans.indices {

@@ -6,15 +6,16 @@ import Pipeline
 import Testing
 import TraceModel
 import TraceWire
+import HTTP1TestSupport
 @testable import Receivers
 
 /// An offload that keeps its work until the test runs it, as a thread pool would finish it later.
 final class DeferredOffload: Sendable {
-    let pending = NIOLockedValueBox<[(EventLoopPromise<IngestOutcome>, @Sendable () -> IngestOutcome)]>([])
+    let pending = NIOLockedValueBox<[(EventLoopPromise<DecodedRequest>, @Sendable () -> DecodedRequest)]>([])
 
     var offload: IngestOffload {
         IngestOffload { [pending] eventLoop, work in
-            let promise = eventLoop.makePromise(of: IngestOutcome.self)
+            let promise = eventLoop.makePromise(of: DecodedRequest.self)
             pending.withLockedValue { $0.append((promise, work)) }
             return promise.futureResult
         }
@@ -23,70 +24,6 @@ final class DeferredOffload: Sendable {
     /// Runs every kept piece of work and completes its future.
     func finish() {
         for (promise, work) in pending.withLockedValue({ kept in defer { kept = [] }; return kept }) { promise.succeed(work()) }
-    }
-}
-
-/// One parsed HTTP/1.1 response (RFC 9112: status line, header fields, then `content-length` bytes).
-struct ParsedResponse {
-    var status: Int
-    var headers: [(String, String)]
-    var body: [UInt8]
-
-    func header(_ name: String) -> String? { headers.first { $0.0.lowercased() == name }?.1 }
-
-    /// Every complete response in `bytes`, in order.
-    static func all(in bytes: [UInt8]) -> [ParsedResponse] {
-        var responses: [ParsedResponse] = []
-        var rest = bytes[...]
-        let separator: [UInt8] = Array("\r\n\r\n".utf8)
-        while let end = rest.firstRange(of: separator) {
-            let head = String(decoding: rest[rest.startIndex..<end.lowerBound], as: UTF8.self).components(separatedBy: "\r\n")
-            guard let statusLine = head.first, let status = Int(statusLine.split(separator: " ")[1]) else { break }
-            let headers = head.dropFirst().compactMap { line -> (String, String)? in
-                guard let colon = line.firstIndex(of: ":") else { return nil }
-                return (String(line[..<colon]), line[line.index(after: colon)...].trimmingCharacters(in: .whitespaces))
-            }
-            var response = ParsedResponse(status: status, headers: headers, body: [])
-            let length = response.header("content-length").flatMap(Int.init) ?? 0
-            let bodyStart = end.upperBound
-            guard rest.distance(from: bodyStart, to: rest.endIndex) >= length else { break }
-            response.body = Array(rest[bodyStart..<rest.index(bodyStart, offsetBy: length)])
-            responses.append(response)
-            rest = rest[rest.index(bodyStart, offsetBy: length)...]
-        }
-        return responses
-    }
-}
-
-/// `HTTP1RequestHandler` behind the same pipeline `HTTP1Server` builds, in an `EmbeddedChannel`.
-struct HTTP1Connection {
-    let channel: EmbeddedChannel
-
-    init(responder: any HTTP1Responder) throws {
-        channel = EmbeddedChannel()
-        let limits = HTTP1Limits()
-        try channel.pipeline.syncOperations.addHandler(HTTP1ConnectionGuard(limits: limits, events: .ignored))
-        try channel.pipeline.syncOperations.configureHTTPServerPipeline(withErrorHandling: true)
-        try channel.pipeline.syncOperations.addHandler(HTTP1RequestHandler(responder: responder, limits: limits))
-        try channel.connect(to: SocketAddress(ipAddress: "127.0.0.1", port: 4318)).wait()
-    }
-
-    /// Sends raw bytes; returns every response written so far.
-    func send(_ bytes: [UInt8]) throws -> [ParsedResponse] {
-        try channel.writeInbound(ByteBuffer(bytes: bytes))
-        return try responses()
-    }
-
-    /// The responses written so far.
-    func responses() throws -> [ParsedResponse] {
-        var out: [UInt8] = []
-        while let buffer = try channel.readOutbound(as: ByteBuffer.self) { out += buffer.readableBytesView }
-        return ParsedResponse.all(in: out)
-    }
-
-    /// A `POST /v1/traces` request with `body`.
-    static func post(_ body: [UInt8], type: String = "application/x-protobuf", contentLength: Int? = nil) -> [UInt8] {
-        Array("POST /v1/traces HTTP/1.1\r\nHost: localhost\r\nContent-Type: \(type)\r\nContent-Length: \(contentLength ?? body.count)\r\n\r\n".utf8) + body
     }
 }
 

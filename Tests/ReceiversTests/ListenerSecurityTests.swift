@@ -1,8 +1,9 @@
+import ConfigYAML
 import Foundation
-import HTTP2
 import NIOCore
 import NIOHTTP1
 import Pipeline
+import ServerSupport
 import Testing
 @testable import Receivers
 

@@ -15,10 +15,10 @@ final class RecordingSink: BatchSink {
         self.full = full
     }
     var isFull: Bool { full }
-    func offer(_ batch: SpanBatch) -> Bool {
-        guard accepting else { return false }
+    func offer(_ batch: SpanBatch, on eventLoop: any EventLoop) -> OfferOutcome {
+        guard accepting else { return .refused }
         received.withLock { $0.append(batch) }
-        return true
+        return .accepted
     }
 }
 

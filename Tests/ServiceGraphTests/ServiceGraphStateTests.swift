@@ -1,3 +1,5 @@
+import Foundation
+import JSONText
 import Pipeline
 import Testing
 import TraceModel
@@ -133,7 +135,7 @@ struct ServiceGraphStateTests {
 @Suite("service graph aggregation and JSON")
 struct ServiceGraphJSONTests {
     @Test("node graph fields: arcs sum to 1, stats numeric, edges identified")
-    func nodeGraph() async {
+    func nodeGraph() async throws {
         let processor = ServiceGraphProcessor(configuration: ServiceGraphConfiguration(), metrics: SelfMetrics())
         let batch = SpanBatch(resourceSpans: [
             ResourceSpans(resource: resource("a"), scopeSpans: [ScopeSpans(spans: [span(10, kind: .client), span(11, kind: .client)])]),
@@ -142,18 +144,22 @@ struct ServiceGraphJSONTests {
         ])
         #expect(processor.process(batch, now: 0) == [batch])
         await processor.drain()
-        let json = GraphJSON.nodeGraph(processor.snapshot())
-        let nodes = json["nodes"] as! [[String: Any]]
-        let edges = json["edges"] as! [[String: Any]]
-        let b = nodes.first { $0["id"] as? String == "b" }!
+        // Read back with Foundation's parser, an oracle independent of the writer.
+        let json = try #require(try JSONSerialization.jsonObject(with: Data(GraphJSON.encodeNodeGraph(processor.snapshot()))) as? [String: Any])
+        let nodes = try #require(json["nodes"] as? [[String: Any]])
+        let edges = try #require(json["edges"] as? [[String: Any]])
+        let b = try #require(nodes.first { $0["id"] as? String == "b" })
         #expect(b["mainstat"] as? Int == 2)
         #expect(b["secondarystat"] as? Double == 50)
         #expect((b["arc__success"] as! Double) + (b["arc__failed"] as! Double) == 1)
         #expect(edges.map { $0["id"] as? String } == ["a->b"])
-        // The direct encoder writes the same bytes as encoding the frames.
-        #expect(GraphJSON.encodeNodeGraph(processor.snapshot()) == GraphJSON.encode(json))
-        let dependencies = GraphJSON.dependencies(processor.snapshot())["data"] as! [[String: Any]]
-        #expect(dependencies.first?["callCount"] as? Int == 2)
+        let dependencies = try #require(try JSONSerialization.jsonObject(with: Data(GraphJSON.dependencies(processor.snapshot()).encoded()))
+            as? [String: Any])
+        let data = try #require(dependencies["data"] as? [[String: Any]])
+        #expect(data.first?["callCount"] as? Int == 2)
+        #expect(data.first?["parent"] as? String == "a")
+        #expect(data.first?["child"] as? String == "b")
+        #expect(dependencies["errors"] is NSNull)
     }
 
     @Test("agent.* resource attributes become node details, by service and by agent name, declared as fields")
@@ -168,7 +174,7 @@ struct ServiceGraphJSONTests {
         ])
         _ = processor.process(batch, now: 0)
         await processor.drain()
-        let json = GraphJSON.nodeGraph(processor.snapshot())
+        let json = try #require(try JSONSerialization.jsonObject(with: Data(GraphJSON.encodeNodeGraph(processor.snapshot()))) as? [String: Any])
         let nodes = try #require(json["nodes"] as? [[String: Any]])
         let a = try #require(nodes.first { $0["id"] as? String == "a" })
         #expect(a["detail__agent_type"] as? String == "coordinator")
@@ -176,9 +182,9 @@ struct ServiceGraphJSONTests {
         #expect(a["detail__agent_name"] as? String == "coordinator-main")
         #expect(a["detail__agent_capabilities"] as? String == "plan, delegate")
         #expect(nodes.first { $0["id"] as? String == "b" }?["detail__agent_type"] == nil)
-        #expect(GraphJSON.encodeNodeGraph(processor.snapshot()) == GraphJSON.encode(json))
         #expect(processor.nodeDetailKeys == ["agent.capabilities", "agent.critical", "agent.name", "agent.type"])
-        let fields = try #require(GraphJSON.fields(nodeDetails: processor.nodeDetailKeys)["nodes_fields"] as? [[String: Any]])
+        let document = try JSONSerialization.jsonObject(with: Data(GraphJSON.fields(nodeDetails: processor.nodeDetailKeys).encoded()))
+        let fields = try #require((document as? [String: Any])?["nodes_fields"] as? [[String: Any]])
         #expect(fields.contains { $0["field_name"] as? String == "detail__agent_critical" && $0["type"] as? String == "string" })
     }
 
@@ -186,9 +192,9 @@ struct ServiceGraphJSONTests {
         7.672, 0.05, -1.5, 12800.001, 0.001, 999999.999, 2.0, 1.0 / 3,
     ])
     func numbers(value: Double) {
-        var bytes: [UInt8] = []
-        GraphJSON.write(value, into: &bytes)
-        let text = String(decoding: bytes, as: UTF8.self)
+        var writer = JSONWriter()
+        writer.number(value)
+        let text = String(decoding: writer.bytes, as: UTF8.self)
         // The reference: Swift's own shortest round-trip description (integers without ".0").
         let want = value == value.rounded() ? String(Int64(value)) : String(value)
         #expect(text == want)
@@ -202,5 +208,77 @@ struct ServiceGraphJSONTests {
         let graph = ServiceGraph(configuration: configuration, metrics: SelfMetrics())
         graph.noteDetails(of: ["a", "b", "c"].map { Resource(attributes: [Attribute("service.name", .string($0)), Attribute("agent.type", "t")]) })
         #expect(graph.detailedNodes == ["a", "b"])
+    }
+}
+
+@Suite("service graph bounds, switches and windows")
+struct ServiceGraphBoundsTests {
+    static let minute: UInt64 = 60_000_000_000
+
+    static func call(_ client: String, _ server: String, at time: UInt64) -> EdgeObservation {
+        EdgeObservation(client: client, server: server, connectionType: "", dimensions: [], failed: false,
+                        clientSeconds: 0.1, serverSeconds: 0.1, time: time)
+    }
+
+    @Test("max_edges bounds the graph: edges past it are dropped and counted, calls on kept edges still count")
+    func maxEdges() {
+        var configuration = ServiceGraphConfiguration()
+        configuration.maxEdges = 2
+        let metrics = SelfMetrics()
+        let graph = ServiceGraph(configuration: configuration, metrics: metrics)
+        graph.record((0..<5).map { Self.call("a", "s\($0)", at: 1) })
+        graph.record([Self.call("a", "s0", at: 2)])
+        let snapshot = graph.snapshot()
+        #expect(snapshot.edges.map { "\($0.source)->\($0.target)" } == ["a->s0", "a->s1"])
+        #expect(snapshot.edges.first?.requests == 2)
+        #expect(String(decoding: metrics.render(), as: UTF8.self).contains("traces_service_graph_dropped_spans_total 3"))
+    }
+
+    @Test("agent_edges: false records no agent, model or tool edges; request edges stay")
+    func agentEdgesOff() {
+        var configuration = ServiceGraphConfiguration()
+        configuration.agentEdges = false
+        var state = ServiceGraphState(configuration: configuration)
+        var edges: [EdgeObservation] = []
+        edges += state.observe(span(1, kind: .internal), resource: resource("coordinator"), now: 0)
+        edges += state.observe(span(2, parent: 1, kind: .internal), resource: resource("planner"), now: 0)
+        edges += state.observe(span(5, parent: 2, kind: .client, attributes: [
+            Attribute("gen_ai.operation.name", "chat"), Attribute("gen_ai.request.model", "gpt-4o"),
+        ]), resource: resource("planner"), now: 0)
+        edges += state.observe(span(6, parent: 2, kind: .internal, attributes: [
+            Attribute("gen_ai.operation.name", "execute_tool"), Attribute("gen_ai.tool.name", "web_search"),
+        ]), resource: resource("planner"), now: 0)
+        edges += state.observe(span(7, kind: .internal, attributes: [Attribute("agent.source", "a1"), Attribute("agent.target", "a2")]),
+                               resource: resource("x"), now: 0)
+        edges += state.observe(span(10, kind: .client), resource: resource("a"), now: 0)
+        edges += state.observe(span(20, parent: 10, kind: .server), resource: resource("b"), now: 0)
+        #expect(edges.map { "\($0.client)->\($0.server):\($0.connectionType)" } == ["a->b:"])
+        // The same spans with the default (true) give the agent edges, so the switch is what removed them.
+        var on = ServiceGraphState(configuration: ServiceGraphConfiguration())
+        _ = on.observe(span(1, kind: .internal), resource: resource("coordinator"), now: 0)
+        #expect(on.observe(span(2, parent: 1, kind: .internal), resource: resource("planner"), now: 0).map(\.connectionType) == ["agent"])
+    }
+
+    @Test("a window counts the calls whose minute is in it; history is per minute for an hour, older minutes only in the totals")
+    func windows() {
+        let graph = ServiceGraph(configuration: ServiceGraphConfiguration(), metrics: SelfMetrics())
+        let start = 29_000_000 * Self.minute  // a minute boundary
+        graph.record([Self.call("old", "hub", at: start)])
+        graph.record([Self.call("new", "hub", at: start + 30 * Self.minute)])
+        let now = start + 31 * Self.minute
+        func edges(_ windowMinutes: UInt64?) -> [String] {
+            graph.snapshot(since: windowMinutes.map { now - $0 * Self.minute }).edges.map { "\($0.source)->\($0.target):\($0.requests)" }
+        }
+        #expect(edges(5) == ["new->hub:1"], "the call 31 minutes ago aged out of a 5 minute window")
+        #expect(edges(60) == ["new->hub:1", "old->hub:1"])
+        #expect(edges(nil) == ["new->hub:1", "old->hub:1"])
+        // An hour after its first call the old edge is called again: that minute's slot is reused, so the first
+        // call leaves the per-minute history (even a window reaching back to it) but stays in the totals.
+        graph.record([Self.call("old", "hub", at: start + 60 * Self.minute)])
+        func requests(since: UInt64?) -> [String] {
+            graph.snapshot(since: since).edges.map { "\($0.source)->\($0.target):\($0.requests)" }
+        }
+        #expect(requests(since: start) == ["new->hub:1", "old->hub:1"])
+        #expect(requests(since: nil) == ["new->hub:1", "old->hub:2"])
     }
 }

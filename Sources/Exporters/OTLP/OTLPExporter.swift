@@ -75,7 +75,7 @@ struct OTLPGRPCSender: BatchSender {
     let metadata: [HTTP2Header]
     let timeout: Duration
 
-    func send(_ payload: SpanBatchPayload) async throws(ExportError) {
+    func send(_ payload: SpanBatchPayload) async throws(ExportError) -> SendResult {
         var message = OTLPProtobufCodec(initialArenaCapacity: 64 << 10).encodeRequest(payload.batch)
         if gzip {
             do {
@@ -84,11 +84,41 @@ struct OTLPGRPCSender: BatchSender {
                 throw .permanent("cannot gzip the request: \(error)")
             }
         }
-        try await GRPCCall.unary(client, path: Self.path, message: message, compressed: gzip, metadata: metadata, timeout: timeout)
+        let response = try await GRPCCall.unary(client, path: Self.path, message: message, compressed: gzip,
+                                                metadata: metadata, timeout: timeout)
+        return OTLPPartialSuccess.read(response, json: false)
     }
 
     func shutdown() async {
         await client.close()
+    }
+}
+
+/// OTLP's `partial_success` in a successful `ExportTraceServiceResponse`.
+///
+/// The OTLP specification: "If the request is only partially accepted (i.e. when the server accepts only
+/// parts of the data and rejects the rest), the server MUST respond with [success] and populate the
+/// partial_success field"; the client "MUST NOT retry the request" for the rejected part.
+enum OTLPPartialSuccess {
+    /// What `body` (protobuf, or OTLP/JSON when `json`) says was rejected; an empty or unreadable body is a
+    /// full success, as the status already said.
+    static func read(_ body: [UInt8], json: Bool) -> SendResult {
+        guard !body.isEmpty else { return .accepted }
+        let decoded: (rejectedSpans: Int64, errorMessage: String)
+        do {
+            decoded = json ? try OTLPJSON.decodeResponse(body)
+                : try OTLPProtobufCodec(initialArenaCapacity: 4 << 10).decodeResponse(body)
+        } catch {
+            return .accepted
+        }
+        return SendResult(rejectedSpans: Int(clamping: max(0, decoded.rejectedSpans)), errorMessage: decoded.errorMessage)
+    }
+
+    /// An OTLP/HTTP response: "The server MUST use the same 'Content-Type' in the response as it received
+    /// in the request", so a response without one is read in the request's encoding.
+    static func readHTTP(_ body: [UInt8], contentType: String?, requestWasJSON: Bool) -> SendResult {
+        let json = contentType.map { $0.lowercased().hasPrefix("application/json") } ?? requestWasJSON
+        return read(body, json: json)
     }
 }
 
@@ -111,12 +141,14 @@ public struct OTLPExporterFactory: ExporterFactory {
                                     metadata: configuration.headers.map { ($0.0, $0.1) }, timeout: configuration.common.timeout)
         case .httpProtobuf:
             sender = try HTTPBatchSender(url: configuration.tracesURL, headers: configuration.headers, gzip: configuration.gzip,
-                                         timeout: configuration.common.timeout, tls: configuration.common.tls) { payload in
+                                         timeout: configuration.common.timeout, tls: configuration.common.tls,
+                                         readResponse: { OTLPPartialSuccess.readHTTP($1, contentType: $2, requestWasJSON: false) }) { payload in
                 (OTLPProtobufCodec(initialArenaCapacity: 64 << 10).encodeRequest(payload.batch), "application/x-protobuf")
             }
         case .httpJSON:
             sender = try HTTPBatchSender(url: configuration.tracesURL, headers: configuration.headers, gzip: configuration.gzip,
-                                         timeout: configuration.common.timeout, tls: configuration.common.tls) { payload in
+                                         timeout: configuration.common.timeout, tls: configuration.common.tls,
+                                         readResponse: { OTLPPartialSuccess.readHTTP($1, contentType: $2, requestWasJSON: true) }) { payload in
                 (OTLPJSON.encodeRequest(payload.batch), "application/json")
             }
         }

@@ -41,10 +41,42 @@ public struct ExportError: Error, CustomStringConvertible, Sendable {
     }
 }
 
+/// What a backend said of a batch it accepted: OTLP's `partial_success`, else everything accepted.
+public struct SendResult: Sendable, Equatable {
+    /// Spans the backend refused although the request succeeded (OTLP `partial_success.rejected_spans`).
+    public var rejectedSpans: Int
+    /// Why, as the backend put it (`partial_success.error_message`).
+    public var errorMessage: String
+
+    /// A result; the defaults are everything accepted.
+    public init(rejectedSpans: Int = 0, errorMessage: String = "") {
+        self.rejectedSpans = rejectedSpans
+        self.errorMessage = errorMessage
+    }
+
+    /// Every span accepted.
+    public static let accepted = SendResult()
+
+    /// What a Zipkin or Jaeger export leaves out: exporter-mappings §0.4, "A span whose `trace_id` is not 16
+    /// bytes with at least one non-zero byte, or whose `span_id` is not 8 bytes with at least one non-zero
+    /// byte, is never exported", so it is counted as failed (the translators skip it).
+    public static func unmappable(_ payload: SpanBatchPayload) -> SendResult {
+        var invalid = 0
+        for resourceSpans in payload.batch.resourceSpans {
+            for scopeSpans in resourceSpans.scopeSpans {
+                for span in scopeSpans.spans where !span.traceID.isValid || !span.spanID.isValid { invalid += 1 }
+            }
+        }
+        guard invalid > 0 else { return .accepted }
+        return SendResult(rejectedSpans: invalid, errorMessage: "spans with an all-zero trace or span id are not exported")
+    }
+}
+
 /// Sends one batch to a backend; the queue around it retries and persists.
 public protocol BatchSender: Sendable {
-    /// Sends `batch`, throwing an `ExportError` that says whether to try again.
-    func send(_ batch: SpanBatchPayload) async throws(ExportError)
+    /// Sends `batch`, throwing an `ExportError` that says whether to try again; on success, what the
+    /// backend said it rejected.
+    func send(_ batch: SpanBatchPayload) async throws(ExportError) -> SendResult
     /// Releases connections.
     func shutdown() async
 }

@@ -25,6 +25,11 @@ public final class QueuedExporter: SpanExporter {
     private let stopping = Atomic<Bool>(false)
     /// How long `shutdown` keeps trying to deliver what is queued.
     private let drainDeadline: Duration
+    /// Spans left out of delivered batches (OTLP `partial_success`, ids no backend can take), summarised once
+    /// per interval.
+    private let rejections = Mutex(RejectionLog())
+    /// How often spans left out of delivered batches are logged at most.
+    static let rejectionLogInterval: Duration = .seconds(60)
 
     public init(id: ComponentID, sender: any BatchSender, queue: QueueConfiguration, retry: RetryConfiguration,
                 metrics: SelfMetrics, logger: Logger, drainDeadline: Duration = .seconds(5)) {
@@ -55,9 +60,12 @@ public final class QueuedExporter: SpanExporter {
 
     public var durableStorage: String? { queueConfiguration.enabled ? queueConfiguration.storage : nil }
 
+    /// Counts its own deliveries, queued or not: a backend's `partial_success` splits a batch into sent
+    /// and failed spans, which only the exporter sees. (When an inline send throws, the pipeline counts
+    /// the batch failed.)
     public func reportsDelivery(to reporter: DeliveryReporter) -> Bool {
         self.reporter.withLock { $0 = reporter }
-        return queueConfiguration.enabled
+        return true
     }
 
     public func start() async throws {
@@ -79,8 +87,11 @@ public final class QueuedExporter: SpanExporter {
     public func export(_ batch: SpanBatch) async throws {
         let payload = SpanBatchPayload(batch)
         guard queueConfiguration.enabled else {
-            // No queue: send inline; the pipeline counts the outcome.
-            if let failure = await deliver(QueuedBatch(payload: payload, record: nil)) { throw failure }
+            // No queue: send inline; a failure is thrown for the pipeline to count.
+            switch await deliver(QueuedBatch(payload: payload, record: nil)) {
+            case .failure(let failure): throw failure
+            case .success(let result): count(result, of: payload.spanCount)
+            }
             return
         }
         try await queue.push(payload)
@@ -103,6 +114,7 @@ public final class QueuedExporter: SpanExporter {
         await finished.value
         deadline.cancel()
         let abandoned = await queue.abandonUnpersisted()
+        await queue.closeStorage()
         if abandoned > 0 {
             reporter.withLock { $0 }?.failed(abandoned)
             logger.warning("shut down with undelivered spans", metadata: ["spans": "\(abandoned)"])
@@ -112,7 +124,8 @@ public final class QueuedExporter: SpanExporter {
 
     private func consume() async {
         while let item = await queue.pop() {
-            if let failure = await deliver(item) {
+            switch await deliver(item) {
+            case .failure(let failure):
                 if failure.isRetryable, stopping.load(ordering: .relaxed), item.record != nil {
                     await queue.keepOnDisk(item)  // delivered after the next start
                     continue
@@ -120,37 +133,71 @@ public final class QueuedExporter: SpanExporter {
                 reporter.withLock { $0 }?.failed(item.payload.spanCount)
                 logger.warning("dropping a batch", metadata: ["exporter": "\(id)", "spans": "\(item.payload.spanCount)",
                                                              "error": "\(failure)"])
-            } else {
-                reporter.withLock { $0 }?.delivered(item.payload.spanCount)
+            case .success(let result):
+                count(result, of: item.payload.spanCount)
             }
             await queue.finished(item)
         }
     }
 
-    /// Sends with retries; nil on success, else the error that ended the attempts.
-    private func deliver(_ item: QueuedBatch) async -> ExportError? {
+    /// Counts a delivered batch: its spans are sent but for those the backend rejected (or the translation
+    /// left out), which are failed. The OTLP specification: such a response is success, and the rejected
+    /// part must not be retried.
+    private func count(_ result: SendResult, of spans: Int) {
+        let rejected = min(max(result.rejectedSpans, 0), spans)
+        let delivery = reporter.withLock { $0 }
+        delivery?.delivered(spans - rejected)
+        guard rejected > 0 || !result.errorMessage.isEmpty else { return }
+        if rejected > 0 { delivery?.failed(rejected) }
+        let now = ContinuousClock.now
+        let line: (spans: Int, message: String)? = rejections.withLock { log in
+            log.spans += rejected
+            guard log.next.map({ now >= $0 }) ?? true else { return nil }
+            defer {
+                log.spans = 0
+                log.next = now + Self.rejectionLogInterval
+            }
+            return (log.spans, result.errorMessage)
+        }
+        if let line {
+            // One line per interval, never one per batch; the count covers the whole interval.
+            logger.warning("spans of delivered batches were not accepted; counted as failed", metadata: [
+                "exporter": "\(id)", "rejected_spans": "\(line.spans)", "error_message": "\(line.message)",
+            ])
+        }
+    }
+
+    /// Sends with retries; what the backend accepted, else the error that ended the attempts.
+    private func deliver(_ item: QueuedBatch) async -> Result<SendResult, ExportError> {
         let started = ContinuousClock.now
         var attempt = 0
         while true {
             do {
-                try await sender.send(item.payload)
-                return nil
+                return .success(try await sender.send(item.payload))
             } catch {
-                guard error.isRetryable, retry.enabled, !stopping.load(ordering: .relaxed), !Task.isCancelled else { return error }
+                guard error.isRetryable, retry.enabled, !stopping.load(ordering: .relaxed), !Task.isCancelled else { return .failure(error) }
                 attempt += 1
                 let delay = retry.delay(attempt: attempt, random: Double.random(in: 0..<1), retryAfter: error.retryAfter)
                 if retry.maxElapsedTime > .zero, ContinuousClock.now - started + delay > retry.maxElapsedTime {
-                    return ExportError.permanent("gave up after \(attempt) attempts over max_elapsed_time: \(error.reason)")
+                    return .failure(ExportError.permanent("gave up after \(attempt) attempts over max_elapsed_time: \(error.reason)"))
                 }
                 retriedSpans.increment(by: Int64(item.payload.spanCount))
                 do {
                     try await Task.sleep(for: delay)
                 } catch {
-                    return ExportError.retryable("shutting down")
+                    return .failure(ExportError.retryable("shutting down"))
                 }
             }
         }
     }
+}
+
+/// Backend rejections not yet logged, and when the next line may be written.
+struct RejectionLog {
+    /// Spans left out since the last line.
+    var spans = 0
+    /// When the next line may be written; nil before the first.
+    var next: ContinuousClock.Instant?
 }
 
 /// One queued batch and, with storage, its record on disk.
@@ -190,11 +237,11 @@ actor ExportQueue {
     }
 
     /// Opens the storage and loads the batches an earlier run left there, oldest first; returns how many.
-    func recover() throws -> Int {
+    func recover() async throws -> Int {
         guard let storage else { return 0 }
-        let log = try DurableLog.otlp(directory: storage)
+        let log = DurableLog.otlp(directory: storage)
         persisted.withLock { $0 = log }
-        let recovered = try log.recover()
+        let recovered = try await log.open()
         for (sequence, batch) in recovered {
             let payload = SpanBatchPayload(batch)
             used += cost(payload.spanCount)
@@ -216,7 +263,7 @@ actor ExportQueue {
         var item = QueuedBatch(payload: payload, record: nil)
         if let log {
             do {
-                item.record = try log.append(payload.batch)
+                item.record = try await log.append(payload.batch)
             } catch {
                 used -= cost
                 if !waitingProducers.isEmpty { waitingProducers.removeFirst().resume() }
@@ -244,8 +291,8 @@ actor ExportQueue {
     }
 
     /// A popped batch is done (sent or given up): its record goes, and a waiting producer may proceed.
-    func finished(_ item: QueuedBatch) {
-        if let record = item.record { log?.remove(record) }
+    func finished(_ item: QueuedBatch) async {
+        if let record = item.record { await log?.remove(record) }
         release(item)
     }
 
@@ -261,6 +308,11 @@ actor ExportQueue {
         waitingConsumers.removeAll()
         for producer in waitingProducers { producer.resume() }
         waitingProducers.removeAll()
+    }
+
+    /// After the consumers stopped: stops the disk queue's thread (its records stay for the next start).
+    func closeStorage() async {
+        await log?.close()
     }
 
     /// After the consumers stopped: drops what is still queued in memory only, returning its spans;
@@ -285,24 +337,5 @@ actor ExportQueue {
     private func updateCounts() {
         let held = countsSpans ? used : items.count + inFlight
         size.withLock { $0 = held }
-    }
-}
-
-extension DurableLog {
-    /// A log whose records are binary OTLP `ExportTraceServiceRequest`s, as every disk queue and
-    /// write-ahead log of AgentTrace keeps them.
-    public static func otlp(directory: URL) throws -> DurableLog {
-        let codec = BatchCodec.otlp()
-        return try DurableLog(directory: directory, encode: codec.encode, decode: codec.decode)
-    }
-}
-
-extension BatchCodec {
-    /// Binary OTLP `ExportTraceServiceRequest`s, through one codec (and its arena) of its own, used by
-    /// one caller at a time.
-    public static func otlp() -> BatchCodec {
-        let codec = Mutex(OTLPProtobufCodec(initialArenaCapacity: 64 << 10))
-        return BatchCodec(encode: { batch in codec.withLock { $0.encodeRequest(batch) } },
-                          decode: { bytes in try codec.withLock { try $0.decodeRequest(bytes) } })
     }
 }

@@ -13,26 +13,32 @@ import TraceWire
 final class HTTPBatchSender: BatchSender {
     /// Turns a batch into a request body and its content type.
     typealias Encoder = @Sendable (SpanBatchPayload) throws -> (body: [UInt8], contentType: String)
+    /// Reads a 2xx response's body (and its content type), with the batch sent, for what was not accepted.
+    typealias ResponseReader = @Sendable (_ payload: SpanBatchPayload, _ body: [UInt8], _ contentType: String?) -> SendResult
 
     private let url: String
     private let headers: [(String, String)]
     private let gzip: Bool
     private let timeout: Duration
     private let encode: Encoder
+    private let readResponse: ResponseReader?
     /// Made at the first send, so a sender that is built and dropped (`agenttrace validate`, a
     /// configuration that fails further on) owns no client: AsyncHTTPClient requires `shutdown()` before
     /// a client is released. Exporters send nothing after `shutdown()`.
     private let lazyClient = Mutex<HTTPClient?>(nil)
     private let tlsConfiguration: TLSConfiguration?
 
-    /// `tls` configures https:// connections (trusted CAs, client certificate, verification).
+    /// `tls` configures https:// connections (trusted CAs, client certificate, verification);
+    /// `readResponse` reads a successful answer's body (OTLP's `partial_success`); without it a 2xx is
+    /// all accepted.
     init(url: String, headers: [(String, String)], gzip: Bool, timeout: Duration, tls: TLSClientSettings? = nil,
-         encode: @escaping Encoder) throws {
+         readResponse: ResponseReader? = nil, encode: @escaping Encoder) throws {
         self.url = url
         self.headers = headers
         self.gzip = gzip
         self.timeout = timeout
         self.encode = encode
+        self.readResponse = readResponse
         // The TLS settings are read (and fail) now; the client itself is made at the first send.
         tlsConfiguration = try tls?.configuration(alpn: ["http/1.1"])
     }
@@ -48,7 +54,7 @@ final class HTTPBatchSender: BatchSender {
         }
     }
 
-    func send(_ payload: SpanBatchPayload) async throws(ExportError) {
+    func send(_ payload: SpanBatchPayload) async throws(ExportError) -> SendResult {
         let encoded: (body: [UInt8], contentType: String)
         do {
             encoded = try encode(payload)
@@ -78,9 +84,14 @@ final class HTTPBatchSender: BatchSender {
         } catch {
             throw .retryable("\(url): \(error)")
         }
-        guard !(200..<300).contains(Int(response.status.code)) else { return }
+        guard !(200..<300).contains(Int(response.status.code)) else {
+            guard let readResponse else { return .accepted }
+            return readResponse(payload, Array(responseBody.readableBytesView), response.headers.first(name: "content-type"))
+        }
         throw ExportError.forHTTPStatus(Int(response.status.code), body: String(buffer: responseBody),
-                                        retryAfter: response.headers.first(name: "retry-after").flatMap(Self.retryAfter))
+                                        retryAfter: response.headers.first(name: "retry-after").flatMap {
+                                            RetryAfter.delay($0, now: Date().timeIntervalSince1970)
+                                        })
     }
 
     func shutdown() async {
@@ -90,16 +101,4 @@ final class HTTPBatchSender: BatchSender {
         }
         try? await client?.shutdown()
     }
-
-    /// `Retry-After` as delay-seconds or an HTTP date (RFC 9110 §10.2.3).
-    static func retryAfter(_ value: String) -> Duration? {
-        if let seconds = Int(value.trimmingCharacters(in: .whitespaces)), seconds >= 0 { return .seconds(seconds) }
-        let formatter = DateFormatter()
-        formatter.locale = Locale(identifier: "en_US_POSIX")
-        formatter.timeZone = TimeZone(identifier: "GMT")
-        formatter.dateFormat = "EEE, dd MMM yyyy HH:mm:ss zzz"
-        guard let date = formatter.date(from: value) else { return nil }
-        return .milliseconds(max(0, Int(date.timeIntervalSinceNow * 1000)))
-    }
 }
-

@@ -36,7 +36,8 @@ public struct ZipkinExporterFactory: ExporterFactory {
         let configuration = try ZipkinExporterConfiguration(section: section)
         let proto = configuration.format == "proto"
         let sender = try HTTPBatchSender(url: configuration.endpoint, headers: [], gzip: configuration.gzip,
-                                         timeout: configuration.common.timeout, tls: configuration.common.tls) { payload in
+                                         timeout: configuration.common.timeout, tls: configuration.common.tls,
+                                         readResponse: { payload, _, _ in .unmappable(payload) }) { payload in
             let spans = ZipkinTranslator.spans(from: payload.batch)
             return proto ? (ZipkinEncoder().proto(spans), "application/x-protobuf") : (ZipkinEncoder.json(spans), "application/json")
         }

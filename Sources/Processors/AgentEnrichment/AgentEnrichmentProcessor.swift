@@ -55,6 +55,9 @@ public final class AgentEnrichmentProcessor: SpanProcessor {
         state = Mutex(State(enricher: enricher, watcher: watcher))
     }
 
+    /// Nil: every span passes on in the call that brought it.
+    public var oldestHeldArrival: UInt64? { nil }
+
     public func process(_ batch: SpanBatch, now: UInt64) -> [SpanBatch] {
         var output = batch
         let enricher: AgentEnricher? = state.withLock { state in
@@ -114,6 +117,9 @@ public final class AgentEnrichmentProcessor: SpanProcessor {
 
     /// The metadata in use now.
     public var metadata: AgentMetadata { state.withLock { $0.enricher.metadata } }
+
+    /// Distinct resources remembered now; never more than `max_cached_resources`.
+    public var cachedResourceCount: Int { state.withLock { $0.cache.count } }
 }
 
 /// Builds `agent_enrichment` processors.

@@ -41,7 +41,8 @@ public final class BatchProcessor: SpanProcessor {
         let configuration: Configuration
         private(set) var pending = SpanBatch()
         private(set) var pendingSpans = 0
-        private var firstArrival: UInt64?
+        /// When the first span pending arrived; nil when none is.
+        public private(set) var firstArrival: UInt64?
 
         public init(configuration: Configuration) {
             self.configuration = configuration
@@ -105,6 +106,9 @@ public final class BatchProcessor: SpanProcessor {
     public func flush() -> [SpanBatch] {
         count(state.withLock { $0.flush() }, .shutdown)
     }
+
+    /// When the first span of the pending batch arrived.
+    public var oldestHeldArrival: UInt64? { state.withLock { $0.firstArrival } }
 
     private func count(_ batches: [SpanBatch], _ trigger: Trigger) -> [SpanBatch] {
         if !batches.isEmpty { sent[trigger]?.increment(by: Int64(batches.count)) }

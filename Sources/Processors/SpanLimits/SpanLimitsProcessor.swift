@@ -64,6 +64,9 @@ public final class SpanLimitsProcessor: SpanProcessor {
                                        labels: labels)
     }
 
+    /// Nil: every span passes on in the call that brought it.
+    public var oldestHeldArrival: UInt64? { nil }
+
     public func process(_ batch: SpanBatch, now: UInt64) -> [SpanBatch] {
         var batch = batch
         let tally = Self.apply(configuration, to: &batch)

@@ -35,8 +35,6 @@ public final class TailSamplingProcessor: SpanProcessor {
         var deadline: UInt64
         var decision: SamplingDecision?
         var decidedAt: UInt64 = 0
-        /// The write-ahead-log record of its first chunk (0 outside durable pipelines).
-        let firstMark: UInt64
     }
 
     struct State {
@@ -47,11 +45,13 @@ public final class TailSamplingProcessor: SpanProcessor {
         /// ones root spans bring with `decision_wait_after_root_received`.
         var due: Deque<(deadline: UInt64, id: TraceID, arrival: UInt64)> = []
         var rootDue: Deque<(deadline: UInt64, id: TraceID, arrival: UInt64)> = []
-        /// Undecided traces by first mark, oldest first: what the write-ahead log must keep.
-        var held: Deque<(id: TraceID, arrival: UInt64, mark: UInt64)> = []
+        /// Traces by first arrival, oldest first, pruned from the front as they are decided or leave:
+        /// the front is the oldest span still held (`oldestHeldArrival`).
+        var held: Deque<(id: TraceID, arrival: UInt64)> = []
+        /// When the oldest span still held arrived; nil when none is.
+        var oldestHeldArrival: UInt64?
         var sampledCache: DecisionCache
         var notSampledCache: DecisionCache
-        var highestMark: UInt64 = 0
         var heldSpans = 0
         /// Bytes of the spans held (encoded size, or the estimate when held as values).
         var heldBytes = 0
@@ -77,22 +77,22 @@ public final class TailSamplingProcessor: SpanProcessor {
     }
 
     public func process(_ batch: SpanBatch, now: UInt64) -> [SpanBatch] {
-        let (released, mark) = state.withLock { state -> ([ResourceSpans], UInt64) in
-            state.highestMark = max(state.highestMark, batch.durableMark)
+        let released = state.withLock { state -> [ResourceSpans] in
             var released: [ResourceSpans] = []
             for resourceSpans in batch.resourceSpans {
                 for (id, chunk) in Self.split(resourceSpans) {
-                    accept(chunk, of: id, now: now, mark: batch.durableMark, into: &released, state: &state)
+                    accept(chunk, of: id, now: now, into: &released, state: &state)
                 }
             }
             metrics.update(state)
-            return (released, safeMark(&state))
+            updateOldestHeld(&state)
+            return released
         }
-        return output(released, mark: mark)
+        return output(released)
     }
 
     public func tick(now: UInt64) -> [SpanBatch] {
-        let (released, mark) = state.withLock { state -> ([ResourceSpans], UInt64) in
+        let released = state.withLock { state -> [ResourceSpans] in
             var released: [ResourceSpans] = []
             let started = ContinuousClock.now
             var decided = 0
@@ -106,13 +106,14 @@ public final class TailSamplingProcessor: SpanProcessor {
             }
             if decided > 0 { metrics.decisionTime.record((ContinuousClock.now - started) / .milliseconds(1)) }
             metrics.update(state)
-            return (released, safeMark(&state))
+            updateOldestHeld(&state)
+            return released
         }
-        return output(released, mark: mark)
+        return output(released)
     }
 
     public func flush() -> [SpanBatch] {
-        let (released, mark) = state.withLock { state -> ([ResourceSpans], UInt64) in
+        let released = state.withLock { state -> [ResourceSpans] in
             var released: [ResourceSpans] = []
             if !configuration.dropPendingTracesOnShutdown {
                 // "Every pending trace is decided immediately on partial data", as the Collector drains.
@@ -126,18 +127,23 @@ public final class TailSamplingProcessor: SpanProcessor {
             state.held.removeAll()
             state.heldSpans = 0
             state.heldBytes = 0
+            state.oldestHeldArrival = nil
             metrics.update(state)
-            return (released, state.highestMark)
+            return released
         }
-        return output(released, mark: mark)
+        return output(released)
     }
+
+    /// The `now` of the call that brought the oldest span still held: the first span of the oldest
+    /// undecided trace.
+    public var oldestHeldArrival: UInt64? { state.withLock { $0.oldestHeldArrival } }
 
     /// Spans held now, for tests and the memory benchmark.
     public var heldSpans: Int { state.withLock { $0.heldSpans } }
 
     // MARK: - Arrival
 
-    private func accept(_ chunk: ResourceSpans, of id: TraceID, now: UInt64, mark: UInt64, into released: inout [ResourceSpans],
+    private func accept(_ chunk: ResourceSpans, of id: TraceID, now: UInt64, into released: inout [ResourceSpans],
                         state: inout State) {
         let spans = chunk.spanCount
         if state.sampledCache.contains(id) {
@@ -166,12 +172,12 @@ public final class TailSamplingProcessor: SpanProcessor {
         }
         makeRoom(now: now, into: &released, state: &state)
         let deadline = now &+ configuration.decisionWaitNanos
-        var entry = Entry(summary: TraceSummary(traceID: id), arrival: now, deadline: deadline, firstMark: mark)
+        var entry = Entry(summary: TraceSummary(traceID: id), arrival: now, deadline: deadline)
         let size = hold(chunk, in: &entry, slab: &state.slab, heldBytes: &state.heldBytes)
         state.traces[id] = entry
         state.arrivals.append((id, now))
         state.due.append((deadline, id, now))
-        state.held.append((id, now, mark))
+        state.held.append((id, now))
         state.heldSpans += spans
         metrics.newTraces.increment()
         if tooLarge(size, id, now: now, state: &state) { return }
@@ -313,23 +319,20 @@ public final class TailSamplingProcessor: SpanProcessor {
 
     // MARK: - Output
 
-    /// The write-ahead-log mark every batch leaving carries: records before the oldest trace still held
-    /// may go; with nothing held, everything seen may.
-    private func safeMark(_ state: inout State) -> UInt64 {
+    /// Drops decided and departed traces from the front of `held`; the first left is the oldest held.
+    private func updateOldestHeld(_ state: inout State) {
         while let first = state.held.first {
             if let entry = state.traces[first.id], entry.arrival == first.arrival, entry.decision == nil {
-                return first.mark > 0 ? first.mark - 1 : 0
+                state.oldestHeldArrival = first.arrival
+                return
             }
             state.held.removeFirst()
         }
-        return state.highestMark
+        state.oldestHeldArrival = nil
     }
 
-    private func output(_ released: [ResourceSpans], mark: UInt64) -> [SpanBatch] {
-        guard !released.isEmpty || mark > 0 else { return [] }
-        var batch = SpanBatch(resourceSpans: released)
-        batch.durableMark = mark
-        return [batch]
+    private func output(_ released: [ResourceSpans]) -> [SpanBatch] {
+        released.isEmpty ? [] : [SpanBatch(resourceSpans: released)]
     }
 
     /// The spans of one resource, one chunk per trace, in order of first appearance (each chunk keeps

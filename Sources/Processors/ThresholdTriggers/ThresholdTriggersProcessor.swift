@@ -73,6 +73,9 @@ public final class ThresholdTriggersProcessor: SpanProcessor, Service {
         }
     }
 
+    /// Nil: every span passes on in the call that brought it.
+    public var oldestHeldArrival: UInt64? { nil }
+
     public func process(_ batch: SpanBatch, now: UInt64) -> [SpanBatch] {
         var output = batch
         var fired: [Alert] = []

@@ -2,8 +2,8 @@ import Logging
 import NIOCore
 import NIOHTTP1
 import NIOPosix
-import HTTP2
 import Pipeline
+import ServerSupport
 import ServiceLifecycle
 
 /// A complete HTTP/1.1 response.
@@ -37,9 +37,9 @@ public protocol HTTP1Responder: Sendable {
 /// An HTTP/1.1 server on SwiftNIO as a `Service`: binds on `run`, announces the bound address, and on
 /// graceful shutdown stops accepting, lets requests in flight finish, then closes every connection.
 /// `limits` cut off slow, idle and oversized peers; `events` is told of every connection closed for them.
-public final class HTTP1Server: Listener, Sendable {
-    private let server: QuiescingServer
-    private let onListening: @Sendable (String) -> Void
+public final class HTTP1Server: QuiescingListener, Sendable {
+    public let server: QuiescingServer
+    public let onListening: @Sendable (String) -> Void
     private let logger: Logger
 
     /// `configureTransport` adds handlers below HTTP on each new connection (TLS); `name` is the listener's
@@ -53,22 +53,17 @@ public final class HTTP1Server: Listener, Sendable {
         server = QuiescingServer(name: name, host: endpoint.host, port: endpoint.port, group: group,
                                  maxConnections: limits.connection.maxConnections, events: events) { channel in
             try configureTransport?(channel)
-            try channel.pipeline.syncOperations.addHandler(HTTP1ConnectionGuard(limits: limits, events: events))
-            try channel.pipeline.syncOperations.configureHTTPServerPipeline(withErrorHandling: true)
-            try channel.pipeline.syncOperations.addHandler(HTTP1RequestHandler(responder: responder, limits: limits, events: events))
+            try HTTP1Server.configureConnection(channel, responder: responder, limits: limits, events: events)
         }
     }
 
-    public func bind() async throws(ListenError) {
-        try await server.bind()
-    }
-
-    public func closeUnserved() async {
-        await server.closeUnserved()
-    }
-
-    public func run() async throws {
-        try await server.run(onListening: onListening)
+    /// Adds the HTTP/1.1 handlers every accepted connection gets (limits, codec, `responder`) to `channel`;
+    /// on the channel's event loop. Tests drive the same handlers in an `EmbeddedChannel`.
+    public static func configureConnection(_ channel: any Channel, responder: any HTTP1Responder, limits: HTTP1Limits = HTTP1Limits(),
+                                           events: ConnectionEvents = .ignored) throws {
+        try channel.pipeline.syncOperations.addHandler(HTTP1ConnectionGuard(limits: limits, events: events))
+        try channel.pipeline.syncOperations.configureHTTPServerPipeline(withErrorHandling: true)
+        try channel.pipeline.syncOperations.addHandler(HTTP1RequestHandler(responder: responder, limits: limits, events: events))
     }
 }
 
@@ -187,9 +182,7 @@ struct HTTP1Deadlines {
 
     /// How often to check: a quarter of the shortest timeout, between 50 ms and 1 s.
     var checkInterval: TimeAmount? {
-        guard let shortest = [limits.connection.readHeaderTimeout, limits.connection.readTimeout, limits.idleTimeout]
-            .compactMap({ $0 }).min() else { return nil }
-        return .nanoseconds(min(max(shortest.wholeNanoseconds / 4, 50_000_000), 1_000_000_000))
+        ConnectionLimits.checkInterval(for: [limits.connection.readHeaderTimeout, limits.connection.readTimeout, limits.idleTimeout])
     }
 }
 

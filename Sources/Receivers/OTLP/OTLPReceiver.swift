@@ -3,6 +3,7 @@ import Logging
 import NIOCore
 import NIOPosix
 import Pipeline
+import ServerSupport
 import ServiceLifecycle
 
 /// The `otlp` receiver: OTLP over gRPC and over HTTP (protobuf and JSON), each under `protocols:`.

@@ -1,6 +1,6 @@
-import HTTP2
 import Pipeline
 import Prometheus
+import ServerSupport
 
 /// The counters one OTLP transport keeps, named after the OpenTelemetry Collector's receiver metrics.
 /// `requests_total{code}` is the HTTP status for `transport="http"` and the gRPC status name

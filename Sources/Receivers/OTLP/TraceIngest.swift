@@ -33,14 +33,22 @@ public enum IngestBadData: Sendable, Equatable {
     case undecodable(reason: String)
 }
 
+/// A request body read as far as the pipeline: a batch to offer, or already an outcome.
+public enum DecodedRequest: Sendable {
+    /// Valid spans to offer; `rejectedSpans` invalid ones were dropped.
+    case batch(SpanBatch, rejectedSpans: Int)
+    /// Nothing to offer: the request's outcome is known.
+    case finished(IngestOutcome)
+}
+
 /// Where large bodies are inflated and decoded: off the event loop, so one big request does not stall
 /// every other connection on the same loop. The result comes back on the loop it was asked from.
 public struct IngestOffload: Sendable {
     /// Runs `work` away from `eventLoop`; the future completes on `eventLoop`.
-    public let run: @Sendable (_ eventLoop: any EventLoop, _ work: @escaping @Sendable () -> IngestOutcome) -> EventLoopFuture<IngestOutcome>
+    public let run: @Sendable (_ eventLoop: any EventLoop, _ work: @escaping @Sendable () -> DecodedRequest) -> EventLoopFuture<DecodedRequest>
 
     /// An offload with its own way of running work (tests inject one that records and runs inline).
-    public init(run: @escaping @Sendable (any EventLoop, @escaping @Sendable () -> IngestOutcome) -> EventLoopFuture<IngestOutcome>) {
+    public init(run: @escaping @Sendable (any EventLoop, @escaping @Sendable () -> DecodedRequest) -> EventLoopFuture<DecodedRequest>) {
         self.run = run
     }
 
@@ -154,7 +162,7 @@ public struct TraceIngest: Sendable {
             case .failure(let stop): return eventLoop.makeSucceededFuture(stop.outcome(limit: maxBodySize))
             }
         }
-        return eventLoop.makeSucceededFuture(decodeAndOffer(plain, format: format, codec: codecs.codec(on: eventLoop)))
+        return offer(decode(plain, format: format, codec: codecs.codec(on: eventLoop)), on: eventLoop)
     }
 
     /// The protobuf codec of `eventLoop`, for encoding answers there.
@@ -169,11 +177,13 @@ public struct TraceIngest: Sendable {
             if compression == .gzip {
                 switch ingest.inflate(body, limit: ingest.maxBodySize) {
                 case .success(let inflated): plain = .buffer(inflated)
-                case .failure(let stop): return stop.outcome(limit: ingest.maxBodySize)
+                case .failure(let stop): return .finished(stop.outcome(limit: ingest.maxBodySize))
                 }
             }
             // The loop's codec belongs to the loop; this thread gets its own for this request.
-            return ingest.decodeAndOffer(plain, format: format, codec: OTLPProtobufCodec(initialArenaCapacity: 256 << 10))
+            return ingest.decode(plain, format: format, codec: OTLPProtobufCodec(initialArenaCapacity: 256 << 10))
+        }.flatMap { decoded in
+            ingest.offer(decoded, on: eventLoop)
         }
     }
 
@@ -186,11 +196,11 @@ public struct TraceIngest: Sendable {
         }
     }
 
-    /// Checks fullness, decodes, validates, offers and counts an uncompressed body.
-    private func decodeAndOffer(_ body: Body, format: Format, codec: OTLPProtobufCodec) -> IngestOutcome {
+    /// Checks fullness, decodes and validates an uncompressed body.
+    private func decode(_ body: Body, format: Format, codec: OTLPProtobufCodec) -> DecodedRequest {
         // A full pipeline refuses at once: decoding a request it cannot take would only take time
         // from the pipeline that has to catch up.
-        guard !sink.isFull else { return .pipelineFull }
+        guard !sink.isFull else { return .finished(.pipelineFull) }
         var batch: SpanBatch
         do {
             batch = try body.withUnsafeBytes { bytes in
@@ -201,18 +211,36 @@ public struct TraceIngest: Sendable {
             }
         } catch {
             metrics.decodeFailed(format.metricLabel)
-            return .badData(.undecodable(reason: "\(error)"))
+            return .finished(.badData(.undecodable(reason: "\(error)")))
         }
         let rejected = SpanValidation.dropInvalidSpans(&batch)
         if rejected > 0 { metrics.refusedSpans.increment(by: Int64(rejected)) }
-        let accepted = batch.spanCount
-        if accepted > 0 {
-            guard sink.offer(batch) else {
-                metrics.refusedSpans.increment(by: Int64(accepted))
-                return .pipelineFull
+        guard batch.spanCount > 0 else { return .finished(.accepted(rejectedSpans: rejected)) }
+        return .batch(batch, rejectedSpans: rejected)
+    }
+
+    /// Offers a decoded batch and counts its spans; the answer waits for a durable pipeline's write.
+    private func offer(_ decoded: DecodedRequest, on eventLoop: any EventLoop) -> EventLoopFuture<IngestOutcome> {
+        switch decoded {
+        case .finished(let outcome):
+            return eventLoop.makeSucceededFuture(outcome)
+        case .batch(let batch, let rejected):
+            let spans = batch.spanCount
+            switch sink.offer(batch, on: eventLoop) {
+            case .accepted: return eventLoop.makeSucceededFuture(offered(true, spans: spans, rejected: rejected))
+            case .refused: return eventLoop.makeSucceededFuture(offered(false, spans: spans, rejected: rejected))
+            case .pending(let taken):
+                return taken.map { [self] in offered($0, spans: spans, rejected: rejected) }
             }
-            metrics.acceptedSpans.increment(by: Int64(accepted))
         }
+    }
+
+    private func offered(_ taken: Bool, spans: Int, rejected: Int) -> IngestOutcome {
+        guard taken else {
+            metrics.refusedSpans.increment(by: Int64(spans))
+            return .pipelineFull
+        }
+        metrics.acceptedSpans.increment(by: Int64(spans))
         return .accepted(rejectedSpans: rejected)
     }
 }

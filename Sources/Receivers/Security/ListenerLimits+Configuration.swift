@@ -1,5 +1,5 @@
-import HTTP2
 import Pipeline
+import ServerSupport
 
 /// The defaults of the limits every listener (OTLP/HTTP, OTLP/gRPC, admin) shares, documented in
 /// docs/hardening.md.

@@ -1,9 +1,9 @@
 import Foundation
-import HTTP2
 import NIOCore
 import NIOSSL
 import NIOTLS
 import Pipeline
+import ServerSupport
 
 /// `tls:` settings of a listener, named as the OpenTelemetry Collector's `configtls` names them.
 public struct TLSServerConfiguration: Sendable, Equatable {

@@ -182,10 +182,7 @@ public final class JaegerEncoder {
             cBatch.pointee.n_spans = batch.spans.count
             cBatch.pointee.spans = arena.pointerArray(batch.spans.count) { span(batch.spans[$0]) }
             request.pointee.batch = cBatch
-            let size = jaeger__api_v2__post_spans_request__get_packed_size(request)
-            return [UInt8](unsafeUninitializedCapacity: size) { buffer, initialized in
-                initialized = size == 0 ? 0 : jaeger__api_v2__post_spans_request__pack(request, buffer.baseAddress!)
-            }
+            return ProtobufPacking.pack(request)
         }
     }
 

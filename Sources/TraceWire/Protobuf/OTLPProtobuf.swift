@@ -69,9 +69,7 @@ public final class OTLPProtobufCodec {
     public func encodeRequest(_ batch: SpanBatch) -> [UInt8] {
         arena.withReset { _ in
             let request = ModelToProtobuf(arena: arena).request(batch)
-            return pack(request) { opentelemetry__proto__collector__trace__v1__export_trace_service_request__get_packed_size($0) } pack: {
-                opentelemetry__proto__collector__trace__v1__export_trace_service_request__pack($0, $1)
-            }
+            return ProtobufPacking.pack(request)
         }
     }
 
@@ -87,9 +85,7 @@ public final class OTLPProtobufCodec {
                 partial.pointee.error_message = arena.cString(errorMessage)
                 response.pointee.partial_success = partial
             }
-            return pack(response) { opentelemetry__proto__collector__trace__v1__export_trace_service_response__get_packed_size($0) } pack: {
-                opentelemetry__proto__collector__trace__v1__export_trace_service_response__pack($0, $1)
-            }
+            return ProtobufPacking.pack(response)
         }
     }
 
@@ -115,7 +111,7 @@ public final class OTLPProtobufCodec {
             google__rpc__status__init(status)
             status.pointee.code = code
             status.pointee.message = arena.cString(message)
-            return pack(status) { google__rpc__status__get_packed_size($0) } pack: { google__rpc__status__pack($0, $1) }
+            return ProtobufPacking.pack(status)
         }
     }
 
@@ -130,14 +126,6 @@ public final class OTLPProtobufCodec {
             }
         }
         return try result.get()
-    }
-
-    private func pack<Message>(_ message: UnsafeMutablePointer<Message>, size: (UnsafePointer<Message>) -> Int,
-                               pack: (UnsafePointer<Message>, UnsafeMutablePointer<UInt8>) -> Int) -> [UInt8] {
-        let length = size(message)
-        return [UInt8](unsafeUninitializedCapacity: length) { buffer, initialized in
-            initialized = length == 0 ? 0 : pack(message, buffer.baseAddress!)
-        }
     }
 }
 

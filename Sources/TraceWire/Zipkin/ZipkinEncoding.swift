@@ -102,10 +102,7 @@ public final class ZipkinEncoder {
             zipkin__proto3__list_of_spans__init(list)
             list.pointee.n_spans = spans.count
             list.pointee.spans = arena.pointerArray(spans.count) { protoSpan(spans[$0]) }
-            let size = zipkin__proto3__list_of_spans__get_packed_size(list)
-            return [UInt8](unsafeUninitializedCapacity: size) { buffer, initialized in
-                initialized = size == 0 ? 0 : zipkin__proto3__list_of_spans__pack(list, buffer.baseAddress!)
-            }
+            return ProtobufPacking.pack(list)
         }
     }
 

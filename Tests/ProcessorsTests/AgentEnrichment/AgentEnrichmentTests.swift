@@ -1,3 +1,4 @@
+import ConfigYAML
 import Foundation
 import Logging
 import Pipeline
@@ -165,5 +166,44 @@ struct AgentEnrichmentTests {
                 throw error
             }
         }
+    }
+}
+
+extension AgentEnrichmentTests {
+    @Test("max_cached_resources bounds the remembered resources: when full the memory is cleared, spans still enriched")
+    func cacheBound() throws {
+        let processor = try AgentEnrichmentProcessor(
+            configuration: try AgentEnrichmentProcessor.Configuration(section: section("max_cached_resources: 3", path: "p")),
+            context: context("agent_enrichment"))
+        var sizes: [Int] = []
+        for index in 0..<7 {
+            let output = processor.process(oneSpanBatch(resource([Attribute("service.name", .string("coordinator-\(index)"))])),
+                                           now: UInt64(index))
+            #expect(output[0].resourceSpans[0].resource.attributes["agent.type"] == "coordinator")
+            sizes.append(processor.cachedResourceCount)
+        }
+        // Three remembered, then the fourth finds the memory full: cleared, and it alone is remembered.
+        #expect(sizes == [1, 2, 3, 1, 2, 3, 1])
+        _ = processor.process(oneSpanBatch(resource([Attribute("service.name", "coordinator-6")])), now: 8)
+        #expect(processor.cachedResourceCount == 1, "a resource already remembered is not added twice")
+    }
+
+    @Test("metadata_check_interval: the file is looked at no more often than the interval, on the clock given")
+    func checkInterval() throws {
+        let path = FileManager.default.temporaryDirectory.appendingPathComponent("agents-\(UUID().uuidString).yaml").path
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        try "writer: {team: docs}\n".write(toFile: path, atomically: true, encoding: .utf8)
+        let configuration = try AgentEnrichmentProcessor.Configuration(
+            section: section("metadata_file: \(path)\nmetadata_check_interval: 5s", path: "processors.agent_enrichment"))
+        #expect(configuration.metadataCheckInterval == .seconds(5))
+        let processor = try AgentEnrichmentProcessor(configuration: configuration, context: context("agent_enrichment"))
+        let second: UInt64 = 1_000_000_000
+        _ = processor.tick(now: 10 * second)  // the first check; the next is due at 15 s
+        try "writer: {team: platform, tier: \"2\"}\n".write(toFile: path, atomically: true, encoding: .utf8)
+        _ = processor.tick(now: 11 * second)
+        _ = processor.tick(now: 15 * second - 1)
+        #expect(processor.metadata.entries["writer"]?["agent.team"] == "docs", "checked before the interval passed")
+        _ = processor.tick(now: 15 * second)
+        #expect(processor.metadata.entries["writer"]?["agent.team"] == "platform")
     }
 }

@@ -67,3 +67,33 @@ struct SpanLimitsProcessorTests {
         #expect(batch == Self.batch(span))
     }
 }
+
+extension SpanLimitsProcessorTests {
+    /// The OpenTelemetry specification's SDK defaults: attribute, event, link and per-event/per-link
+    /// attribute counts 128; attribute value length "Infinity" (no limit).
+    @Test("with no settings: 128 attributes, events, links and attributes per event and link; values never cut")
+    func defaults() throws {
+        let configuration = try SpanLimitsProcessor.Configuration(section: section("{}", path: "processors.span_limits"))
+        let many = (0..<200).map { Attribute("k\($0)", .int(Int64($0))) }
+        var span = Span(traceID: TraceID(high: 1, low: 1), spanID: SpanID(1))
+        span.attributes = many + [Attribute("long", .string(String(repeating: "x", count: 100_000)))]
+        span.events = (0..<200).map { SpanEvent(timeUnixNano: UInt64($0), name: "e\($0)", attributes: many) }
+        span.links = (0..<200).map { SpanLink(traceID: TraceID(high: 2, low: 2), spanID: SpanID(UInt64($0 + 1)), attributes: many) }
+        var batch = Self.batch(span)
+        _ = SpanLimitsProcessor.apply(configuration, to: &batch)
+        let limited = batch.resourceSpans[0].scopeSpans[0].spans[0]
+        #expect(limited.attributes.count == 128)
+        #expect(limited.droppedAttributesCount == 73)
+        #expect(limited.events.count == 128)
+        #expect(limited.links.count == 128)
+        #expect(limited.events.allSatisfy { $0.attributes.count == 128 })
+        #expect(limited.links.allSatisfy { $0.attributes.count == 128 })
+
+        // Value length: no limit by default, so a 100 000-character value kept as the 128th-or-earlier attribute stays whole.
+        var long = Span(traceID: TraceID(high: 1, low: 1), spanID: SpanID(2))
+        long.attributes = [Attribute("long", .string(String(repeating: "x", count: 100_000)))]
+        var longBatch = Self.batch(long)
+        #expect(SpanLimitsProcessor.apply(configuration, to: &longBatch) == SpanLimitsProcessor.Tally())
+        #expect(longBatch == Self.batch(long))
+    }
+}

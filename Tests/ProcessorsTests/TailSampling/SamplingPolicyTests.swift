@@ -367,3 +367,26 @@ struct SamplingPolicyTests {
         }
     }
 }
+
+extension SamplingPolicyTests {
+    /// docs/tail-sampling.md: `expected_new_traces_per_sec` is a capacity hint (the Collector's too): room for
+    /// that many new traces a second over `decision_wait` is made up front; it changes no decision.
+    @Test("expected_new_traces_per_sec is read as a sizing hint; a bad value names the key")
+    func expectedNewTracesPerSecond() throws {
+        let hinted = try tailSampling("decision_wait: 10s\nnum_traces: 1000\nexpected_new_traces_per_sec: 20000\npolicies: [{name: a, type: always_sample}]")
+        #expect(hinted.expectedNewTracesPerSecond == 20000)
+        // 20 000 a second for decision_wait (10 s) plus the second in which they arrive.
+        #expect(hinted.expectedTraces == 220_000)
+        let unhinted = try tailSampling("decision_wait: 10s\nnum_traces: 1000\npolicies: [{name: a, type: always_sample}]")
+        #expect(unhinted.expectedNewTracesPerSecond == 0)
+        #expect(unhinted.expectedTraces == 1000)
+        for bad in ["-1", "many", "1.5"] {
+            do {
+                _ = try tailSampling("expected_new_traces_per_sec: \(bad)\npolicies: [{name: a, type: always_sample}]")
+                Issue.record("accepted expected_new_traces_per_sec: \(bad)")
+            } catch let error as ConfigurationError {
+                #expect(error.key == "processors.tail_sampling.expected_new_traces_per_sec", "\(bad): \(error)")
+            }
+        }
+    }
+}

@@ -180,20 +180,23 @@ struct TailSamplingProcessorTests {
         }
     }
 
-    @Test("batches leaving carry the write-ahead-log mark just before the oldest trace still held")
-    func durableMarks() throws {
+    @Test("oldestHeldArrival is the first arrival of the oldest trace still undecided, nil once none is")
+    func oldestHeldArrival() throws {
         let processor = try Self.processor("decision_wait: 10s\npolicies: [{name: all, type: always_sample}]")
         let first = TraceBuilder(1).span().span()
         let second = TraceBuilder(2).span()
-        var batch = SpanBatch(resourceSpans: [first.chunks[0]])
-        batch.durableMark = 5
-        #expect(processor.process(batch, now: Self.t0).first?.durableMark == 4)
-        batch = second.batch
-        batch.durableMark = 6
-        #expect(processor.process(batch, now: Self.t0 + 5 * Self.second).first?.durableMark == 4)
-        // The first trace is released; the second (record 6) is still held.
-        #expect(processor.tick(now: Self.t0 + 10 * Self.second).first?.durableMark == 5)
-        #expect(processor.tick(now: Self.t0 + 15 * Self.second).first?.durableMark == 6)
+        #expect(processor.oldestHeldArrival == nil)
+        _ = processor.process(SpanBatch(resourceSpans: [first.chunks[0]]), now: Self.t0)
+        #expect(processor.oldestHeldArrival == Self.t0)
+        _ = processor.process(second.batch, now: Self.t0 + 5 * Self.second)
+        // A later span of the first trace does not make it younger.
+        _ = processor.process(SpanBatch(resourceSpans: [first.chunks[0]]), now: Self.t0 + 6 * Self.second)
+        #expect(processor.oldestHeldArrival == Self.t0)
+        // The first trace is decided and leaves; the second is still held.
+        #expect(!processor.tick(now: Self.t0 + 10 * Self.second).isEmpty)
+        #expect(processor.oldestHeldArrival == Self.t0 + 5 * Self.second)
+        #expect(!processor.tick(now: Self.t0 + 15 * Self.second).isEmpty)
+        #expect(processor.oldestHeldArrival == nil)
     }
 
     @Test("the same input at the same times gives the same output")

@@ -1,3 +1,4 @@
+import ConfigYAML
 import Pipeline
 import TraceModel
 @testable import Processors

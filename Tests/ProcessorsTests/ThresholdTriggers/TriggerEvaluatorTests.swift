@@ -219,3 +219,38 @@ struct TriggerEvaluatorTests {
         }
     }
 }
+
+extension TriggerEvaluatorTests {
+    @Test("status: ok, unset and error each match spans of that status only")
+    func statusMatches() throws {
+        var rules = try evaluator("""
+            rules:
+              - { name: ok_spans, status: ok }
+              - { name: unset_spans, status: unset }
+              - { name: error_spans, status: error }
+            """)
+        let agent = agentResource("writer")
+        for (index, (code, mask)) in [(SpanStatus.Code.ok, UInt64(0b001)), (.unset, 0b010), (.error, 0b100)].enumerated() {
+            var matched = span(UInt64(index + 1))
+            matched.status = SpanStatus(code: code)
+            #expect(rules.run(matched, agent, at: UInt64(index + 1) * second).mask == mask, "status \(code)")
+        }
+    }
+
+    @Test("64 rules are accepted; a 65th is refused naming rules")
+    func ruleLimit() throws {
+        func rules(_ count: Int) -> String {
+            "rules:\n" + (0..<count).map { "  - { name: r\($0), status: error }" }.joined(separator: "\n")
+        }
+        #expect(try triggers(rules(64)).rules.count == 64)
+        #expect(throws: ConfigurationError.self) {
+            do {
+                _ = try triggers(rules(65))
+            } catch let error as ConfigurationError {
+                #expect(error.key == "processors.threshold_triggers.rules", "\(error)")
+                #expect("\(error)".contains("64"), "\(error)")
+                throw error
+            }
+        }
+    }
+}

@@ -14,6 +14,29 @@ public protocol Listener: Service {
     func closeUnserved() async
 }
 
+/// A listener that is one `QuiescingServer` with handlers of its own: binding, closing and serving are
+/// the server's, announcing the bound address to `onListening`.
+public protocol QuiescingListener: Listener {
+    /// The server that owns the socket.
+    var server: QuiescingServer { get }
+    /// Told the bound `host:port` once the listener serves.
+    var onListening: @Sendable (String) -> Void { get }
+}
+
+extension QuiescingListener {
+    public func bind() async throws(ListenError) {
+        try await server.bind()
+    }
+
+    public func closeUnserved() async {
+        await server.closeUnserved()
+    }
+
+    public func run() async throws {
+        try await server.run(onListening: onListening)
+    }
+}
+
 /// A listener could not bind: which one (its configuration key), where, and why.
 public struct ListenError: Error, CustomStringConvertible, Sendable {
     /// The dotted configuration key of the listener (`receivers.otlp.protocols.http`, `service.admin`).
@@ -30,7 +53,7 @@ public struct ListenError: Error, CustomStringConvertible, Sendable {
     }
 
     /// The cause of `error` in words: the C library's text for an errno (`address already in use`).
-    static func cause(of error: any Error) -> String {
+    public static func cause(of error: any Error) -> String {
         if let error = error as? IOError {
             let text = String(cString: strerror(error.errnoCode))
             return text.prefix(1).lowercased() + text.dropFirst()

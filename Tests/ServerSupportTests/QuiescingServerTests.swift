@@ -1,7 +1,7 @@
 import NIOCore
 import NIOPosix
 import Testing
-@testable import HTTP2
+@testable import ServerSupport
 
 @Suite("quiescing server: binding")
 struct QuiescingServerTests {
