@@ -22,6 +22,7 @@ public struct ComponentRegistry: Sendable {
         registry.register(ServiceGraphProcessorFactory())
         registry.register(AgentEnrichmentProcessorFactory())
         registry.register(ThresholdTriggersProcessorFactory())
+        registry.register(AnomalyDetectionProcessorFactory())
         registry.register(OTLPReceiverFactory(group: group))
         registry.register(BatchProcessorFactory())
         registry.register(SpanLimitsProcessorFactory())

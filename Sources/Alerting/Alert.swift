@@ -46,11 +46,41 @@ public struct Alert: Sendable, Equatable {
     public var window: Duration?
     /// Alerts of this rule and group held back by the cooldown since the previous one was sent.
     public var suppressed: Int
+    /// What an anomaly detector adds (signal, subject, baseline, score); nil for threshold rules.
+    public var anomaly: Anomaly?
+
+    /// The details of an alert fired by `anomaly_detection`.
+    public struct Anomaly: Sendable, Equatable {
+        /// `latency`, `errors`, `tokens`, `silence`, `loop` or `new_interaction`.
+        public var signal: String
+        /// What the series is about: the operation, peer, model or callee; empty for agent-wide signals.
+        public var subject: String
+        /// The typical value, in the units of `value`.
+        public var baseline: Value
+        /// How unusual `value` is, in the signal's documented units (docs/anomaly-detection.md).
+        public var score: Double
+        /// Labels for routing and display (`model`, `tool`, `peer`, `cost_usd`), in order.
+        public var labels: [(String, String)]
+
+        /// Creates the details.
+        public init(signal: String, subject: String, baseline: Value, score: Double, labels: [(String, String)] = []) {
+            self.signal = signal
+            self.subject = subject
+            self.baseline = baseline
+            self.score = score
+            self.labels = labels
+        }
+
+        public static func == (lhs: Anomaly, rhs: Anomaly) -> Bool {
+            lhs.signal == rhs.signal && lhs.subject == rhs.subject && lhs.baseline == rhs.baseline && lhs.score == rhs.score
+                && lhs.labels.map { $0.0 } == rhs.labels.map { $0.0 } && lhs.labels.map { $0.1 } == rhs.labels.map { $0.1 }
+        }
+    }
 
     /// Creates an alert.
     public init(rule: String, severity: AlertSeverity, value: Value, threshold: Value, service: String, agent: String,
                 agentType: String? = nil, traceID: TraceID, spanID: SpanID, spanName: String, time: UInt64, message: String,
-                group: String = "", count: Int = 1, window: Duration? = nil, suppressed: Int = 0) {
+                group: String = "", count: Int = 1, window: Duration? = nil, suppressed: Int = 0, anomaly: Anomaly? = nil) {
         self.rule = rule
         self.severity = severity
         self.value = value
@@ -67,6 +97,7 @@ public struct Alert: Sendable, Equatable {
         self.count = count
         self.window = window
         self.suppressed = suppressed
+        self.anomaly = anomaly
     }
 
     /// PagerDuty's deduplication key (at most 255 characters): one incident per rule and group.
@@ -77,7 +108,7 @@ public struct Alert: Sendable, Equatable {
 
     /// The fields every payload carries, in the webhook's order.
     public var fields: JSONValue {
-        .object([
+        var entries: [(String, JSONValue)] = [
             ("rule", .string(rule)),
             ("severity", .string(severity.rawValue)),
             ("value", value.json),
@@ -95,12 +126,24 @@ public struct Alert: Sendable, Equatable {
             ("count", .integer(Int64(count))),
             ("window_seconds", window.map { .number(Double($0.nanoseconds) / 1e9) } ?? .null),
             ("suppressed", .integer(Int64(suppressed))),
-        ])
+        ]
+        if let anomaly {
+            entries.insert(contentsOf: [
+                ("kind", .string("anomaly")),
+                ("signal", .string(anomaly.signal)),
+                ("subject", .string(anomaly.subject)),
+                ("baseline", anomaly.baseline.json),
+                ("score", .number(anomaly.score)),
+                ("labels", .object(anomaly.labels.map { ($0.0, JSONValue.string($0.1)) })),
+            ], at: 2)
+        }
+        return .object(entries)
     }
 
     /// The webhook body: a JSON object with `rule`, `severity`, `value`, `threshold`, `service`, `agent`,
     /// `agent_type`, `trace_id`, `span_id`, `span_name`, `time` (RFC 3339), `time_unix_nano`, `message`,
-    /// `group`, `count`, `window_seconds` and `suppressed`.
+    /// `group`, `count`, `window_seconds` and `suppressed`; an anomaly's also `kind` (`anomaly`), `signal`,
+    /// `subject`, `baseline`, `score` and `labels`.
     public var webhookJSON: [UInt8] { fields.encoded() }
 }
 

@@ -23,6 +23,8 @@ public final class AlertDelivery: Service, Sendable {
         let encode: @Sendable (Alert) -> [UInt8]
         /// Alerts waiting.
         let queue: AlertQueue
+        /// The alerts this sink gets; nil: all.
+        let match: AlertMatch?
         /// Counters, labelled by processor and sink.
         let delivered: Counter
         let failed: Counter
@@ -43,8 +45,9 @@ public final class AlertDelivery: Service, Sendable {
     private let drainEnds = Mutex<ContinuousClock.Instant?>(nil)
     private let failureLog = Mutex<[String: (last: ContinuousClock.Instant, pending: Int)]>([:])
 
-    /// Sinks are labelled by kind (`webhook`, `slack`, `pagerduty`; `webhook/2` for a second one).
-    public init(sinks: [AlertSink],
+    /// Sinks are labelled by kind (`webhook`, `slack`, `pagerduty`; `webhook/2` for a second one); `matches[i]`
+    /// (when given) routes to sink `i` only the alerts it accepts.
+    public init(sinks: [AlertSink], matches: [AlertMatch?] = [],
                 configuration: AlertDeliverySettings, context: ComponentContext,
                 drainDeadline: Duration = .seconds(5),
                 makeTransport: @escaping @Sendable () -> any AlertTransport = { HTTPAlertTransport() },
@@ -55,7 +58,7 @@ public final class AlertDelivery: Service, Sendable {
         self.drainDeadline = drainDeadline
         logger = context.logger
         var seen: [String: Int] = [:]
-        self.sinks = sinks.map { sink in
+        self.sinks = sinks.enumerated().map { index, sink in
             let ordinal = (seen[sink.kind] ?? 0) + 1
             seen[sink.kind] = ordinal
             let label = ordinal == 1 ? sink.kind : "\(sink.kind)/\(ordinal)"
@@ -79,6 +82,7 @@ public final class AlertDelivery: Service, Sendable {
             }
             return Sink(
                 label: label, url: sink.url, headers: headers, encode: encode, queue: queue,
+                match: index < matches.count ? matches[index] : nil,
                 delivered: metrics.counter("agenttrace_alerts_delivered_total", help: "Alerts a sink accepted.", labels: labels),
                 failed: metrics.counter("agenttrace_alerts_delivery_failed_total",
                                         help: "Alerts given up on: a permanent error, retries exhausted, or shutdown.", labels: labels),
@@ -95,7 +99,8 @@ public final class AlertDelivery: Service, Sendable {
     /// Queues alerts for every sink; never waits.
     public func enqueue(_ alerts: [Alert]) {
         for sink in sinks {
-            for alert in alerts where !sink.queue.offer(alert) {
+            for alert in alerts where sink.match?.accepts(alert) ?? true {
+                guard !sink.queue.offer(alert) else { continue }
                 sink.dropped.increment()
                 noteFailure(sink, "queue full; alert \(alert.rule) dropped")
             }

@@ -55,6 +55,8 @@ public struct AlertDeliverySettings: Sendable, Equatable {
 public struct AlertNotifications: Sendable, Equatable {
     /// The sinks switched on, in order.
     public var sinks: [AlertSink] = []
+    /// Each sink's `match:` (nil: every alert), in the order of `sinks`.
+    public var matches: [AlertMatch?] = []
     /// The `notify:` entries switched off because their URL or routing key expanded to nothing (an unset
     /// `${env:…}`), by key.
     public var disabledSinks: [String] = []
@@ -72,8 +74,12 @@ public struct AlertNotifications: Sendable, Equatable {
             }
             for (index, element) in elements.enumerated() {
                 let path = "\(section.keyPath("notify"))[\(index)]"
-                if let sink = try Self.sink(try ConfigSection(element, path: path)) {
+                let entry = try ConfigSection(element, path: path)
+                var match: AlertMatch?
+                if let matchSection = try entry.section("match") { match = try AlertMatch(section: matchSection) }
+                if let sink = try Self.sink(entry) {
                     sinks.append(sink)
+                    matches.append(match)
                 } else {
                     disabledSinks.append(path)
                 }
@@ -90,7 +96,7 @@ public struct AlertNotifications: Sendable, Equatable {
     }
     /// A sink; nil when its URL (or routing key) expanded to nothing, which switches it off.
     private static func sink(_ section: ConfigSection) throws(ConfigurationError) -> AlertSink? {
-        let kinds = section.keys
+        let kinds = section.keys.filter { $0 != "match" }
         guard kinds.count == 1, let kind = kinds.first else {
             throw ConfigurationError(key: section.path, "expected one of {webhook: URL}, {slack: URL}, {pagerduty: {routing_key: KEY}}")
         }
@@ -141,5 +147,82 @@ public struct AlertNotifications: Sendable, Equatable {
             throw ConfigurationError(key: key, "expected an http:// or https:// URL, not \"\(url)\"")
         }
         return url
+    }
+}
+
+/// A `notify:` entry's `match:`: the alerts it gets. Every key given must hold (a key's list: any of its
+/// values); an entry without `match:` gets every alert.
+public struct AlertMatch: Sendable, Equatable {
+    /// `severity:` — critical, error, warning, info.
+    public var severities: [AlertSeverity] = []
+    /// `agent_type:` — the alert's `agent_type`.
+    public var agentTypes: [String] = []
+    /// `agent:` — the alert's `agent`.
+    public var agents: [String] = []
+    /// `rule:` — the alert's `rule` (`error_burst`, `anomaly/latency`).
+    public var rules: [String] = []
+    /// `signal:` — an anomaly's signal (`latency`); threshold alerts never match a `signal:`.
+    public var signals: [String] = []
+    /// `labels:` — an anomaly's labels (`peer`, `model`, `tool`) or a threshold alert's `group_by` values
+    /// (`agent.name`), each key any of its values.
+    public var labels: [(key: String, values: [String])] = []
+
+    /// Matches everything.
+    public init() {}
+
+    /// True when the alert meets every key given.
+    public func accepts(_ alert: Alert) -> Bool {
+        if !severities.isEmpty, !severities.contains(alert.severity) { return false }
+        if !agentTypes.isEmpty, !agentTypes.contains(alert.agentType ?? "") { return false }
+        if !agents.isEmpty, !agents.contains(alert.agent) { return false }
+        if !rules.isEmpty, !rules.contains(alert.rule) { return false }
+        if !signals.isEmpty, !signals.contains(alert.anomaly?.signal ?? "") { return false }
+        if !labels.isEmpty {
+            let present = alert.labelPairs
+            for (key, values) in labels {
+                guard present.contains(where: { $0.0 == key && values.contains($0.1) }) else { return false }
+            }
+        }
+        return true
+    }
+
+    /// Reads a `match:` section, naming the key on a mistake.
+    public init(section: ConfigSection) throws(ConfigurationError) {
+        for name in try section.stringList("severity", default: []) {
+            guard let severity = AlertSeverity(rawValue: name) else {
+                throw ConfigurationError(key: section.keyPath("severity"), "expected critical, error, warning or info, not \"\(name)\"")
+            }
+            severities.append(severity)
+        }
+        agentTypes = try section.stringList("agent_type", default: [])
+        agents = try section.stringList("agent", default: [])
+        rules = try section.stringList("rule", default: [])
+        signals = try section.stringList("signal", default: [])
+        if let labelSection = try section.section("labels") {
+            for key in labelSection.keys {
+                let values = try labelSection.stringList(key, default: [])
+                guard !values.isEmpty else { throw ConfigurationError(key: labelSection.keyPath(key), "needs a value or a list of values") }
+                labels.append((key, values))
+            }
+            try labelSection.finish()
+        }
+        try section.finish()
+    }
+
+    public static func == (lhs: AlertMatch, rhs: AlertMatch) -> Bool {
+        lhs.severities == rhs.severities && lhs.agentTypes == rhs.agentTypes && lhs.agents == rhs.agents && lhs.rules == rhs.rules
+            && lhs.signals == rhs.signals && lhs.labels.map { $0.key } == rhs.labels.map { $0.key }
+            && lhs.labels.map { $0.values } == rhs.labels.map { $0.values }
+    }
+}
+
+extension Alert {
+    /// The labels `match:` sees: an anomaly's labels, or the `group_by` values of a threshold alert's `group`.
+    var labelPairs: [(String, String)] {
+        if let anomaly { return anomaly.labels }
+        return group.split(separator: ",").compactMap { (pair: Substring) -> (String, String)? in
+            let parts = pair.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
+            return parts.count == 2 ? (String(parts[0]), String(parts[1])) : nil
+        }
     }
 }

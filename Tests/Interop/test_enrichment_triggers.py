@@ -700,8 +700,9 @@ def test_the_default_configuration_ships_the_rules_and_alerts_through_env_sinks(
     text = r.stdout
     for rule in ("high_integration_score", "slow_llm_call", "error_burst"):
         assert "name: %s" % rule in text, "the default configuration lacks the %s rule" % rule
-    assert re.search(r"processors: \[agent_enrichment, threshold_triggers, service_graph, tail_sampling, batch\]", text), text
-    for policy in ("errors", "slow", "alerts", "baseline"):
+    assert re.search(r"processors: \[agent_enrichment, anomaly_detection, threshold_triggers, service_graph, tail_sampling, "
+                     r"batch\]", text), text
+    for policy in ("errors", "slow", "alerts", "anomalies", "baseline"):
         assert "name: %s, type:" % policy in text, "the default tail_sampling lacks the %s policy" % policy
     # The same configuration on free loopback ports, the webhook switched on through its environment variable.
     text = text.replace("localhost:4317", "127.0.0.1:0").replace("localhost:4318", "127.0.0.1:0") \

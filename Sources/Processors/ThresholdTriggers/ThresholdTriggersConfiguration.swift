@@ -81,6 +81,8 @@ extension ThresholdTriggersProcessor {
         public var cooldown: Duration = .seconds(300)
         /// Where alerts go, besides `/api/alerts` and /metrics. Default none.
         public var notify: [Sink] = []
+        /// Each `notify:` sink's `match:` (nil: every alert), in the order of `notify`.
+        public var notifyMatches: [AlertMatch?] = []
         /// The `notify:` entries switched off because their URL or routing key expanded to nothing (an unset
         /// `${env:…}`), by key; the processor logs a warning for each.
         public var disabledSinks: [String] = []
@@ -116,6 +118,7 @@ extension ThresholdTriggersProcessor {
             }
             let notifications = try AlertNotifications(section: section)
             notify = notifications.sinks
+            notifyMatches = notifications.matches
             disabledSinks = notifications.disabledSinks
             delivery = notifications.delivery
             try section.finish()

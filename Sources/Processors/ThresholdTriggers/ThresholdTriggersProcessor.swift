@@ -50,22 +50,16 @@ public final class ThresholdTriggersProcessor: SpanProcessor, Service {
         state = Mutex(State(evaluator: evaluator))
         self.alerts = alerts ?? AlertLog.shared(in: context)
         logger = context.logger
-        // One line for all of them: the default configuration ships three sinks switched off until their
-        // environment variables are set, and a line each at every start is noise.
-        if !configuration.disabledSinks.isEmpty {
-            context.logger.info("""
-                alert sinks switched off (their URL or routing key is empty, an unset environment variable?): \
-                \(configuration.disabledSinks.joined(separator: ", ")); to switch one on, set the environment \
-                variable its URL or routing_key names under notify:
-                """)
-        }
+        // One line for the whole collector: the default configuration ships three sinks switched off until their
+        // environment variables are set, in two processors, and a line each at every start is noise.
+        SwitchedOffSinksNotice.shared(in: context).report(configuration.disabledSinks, logger: context.logger)
         if configuration.notify.isEmpty {
             delivery = nil
         } else if let makeTransport {
-            delivery = AlertDelivery(sinks: configuration.notify, configuration: configuration.delivery, context: context,
+            delivery = AlertDelivery(sinks: configuration.notify, matches: configuration.notifyMatches, configuration: configuration.delivery, context: context,
                                      makeTransport: makeTransport)
         } else {
-            delivery = AlertDelivery(sinks: configuration.notify, configuration: configuration.delivery, context: context)
+            delivery = AlertDelivery(sinks: configuration.notify, matches: configuration.notifyMatches, configuration: configuration.delivery, context: context)
         }
     }
 
