@@ -29,6 +29,23 @@ struct OTLPHTTPResponderTests {
         return HTTPRequestHead(version: .http1_1, method: method, uri: uri, headers: headers)
     }
 
+    @Test("RFC 9110 §8.3.1: the media type is case-insensitive, parameters and surrounding whitespace ignored", arguments: [
+        ("application/x-protobuf", TraceIngest.Format.protobuf), ("application/protobuf", .protobuf),
+        ("Application/X-Protobuf; charset=binary", .protobuf), ("application/json", .json),
+        (" APPLICATION/JSON ;charset=utf-8", .json), ("\tapplication/json\t", .json),
+    ])
+    func mediaTypes(contentType: String, expected: TraceIngest.Format) {
+        #expect(OTLPHTTPResponder.format(mediaType: contentType) == expected)
+    }
+
+    @Test("other media types, and near misses, have no format", arguments: [
+        "", ";", "text/plain", "application/jsonl", "application/json-seq", "application/x-protobu", "application/ json",
+        "application/xprotobuf", "multipart/form-data; boundary=x",
+    ])
+    func otherMediaTypes(contentType: String) {
+        #expect(OTLPHTTPResponder.format(mediaType: contentType) == nil)
+    }
+
     func request(spans: [Span]) -> SpanBatch {
         SpanBatch(resourceSpans: [ResourceSpans(scopeSpans: [ScopeSpans(spans: spans)])])
     }

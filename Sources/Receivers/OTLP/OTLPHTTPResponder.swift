@@ -30,19 +30,34 @@ struct OTLPHTTPResponder: HTTP1Responder {
 
     static func format(of head: HTTPRequestHead) -> Format? {
         guard let contentType = head.headers.first(name: "content-type") else { return nil }
-        let mediaType = contentType.split(separator: ";", maxSplits: 1).first.map {
-            $0.trimmingCharacters(in: .whitespaces).lowercased()
+        return format(mediaType: contentType)
+    }
+
+    /// RFC 9110 §8.3.1: the media type before any `;` parameters, case-insensitive, optional whitespace
+    /// around it. Compared byte by byte: this runs on every request.
+    static func format(mediaType contentType: String) -> Format? {
+        var bytes = contentType.utf8[...]
+        if let semicolon = bytes.firstIndex(of: UInt8(ascii: ";")) { bytes = bytes[..<semicolon] }
+        let isWhitespace = { (byte: UInt8) in byte == UInt8(ascii: " ") || byte == UInt8(ascii: "\t") }
+        while let first = bytes.first, isWhitespace(first) { bytes = bytes.dropFirst() }
+        while let last = bytes.last, isWhitespace(last) { bytes = bytes.dropLast() }
+        func matches(_ name: StaticString) -> Bool {
+            guard bytes.count == name.utf8CodeUnitCount else { return false }
+            return name.withUTF8Buffer { expected in
+                zip(bytes, expected).allSatisfy { byte, lower in
+                    (byte >= UInt8(ascii: "A") && byte <= UInt8(ascii: "Z") ? byte | 0x20 : byte) == lower
+                }
+            }
         }
-        switch mediaType {
-        case "application/x-protobuf", "application/protobuf": return .protobuf
-        case "application/json": return .json
-        default: return nil
-        }
+        if matches("application/x-protobuf") || matches("application/protobuf") { return .protobuf }
+        if matches("application/json") { return .json }
+        return nil
     }
 
     func respond(toHead head: HTTPRequestHead) -> HTTP1Response? {
         let path = head.uri.split(separator: "?", maxSplits: 1, omittingEmptySubsequences: false).first.map(String.init) ?? head.uri
-        let format = Self.format(of: head) ?? .json
+        let declared = Self.format(of: head)
+        let format = declared ?? .json
         // RFC 6750 §3: a request without valid credentials gets 401 with `WWW-Authenticate: Bearer`.
         if let tokens, !tokens.allows(authorization: head.headers.first(name: "authorization")) {
             var response = error(.unauthorized, .unauthenticated, "missing or invalid bearer token", format)
@@ -58,7 +73,7 @@ struct OTLPHTTPResponder: HTTP1Responder {
             response.headers.add(name: "allow", value: "POST")
             return response
         }
-        guard Self.format(of: head) != nil else {
+        guard declared != nil else {
             let received = head.headers.first(name: "content-type") ?? "none"
             return error(.unsupportedMediaType, .invalidArgument,
                          "unsupported Content-Type \(received); use application/x-protobuf or application/json", .json)
@@ -82,13 +97,12 @@ struct OTLPHTTPResponder: HTTP1Responder {
         let compression = head.headers.first(name: "content-encoding").flatMap(TraceIngest.Compression.init(name:)) ?? .identity
         let ingest = self.ingest
         return ingest.ingest(.buffer(body), format: format, compression: compression, on: eventLoop).map { outcome in
-            response(for: outcome, head: head, codec: ingest.codec(on: eventLoop))
+            response(for: outcome, format: format, head: head, codec: ingest.codec(on: eventLoop))
         }
     }
 
-    /// The HTTP answer for each outcome, with a `google.rpc.Status` body in the request's format for errors.
-    func response(for outcome: IngestOutcome, head: HTTPRequestHead, codec: OTLPProtobufCodec) -> HTTP1Response {
-        let format = Self.format(of: head) ?? .json
+    /// The HTTP answer for each outcome, with a `google.rpc.Status` body in the request's `format` for errors.
+    func response(for outcome: IngestOutcome, format: Format, head: HTTPRequestHead, codec: OTLPProtobufCodec) -> HTTP1Response {
         switch outcome {
         case .accepted(let rejected):
             let body: [UInt8] = switch format {
