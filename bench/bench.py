@@ -210,7 +210,8 @@ def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--agenttrace", required=True)
     parser.add_argument("--baseline", help="another agenttrace binary (an earlier build): each AgentTrace row is measured "
-                                           "with it first, then with --agenttrace, so before/after sit side by side in one run")
+                                           "with it and with --agenttrace, the two taking turns going first row by row, so before/after "
+                                           "sit side by side in one run")
     parser.add_argument("--rotel", required=True)
     parser.add_argument("--payloads", required=True)
     parser.add_argument("--spans", type=int, default=512)
@@ -272,8 +273,12 @@ service:
             chain = "enrichment, triggers, service_graph, tail_sampling 10s, batch"
             builds = ([("AgentTrace (baseline)", args.baseline)] if args.baseline else []) + [("AgentTrace", args.agenttrace)]
             names = list(AGENTTRACE_CONFIGS) + [f"default chain ({chain}) -> nop", "default chain -> zipkin (JSON, local sink)"]
+            # With a baseline, the two builds take turns going first, row by row: whichever runs second
+            # would otherwise always meet the warmer (or the noisier) machine.
+            second_first = False
             for name in names:
-                for label, binary in builds:
+                measured_before = len(rows)
+                for label, binary in (builds[::-1] if second_first else builds):
                     # Each build runs its own embedded default for the default-chain rows.
                     configs = dict(AGENTTRACE_CONFIGS)
                     if name.startswith("default chain ("):
@@ -291,6 +296,8 @@ service:
                     add(f"{label} {name}, OTLP/HTTP", Collector("agenttrace", command, port, args.collector_core))
                     if "GRPCPORT" in config:
                         add(f"{label} {name}, OTLP/gRPC", Collector("agenttrace", command, grpc_port, args.collector_core), grpc=True)
+                if len(rows) > measured_before:
+                    second_first = not second_first
     finally:
         for helper in helpers:
             helper.terminate()
