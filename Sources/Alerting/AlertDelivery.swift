@@ -197,3 +197,19 @@ public final class AlertDelivery: Service, Sendable {
         ])
     }
 }
+
+extension AlertDelivery {
+    /// The delivery a processor's `notify:` entries get, nil without any. The sinks switched off for want of
+    /// their environment variables are reported once for the whole collector (the default configuration
+    /// ships three in two processors; a line each at every start is noise). `makeTransport` nil: HTTP.
+    public static func forNotify(_ sinks: [AlertSink], matches: [AlertMatch?], disabledSinks: [String],
+                                 configuration: AlertDeliverySettings, context: ComponentContext,
+                                 makeTransport: (@Sendable () -> any AlertTransport)?) -> AlertDelivery? {
+        SwitchedOffSinksNotice.shared(in: context).report(disabledSinks, logger: context.logger)
+        guard !sinks.isEmpty else { return nil }
+        guard let makeTransport else {
+            return AlertDelivery(sinks: sinks, matches: matches, configuration: configuration, context: context)
+        }
+        return AlertDelivery(sinks: sinks, matches: matches, configuration: configuration, context: context, makeTransport: makeTransport)
+    }
+}

@@ -72,17 +72,8 @@ public final class AnomalyDetectionProcessor: SpanProcessor, Service {
         self.alerts = alerts ?? AlertLog.shared(in: context)
         incidents = IncidentLog.shared(in: context, window: configuration.incidentWindow)
         logger = context.logger
-        // One line for the whole collector: the default configuration ships three sinks switched off until their
-        // environment variables are set, in two processors, and a line each at every start is noise.
-        SwitchedOffSinksNotice.shared(in: context).report(configuration.disabledSinks, logger: context.logger)
-        if configuration.notify.isEmpty {
-            delivery = nil
-        } else if let makeTransport {
-            delivery = AlertDelivery(sinks: configuration.notify, matches: configuration.notifyMatches, configuration: configuration.delivery, context: context,
-                                     makeTransport: makeTransport)
-        } else {
-            delivery = AlertDelivery(sinks: configuration.notify, matches: configuration.notifyMatches, configuration: configuration.delivery, context: context)
-        }
+        delivery = AlertDelivery.forNotify(configuration.notify, matches: configuration.notifyMatches, disabledSinks: configuration.disabledSinks,
+                                           configuration: configuration.delivery, context: context, makeTransport: makeTransport)
         registerGauges(selfMetrics, processor: context.id.description)
     }
 
