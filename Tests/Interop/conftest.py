@@ -139,6 +139,12 @@ def start_collector(agenttrace_bin, tmp_path):
     assert not problems, "\n\n".join(problems)
 
 
+@pytest.fixture
+def collectors(start_collector):
+    """`start_collector` under the name the alerting tests use (`collectors.launch(name, config)`)."""
+    return start_collector
+
+
 @pytest.fixture(scope="module")
 def module_collector(agenttrace_bin, tmp_path_factory):
     """One collector shared by the tests of a module (they run in order, one at a time)."""

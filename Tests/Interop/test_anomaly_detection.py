@@ -33,7 +33,6 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
 import interop_helpers as h
-from conftest import _Collectors
 
 AGENTS = ["agent-%d" % i for i in range(8)]
 
@@ -43,14 +42,6 @@ def receiver():
     r = h.AlertReceiver()
     yield r
     r.close()
-
-
-@pytest.fixture
-def collectors(agenttrace_bin, tmp_path):
-    cs = _Collectors(agenttrace_bin, tmp_path)
-    yield cs
-    problems = cs.stop_all()
-    assert not problems, "\n\n".join(problems)
 
 
 def config(receiver):

@@ -31,7 +31,6 @@ from opentelemetry.trace import SpanKind, Status, StatusCode
 
 import fakes
 import interop_helpers as h
-from conftest import _Collectors
 
 PROCESSORS = ["agent_enrichment", "threshold_triggers", "service_graph", "batch"]
 ISSUE_RULES = [
@@ -63,14 +62,6 @@ def backends():
     yield zipkin, jaeger
     for f in (zipkin, jaeger):
         f.close()
-
-
-@pytest.fixture
-def collectors(agenttrace_bin, tmp_path):
-    cs = _Collectors(agenttrace_bin, tmp_path)
-    yield cs
-    problems = cs.stop_all()
-    assert not problems, "\n\n".join(problems)
 
 
 def collector_config(receiver, metadata_path, zipkin=None, jaeger=None, cooldown="300s", notify=None,
