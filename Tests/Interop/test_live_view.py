@@ -350,8 +350,12 @@ def test_live_view_collector_tab_shows_rates_queue_sampling_and_exporters(view, 
     browser.get(admin_url(col, "collector"))
     wait = WebDriverWait(browser, 15)
     wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#exporter-rows tr.exporter"))
-    # the first sample has no rate yet; the next refresh has one
-    wait.until(lambda d: texts(d, "#stat-accepted .value") and texts(d, "#stat-accepted .value")[0] not in ("", "–"))
+    # the first sample has no rate yet; spans sent now show as accepted spans per second at a later refresh
+    wait.until(lambda d: texts(d, "#stat-accepted .value") == ["–"] or texts(d, "#stat-accepted .value") == ["0"])
+    _, spans = send_swarm(col.endpoint)
+    WebDriverWait(browser, 2 * REFRESH_S + 2, poll_frequency=0.1).until(
+        lambda d: texts(d, "#stat-accepted .value")[0] not in ("", "–", "0"))
+    assert float(texts(browser, "#stat-accepted .value")[0]) > 0
     [total] = texts(browser, "#stat-accepted-total .value")
     assert total not in ("0", "–")
     assert "%" in texts(browser, "#stat-queue .value")[0]

@@ -239,8 +239,10 @@
         const dx = to.x - from.x, dy = to.y - from.y, length = Math.hypot(dx, dy) || 1;
         const x1 = from.x + (dx / length) * radius, y1 = from.y + (dy / length) * radius;
         const x2 = to.x - (dx / length) * (radius + 2), y2 = to.y - (dy / length) * (radius + 2);
-        const bend = dx <= 0 ? 40 : 0; // back edges curve away
-        d = `M ${x1} ${y1} Q ${(x1 + x2) / 2 + bend} ${(y1 + y2) / 2 - bend}, ${x2} ${y2}`;
+        // a gentle curve to the right of the direction of travel (A->B and B->A apart), a wide one for back edges
+        const bend = dx <= 0 ? 60 : 16;
+        const cx = (x1 + x2) / 2 - (dy / length) * bend, cy = (y1 + y2) / 2 + (dx / length) * bend;
+        d = `M ${x1} ${y1} Q ${cx} ${cy}, ${x2} ${y2}`;
       }
       const requests = edge.detail__requests || 0;
       const failing = requests > 0 && (edge.detail__failed || 0) > 0;
@@ -252,8 +254,10 @@
       svg("title", null, edge.source + " → " + edge.target + ": " + edgeLabel(edge)),
       svg("path", { d, class: "hit" }),
       svg("path", { d, "marker-end": "url(#arrow)", "stroke-width": String(1 + Math.min(5, Math.log10(1 + requests))) }));
-      const mx = edge.source === edge.target ? from.x : (from.x + to.x) / 2 + (to.x - from.x <= 0 ? 20 : 0);
-      const my = edge.source === edge.target ? from.y - 62 : (from.y + to.y) / 2 - 6;
+      // the label on the other side of the chord from the curve, so it never covers the line it names
+      const back = to.x - from.x <= 0;
+      const mx = edge.source === edge.target ? from.x : (from.x + to.x) / 2 + (back ? 30 : 0);
+      const my = edge.source === edge.target ? from.y - 62 : (from.y + to.y) / 2 + (back ? 30 : -8);
       group.appendChild(svg("text", { x: mx, y: my, "text-anchor": "middle", class: "edge-label" }, edgeLabel(edge)));
       graphView.appendChild(group);
     }
@@ -705,13 +709,15 @@
     const now = performance.now();
     const values = new Map(samples.map((s) => [s.key, s.value]));
     const seconds = previousMetrics ? (now - previousMetrics.at) / 1000 : 0;
+    // a metric the collector does not have (no such component) shows as "–", not as 0
     const rateOf = (filter) => {
-      if (!previousMetrics || seconds <= 0) return NaN;
+      const matching = samples.filter(filter);
+      if (!previousMetrics || seconds <= 0 || !matching.length) return NaN;
       let sum = 0;
-      for (const s of samples.filter(filter)) sum += Math.max(0, s.value - (previousMetrics.values.get(s.key) || 0));
+      for (const s of matching) sum += Math.max(0, s.value - (previousMetrics.values.get(s.key) || 0));
       return sum / seconds;
     };
-    const total = (filter) => samples.filter(filter).reduce((sum, s) => sum + s.value, 0);
+    const total = (filter) => { const matching = samples.filter(filter); return matching.length ? matching.reduce((sum, s) => sum + s.value, 0) : NaN; };
     const named = (name) => (s) => s.name === name;
     const queueSize = total(named("agenttrace_pipeline_queue_size"));
     const queueCapacity = total(named("agenttrace_pipeline_queue_capacity"));
@@ -727,7 +733,8 @@
     card("stat-queue", "pipeline queue fill", queueCapacity ? percent(queueSize / queueCapacity) + " (" + count(queueSize) + " of " + count(queueCapacity) + ")" : "–");
     card("stat-kept", "tail sampling: traces kept", decided.length ? (decidedTotal ? percent(kept / decidedTotal) : "–") + " of " + count(decidedTotal) : "no tail_sampling");
     card("stat-stored", "traces stored (memory)", samples.some(named("agenttrace_memory_traces")) ? count(total(named("agenttrace_memory_traces"))) : "no memory exporter");
-    card("stat-memory", "resident memory", count(total(named("agenttrace_process_resident_memory_bytes")) / 1048576) + " MiB");
+    const resident = total(named("agenttrace_process_resident_memory_bytes"));
+    if (!isNaN(resident)) card("stat-memory", "resident memory", count(resident / 1048576) + " MiB");
 
     const exporters = new Map();
     for (const s of samples) {
@@ -742,7 +749,7 @@
       const failed = rateOf(mine("agenttrace_exporter_send_failed_spans_total"));
       const size = total(mine("agenttrace_exporter_queue_size"));
       const capacity = total(mine("agenttrace_exporter_queue_capacity"));
-      const failedEver = total(mine("agenttrace_exporter_send_failed_spans_total"));
+      const failedEver = total(mine("agenttrace_exporter_send_failed_spans_total")) || 0;
       const healthy = !(failed > 0) && !(capacity && size >= capacity);
       rows.appendChild(el("tr", { class: "exporter", data: { exporter: name } },
         el("td", null, name),
