@@ -14,7 +14,8 @@ struct AdminRouteEntry: Sendable {
     var route: AdminRoute
 }
 
-/// The admin API: `GET /` and `/ui/…` (the live view, `LiveView`), `GET /healthz` (the process is up), `GET /readyz` (every listener bound and every
+/// The admin API: `GET /` and `/ui/…` (the live view, `LiveView`), `GET /api/self-metrics` (the
+/// `agenttrace_*` families of `/metrics` alone), `GET /healthz` (the process is up), `GET /readyz` (every listener bound and every
 /// exporter started; 503 before), `GET /metrics` (Prometheus text format 0.0.4), and the routes the
 /// components contribute (`AdminRouteProvider`: the service graph, `/api/alerts`, …).
 final class AdminResponder: HTTP1Responder {
@@ -61,6 +62,10 @@ final class AdminResponder: HTTP1Responder {
         case "/metrics":
             response = HTTP1Response(status: .ok, headers: ["content-type": "text/plain; version=0.0.4; charset=utf-8"],
                                      body: ByteBuffer(bytes: metrics.render()))
+        case "/api/self-metrics":
+            // the `agenttrace_*` families only: what the live view's Collector tab polls, small at any graph size
+            response = HTTP1Response(status: .ok, headers: ["content-type": "text/plain; version=0.0.4; charset=utf-8"],
+                                     body: ByteBuffer(bytes: metrics.renderOwn()))
         case _ where LiveView.serves(request.path):
             response = liveView(request, token: tokens == nil ? nil : viewToken)
         default:
@@ -73,7 +78,7 @@ final class AdminResponder: HTTP1Responder {
     /// A component's route; `?processor=ID` or `?exporter=ID` picks among several instances of one path.
     private func contributed(_ request: AdminRequest) -> HTTP1Response {
         guard let candidates = routes[request.path] ?? subpathRoutes(request.path) else {
-            let known = (["/healthz", "/readyz", "/metrics"] + routes.keys.sorted()).joined(separator: ", ")
+            let known = (["/", "/healthz", "/readyz", "/metrics", "/api/self-metrics"] + routes.keys.sorted()).joined(separator: ", ")
             return text(.notFound, "not found: \(request.path); this collector serves \(known)\n")
         }
         var chosen = candidates[0]

@@ -153,4 +153,20 @@ struct AdminResponderTests {
         #expect(try admin.send(HTTP1Connection.get("/metrics?access_token=s3cret%2F%2B")).map(\.status) == [401])
         #expect(try admin.send(HTTP1Connection.get("/api/service-graph?access_token=s3cret%2F%2B")).map(\.status) == [401])
     }
+
+    @Test("/api/self-metrics: the agenttrace_* families of /metrics alone, without series published under other names")
+    func selfMetrics() throws {
+        let metrics = SelfMetrics()
+        metrics.counter("agenttrace_receiver_accepted_spans_total", help: "accepted").increment(by: 7)
+        metrics.counter("traces_service_graph_request_total", help: "edge", labels: [("client", "a"), ("server", "b")]).increment()
+        let admin = try HTTP1Connection(responder: AdminResponder(metrics: metrics, isReady: { true }))
+        let own = try admin.send(HTTP1Connection.get("/api/self-metrics")).first
+        #expect(own?.status == 200)
+        #expect(own?.header("content-type") == "text/plain; version=0.0.4; charset=utf-8")
+        #expect(body(own).contains("agenttrace_receiver_accepted_spans_total 7"))
+        #expect(!body(own).contains("traces_service_graph_request_total"))
+        let all = body(try admin.send(HTTP1Connection.get("/metrics")).first)
+        #expect(all.contains("agenttrace_receiver_accepted_spans_total 7"))
+        #expect(all.contains(#"traces_service_graph_request_total{client="a",server="b"} 1"#))
+    }
 }

@@ -35,7 +35,7 @@
       error.status = response.status;
       throw error;
     }
-    return path === "/metrics" ? text : JSON.parse(text);
+    return path === "/api/self-metrics" ? text : JSON.parse(text);
   }
 
   // --- DOM helpers: text is always a text node ---
@@ -704,7 +704,8 @@
   }
 
   async function refreshCollector() {
-    const text = await getJSON("/metrics");
+    // the collector's own agenttrace_* families: /metrics without the service graph's per-edge series
+    const text = await getJSON("/api/self-metrics");
     const samples = parseMetrics(text);
     const now = performance.now();
     const values = new Map(samples.map((s) => [s.key, s.value]));
