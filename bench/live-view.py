@@ -100,7 +100,8 @@ service:
                 stored = sum(float(line.split()[-1]) for line in metrics.splitlines() if line.startswith("agenttrace_memory_traces"))
                 connection.request("GET", "/api/service-graph")
                 graph = json.loads(connection.getresponse().read())
-                if (stored >= args.traces and len(graph["edges"]) >= args.edges) or time.time() > deadline:
+                # root SERVER spans wait out the pairing store's ttl before their user -> svc edge counts
+                if (stored >= args.traces and len(graph["nodes"]) >= args.nodes) or time.time() > deadline:
                     break
                 time.sleep(0.5)
             print(f"graph: {len(graph['nodes'])} nodes, {len(graph['edges'])} edges; {int(stored)} traces stored")
