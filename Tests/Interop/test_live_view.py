@@ -84,6 +84,7 @@ def view_config(tmp_path, auth=False):
 
 def send_swarm(endpoint, slow_tool=False, hostile=False):
     """One request through the swarm: user -> coordinator -> researcher (SERVER/CLIENT pair) -> model and tool.
+    hostile: a span named HOSTILE, and the tool call fails.
 
     Returns (trace id hex, [(start ns, service, span name)] in the order the spans start)."""
     coordinator = Agent(endpoint, "coordinator", "coordinator")
@@ -107,7 +108,7 @@ def send_swarm(endpoint, slow_tool=False, hostile=False):
          {"gen_ai.operation.name": "chat", "gen_ai.request.model": "gpt-4o",
           "gen_ai.usage.input_tokens": 1200, "gen_ai.usage.output_tokens": 300})
     tool = span(researcher, "researcher", "execute_tool web_search", serve, 240, 500 if slow_tool else 100, SpanKind.INTERNAL,
-                {"gen_ai.operation.name": "execute_tool", "gen_ai.tool.name": "web_search"})
+                {"gen_ai.operation.name": "execute_tool", "gen_ai.tool.name": "web_search"}, error=hostile)
     tool.add_event("retry", {"attempt": 2}, timestamp=start + 260 * 1_000_000)
     if hostile:
         span(coordinator, "coordinator", HOSTILE, root, 870, 5, attributes={"note": "<script>alert(2)</script>"})
@@ -281,6 +282,25 @@ def test_live_view_search_finds_a_trace_by_agent_and_shows_its_waterfall_in_star
     browser.find_element(By.ID, "search-tags").send_keys("agent.name=coordinator")
     browser.find_element(By.ID, "search-button").click()
     wait.until(lambda d: "No stored trace matches." in d.find_element(By.ID, "search-message").text)
+    _, (second, _) = view[1], view[2]
+
+    def found(service, errors=False, minimum=""):
+        Select(browser.find_element(By.ID, "search-service")).select_by_value(service)
+        browser.find_element(By.ID, "search-tags").clear()
+        if browser.find_element(By.ID, "search-errors").is_selected() != errors:
+            browser.find_element(By.ID, "search-errors").click()
+        browser.find_element(By.ID, "search-min").clear()
+        browser.find_element(By.ID, "search-min").send_keys(minimum)
+        browser.execute_script("document.getElementById('trace-rows').replaceChildren()")
+        browser.find_element(By.ID, "search-button").click()
+        wait.until(lambda d: attrs(d, "tr.trace-row", "data-trace-id") or "No stored trace" in d.find_element(By.ID, "search-message").text)
+        return set(attrs(browser, "tr.trace-row", "data-trace-id"))
+
+    # errors only: the first request's tool call failed, the second's did not
+    assert trace_id in found("researcher", errors=True) and second not in found("researcher", errors=True)
+    # minimum duration: the coordinator's root span lasted 900 ms
+    assert {trace_id, second} <= found("coordinator", minimum="850ms")
+    assert not {trace_id, second} & found("coordinator", minimum="950ms")
 
 
 def test_live_view_shows_a_new_alert_within_the_refresh_interval_linking_its_trace(view, browser):
