@@ -157,7 +157,7 @@ struct AdminResponderTests {
     @Test("/api/self-metrics: the agenttrace_* families of /metrics alone, without series published under other names")
     func selfMetrics() throws {
         let metrics = SelfMetrics()
-        metrics.counter("agenttrace_receiver_accepted_spans_total", help: "accepted").increment(by: 7)
+        metrics.counter("agenttrace_receiver_accepted_spans_total", help: "accepted").increment(by: Int64(7))
         metrics.counter("traces_service_graph_request_total", help: "edge", labels: [("client", "a"), ("server", "b")]).increment()
         let admin = try HTTP1Connection(responder: AdminResponder(metrics: metrics, isReady: { true }))
         let own = try admin.send(HTTP1Connection.get("/api/self-metrics")).first
