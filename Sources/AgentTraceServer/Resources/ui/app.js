@@ -253,7 +253,7 @@
       },
       svg("title", null, edge.source + " → " + edge.target + ": " + edgeLabel(edge)),
       svg("path", { d, class: "hit" }),
-      svg("path", { d, "marker-end": "url(#arrow)", "stroke-width": String(1 + Math.min(5, Math.log10(1 + requests))) }));
+      svg("path", { d, class: "line", "marker-end": "url(#arrow)", "stroke-width": String(1 + Math.min(5, Math.log10(1 + requests))) }));
       // the label on the other side of the chord from the curve, so it never covers the line it names
       const back = to.x - from.x <= 0;
       const mx = edge.source === edge.target ? from.x : (from.x + to.x) / 2 + (back ? 30 : 0);
