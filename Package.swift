@@ -171,7 +171,13 @@ let package = Package(
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
             ],
-            resources: [.embedInCode("Resources/default-config.yaml")]
+            resources: [
+                .embedInCode("Resources/default-config.yaml"),
+                // the live view on the admin port (docs/live-view.md): hand-written, nothing third-party
+                .embedInCode("Resources/ui/index.html"),
+                .embedInCode("Resources/ui/app.js"),
+                .embedInCode("Resources/ui/app.css"),
+            ]
         ),
         .executableTarget(name: "decode-bench", dependencies: ["TraceWire"]),
         // Fuzzing (docs/fuzzing.md). The targets are a library so a unit test replays the kept crash inputs
