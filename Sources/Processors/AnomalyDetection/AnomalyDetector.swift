@@ -85,8 +85,6 @@ struct AnomalyDetector {
         var latencyObservations = 0
         /// The agent-wide error share baseline (for the baseline gauge).
         var errorShare = 0.0
-        /// The slot of the agent-wide error series; nil until made (and after series are compacted).
-        var errorSlot: Int?
         /// What each span shape seen resolves to: its series' slots, found by hashing the shape once.
         var routes: [RouteKey: Route] = [:]
     }
@@ -106,10 +104,15 @@ struct AnomalyDetector {
     /// The slots a span shape's series live in (nil: not made yet, or the signal does not apply).
     struct Route {
         var latency: Int?
+        var errorsAgent: Int?
         var errorsEdge: Int?
         var tokens: Int?
         /// The callees the shape names (peer, tool, model), once all are known: their new_interaction slots.
         var callees: [Int]?
+        /// An LLM call: a GenAI operation other than running a tool or an agent (loop's counts, new_interaction's models).
+        var isLLMCall = false
+        /// A tool run without `gen_ai.tool.name`: the span name names the tool (for loop's counts).
+        var toolIsSpanName = false
     }
 
     /// A running trace's counts for one agent.
@@ -150,7 +153,10 @@ struct AnomalyDetector {
         var serverAddress: String?
 
         init(_ attributes: [Attribute]) {
-            for attribute in attributes {
+            var index = 0
+            while index < attributes.count {
+                let attribute = attributes[index]
+                index += 1
                 // The key's length (stored, not counted) picks the one or two names it can be.
                 let key = attribute.key
                 switch key.utf8.count {
@@ -181,8 +187,6 @@ struct AnomalyDetector {
         }
 
         var model: String? { requestModel ?? responseModel }
-        /// An LLM call: a GenAI operation other than running a tool.
-        var isLLMCall: Bool { operation.map { $0 != "execute_tool" && $0 != "invoke_agent" && $0 != "create_agent" } ?? false }
         /// The peer of a client call.
         var peer: String? { peerService ?? serverAddress }
     }
@@ -225,6 +229,10 @@ struct AnomalyDetector {
     /// Span shapes cached over every agent (bounded by `max_series`: past it, every agent's cache is emptied).
     private var routeCount = 0
     private(set) var traces: [TraceKey: TraceState] = [:]
+    /// The trace the latest span belonged to, held out of `traces` while its spans keep coming (one hash a trace,
+    /// not a span); put back at the end of `observe`.
+    private var openKey: TraceKey?
+    private var openState = TraceState(lastSeen: 0)
     private var cooldowns: [SeriesKey: Cooldown] = [:]
     /// The callees ever seen per agent, as hashes of (agent, kind, callee), kept apart from the series so a
     /// callee whose series was evicted does not count as new when it comes back; at most `seenCapacity`,
@@ -307,6 +315,7 @@ struct AnomalyDetector {
             agents[agent].lastSpanName = last.name
         }
         agents[agent].spans += spans.count
+        closeOpenTrace()
         enforceBounds(now: now)
         return marks
     }
@@ -337,6 +346,8 @@ struct AnomalyDetector {
         if let route = agents[agent].routes[key] { return route }
         let name = agents[agent].name
         var route = Route()
+        route.isLLMCall = key.operation.map { $0 != "execute_tool" && $0 != "invoke_agent" && $0 != "create_agent" } ?? false
+        route.toolIsSpanName = key.tool == nil && key.operation == "execute_tool"
         if latencyOn {
             let latencyKey = if let operation = key.operation {
                 SeriesKey(signal: .latency, agent: name, a: operation, b: (operation == "execute_tool" ? key.tool : key.model) ?? "")
@@ -345,8 +356,9 @@ struct AnomalyDetector {
             }
             route.latency = slot(latencyKey, now: now)
         }
-        if errorsOn, let peer = key.peer {
-            route.errorsEdge = slot(SeriesKey(signal: .errors, agent: name, a: peer, b: ""), now: now)
+        if errorsOn {
+            route.errorsAgent = slot(SeriesKey(signal: .errors, agent: name, a: "", b: ""), now: now)
+            if let peer = key.peer { route.errorsEdge = slot(SeriesKey(signal: .errors, agent: name, a: peer, b: ""), now: now) }
         }
         if routeCount >= configuration.maxSeries {
             for index in agents.indices { agents[index].routes = [:] }
@@ -367,21 +379,14 @@ struct AnomalyDetector {
         // latency: per agent and operation. Failed calls often end early; their durations would teach the
         // baseline the wrong thing.
         if let slot = route.latency, !isError,
-           observeValue(slot, Double(span.durationNanos) / 1e9, span, agent: agent, now: now, fired: &fired, facts: facts) {
+           observeValue(slot, isLatency: true, Double(span.durationNanos) / 1e9, span, agent: agent, now: now, fired: &fired, facts: facts) {
             signals.append(.latency)
         }
         // errors: per agent, and per edge for client calls.
-        if errorsOn {
-            let agentSlot: Int
-            if let known = agents[agent].errorSlot {
-                agentSlot = known
-            } else {
-                agentSlot = slot(SeriesKey(signal: .errors, agent: agents[agent].name, a: "", b: ""), now: now)
-                agents[agent].errorSlot = agentSlot
-            }
-            var anomalous = observeError(agentSlot, isError, span, agent: agent, now: now, fired: &fired)
+        if let agentSlot = route.errorsAgent {
+            var anomalous = observeError(agentSlot, agentWide: true, isError, span, agent: agent, now: now, fired: &fired)
             if let edge = route.errorsEdge {
-                anomalous = observeError(edge, isError, span, agent: agent, now: now, fired: &fired) || anomalous
+                anomalous = observeError(edge, agentWide: false, isError, span, agent: agent, now: now, fired: &fired) || anomalous
             }
             if anomalous { signals.append(.errors) }
         }
@@ -396,21 +401,28 @@ struct AnomalyDetector {
                 route.tokens = tokenSlot
                 agents[agent].routes[key]?.tokens = tokenSlot
             }
-            var anomalous = observeValue(tokenSlot, total, span, agent: agent, now: now, fired: &fired, facts: facts)
+            var anomalous = observeValue(tokenSlot, isLatency: false, total, span, agent: agent, now: now, fired: &fired, facts: facts)
             anomalous = addToRate(agent, total, span, now: now, fired: &fired) || anomalous
             if anomalous { signals.append(.tokens) }
         }
         // loop: per trace and agent.
-        if loopOn, countInTrace(span, facts, agent: agent, now: now, fired: &fired) { signals.append(.loop) }
+        if loopOn, countInTrace(span, tool: route.toolIsSpanName ? span.name : facts.tool, isLLMCall: route.isLLMCall, agent: agent, now: now,
+                                fired: &fired) {
+            signals.append(.loop)
+        }
         // new_interaction: callees (peers, tools, models). Known ones only are seen again.
         if let callees = route.callees {
-            for callee in callees { series[callee].lastSeen = now }
+            var index = 0
+            while index < callees.count {
+                series[callees[index]].lastSeen = now
+                index += 1
+            }
         } else {
             var anomalous = false
             var callees: [Int] = []
             if let peer { anomalous = observeCallee(agent, kind: "peer", peer, span, now: now, fired: &fired, slots: &callees) || anomalous }
             if let tool = facts.tool { anomalous = observeCallee(agent, kind: "tool", tool, span, now: now, fired: &fired, slots: &callees) || anomalous }
-            if facts.isLLMCall, let model = facts.model {
+            if route.isLLMCall, let model = facts.model {
                 anomalous = observeCallee(agent, kind: "model", model, span, now: now, fired: &fired, slots: &callees) || anomalous
             }
             agents[agent].routes[key]?.callees = callees
@@ -426,26 +438,17 @@ struct AnomalyDetector {
     private func zThreshold(_ signal: Configuration.Signal) -> Double { configuration.sensitivity(of: signal).zThreshold }
 
     /// Latency and tokens per call: learns the value; fires when the recent level is far above the baseline.
-    private mutating func observeValue(_ slot: Int, _ value: Double, _ span: Span, agent: Int, now: UInt64, fired: inout [Fired],
-                                       facts: SpanFacts) -> Bool {
-        let isLatency = series[slot].key.signal == .latency
+    private mutating func observeValue(_ slot: Int, isLatency: Bool, _ value: Double, _ span: Span, agent: Int, now: UInt64,
+                                       fired: inout [Fired], facts: SpanFacts) -> Bool {
         let threshold = isLatency ? latencyZ : tokensZ
-        // In place, in the array: the typical value (an exp) only when it is needed.
-        series[slot].lastSeen = now
-        series[slot].observations += 1
-        let wasReady = series[slot].baseline.isReady
-        series[slot].baseline.observe(value, minSamples: minSamples, rate: learningRate)
-        let count = series[slot].observations
-        let warm = wasReady && count >= minSamples && now &- series[slot].firstSeen >= warmup
-        let score = series[slot].baseline.score
+        let (far, score, count) = Self.learnValue(&series[slot], value, now: now, minSamples: minSamples, rate: learningRate, warmup: warmup,
+                                                  threshold: threshold)
         // The agent's busiest latency series, for the baseline gauge: refreshed every 16th observation.
         if isLatency, count & 15 == 0, count >= agents[agent].latencyObservations {
             agents[agent].latencyObservations = count
             agents[agent].latencyTypical = series[slot].baseline.typical
         }
-        // Only upward anomalies: slower calls, more tokens. The span itself must be far too, so the spans
-        // marked are the unusual ones.
-        guard warm, score >= threshold, series[slot].baseline.score(of: value) >= threshold else { return false }
+        guard far else { return false }
         let signalSettings = isLatency ? configuration.latency : configuration.tokens
         let learned = series[slot].baseline
         let key = series[slot].key
@@ -478,15 +481,31 @@ struct AnomalyDetector {
         return true
     }
 
+    /// One value into a value series (in place, in the array); returns whether it is anomalous — warm, the
+    /// recent level and the value itself far above the baseline (only upward: slower calls, more tokens, so the
+    /// spans marked are the unusual ones) — the recent level's score, and the observations.
+    private static func learnValue(_ entry: inout Series, _ value: Double, now: UInt64, minSamples: Int, rate: Double, warmup: UInt64,
+                                   threshold: Double) -> (Bool, Double, Int) {
+        entry.lastSeen = now
+        entry.observations += 1
+        let wasReady = entry.baseline.isReady
+        entry.baseline.observe(value, minSamples: minSamples, rate: rate)
+        let warm = wasReady && entry.observations >= minSamples && now &- entry.firstSeen >= warmup
+        let score = entry.baseline.score
+        // The value's own score (a log) only when the rest already holds.
+        return (warm && score >= threshold && entry.baseline.score(of: value) >= threshold, score, entry.observations)
+    }
+
     /// Errors: the short window's error count against the long-run share.
-    private mutating func observeError(_ slot: Int, _ isError: Bool, _ span: Span, agent: Int, now: UInt64, fired: inout [Fired]) -> Bool {
+    private mutating func observeError(_ slot: Int, agentWide: Bool, _ isError: Bool, _ span: Span, agent: Int, now: UInt64,
+                                       fired: inout [Fired]) -> Bool {
         let (errors, expected, share, warm) = Self.learnError(&series[slot], isError, now: now, rate: errorRate, window: errorWindow,
                                                               minSamples: minSamples, warmup: warmup)
-        let key = series[slot].key
-        if key.a.isEmpty { agents[agent].errorShare = share }
+        if agentWide { agents[agent].errorShare = share }
         guard isError, warm, errors >= minErrors else { return false }
         let score = poissonSurprise(errors, expected: expected)
         guard score >= errorThreshold else { return false }
+        let key = series[slot].key
         let where_ = key.a.isEmpty ? "" : " calling \(key.a)"
         fire(key, configuration.errors, value: .number(Double(errors)), baseline: .number(Self.rounded(expected, places: 3)),
              threshold: .number(Double(configuration.minErrors)), score: score, span: span, now: now,
@@ -570,13 +589,11 @@ struct AnomalyDetector {
     }
 
     /// Loop: counts the span in its trace; fires once per trace when a count is far above the agent's usual.
-    private mutating func countInTrace(_ span: Span, _ facts: SpanFacts, agent: Int, now: UInt64, fired: inout [Fired]) -> Bool {
+    private mutating func countInTrace(_ span: Span, tool: String?, isLLMCall: Bool, agent: Int, now: UInt64, fired: inout [Fired]) -> Bool {
         let key = TraceKey(trace: span.traceID, agent: agent)
-        let tool = facts.tool ?? (facts.operation == "execute_tool" ? span.name : nil)
-        let isLLMCall = facts.isLLMCall
-        // One hash: the counts change in place.
-        let (spans, llm, maxTool, flagged) = Self.count(in: &traces[key, default: TraceState(lastSeen: now)], tool: tool, isLLMCall: isLLMCall,
-                                                         now: now)
+        // Spans of one trace mostly come together: the trace stays open, out of the dictionary, until another's span.
+        if openKey != key { openTrace(key, now: now) }
+        let (spans, llm, maxTool, flagged) = Self.count(in: &openState, tool: tool, isLLMCall: isLLMCall, now: now)
         if flagged { return true }
         // The agent's baselines are looked at only once a count could be a loop.
         guard max(maxTool, llm, spans) >= loopMinCount, now &- agents[agent].firstSeen >= warmup else { return false }
@@ -591,8 +608,8 @@ struct AnomalyDetector {
             guard count >= configuration.loopMinCount, baseline.isReady else { continue }
             let score = baseline.score(of: Double(count))
             guard score >= threshold else { continue }
-            traces[key]?.flagged = true
-            let toolName = traces[key]?.maxToolName ?? ""
+            openState.flagged = true
+            let toolName = openState.maxToolName
             let name = agents[agent].name
             let words = check == 0 ? "calls of \(toolName)" : check == 1 ? "LLM calls" : "spans"
             let seriesKey = SeriesKey(signal: .loop, agent: name, a: what, b: what == "tool" ? toolName : "")
@@ -604,6 +621,21 @@ struct AnomalyDetector {
             return true
         }
         return false
+    }
+
+    /// Makes `key`'s trace the open one (made when new), putting the open one back.
+    private mutating func openTrace(_ key: TraceKey, now: UInt64) {
+        closeOpenTrace()
+        openState = traces.removeValue(forKey: key) ?? TraceState(lastSeen: now)
+        openKey = key
+    }
+
+    /// Puts the open trace back into `traces` (at the end of every `observe`, so nothing else sees it open).
+    private mutating func closeOpenTrace() {
+        guard let key = openKey else { return }
+        traces[key] = openState
+        openKey = nil
+        openState = TraceState(lastSeen: 0)
     }
 
     /// Counts one span in its trace's state; returns the spans, LLM calls, most calls of one tool, and
@@ -753,10 +785,7 @@ struct AnomalyDetector {
             for (new, old) in keptAgents.enumerated() { newSlot[old] = new }
             agents = keptAgents.map { agents[$0] }
             agentSlots = Dictionary(uniqueKeysWithValues: agents.enumerated().map { ($0.element.name, $0.offset) })
-            for index in agents.indices {
-                agents[index].routes = [:]
-                agents[index].errorSlot = nil
-            }
+            for index in agents.indices { agents[index].routes = [:] }
             routeCount = 0
             if keptAgents.count != agentsBefore {
                 traces = Dictionary(uniqueKeysWithValues: traces.compactMap { key, state in
