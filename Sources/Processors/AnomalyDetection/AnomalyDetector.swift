@@ -757,8 +757,8 @@ struct AnomalyDetector {
 
     // MARK: bounds
 
-    /// Evicts the least recently seen series and agents beyond `max_series`, and the least recently seen
-    /// traces beyond `max_traces` — a twentieth more at a time, so eviction is rare. The cut-off is found on
+    /// Evicts the least recently seen series and agents beyond `max_series` (a twentieth more at a time), and
+    /// the least recently seen traces beyond `max_traces` (a quarter more), so eviction is rare. The cut-off is found on
     /// the arrival times alone (sorting numbers, not keys); ties at the cut-off go in the order made, so
     /// which entries go is the same on every run. Series and agents live in arrays: what stays is moved
     /// up and found again by key, and every agent's cached span shapes are forgotten.
@@ -794,7 +794,9 @@ struct AnomalyDetector {
             }
         }
         if traces.count > configuration.maxTraces {
-            let excess = traces.count - configuration.maxTraces + configuration.maxTraces / 20
+            // A quarter at a time: past max_traces, traffic is usually fast enough to come back soon, and each cut
+            // sorts every trace held.
+            let excess = traces.count - configuration.maxTraces + configuration.maxTraces / 4
             let cutoff = Self.cutoff(traces.values.map(\.lastSeen), keeping: excess)
             var removed = 0
             traces = traces.filter { entry in
