@@ -257,6 +257,31 @@ struct AnomalyDetectionTests {
         #expect(silent >= limit && silent < limit + 2)
     }
 
+    @Test("in replay, where the clock moves with the recorded arrivals, silence is reported at the first arrival past its limit")
+    func silenceInReplay() throws {
+        let run = try SwarmRun()
+        run.run(seconds: 180)
+        let stopped = run.swarm.now
+        // The recording has no request for 30 s; then agent-0's next one. Replay ticks only before each request.
+        for index in run.swarm.agents.indices { run.swarm.agents[index].silent = true }
+        run.swarm.now += 30 * Self.second
+        run.swarm.agents[0].silent = false
+        var batch: SpanBatch?
+        while batch == nil { batch = run.swarm.stepBatch() }
+        _ = run.processor.tick(now: run.swarm.now)
+        _ = run.processor.process(try #require(batch), now: run.swarm.now)
+        let silence = run.alerts(after: stopped).filter { $0.rule == "anomaly/silence" }
+        #expect(silence.count == 8)
+        for alert in silence {
+            #expect(alert.time == run.swarm.now)
+            guard case .number(let silent) = alert.value, case .number(let limit) = alert.threshold else {
+                Issue.record("values are not numbers")
+                continue
+            }
+            #expect(silent >= 30 && silent > limit + 2)
+        }
+    }
+
     @Test("an agent looping on a tool fires loop before its trace ends")
     func loop() throws {
         let run = try SwarmRun()
