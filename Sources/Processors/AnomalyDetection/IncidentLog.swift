@@ -5,10 +5,13 @@ import Pipeline
 import Synchronization
 
 /// Anomaly alerts grouped into incidents, served at `GET /api/incidents`: alerts that fire within the window
-/// of each other on agents connected by a call (either direction, from the edges the detector saw), or about
-/// calls to the same peer, are one incident. Each incident names a `probable_cause`: the most downstream node of the incident that every
-/// anomalous agent's calls reach (when a shared LLM gateway slows, every caller goes anomalous and the
-/// gateway is the node they all reach). One per collector, shared by the `anomaly_detection` processors.
+/// of each other on agents connected by a call (either direction, along the edges the caller gives: the
+/// service graph's and the detector's own), or about calls to the same peer, are one incident. Each incident
+/// names a `probable_cause`: the most downstream node of the incident that every anomalous agent's calls
+/// reach (when a shared LLM gateway slows, every caller goes anomalous and the gateway is the node they all
+/// reach). The sinks hear of an incident once, `groupWait` after it opens, then with the alerts that joined at
+/// most every `groupInterval` (`notifications(now:owner:)`). One per collector, shared by the
+/// `anomaly_detection` processors.
 public final class IncidentLog: AdminRouteProvider {
     /// Incidents kept for the API.
     public static let capacity = 200
