@@ -126,12 +126,16 @@ public struct ClusterGraph: Sendable {
         case requests, failed, serverSum, serverCount, serverBuckets, clientBuckets, inputTokens, outputTokens, details
     }
 
-    /// The PromQL of `query`: summed over replicas (and over the dimensions, as the local graph merges
-    /// edges that differ only in them); over the last `window` with `increase`, or the totals when nil.
-    static func promQL(_ query: Query, window: Duration?) -> String {
+    /// The counts that a window subtracts: the edges' counters and histograms (tokens are totals, as in the
+    /// local graph; details are current).
+    static let windowed: [Query] = [.requests, .failed, .serverSum, .serverCount, .serverBuckets, .clientBuckets]
+
+    /// The PromQL of `query`: summed over replicas (and over the dimensions, as the local graph merges edges
+    /// that differ only in them); the totals, or with `offset` the totals as they were that long before.
+    static func promQL(_ query: Query, offset: Duration? = nil) -> String {
         func edges(_ metric: String, by extra: String = "") -> String {
-            let range = window.map { "increase(\(metric)[\(max(1, $0.components.seconds))s])" } ?? metric
-            return "sum by (client, server, connection_type\(extra)) (\(range))"
+            let series = offset.map { "\(metric) offset \(max(1, $0.components.seconds))s" } ?? metric
+            return "sum by (client, server, connection_type\(extra)) (\(series))"
         }
         switch query {
         case .requests: return edges("traces_service_graph_request_total")
@@ -140,33 +144,57 @@ public struct ClusterGraph: Sendable {
         case .serverCount: return edges("traces_service_graph_request_server_seconds_count")
         case .serverBuckets: return edges("traces_service_graph_request_server_seconds_bucket", by: ", le")
         case .clientBuckets: return edges("traces_service_graph_request_client_seconds_bucket", by: ", le")
-        // Tokens are totals in the local graph too.
         case .inputTokens: return "sum by (node) (\(ServiceGraph.NodeSeries.inputTokens))"
         case .outputTokens: return "sum by (node) (\(ServiceGraph.NodeSeries.outputTokens))"
         case .details: return "max by (node, key, value) (\(ServiceGraph.NodeSeries.detail)) == 1"
         }
     }
 
-    /// The graph over `window` (nil: totals) as of `time` (Unix seconds; nil: now), optionally only the
-    /// edges touching `service`. Every query must succeed, else the error says which failed and why.
+    /// The graph over the last `window` (nil: totals) as of `time` (Unix seconds; nil: now), optionally only
+    /// the edges touching `service`. Every query must succeed, else the error says which failed and why.
+    ///
+    /// A window is the totals now minus the totals `window` ago, per series (a series that did not exist
+    /// then counts from zero; one whose replica restarted meanwhile counts from its restart). PromQL's
+    /// `increase()` would lose the first calls of an edge born inside the window (it needs two samples) and
+    /// extrapolates to the window's edges; the difference counts whole calls, as the local graph's window does.
     public func snapshot(window: Duration?, at time: Double? = nil, service: String? = nil) async throws(ClusterGraphError) -> GraphSnapshot {
         let source = self.source
-        let results: [Query: [PrometheusSample]]
+        var asked: [(query: Query, earlier: Bool)] = Query.allCases.map { ($0, false) }
+        if window != nil { asked += Self.windowed.map { ($0, true) } }
+        var now: [Query: [PrometheusSample]] = [:]
+        var then: [Query: [PrometheusSample]] = [:]
         do {
-            results = try await withThrowingTaskGroup(of: (Query, [PrometheusSample]).self) { group in
-                for query in Query.allCases {
-                    group.addTask { (query, try await source.query(Self.promQL(query, window: window), at: time)) }
+            let answers = try await withThrowingTaskGroup(of: (Query, Bool, [PrometheusSample]).self) { group in
+                for (query, earlier) in asked {
+                    group.addTask { (query, earlier, try await source.query(Self.promQL(query, offset: earlier ? window : nil), at: time)) }
                 }
-                var results: [Query: [PrometheusSample]] = [:]
-                for try await (query, samples) in group { results[query] = samples }
-                return results
+                var answers: [(Query, Bool, [PrometheusSample])] = []
+                for try await answer in group { answers.append(answer) }
+                return answers
+            }
+            for (query, earlier, samples) in answers {
+                if earlier { then[query] = samples } else { now[query] = samples }
             }
         } catch let error as ClusterGraphError {
             throw error
         } catch {
             throw ClusterGraphError("\(error)")
         }
-        return Self.build(results, windowed: window != nil, service: service)
+        if window != nil {
+            for query in Self.windowed { now[query] = Self.difference(now[query] ?? [], then[query] ?? []) }
+        }
+        return Self.build(now, windowed: window != nil, service: service)
+    }
+
+    /// `now` minus `then`, series by series (same labels); a series missing from `then` counts from zero, and
+    /// one that went down (its replica restarted, so its counter did) counts from the restart: `now` itself.
+    static func difference(_ now: [PrometheusSample], _ then: [PrometheusSample]) -> [PrometheusSample] {
+        var earlier: [[String: String]: Double] = [:]
+        for sample in then { earlier[sample.labels, default: 0] += sample.value }
+        return now.map { sample in
+            let before = earlier[sample.labels] ?? 0
+            return PrometheusSample(sample.labels, sample.value >= before ? sample.value - before : sample.value)
+        }
     }
 
     /// The `agent.*` keys some node has now, sorted: `/api/graph/fields`' node detail fields.

@@ -126,7 +126,8 @@ def traces_in(collector):
     return traces
 
 
-def replica_config(start_collector_kw, sink, storage, grpc_endpoint="127.0.0.1:0", admin_endpoint="127.0.0.1:0", cluster=None):
+def replica_config(start_collector_kw, sink, storage, grpc_endpoint="127.0.0.1:0", admin_endpoint="127.0.0.1:0", cluster=None,
+                   output=None):
     """A sampling replica: OTLP/gRPC in, service graph, tail sampling, batch, file out; and, so that what it
     acknowledged survives kill -9, a second exporter with a disk queue (to a sink), which makes its
     pipeline write ahead."""
@@ -142,6 +143,8 @@ def replica_config(start_collector_kw, sink, storage, grpc_endpoint="127.0.0.1:0
                                                  "processors": ["service_graph", "tail_sampling", "batch"],
                                                  "exporters": ["file", "otlp/sink"]}}},
         }
+    if output is not None:
+        kw.setdefault("overrides", {}).setdefault("exporters", {})["file"] = {"path": output}
     kw.update(start_collector_kw)
     return kw
 
@@ -255,7 +258,8 @@ def test_router_three_replicas_prometheus_no_split_same_kept_set_same_graph_and_
         victim.stop_requested = True  # killed on purpose: no clean exit to check
         time.sleep(2)
         restarted = start_collector("replica-restarted", **replica_config(
-            {}, sink.grpc_address, str(tmp_path / "replica-queue-1"), grpc_endpoint=address, admin_endpoint=admin))
+            {}, sink.grpc_address, str(tmp_path / "replica-queue-1"), grpc_endpoint=address, admin_endpoint=admin,
+            output=victim.output))
         # Its output file continues the victim's.
         restarted.output = victim.output
         replicas[1] = restarted
@@ -273,6 +277,11 @@ def test_router_three_replicas_prometheus_no_split_same_kept_set_same_graph_and_
             missing = {t: s for t, s in missing.items() if s}
             return not missing, (len(missing), sorted(missing)[:5])
         wait_until(all_arrived, 45, "spans the router acknowledged never reached a replica")
+        # The router held the dead replica's share and retried it (it did not reach it by luck).
+        metrics = router.scrape()
+        retried = sum(v for (name, labels), v in metrics.samples.items() if name == "agenttrace_exporter_retried_spans_total"
+                      and dict(labels).get("exporter", "").startswith("loadbalancing/" ))
+        assert retried > 0, "the router never retried a send to the killed replica"
         outputs = [traces_in(r) for r in replicas]
         for trace_id in acknowledged:
             holders = [i for i, out in enumerate(outputs) if trace_id in out]

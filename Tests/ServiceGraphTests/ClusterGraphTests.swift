@@ -136,24 +136,28 @@ struct ClusterGraphTests {
         #expect(coordinator.nodes.last?.requests == all.nodes.first { $0.id == "research" }?.requests)
     }
 
-    @Test("a window is asked as increase over it, summed by edge; totals without one")
+    @Test("a window asks the totals now and as they were a window ago, summed by edge")
     func windowQueries() {
-        #expect(ClusterGraph.promQL(.requests, window: .seconds(900))
-            == "sum by (client, server, connection_type) (increase(traces_service_graph_request_total[900s]))")
-        #expect(ClusterGraph.promQL(.failed, window: nil) == "sum by (client, server, connection_type) (traces_service_graph_request_failed_total)")
-        #expect(ClusterGraph.promQL(.serverBuckets, window: .seconds(60))
-            == "sum by (client, server, connection_type, le) (increase(traces_service_graph_request_server_seconds_bucket[60s]))")
+        #expect(ClusterGraph.promQL(.requests) == "sum by (client, server, connection_type) (traces_service_graph_request_total)")
+        #expect(ClusterGraph.promQL(.failed, offset: .seconds(900))
+            == "sum by (client, server, connection_type) (traces_service_graph_request_failed_total offset 900s)")
+        #expect(ClusterGraph.promQL(.serverBuckets, offset: .seconds(60))
+            == "sum by (client, server, connection_type, le) (traces_service_graph_request_server_seconds_bucket offset 60s)")
     }
 
-    @Test("a windowed count is whole calls (increase extrapolates), and an edge with none in the window is left out")
-    func windowedRounding() {
-        let edge = ["client": "a", "server": "b", "connection_type": ""]
-        let idle = ["client": "a", "server": "c", "connection_type": ""]
-        let snapshot = ClusterGraph.build([.requests: [PrometheusSample(edge, 10.4), PrometheusSample(idle, 0.2)],
-                                           .failed: [PrometheusSample(edge, 1.6)]], windowed: true, service: nil)
+    @Test("a window counts the calls since its start: a new edge from zero, a restarted replica from its restart")
+    func windowedDifference() async throws {
+        let ab = ["client": "a", "server": "b", "connection_type": ""]
+        let ac = ["client": "a", "server": "c", "connection_type": ""]
+        let ad = ["client": "a", "server": "d", "connection_type": ""]
+        let now = [PrometheusSample(ab, 50), PrometheusSample(ac, 7), PrometheusSample(ad, 4)]
+        let then = [PrometheusSample(ab, 20), PrometheusSample(ad, 9)]
+        #expect(ClusterGraph.difference(now, then) == [PrometheusSample(ab, 30), PrometheusSample(ac, 7), PrometheusSample(ad, 4)])
+        // An edge with no call in the window is left out of a windowed graph.
+        let snapshot = ClusterGraph.build([.requests: [PrometheusSample(ab, 3), PrometheusSample(ac, 0)], .failed: [PrometheusSample(ab, 1)]],
+                                          windowed: true, service: nil)
         #expect(snapshot.edges.map(\.id) == ["a->b"])
-        #expect(snapshot.edges.map(\.requests) == [10])
-        #expect(snapshot.edges.map(\.failed) == [2])
+        #expect(snapshot.edges.map(\.failed) == [1])
     }
 
     /// Prometheus's documentation of `histogram_quantile`: linear interpolation within the bucket, and "if a
