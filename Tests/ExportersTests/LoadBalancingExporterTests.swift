@@ -202,7 +202,7 @@ struct LoadBalancingConfigurationTests {
         }
     }
 
-    @Test("a Collector block works: defaults are traceID, port 4317, interval 5s, timeout 1s")
+    @Test("a Collector block works: defaults are traceID, port 4317, interval 5s, timeout 1s; tls insecure is plaintext")
     func collectorBlock() throws {
         let fixed = try configuration("""
             protocol:
@@ -224,6 +224,10 @@ struct LoadBalancingConfigurationTests {
         #expect(dns.routingKey == .service)
         #expect(dns.resolver == .dns(hostname: "replicas.internal", port: 4317, interval: .seconds(5), timeout: .seconds(1)))
         #expect(dns.otlp.forBackend("10.0.0.7:4317").endpoint == "10.0.0.7:4317")
+        // The Collector's `tls: {insecure: true}` is a plaintext connection.
+        let plaintext = try configuration("protocol: {otlp: {tls: {insecure: true}}}\nresolver: {static: {hostnames: [a]}}\n")
+        #expect(plaintext.otlp.common.tls == nil)
+        #expect(fixed.otlp.common.tls != nil)
     }
 
     @Test("mistakes fail fast naming the key")
