@@ -126,6 +126,22 @@ struct ClusterGraphTests {
         #expect(GraphJSON.encodeNodeGraph(cluster).count > 100)
     }
 
+    @Test("a node's agent details are series: 1 for the value it has, 0 for one it had")
+    func detailSeries() async throws {
+        let metrics = SelfMetrics()
+        let processor = ServiceGraphProcessor(configuration: ServiceGraphConfiguration(), metrics: metrics)
+        for type in ["planner", "router"] {
+            let resource = Resource(attributes: [Attribute("service.name", "coordinator"), Attribute("agent.type", .string(type))])
+            _ = processor.process(SpanBatch(resourceSpans: [ResourceSpans(resource: resource, scopeSpans: [ScopeSpans(spans: [span(1, kind: .internal)])])]),
+                                  now: 0)
+            await processor.drain()
+        }
+        let details = exposition(String(decoding: metrics.render(), as: UTF8.self)).filter { $0.name == "agenttrace_service_graph_node_detail" }
+        #expect(details.first { $0.labels["value"] == "planner" }?.value == 0)
+        #expect(details.first { $0.labels["value"] == "router" }?.value == 1)
+        #expect(details.allSatisfy { $0.labels["node"] == "coordinator" && $0.labels["key"] == "agent.type" })
+    }
+
     @Test("a service filter keeps the edges touching it; node counts stay whole")
     func serviceFilter() async throws {
         let (_, scrape) = await replica(Array(UInt64(1)...12))
