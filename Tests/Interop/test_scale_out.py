@@ -288,3 +288,94 @@ def test_router_three_replicas_prometheus_no_split_same_kept_set_same_graph_and_
             assert len(holders) == 1, "trace %s is in replicas %r" % (trace_id, holders)
     finally:
         prometheus.stop()
+
+
+def free_port_on(*hosts):
+    """A port free on every one of `hosts` a moment ago."""
+    import socket
+    for _ in range(50):
+        with socket.socket() as first:
+            first.bind((hosts[0], 0))
+            port = first.getsockname()[1]
+            try:
+                for host in hosts[1:]:
+                    with socket.socket() as other:
+                        other.bind((host, port))
+                return port
+            except OSError:
+                continue
+    raise AssertionError("no port free on all of %r" % (hosts,))
+
+
+class HostsEntries:
+    """Lines added to /etc/hosts for one name, removed again (only ours) however the test ends."""
+
+    def __init__(self, name):
+        self.name = name
+
+    def set(self, addresses):
+        with open("/etc/hosts") as f:
+            kept = [line for line in f.read().splitlines(True) if not line.rstrip().endswith(" " + self.name)]
+        with open("/etc/hosts", "w") as f:
+            f.write("".join(kept) + "".join("%s %s\n" % (address, self.name) for address in addresses))
+
+    def remove(self):
+        self.set([])
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="edits /etc/hosts: needs root (CI runs as root)")
+def test_dns_resolver_follows_the_name_and_a_dropped_replicas_queue_goes_to_the_other(start_collector, tmp_path):
+    name = "agenttrace-replicas-%d" % os.getpid()
+    hosts = HostsEntries(name)
+    port = free_port_on("127.0.0.2", "127.0.0.3")
+    first, second = [start_collector("dns-replica", http=False, grpc=dict(h.GRPC_SETTINGS, endpoint="%s:%d" % (address, port)))
+                     for address in ("127.0.0.2", "127.0.0.3")]
+    try:
+        hosts.set(["127.0.0.2", "127.0.0.3"])
+        router = start_collector("dns-router", overrides={
+            "processors": {},
+            "exporters": {"loadbalancing": {
+                "protocol": {"otlp": {"timeout": "2s", "tls": {"insecure": True},
+                                      "sending_queue": {"storage": str(tmp_path / "router-queue")},
+                                      "retry_on_failure": {"initial_interval": "100ms", "max_interval": "300ms"}}},
+                "resolver": {"dns": {"hostname": name, "port": port, "interval": "200ms"}}}},
+            "service": {"pipelines": {"traces": {"receivers": ["otlp"], "processors": [], "exporters": ["loadbalancing"]}}},
+        })
+        wait_until(lambda: (router.scrape().value("agenttrace_loadbalancer_backends", {"exporter": "loadbalancing"}) == 2, None),
+                   10, "the router did not resolve both addresses of %s" % name)
+        swarm = Swarm([router.endpoint], seed=1)
+        [swarm.trace() for _ in range(40)]
+        swarm.shutdown()
+        sent, refused = swarm.acknowledged_spans(router.endpoint)
+        assert refused == 0
+
+        def both_have_all():
+            outputs = [traces_in(first), traces_in(second)]
+            arrived = sum(len(s) for out in outputs for s in out.values())
+            return arrived >= sum(len(s) for s in sent.values()), outputs
+        outputs = wait_until(both_have_all, 20, "not every span reached a replica")
+        assert outputs[0] and outputs[1], "two A records must be two backends: %r" % [len(o) for o in outputs]
+        assert not set(outputs[0]) & set(outputs[1]), "a trace was split across the replicas"
+
+        # The second replica dies; traffic goes on, its share queues in the router; then DNS drops it.
+        second.proc.kill()
+        second.proc.wait(timeout=10)
+        second.stop_requested = True
+        wave = Swarm([router.endpoint], seed=2)
+        [wave.trace() for _ in range(40)]
+        wave.shutdown()
+        hosts.set(["127.0.0.2"])
+        acknowledged, refused = wave.acknowledged_spans(router.endpoint)
+        assert refused == 0
+
+        def all_in_first():
+            got = traces_in(first)
+            missing = [t for t, spans in acknowledged.items() if not spans <= got.get(t, set())]
+            return not missing, len(missing)
+        wait_until(all_in_first, 30, "the dropped replica's share did not reach the other")
+        metrics = router.scrape()
+        assert metrics.value("agenttrace_loadbalancer_backends", {"exporter": "loadbalancing"}) == 1
+        assert metrics.value("agenttrace_loadbalancer_rerouted_spans_total", {"exporter": "loadbalancing"}) > 0, \
+            "nothing was queued for the dead replica when it was dropped"
+    finally:
+        hosts.remove()
