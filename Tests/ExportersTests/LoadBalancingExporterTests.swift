@@ -365,6 +365,33 @@ struct LoadBalancingExporterTests {
         #expect(addresses.contains("127.0.0.1"))
     }
 
+    @Test("a disk queue an earlier run left for a backend no longer resolved is sent on the ring there is")
+    func orphanedQueue() async throws {
+        let storage = scratchDirectory("loadbalancing")
+        let orphan = DurableLog.otlp(directory: storage.appendingPathComponent(LoadBalancingExporter.folderName("10.0.0.9:4317")))
+        _ = try await orphan.open()
+        let traces = traceIDs(12, seed: 5)
+        _ = try await orphan.append(interleaved(traces, spansPerTrace: 1))
+        await orphan.close()
+        let made = MadeBackends()
+        let exporter = LoadBalancingExporter(id: ComponentID("loadbalancing"), routingKey: .traceID,
+                                             resolver: StaticBackendResolver(hostnames: ["r1:4317", "r2:4317"]), storage: storage.path,
+                                             metrics: SelfMetrics(), logger: Logger(label: "test")) { address in
+            let sender = RecordingBackend(address: address)
+            made.backends.withLock { $0[address] = sender }
+            return QueuedExporter(id: ComponentID("loadbalancing/\(address)"), sender: sender, queue: QueueConfiguration(), retry: fastRetry(),
+                                  metrics: SelfMetrics(), logger: Logger(label: "test"))
+        }
+        try await exporter.start()
+        await exporter.shutdown()
+        let delivered = made.all().values.flatMap(\.spans)
+        #expect(delivered.count == traces.count * 4)
+        // Gone from the orphaned queue: a second start sends nothing again.
+        let again = DurableLog.otlp(directory: storage.appendingPathComponent(LoadBalancingExporter.folderName("10.0.0.9:4317")))
+        #expect(try await again.open().isEmpty)
+        await again.close()
+    }
+
     @Test("with no backend resolved, export fails retryably rather than dropping silently")
     func noBackends() async throws {
         let resolver = DNSBackendResolver(hostname: "none", port: 1, interval: .seconds(60), timeout: .seconds(1)) { _ in [] }

@@ -97,6 +97,7 @@ public final class LoadBalancingExporter: SpanExporter {
 
     public func start() async throws {
         await resolveOnce()
+        try await recoverOrphanedQueues()
         guard let interval = resolver.interval else { return }
         let task = Task { [self] in
             while !Task.isCancelled {
@@ -105,6 +106,39 @@ public final class LoadBalancingExporter: SpanExporter {
             }
         }
         resolving.withLock { $0 = task }
+    }
+
+    /// With disk queues: the queues an earlier run left for backends that are not on the ring now (the
+    /// resolver's answer changed while the router was down) are sent on the ring there is, then removed, so
+    /// what that run acknowledged is not stranded in a folder nobody reads.
+    func recoverOrphanedQueues() async throws {
+        guard let storage else { return }
+        let root = URL(fileURLWithPath: storage)
+        let onRing = Set(backends.map(Self.folderName))
+        let folders = (try? FileManager.default.contentsOfDirectory(atPath: root.path)) ?? []
+        for folder in folders.sorted() where folder.hasPrefix("backend-") && !onRing.contains(folder) {
+            let log = DurableLog.otlp(directory: root.appendingPathComponent(folder))
+            let recovered = try await log.open()
+            var spans = 0
+            for (sequence, batch) in recovered {
+                do {
+                    try await export(batch)
+                } catch {
+                    // Kept on disk for the next start; the rest still go.
+                    logger.warning("cannot route a batch left queued for a backend no longer resolved",
+                                   metadata: ["exporter": "\(id)", "queue": "\(folder)", "error": "\(error)"])
+                    continue
+                }
+                await log.remove(sequence)
+                spans += batch.spanCount
+            }
+            await log.close()
+            if spans > 0 {
+                reroutedSpans.increment(by: Int64(spans))
+                logger.info("routed what an earlier run left queued for a backend no longer resolved",
+                            metadata: ["exporter": "\(id)", "queue": "\(folder)", "spans": "\(spans)"])
+            }
+        }
     }
 
     /// Asks the resolver and applies its answer; a failure keeps the backends there are.
