@@ -5,9 +5,12 @@ import TraceModel
 
 /// One sample of a Prometheus instant vector: its labels and value.
 public struct PrometheusSample: Sendable, Equatable {
+    /// The sample's labels (those the query kept).
     public var labels: [String: String]
+    /// Its value.
     public var value: Double
 
+    /// A sample with `labels` and `value`.
     public init(_ labels: [String: String], _ value: Double) {
         self.labels = labels
         self.value = value
@@ -16,7 +19,9 @@ public struct PrometheusSample: Sendable, Equatable {
 
 /// Why the cluster graph cannot be answered; the admin API answers 503 with it, never a partial graph.
 public struct ClusterGraphError: Error, CustomStringConvertible, Sendable {
+    /// What went wrong, for the 503 answer.
     public var reason: String
+    /// An error saying `reason`.
     public init(_ reason: String) { self.reason = reason }
     public var description: String { reason }
 }
@@ -34,11 +39,14 @@ public struct PrometheusHTTPQuerier: PrometheusQuerying {
     /// How long one query may take.
     public let timeout: Duration
 
+    /// A querier of the Prometheus at `baseURL`, each query allowed `timeout`.
     public init(baseURL: String, timeout: Duration) {
         self.baseURL = baseURL
         self.timeout = timeout
     }
 
+    /// GETs `/api/v1/query`; an unreachable server, an error status or a body that is not the query API's
+    /// JSON is a `ClusterGraphError` saying so.
     public func query(_ promQL: String, at time: Double?) async throws(ClusterGraphError) -> [PrometheusSample] {
         guard var components = URLComponents(string: baseURL + "/api/v1/query") else {
             throw ClusterGraphError("cannot make a query URL from \(baseURL)")
@@ -117,6 +125,7 @@ public struct PrometheusHTTPQuerier: PrometheusQuerying {
 public struct ClusterGraph: Sendable {
     let source: any PrometheusQuerying
 
+    /// A cluster graph asking `source`.
     public init(source: any PrometheusQuerying) {
         self.source = source
     }

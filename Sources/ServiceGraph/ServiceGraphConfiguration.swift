@@ -54,6 +54,7 @@ public struct ServiceGraphConfiguration: Sendable, Equatable {
         /// `timeout`: how long the queries of one answer may take together. Default 5s.
         public var timeout: Duration = .seconds(5)
 
+        /// Settings asking the Prometheus at `prometheus`.
         public init(prometheus: String, timeout: Duration = .seconds(5)) {
             self.prometheus = prometheus
             self.timeout = timeout

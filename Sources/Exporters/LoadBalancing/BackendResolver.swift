@@ -14,9 +14,13 @@ public protocol BackendResolver: Sendable {
 
 /// `resolver: static:`: the configured list, always.
 public struct StaticBackendResolver: BackendResolver {
+    /// The backends, `host:port`.
     public let hostnames: [String]
+    /// A resolver that always answers `hostnames`.
     public init(hostnames: [String]) { self.hostnames = hostnames }
+    /// The configured list.
     public func resolve() async throws -> [String] { hostnames }
+    /// Nil: the list never changes.
     public var interval: Duration? { nil }
 }
 
@@ -26,9 +30,13 @@ public struct DNSBackendResolver: BackendResolver {
     /// Looks a name up, returning its addresses as text (`10.0.0.7`, `fd00::7`).
     public typealias Lookup = @Sendable (_ hostname: String) async throws -> [String]
 
+    /// The name whose addresses are the backends.
     public let hostname: String
+    /// The port every address gets.
     public let port: Int
+    /// How often the name is looked up again.
     public let interval: Duration?
+    /// How long one lookup may take.
     public let timeout: Duration
     private let lookup: Lookup
 
@@ -42,6 +50,7 @@ public struct DNSBackendResolver: BackendResolver {
         self.lookup = lookup ?? DNSBackendResolver.systemLookup
     }
 
+    /// Every address of `hostname`, sorted, as `host:port`; throws when the lookup fails, times out or finds none.
     public func resolve() async throws -> [String] {
         let addresses = try await Self.withTimeout(timeout, hostname: hostname) { [lookup, hostname] in try await lookup(hostname) }
         // No address at all is treated as a failed lookup: the previous backends stay rather than every
@@ -84,7 +93,9 @@ public struct DNSBackendResolver: BackendResolver {
 
 /// Why a DNS resolution failed.
 public enum DNSLookupError: Error, CustomStringConvertible {
+    /// The lookup took longer than the resolver's `timeout`.
     case timedOut(hostname: String, after: Duration)
+    /// The name has no address.
     case noAddresses(hostname: String)
 
     public var description: String {

@@ -291,7 +291,7 @@ public final class LoadBalancingExporter: SpanExporter {
     }
 }
 
-/// Runs ring changes one after another.
+/// Runs ring changes one after another (the first resolution and the resolver's loop may overlap).
 actor RingUpdates {
     private var running = false
     private var waiting: [CheckedContinuation<Void, Never>] = []
@@ -307,8 +307,10 @@ actor RingUpdates {
 
 /// Builds `loadbalancing` exporters.
 public struct LoadBalancingExporterFactory: ExporterFactory {
+    /// `loadbalancing`, the Collector's name.
     public let type = "loadbalancing"
 
+    /// The factory.
     public init() {}
 
     public func makeExporter(section: ConfigSection, context: ComponentContext) throws -> any SpanExporter {
