@@ -131,7 +131,7 @@ def replica_config(start_collector_kw, sink, storage, grpc_endpoint="127.0.0.1:0
     """A sampling replica: OTLP/gRPC in, service graph, tail sampling, batch, file out; and, so that what it
     acknowledged survives kill -9, a second exporter with a disk queue (to a sink), which makes its
     pipeline write ahead."""
-    service_graph = {"store": {"ttl": "5s"}, "shards": 1}
+    service_graph = {"store": {"ttl": "2s"}, "store_expiration_loop": "500ms", "shards": 1}
     if cluster:
         service_graph["cluster"] = {"prometheus": cluster}
     kw = dict(http=False, grpc=dict(h.GRPC_SETTINGS, endpoint=grpc_endpoint), admin_endpoint=admin_endpoint,
@@ -218,11 +218,14 @@ def test_router_three_replicas_prometheus_no_split_same_kept_set_same_graph_and_
         assert set().union(*[set(out) for out in outputs]) == set(single_kept)
         assert all(outputs), "a replica got no trace at all: %r" % [len(out) for out in outputs]
 
-        # The cluster graph equals the single collector's, once Prometheus has scraped the last counts.
-        r = single.admin_get("/api/service-graph")
-        assert r.status == 200
-        expected = comparable(r.json())
-        assert expected[0], "the single collector built no graph"
+        # The cluster graph equals the single collector's, once every root span's store entry expired into its
+        # user -> coordinator edge (in both) and Prometheus has scraped the last counts.
+        def single_graph():
+            r = single.admin_get("/api/service-graph")
+            assert r.status == 200
+            graph = comparable(r.json())
+            return any(edge[0].startswith("user->coordinator") and edge[1] == len(sent) for edge in graph[0]), graph
+        expected = wait_until(single_graph, 20, "the single collector never expired the roots into user edges")
         assert any(failed for _, _, failed in expected[0]), "the swarm should have failed calls"
 
         def cluster_graph():
