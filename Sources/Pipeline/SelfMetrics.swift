@@ -5,7 +5,12 @@ import Synchronization
 /// Every name starts with `agenttrace_`.
 public final class SelfMetrics: Sendable {
     private let registry = PrometheusCollectorRegistry()
-    private let refreshers = Mutex<[@Sendable () -> Void]>([])
+    private let refreshers = Mutex<(next: Int, hooks: [(id: Int, refresh: @Sendable () -> Void)])>((0, []))
+
+    /// A refresher registered with `onScrape`, to remove with `removeOnScrape`.
+    public struct ScrapeHook: Sendable, Hashable {
+        let id: Int
+    }
 
     public init() {}
 
@@ -26,13 +31,33 @@ public final class SelfMetrics: Sendable {
     }
 
     /// Runs `refresh` before every scrape, for gauges that sample state (queue lengths).
-    public func onScrape(_ refresh: @escaping @Sendable () -> Void) {
-        refreshers.withLock { $0.append(refresh) }
+    @discardableResult
+    public func onScrape(_ refresh: @escaping @Sendable () -> Void) -> ScrapeHook {
+        refreshers.withLock { refreshers in
+            defer { refreshers.next += 1 }
+            refreshers.hooks.append((refreshers.next, refresh))
+            return ScrapeHook(id: refreshers.next)
+        }
+    }
+
+    /// Stops running a refresher: for a component that goes away while the collector runs.
+    public func removeOnScrape(_ hook: ScrapeHook) {
+        refreshers.withLock { $0.hooks.removeAll { $0.id == hook.id } }
+    }
+
+    /// Removes a counter's series from the exposition (series stay bounded by what exists now).
+    public func remove(_ counter: Counter) {
+        registry.unregisterCounter(counter)
+    }
+
+    /// Removes a gauge's series from the exposition.
+    public func remove(_ gauge: Gauge) {
+        registry.unregisterGauge(gauge)
     }
 
     /// The exposition text.
     public func render() -> [UInt8] {
-        for refresh in refreshers.withLock({ $0 }) { refresh() }
+        for hook in refreshers.withLock({ $0.hooks }) { hook.refresh() }
         var buffer: [UInt8] = []
         buffer.reserveCapacity(8192)
         registry.emit(into: &buffer)

@@ -276,7 +276,7 @@ struct LoadBalancingExporterTests {
         #expect(tally.sent.load(ordering: .relaxed) == 90 * 2 * 4)
     }
 
-    @Test("when the resolver drops a backend, its queued batches go to the others: none lost")
+    @Test("when the resolver drops a backend, its queued batches go to the others: none lost; its series go")
     func reroutesDroppedBackend() async throws {
         let resolver = ScriptedResolver(["r1:4317", "r2:4317", "r3:4317"])
         let metrics = SelfMetrics()
@@ -303,6 +303,9 @@ struct LoadBalancingExporterTests {
         let text = String(decoding: metrics.render(), as: UTF8.self)
         #expect(text.contains("agenttrace_loadbalancer_rerouted_spans_total{exporter=\"loadbalancing\"} \(onDead.count * 4)"))
         #expect(text.contains("agenttrace_loadbalancer_backends{exporter=\"loadbalancing\"} 2"))
+        // The dropped backend's queue series are gone; the others' stay.
+        #expect(!text.contains("loadbalancing/r2:4317"))
+        #expect(text.contains("agenttrace_exporter_queue_size{exporter=\"loadbalancing/r1:4317\"}"))
     }
 
     @Test("a backend added by the resolver takes its share of new traces")

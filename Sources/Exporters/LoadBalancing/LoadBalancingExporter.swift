@@ -199,6 +199,8 @@ public final class LoadBalancingExporter: SpanExporter {
                 reroutedSpans.increment(by: Int64(spans))
                 await backend.forgetWithdrawn()
                 await backend.shutdown()
+                // Pod addresses come and go: a dropped backend's series go with it.
+                backend.removeMetrics()
             }
         }
     }

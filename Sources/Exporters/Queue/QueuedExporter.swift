@@ -22,6 +22,8 @@ public final class QueuedExporter: SpanExporter {
     private let reporter = Mutex<DeliveryReporter?>(nil)
     private let consumers = Mutex<Task<Void, Never>?>(nil)
     private let retriedSpans: Counter
+    /// Takes the series above off the exposition.
+    private let removeSeries: @Sendable () -> Void
     private let stopping = Atomic<Bool>(false)
     /// Set by `withdraw()`: what fails from now on is handed back instead of dropped or kept on disk.
     private let withdrawing = Atomic<Bool>(false)
@@ -47,17 +49,29 @@ public final class QueuedExporter: SpanExporter {
         let size = metrics.gauge("agenttrace_exporter_queue_size",
                                  help: "What an exporter's sending queue holds, in its sizer's unit (batches or spans).", labels: labels)
         let persisted = metrics.gauge("agenttrace_exporter_persisted_bytes", help: "Bytes of queued batches kept on disk.", labels: labels)
-        metrics.gauge("agenttrace_exporter_queue_capacity",
-                      help: "The most an exporter's sending queue holds, in its sizer's unit (batches or spans).", labels: labels)
-            .set(Double(queue.queueSize))
+        let capacity = metrics.gauge("agenttrace_exporter_queue_capacity",
+                                     help: "The most an exporter's sending queue holds, in its sizer's unit (batches or spans).", labels: labels)
+        capacity.set(Double(queue.queueSize))
         self.queue = ExportQueue(capacity: queue.queueSize, countsSpans: queue.sizer == .items,
                                  storage: queue.storage.map { URL(fileURLWithPath: $0) })
         let exportQueue = self.queue
-        metrics.onScrape {
+        let hook = metrics.onScrape {
             let (count, bytes) = exportQueue.gauges
             size.set(Double(count))
             persisted.set(Double(bytes))
         }
+        let retried = retriedSpans
+        removeSeries = {
+            metrics.removeOnScrape(hook)
+            for gauge in [size, persisted, capacity] { metrics.remove(gauge) }
+            metrics.remove(retried)
+        }
+    }
+
+    /// Takes this exporter's series off `/metrics`, for one that goes away while the collector runs (a
+    /// backend the loadbalancing exporter dropped), so the series stay bounded by the exporters there are.
+    public func removeMetrics() {
+        removeSeries()
     }
 
     public var durableStorage: String? { queueConfiguration.enabled ? queueConfiguration.storage : nil }
