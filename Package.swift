@@ -174,9 +174,19 @@ let package = Package(
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
             ],
-            resources: [.embedInCode("Resources/default-config.yaml")]
+            resources: [
+                .embedInCode("Resources/default-config.yaml"),
+                // the live view on the admin port (docs/live-view.md): hand-written, nothing third-party
+                .embedInCode("Resources/ui/index.html"),
+                .embedInCode("Resources/ui/app.js"),
+                .embedInCode("Resources/ui/app.css"),
+            ]
         ),
         .executableTarget(name: "decode-bench", dependencies: ["TraceWire"]),
+        // The anomaly detector alone, for callgrind's instruction counts (bench/callgrind-anomaly).
+        .executableTarget(name: "anomaly-bench", dependencies: [
+            "Processors", "Pipeline", "TraceModel", .product(name: "Logging", package: "swift-log"),
+        ]),
         // Fuzzing (docs/fuzzing.md). The targets are a library so a unit test replays the kept crash inputs
         // through the very functions the fuzzer calls; the one executable is a libFuzzer driver when
         // scripts/fuzz builds it (-sanitize=fuzzer,address -DFUZZING) and a plain file replayer otherwise,

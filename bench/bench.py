@@ -3,8 +3,13 @@
 
 Each collector runs pinned to one core (taskset), the load generator to another. For every row it
 measures, after a warm-up, for a fixed duration: spans/s (successful requests x spans per request),
-latency p50/p99 as the load generator saw it, CPU seconds per million spans (from /proc), and peak
-RSS. Prints one table and writes it as markdown under bench/results/.
+latency p50/p99 as the load generator saw it, CPU seconds per million spans (from /proc), peak RSS,
+and the load generator's own CPU share (a row where it is near 100% measured the load generator).
+A request counts only when it succeeded: for AgentTrace rows the collector's own accepted-span
+counter is read around the measured window, so a gRPC call answered with HTTP 200 but a non-zero
+grpc-status (h2load counts those as succeeded) is a failure. Every row is measured `--repeat` times,
+rotel and AgentTrace taking turns, and shown as median (min-max). Prints one table and writes it as
+markdown under bench/results/.
 
 Called by bench/run; see bench/README.md.
 """
@@ -12,6 +17,9 @@ import argparse
 import datetime
 import os
 import platform
+import resource
+import statistics
+import urllib.request
 import re
 import shutil
 import signal
@@ -60,9 +68,9 @@ def parse_duration_ms(text):
 
 
 def run_wrk(port, list_file, seconds, connections, load_core):
-    command = ["taskset", "-c", str(load_core), "wrk", "-t2", f"-c{connections}", f"-d{seconds}s", "--latency",
-               "-s", os.path.join(BENCH, "rotate.lua"), f"http://127.0.0.1:{port}/v1/traces", "--", list_file]
-    output = subprocess.run(command, capture_output=True, text=True, check=True).stdout
+    command = pinned(load_core, ["wrk", "-t2", f"-c{connections}", f"-d{seconds}s", "--latency",
+               "-s", os.path.join(BENCH, "rotate.lua"), f"http://127.0.0.1:{port}/v1/traces", "--", list_file])
+    output, load_cpu = run_load_generator(command)
     if "Latency Distribution" not in output:
         raise RuntimeError(f"wrk completed no request:\n{output}")
     requests = int(re.search(r"(\d+) requests in", output).group(1))
@@ -73,27 +81,50 @@ def run_wrk(port, list_file, seconds, connections, load_core):
         failed += sum(int(x) for x in socket_errors.groups())
     p50 = parse_duration_ms(re.search(r"50%\s+(\S+)", output).group(1))
     p99 = parse_duration_ms(re.search(r"99%\s+(\S+)", output).group(1))
-    return {"ok": max(requests - failed, 0), "failed": failed, "p50": p50, "p99": p99, "raw": output}
+    return {"ok": max(requests - failed, 0), "failed": failed, "p50": p50, "p99": p99, "raw": output, "load_cpu": load_cpu}
 
 
-def run_h2load(port, body_file, seconds, warmup, connections, streams, load_core):
-    command = ["taskset", "-c", str(load_core), "h2load", f"-c{connections}", f"-m{streams}", "-t1", f"-D{seconds}",
-               f"--warm-up-time={warmup}", "-d", body_file, "-H", "content-type: application/grpc", "-H", "te: trailers",
-               f"http://127.0.0.1:{port}/opentelemetry.proto.collector.trace.v1.TraceService/Export"]
+def run_load_generator(command):
+    """Runs a load generator to its end; returns its output and the CPU seconds it used (its own rusage)."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     output = subprocess.run(command, capture_output=True, text=True, check=True).stdout
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return output, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+
+
+def pinned(core, command):
+    """`command` pinned to `core` with taskset; unpinned when core is None."""
+    return command if core is None else ["taskset", "-c", str(core)] + command
+
+
+def run_h2load(port, body_file, seconds, connections, streams, load_core):
+    command = pinned(load_core, ["h2load", f"-c{connections}", f"-m{streams}", "-t1", f"-D{seconds}",
+                                 "-d", body_file, "-H", "content-type: application/grpc", "-H", "te: trailers",
+                                 f"http://127.0.0.1:{port}/opentelemetry.proto.collector.trace.v1.TraceService/Export"])
+    output, load_cpu = run_load_generator(command)
     match = re.search(r"requests: (\d+) total, (\d+) started, (\d+) done, (\d+) succeeded, (\d+) failed, (\d+) errored", output)
     succeeded, failed, errored = int(match.group(4)), int(match.group(5)), int(match.group(6))
     mean = re.search(r"time for request:\s+\S+\s+\S+\s+(\S+)", output).group(1)
-    return {"ok": succeeded, "failed": failed + errored, "mean": parse_duration_ms(mean), "raw": output}
+    return {"ok": succeeded, "failed": failed + errored, "mean": parse_duration_ms(mean), "raw": output, "load_cpu": load_cpu}
 
 
 class Collector:
-    def __init__(self, name, command, port, core, env=None):
-        self.name, self.command, self.port, self.core, self.env = name, command, port, core, env
+    """A collector process; `admin_port`: where AgentTrace serves /metrics (None for rotel)."""
+    def __init__(self, name, command, port, core, env=None, admin_port=None):
+        self.name, self.command, self.port, self.core, self.env, self.admin_port = name, command, port, core, env, admin_port
+
+    def spans_counted(self):
+        """AgentTrace's own (accepted, refused) span counters; None for a collector without them."""
+        if self.admin_port is None:
+            return None
+        text = urllib.request.urlopen(f"http://127.0.0.1:{self.admin_port}/metrics", timeout=10).read().decode()
+        def total(name):
+            return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(name))
+        return total("agenttrace_receiver_accepted_spans_total"), total("agenttrace_receiver_refused_spans_total")
 
     def __enter__(self):
         self.log = tempfile.TemporaryFile()
-        self.process = subprocess.Popen(["taskset", "-c", str(self.core)] + self.command, stdout=self.log,
+        self.process = subprocess.Popen(pinned(self.core, self.command), stdout=self.log,
                                         stderr=subprocess.STDOUT, env={**os.environ, **(self.env or {})})
         wait_for_port(self.port)
         return self
@@ -116,29 +147,40 @@ class Collector:
 def measure(collector, list_file, spans_per_request, warmup, seconds, connections, load_core, grpc_body=None):
     with collector:
         if grpc_body:
-            # h2load warms up itself, then measures; CPU is read around the whole run and scaled.
-            cpu_before = cpu_seconds(collector.process.pid)
-            started = time.time()
-            result = run_h2load(collector.port, grpc_body, seconds, warmup, connections, 16, load_core)
-            elapsed = time.time() - started
-            cpu = (cpu_seconds(collector.process.pid) - cpu_before) * seconds / max(elapsed, seconds)
-            result["p50"] = result["p99"] = float("nan")
+            run_h2load(collector.port, grpc_body, warmup, connections, 16, load_core)
         else:
             run_wrk(collector.port, list_file, warmup, connections, load_core)
-            cpu_before = cpu_seconds(collector.process.pid)
-            started = time.time()
+        counted_before = collector.spans_counted()
+        cpu_before = cpu_seconds(collector.process.pid)
+        started = time.time()
+        if grpc_body:
+            result = run_h2load(collector.port, grpc_body, seconds, connections, 16, load_core)
+            result["p50"] = result["p99"] = float("nan")
+        else:
             result = run_wrk(collector.port, list_file, seconds, connections, load_core)
-            elapsed = time.time() - started
-            cpu = cpu_seconds(collector.process.pid) - cpu_before
+        elapsed = time.time() - started
+        cpu = cpu_seconds(collector.process.pid) - cpu_before
+        counted_after = collector.spans_counted()
         rss = peak_rss_mib(collector.process.pid)
         if collector.process.poll() is not None:
             raise RuntimeError(f"{collector.name} exited during the run")
-    spans = result["ok"] * spans_per_request
+    ok, failed = result["ok"], result["failed"]
+    if counted_before is not None:
+        # What the collector itself took: a request the load generator saw succeed but whose spans were
+        # not accepted (a gRPC call with grpc-status != 0) is a failure. Requests still in flight when
+        # the window closed may be counted on either side: the difference is at most the connections.
+        accepted = (counted_after[0] - counted_before[0]) / spans_per_request
+        refused = (counted_after[1] - counted_before[1]) / spans_per_request
+        if accepted < ok - connections * 16:
+            failed += ok - int(accepted)
+            ok = int(accepted)
+        failed = max(failed, int(refused))
+    spans = ok * spans_per_request
     return {
         "spans_per_s": spans / seconds,
         "p50": result["p50"], "p99": result["p99"], "mean": result.get("mean"),
         "cpu_per_million": cpu / (spans / 1e6) if spans else float("nan"),
-        "rss": rss, "failed": result["failed"], "elapsed": elapsed,
+        "rss": rss, "failed": failed, "elapsed": elapsed, "load_share": result["load_cpu"] / elapsed,
     }
 
 
@@ -147,7 +189,7 @@ AGENTTRACE_CONFIGS = {
 receivers: {otlp: {protocols: {http: {endpoint: "127.0.0.1:PORT"}, grpc: {endpoint: "127.0.0.1:GRPCPORT"}}}}
 exporters: {nop: {}}
 service:
-  admin: {endpoint: "127.0.0.1:0"}
+  admin: {endpoint: "127.0.0.1:ADMINPORT"}
   telemetry: {logs: {level: warn}}
   pipelines: {traces: {receivers: [otlp], exporters: [nop]}}
 """,
@@ -156,16 +198,27 @@ receivers: {otlp: {protocols: {http: {endpoint: "127.0.0.1:PORT"}}}}
 processors: {batch: {send_batch_size: 8192, timeout: 200ms}}
 exporters: {nop: {}}
 service:
-  admin: {endpoint: "127.0.0.1:0"}
+  admin: {endpoint: "127.0.0.1:ADMINPORT"}
   telemetry: {logs: {level: warn}}
   pipelines: {traces: {receivers: [otlp], processors: [batch], exporters: [nop]}}
+""",
+    "tail_sampling, batch -> nop": """
+receivers: {otlp: {protocols: {http: {endpoint: "127.0.0.1:PORT"}}}}
+processors:
+  tail_sampling: {decision_wait: 10s, num_traces: 1000000, policies: [{name: errors, type: status_code, status_code: {status_codes: [ERROR]}}, {name: baseline, type: probabilistic, probabilistic: {sampling_percentage: 10}}]}
+  batch: {send_batch_size: 8192, timeout: 200ms}
+exporters: {nop: {}}
+service:
+  admin: {endpoint: "127.0.0.1:ADMINPORT"}
+  telemetry: {logs: {level: warn}}
+  pipelines: {traces: {receivers: [otlp], processors: [tail_sampling, batch], exporters: [nop]}}
 """,
     "batch -> otlp/http (local sink)": """
 receivers: {otlp: {protocols: {http: {endpoint: "127.0.0.1:PORT"}}}}
 processors: {batch: {send_batch_size: 8192, timeout: 200ms}}
 exporters: {otlp: {protocol: http/protobuf, endpoint: "http://127.0.0.1:SINKPORT"}}
 service:
-  admin: {endpoint: "127.0.0.1:0"}
+  admin: {endpoint: "127.0.0.1:ADMINPORT"}
   telemetry: {logs: {level: warn}}
   pipelines: {traces: {receivers: [otlp], processors: [batch], exporters: [otlp]}}
 """,
@@ -174,7 +227,7 @@ receivers: {otlp: {protocols: {http: {endpoint: "127.0.0.1:PORT"}}}}
 processors: {batch: {send_batch_size: 8192, timeout: 200ms}}
 exporters: {otlp: {protocol: grpc, endpoint: "127.0.0.1:GRPCSINKPORT"}}
 service:
-  admin: {endpoint: "127.0.0.1:0"}
+  admin: {endpoint: "127.0.0.1:ADMINPORT"}
   telemetry: {logs: {level: warn}}
   pipelines: {traces: {receivers: [otlp], processors: [batch], exporters: [otlp]}}
 """,
@@ -196,7 +249,7 @@ receivers: {otlp: {protocols: {http: {endpoint: "127.0.0.1:PORT"}}}}
 processors: {batch: {send_batch_size: 8192, timeout: 200ms}}
 exporters: {otlp: {protocol: http/protobuf, endpoint: "http://127.0.0.1:SINKPORT", sending_queue: {storage: "STORAGE"}}}
 service:
-  admin: {endpoint: "127.0.0.1:0"}
+  admin: {endpoint: "127.0.0.1:ADMINPORT"}
   telemetry: {logs: {level: warn}}
   pipelines: {traces: {receivers: [otlp], processors: [batch], exporters: [otlp]}}
 """,
@@ -211,12 +264,35 @@ def default_chain_config(agenttrace, exporter):
     config = yaml.safe_load(text)
     config["receivers"]["otlp"]["protocols"] = {"http": {"endpoint": "127.0.0.1:PORT"}}
     config["exporters"] = exporter
-    config["service"]["admin"] = {"endpoint": "127.0.0.1:0"}
+    config["service"]["admin"] = {"endpoint": "127.0.0.1:ADMINPORT"}
     config["service"]["telemetry"] = {"logs": {"level": "warn"}}
     config["service"]["pipelines"]["traces"]["exporters"] = list(exporter)
     # No alert sink: alerts are still evaluated and listed at /api/alerts.
     config["processors"]["threshold_triggers"]["notify"] = []
     return yaml.safe_dump(config, sort_keys=False)
+
+
+def default_chain_without(agenttrace, processor):
+    """The embedded default chain -> nop without one processor (its cost is the difference)."""
+    import yaml
+    config = yaml.safe_load(default_chain_config(agenttrace, {"nop": {}}))
+    config["service"]["pipelines"]["traces"]["processors"].remove(processor)
+    del config["processors"][processor]
+    return yaml.safe_dump(config, sort_keys=False)
+
+
+def summarize(results):
+    """Median (and min, max) spans/s of repeated measurements of one row; other columns by median."""
+    rates = [r["spans_per_s"] for r in results]
+    def median(key):
+        values = [r[key] for r in results if r.get(key) is not None]
+        return statistics.median(values) if values else None
+    return {
+        "spans_per_s": statistics.median(rates), "min": min(rates), "max": max(rates),
+        "p50": median("p50"), "p99": median("p99"), "mean": median("mean"),
+        "cpu_per_million": median("cpu_per_million"), "rss": max(r["rss"] for r in results),
+        "failed": sum(r["failed"] for r in results), "load_share": max(r["load_share"] for r in results),
+    }
 
 
 def main():
@@ -227,42 +303,58 @@ def main():
                                            "sit side by side in one run")
     parser.add_argument("--rotel", required=True)
     parser.add_argument("--payloads", required=True)
+    parser.add_argument("--small-payloads", help="a second payload set (make-payloads.py --shape small): rotel, ingest, "
+                                                 "batch, tail sampling and default-chain rows are measured on it too")
     parser.add_argument("--spans", type=int, default=512)
     parser.add_argument("--seconds", type=int, default=15)
     parser.add_argument("--warmup", type=int, default=5)
+    parser.add_argument("--repeat", type=int, default=3, help="measurements per row, rotel and AgentTrace taking turns")
     parser.add_argument("--connections", type=int, default=8)
     parser.add_argument("--collector-core", type=int, default=0)
     parser.add_argument("--load-core", type=int, default=1)
+    parser.add_argument("--unpinned", action="store_true",
+                        help="no taskset: collectors and the load generator share every core (the 'both cores' rows)")
     parser.add_argument("--smoke", action="store_true",
-                        help="a few seconds per row, results not written: proves the suite runs (CI)")
+                        help="a few seconds per row, once, results not written: proves the suite runs and no row fails (CI)")
     parser.add_argument("--only", action="append", default=[],
                         help="measure only the rows whose name contains this text (repeatable); rotel rows need 'rotel'")
     args = parser.parse_args()
     if args.smoke:
-        args.seconds, args.warmup = 2, 1
+        args.seconds, args.warmup, args.repeat = 2, 1, 1
+    collector_core = None if args.unpinned else args.collector_core
+    load_core = None if args.unpinned else args.load_core
 
-    list_file = os.path.join(args.payloads, "protobuf.list")
-    with open(os.path.join(args.payloads, "grpc.list")) as f:
-        grpc_body = f.readline().strip()
-    port, grpc_port = 14318, 14317
-    rows = []
+    payload_sets = [("", args.payloads)] + ([(" [small spans]", args.small_payloads)] if args.small_payloads else [])
+    port, grpc_port, admin_port = 14318, 14317, 14999
+    measured = {}  # row name -> list of measurements
+    order = []
 
-    def add(name, collector, grpc=False):
+    def add(name, collector, payloads, grpc=False):
         if args.only and not any(text in name for text in args.only):
             return
         print(f"measuring {name} ...", file=sys.stderr, flush=True)
-        rows.append((name, measure(collector, list_file, args.spans, args.warmup, args.seconds, args.connections, args.load_core,
-                                   grpc_body if grpc else None)))
+        with open(os.path.join(payloads, "grpc.list")) as f:
+            grpc_body = f.readline().strip()
+        result = measure(collector, os.path.join(payloads, "protobuf.list"), args.spans, args.warmup, args.seconds,
+                         args.connections, load_core, grpc_body if grpc else None)
+        if name not in measured:
+            order.append(name)
+        measured.setdefault(name, []).append(result)
 
     rotel_command = [args.rotel, "start", "--exporter", "blackhole", "--otlp-http-endpoint", f"127.0.0.1:{port}",
                      "--otlp-grpc-endpoint", f"127.0.0.1:{grpc_port}"]
-    add("rotel (blackhole), OTLP/HTTP", Collector("rotel", rotel_command, port, args.collector_core))
-    add("rotel (blackhole), OTLP/gRPC", Collector("rotel", rotel_command, grpc_port, args.collector_core), grpc=True)
     sink_port = 19411
     grpc_sink_port = 19317
+    chain = "enrichment, anomaly_detection, triggers, service_graph, tail_sampling 10s, batch"
+    builds = ([("AgentTrace (baseline)", args.baseline)] if args.baseline else []) + [("AgentTrace", args.agenttrace)]
+    # Rows measured on the small-span payload too (the others only on the agent payload).
+    small_rows = {"ingest -> nop", "batch -> nop", "tail_sampling, batch -> nop", f"default chain ({chain}) -> nop",
+                  "default chain without service_graph -> nop"}
+    names = (list(AGENTTRACE_CONFIGS) + [f"default chain ({chain}) -> nop", "default chain without service_graph -> nop",
+                                         "default chain -> zipkin (JSON, local sink)", "default chain -> otlp gRPC (AgentTrace nop sink)"])
     helpers = []  # the sinks: stopped however the run ends, so a failed run leaves no process holding a port
     try:
-        sink = subprocess.Popen(["taskset", "-c", str(args.load_core), sys.executable, os.path.join(BENCH, "sink.py"), str(sink_port)],
+        sink = subprocess.Popen(pinned(load_core, [sys.executable, os.path.join(BENCH, "sink.py"), str(sink_port)]),
                                 stdout=subprocess.DEVNULL)
         helpers.append(sink)
         wait_for_port(sink_port)
@@ -279,53 +371,66 @@ service:
   telemetry: {{logs: {{level: warn}}}}
   pipelines: {{traces: {{receivers: [otlp], exporters: [nop]}}}}
 """)
-            grpc_sink = subprocess.Popen(["taskset", "-c", str(args.load_core), args.agenttrace, "serve", "--config", sink_config],
+            grpc_sink = subprocess.Popen(pinned(load_core, [args.agenttrace, "serve", "--config", sink_config]),
                                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             helpers.append(grpc_sink)
             wait_for_port(grpc_sink_port)
-            chain = "enrichment, triggers, service_graph, tail_sampling 10s, batch"
-            builds = ([("AgentTrace (baseline)", args.baseline)] if args.baseline else []) + [("AgentTrace", args.agenttrace)]
-            names = list(AGENTTRACE_CONFIGS) + [f"default chain ({chain}) -> nop", "default chain -> zipkin (JSON, local sink)"]
-            # With a baseline, the two builds take turns going first, row by row: whichever runs second
-            # would otherwise always meet the warmer (or the noisier) machine.
             second_first = False
-            for name in names:
-                measured_before = len(rows)
-                for label, binary in (builds[::-1] if second_first else builds):
-                    # Each build runs its own embedded default for the default-chain rows.
-                    configs = dict(AGENTTRACE_CONFIGS)
-                    if name.startswith("default chain ("):
-                        configs[name] = default_chain_config(binary, {"nop": {}})
-                    elif name.startswith("default chain ->"):
-                        configs[name] = default_chain_config(binary, {"zipkin": {"endpoint": "http://127.0.0.1:SINKPORT/api/v2/spans"}})
-                    config = configs[name]
-                    path = os.path.join(directory, "config.yaml")
-                    storage = os.path.join(directory, "queue")
-                    with open(path, "w") as f:
-                        f.write(config.replace("GRPCSINKPORT", str(grpc_sink_port)).replace("GRPCPORT", str(grpc_port))
-                                .replace("SINKPORT", str(sink_port))
-                                .replace("PORT", str(port)).replace("STORAGE", storage))
-                    command = [binary, "serve", "--config", path]
-                    add(f"{label} {name}, OTLP/HTTP", Collector("agenttrace", command, port, args.collector_core))
-                    if "GRPCPORT" in config:
-                        add(f"{label} {name}, OTLP/gRPC", Collector("agenttrace", command, grpc_port, args.collector_core), grpc=True)
-                if len(rows) > measured_before:
-                    second_first = not second_first
+            for _ in range(args.repeat):
+                for suffix, payloads in payload_sets:
+                    # rotel first in each round, then every AgentTrace row: the two take turns round by round.
+                    add(f"rotel (blackhole), OTLP/HTTP{suffix}", Collector("rotel", rotel_command, port, collector_core), payloads)
+                    add(f"rotel (blackhole), OTLP/gRPC{suffix}", Collector("rotel", rotel_command, grpc_port, collector_core),
+                        payloads, grpc=True)
+                    for name in names:
+                        if suffix and name not in small_rows:
+                            continue
+                        # With a baseline, the two builds take turns going first, row by row: whichever runs
+                        # second would otherwise always meet the warmer (or the noisier) machine.
+                        for label, binary in (builds[::-1] if second_first else builds):
+                            config = AGENTTRACE_CONFIGS.get(name)
+                            if name.startswith("default chain ("):
+                                config = default_chain_config(binary, {"nop": {}})
+                            elif name == "default chain without service_graph -> nop":
+                                config = default_chain_without(binary, "service_graph")
+                            elif name.startswith("default chain -> zipkin"):
+                                config = default_chain_config(binary, {"zipkin": {"endpoint": "http://127.0.0.1:SINKPORT/api/v2/spans"}})
+                            elif name.startswith("default chain -> otlp gRPC"):
+                                config = default_chain_config(binary, {"otlp": {"protocol": "grpc", "endpoint": "127.0.0.1:GRPCSINKPORT"}})
+                            path = os.path.join(directory, "config.yaml")
+                            storage = os.path.join(directory, "queue")
+                            shutil.rmtree(storage, ignore_errors=True)
+                            with open(path, "w") as f:
+                                f.write(config.replace("GRPCSINKPORT", str(grpc_sink_port)).replace("GRPCPORT", str(grpc_port))
+                                        .replace("SINKPORT", str(sink_port)).replace("ADMINPORT", str(admin_port))
+                                        .replace("PORT", str(port)).replace("STORAGE", storage))
+                            command = [binary, "serve", "--config", path]
+                            add(f"{label} {name}, OTLP/HTTP{suffix}",
+                                Collector("agenttrace", command, port, collector_core, admin_port=admin_port), payloads)
+                            if "GRPCPORT" in config:
+                                add(f"{label} {name}, OTLP/gRPC{suffix}",
+                                    Collector("agenttrace", command, grpc_port, collector_core, admin_port=admin_port),
+                                    payloads, grpc=True)
+                        second_first = not second_first
     finally:
         for helper in helpers:
             helper.terminate()
             helper.wait()
+    rows = [(name, summarize(measured[name])) for name in order]
     rates = {name: r["spans_per_s"] for name, r in rows}
-    header = "| collector and pipeline | spans/s | vs rotel | p50 ms | p99 ms | CPU s / M spans | peak RSS MiB | failed requests |"
-    lines = [header, "|" + "---|" * 8]
+    header = ("| collector and pipeline | spans/s, median (min-max) | vs rotel | p50 ms | p99 ms | CPU s / M spans | "
+              "peak RSS MiB | failed requests | load generator CPU |")
+    lines = [header, "|" + "---|" * 9]
     for name, r in rows:
         transport = name.rsplit(", ", 1)[1]
         rotel_rate = rates.get(f"rotel (blackhole), {transport}")
         versus = f"{r['spans_per_s'] / rotel_rate:.2f}x" if rotel_rate else "n/a"
         latency = (f"mean {r['mean']:.1f} | (h2load: no percentiles)" if r.get("mean") is not None
                    else f"{r['p50']:.1f} | {r['p99']:.1f}")
-        lines.append(f"| {name} | {r['spans_per_s']:,.0f} | {versus} | {latency} | "
-                     f"{r['cpu_per_million']:.2f} | {r['rss']:.0f} | {r['failed']} |")
+        # A row with failures, or whose load generator was saturated, is marked: its figure is not the collector's.
+        marks = (" **(failures)**" if r["failed"] else "") + (" **(load generator saturated)**" if r["load_share"] > 0.9 else "")
+        lines.append(f"| {name}{marks} | {r['spans_per_s']:,.0f} ({r['min']:,.0f}-{r['max']:,.0f}) | {versus} | {latency} | "
+                     f"{r['cpu_per_million']:.2f} | {r['rss']:.0f} | {r['failed']} | {r['load_share'] * 100:.0f}% |")
     table = "\n".join(lines)
     print(table)
 
@@ -334,20 +439,29 @@ service:
     rotel_version = subprocess.run([args.rotel, "--version"], capture_output=True, text=True).stdout.strip()
     agenttrace_version = subprocess.run([args.agenttrace, "version"], capture_output=True, text=True).stdout.strip()
     if args.smoke:
-        failed = [name for name, r in rows if not r["spans_per_s"] > 0]
-        if failed:
-            sys.exit(f"smoke run: no span accepted in {failed}")
-        print("smoke run: every row accepted spans (figures from a few seconds are not results; nothing written)")
+        empty = [name for name, r in rows if not r["spans_per_s"] > 0]
+        if empty:
+            sys.exit(f"smoke run: no span accepted in {empty}")
+        failing = [name for name, r in rows if r["failed"]]
+        if failing:
+            sys.exit(f"smoke run: failed requests in {failing}")
+        print("smoke run: every row accepted spans and none failed (figures from a few seconds are not results; nothing written)")
         return
     os.makedirs(os.path.join(BENCH, "results"), exist_ok=True)
     result_path = os.path.join(BENCH, "results", now.strftime("%Y-%m-%dT%H%M%SZ") + ".md")
+    placement = ("collectors and load generator unpinned, sharing every core" if args.unpinned else
+                 f"collector pinned to core {args.collector_core}, load generator to core {args.load_core}")
+    payload_text = ", ".join(f"{open(os.path.join(p, 'bytes-per-span')).read().strip() if os.path.exists(os.path.join(p, 'bytes-per-span')) else '?'} B/span"
+                             f" ({os.path.relpath(p, ROOT)})" for _, p in payload_sets)
     with open(result_path, "w") as f:
         f.write(f"# Benchmark {now.strftime('%Y-%m-%d %H:%M UTC')}\n\n")
         f.write(f"- machine: {cpu_model}, {os.cpu_count()} cores, {platform.system()} {platform.release()}\n")
         f.write(f"- {agenttrace_version}; {rotel_version}\n")
-        f.write(f"- collector pinned to core {args.collector_core}, wrk (2 threads, {args.connections} connections) to core {args.load_core}; "
-                f"{args.warmup}s warm-up then {args.seconds}s measured; {args.spans}-span OTLP protobuf bodies rotated from {args.payloads} (wrk); "
-                f"gRPC rows: h2load, {args.connections} connections x 16 streams, one body\n\n")
+        f.write(f"- {placement}; wrk 2 threads, {args.connections} connections; gRPC rows: h2load, {args.connections} connections x 16 "
+                f"streams, one body; {args.warmup}s warm-up then {args.seconds}s measured, {args.repeat} times per row, rotel and "
+                f"AgentTrace taking turns; {args.spans}-span OTLP protobuf bodies: {payload_text}\n")
+        f.write("- a request counts only if it succeeded; AgentTrace rows are checked against its own accepted-span counter "
+                "(a gRPC call with grpc-status != 0 is a failure); rotel rows rest on the load generator's count\n\n")
         f.write(table + "\n")
     print(f"written to {os.path.relpath(result_path, ROOT)}")
 

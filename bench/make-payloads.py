@@ -1,9 +1,13 @@
 #!/usr/bin/env python3
 """Writes benchmark payloads: COUNT binary OTLP ExportTraceServiceRequests of SPANS realistic agent spans
-each (about 420 bytes a span on the wire), every request with its own trace ids, plus a gRPC-framed copy
-of each (5-byte length prefix) for h2load. Deterministic for a given seed.
+each, every request with its own trace ids, plus a gRPC-framed copy of each (5-byte length prefix) for
+h2load. Deterministic for a given seed. Two shapes:
 
-    bench/make-payloads.py OUT_DIR [--count 128] [--spans 512]
+- `agent` (default): about 420 bytes a span on the wire, 8-span traces, the context every agent SDK attaches;
+- `small`: about 155 bytes a span, 16-span agent traces (an LLM call, a tool call or a delegation with
+  a handful of attributes) — the shape where per-span overhead, not decoding bytes, decides the rate.
+
+    bench/make-payloads.py OUT_DIR [--count 128] [--spans 512] [--shape agent|small]
 """
 import argparse
 import os
@@ -107,18 +111,66 @@ def make_request(rng, index, spans_per_request, base_ns):
     return request
 
 
+def make_small_request(rng, index, spans_per_request, base_ns):
+    """Small spans in 16-span traces: one resource per service, each trace's spans inside one service."""
+    request = ExportTraceServiceRequest()
+    per_service = spans_per_request // len(SERVICES)
+    for service_index, service in enumerate(SERVICES):
+        resource_spans = request.resource_spans.add()
+        resource_spans.resource.attributes.extend([kv("service.name", service), kv("telemetry.sdk.language", "python")])
+        scope_spans = resource_spans.scope_spans.add()
+        scope_spans.scope.name = "agents"
+        count = per_service if service_index < len(SERVICES) - 1 else spans_per_request - per_service * (len(SERVICES) - 1)
+        root = 0
+        for n in range(count):
+            trace_number = n // 16
+            span = scope_spans.spans.add()
+            span.trace_id = struct.pack(">QQ", 0x5A11_0000_0000_0000 | index, (service_index << 32) | trace_number + 1)
+            span.span_id = struct.pack(">Q", rng.getrandbits(63) | 1)
+            if n % 16 == 0:
+                root = span.span_id
+            else:
+                span.parent_span_id = root
+            start = base_ns + index * 1_000_000_000 + n * 1_000_000
+            span.start_time_unix_nano = start
+            span.end_time_unix_nano = start + rng.randint(1_000_000, 400_000_000)
+            kind = n % 3
+            if n % 16 == 0:
+                span.name = "invoke_agent"
+                span.kind = Span.SPAN_KIND_SERVER
+            elif kind == 0:
+                span.name = "chat"
+                span.kind = Span.SPAN_KIND_CLIENT
+                span.attributes.extend([kv("gen_ai.request.model", MODELS[n % 2][1][:6]),
+                                        kv("gen_ai.usage.input_tokens", rng.randint(200, 9000)),
+                                        kv("gen_ai.usage.output_tokens", rng.randint(20, 1500))])
+            elif kind == 1:
+                span.name = "execute_tool"
+                span.attributes.extend([kv("gen_ai.tool.name", TOOLS[n % len(TOOLS)])])
+            else:
+                span.name = "delegate"
+                span.kind = Span.SPAN_KIND_CLIENT
+                span.attributes.extend([kv("peer.service", SERVICES[(service_index + 1) % len(SERVICES)])])
+            span.attributes.extend([kv("agent.name", service)])
+            if rng.random() < 0.03:
+                span.status.code = Status.STATUS_CODE_ERROR
+    return request
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("out")
     parser.add_argument("--count", type=int, default=128)
     parser.add_argument("--spans", type=int, default=512)
+    parser.add_argument("--shape", choices=["agent", "small"], default="agent")
     args = parser.parse_args()
+    make = make_small_request if args.shape == "small" else make_request
     os.makedirs(args.out, exist_ok=True)
     rng = random.Random(20261129)
     base_ns = 1_767_225_600_000_000_000  # 2026-01-01T00:00:00Z
     protobuf_list, grpc_list, sizes = [], [], []
     for index in range(args.count):
-        body = make_request(rng, index, args.spans, base_ns).SerializeToString()
+        body = make(rng, index, args.spans, base_ns).SerializeToString()
         sizes.append(len(body))
         path = os.path.join(args.out, f"request-{index:04d}.pb")
         with open(path, "wb") as f:
@@ -133,7 +185,9 @@ def main():
     with open(os.path.join(args.out, "grpc.list"), "w") as f:
         f.write("\n".join(grpc_list) + "\n")
     mean = sum(sizes) / len(sizes)
-    print(f"payloads: {args.count} requests x {args.spans} spans, {mean / 1024:.0f} KiB each, {mean / args.spans:.0f} B/span")
+    with open(os.path.join(args.out, "bytes-per-span"), "w") as f:
+        f.write(f"{mean / args.spans:.0f}\n")
+    print(f"payloads ({args.shape}): {args.count} requests x {args.spans} spans, {mean / 1024:.0f} KiB each, {mean / args.spans:.0f} B/span")
 
 
 if __name__ == "__main__":

@@ -14,7 +14,8 @@ struct AdminRouteEntry: Sendable {
     var route: AdminRoute
 }
 
-/// The admin API: `GET /healthz` (the process is up), `GET /readyz` (every listener bound and every
+/// The admin API: `GET /` and `/ui/…` (the live view, `LiveView`), `GET /api/self-metrics` (the
+/// `agenttrace_*` families of `/metrics` alone), `GET /healthz` (the process is up), `GET /readyz` (every listener bound and every
 /// exporter started; 503 before), `GET /metrics` (Prometheus text format 0.0.4), and the routes the
 /// components contribute (`AdminRouteProvider`: the service graph, `/api/alerts`, …).
 final class AdminResponder: HTTP1Responder {
@@ -42,9 +43,13 @@ final class AdminResponder: HTTP1Responder {
             return text(.methodNotAllowed, "only GET is served\n", extra: ["allow": "GET, HEAD"])
         }
         let request = AdminRequest(target: head.uri)
+        // A browser cannot add a header to the page it opens or to the <script> it loads: the live view
+        // also takes the token as RFC 6750 §2.3's `access_token` query parameter (its own paths only).
+        let viewToken = LiveView.serves(request.path) ? request.query["access_token"] : nil
         // Probes carry no credentials, and the two answers reveal nothing.
         if let tokens, request.path != "/healthz", request.path != "/readyz",
-           !tokens.allows(authorization: head.headers.first(name: "authorization")) {
+           !tokens.allows(authorization: head.headers.first(name: "authorization"))
+            && !(viewToken.map { tokens.allows(authorization: "Bearer " + $0) } ?? false) {
             unauthorized.increment()
             return text(.unauthorized, "missing or invalid bearer token\n", extra: ["www-authenticate": #"Bearer realm="agenttrace-admin""#])
         }
@@ -57,6 +62,12 @@ final class AdminResponder: HTTP1Responder {
         case "/metrics":
             response = HTTP1Response(status: .ok, headers: ["content-type": "text/plain; version=0.0.4; charset=utf-8"],
                                      body: ByteBuffer(bytes: metrics.render()))
+        case "/api/self-metrics":
+            // the `agenttrace_*` families only: what the live view's Collector tab polls, small at any graph size
+            response = HTTP1Response(status: .ok, headers: ["content-type": "text/plain; version=0.0.4; charset=utf-8"],
+                                     body: ByteBuffer(bytes: metrics.renderOwn()))
+        case _ where LiveView.serves(request.path):
+            response = liveView(request, token: tokens == nil ? nil : viewToken)
         default:
             guard let answer = contributed(request) else { return nil }
             response = answer
@@ -74,7 +85,7 @@ final class AdminResponder: HTTP1Responder {
     /// The route that answers `request`, or the answer saying none does.
     private func route(for request: AdminRequest) -> RouteChoice {
         guard let candidates = routes[request.path] ?? subpathRoutes(request.path) else {
-            let known = (["/healthz", "/readyz", "/metrics"] + routes.keys.sorted()).joined(separator: ", ")
+            let known = (["/", "/healthz", "/readyz", "/metrics", "/api/self-metrics"] + routes.keys.sorted()).joined(separator: ", ")
             return .failure(text(.notFound, "not found: \(request.path); this collector serves \(known)\n"))
         }
         var chosen = candidates[0]
@@ -102,6 +113,16 @@ final class AdminResponder: HTTP1Responder {
         var headers: HTTPHeaders = ["content-type": answer.contentType]
         if answer.contentType.hasPrefix("application/json") { headers.add(name: "access-control-allow-origin", value: "*") }
         return HTTP1Response(status: HTTPResponseStatus(statusCode: answer.status), headers: headers, body: ByteBuffer(bytes: answer.body))
+    }
+
+    /// The live view's page or one of its files; `token` (already checked) is carried into the page's asset addresses.
+    private func liveView(_ request: AdminRequest, token: String?) -> HTTP1Response {
+        guard let asset = LiveView.asset(request.path, accessToken: token) else {
+            return text(.notFound, "not found: \(request.path); the live view serves / and /ui/\(LiveView.assets.keys.sorted().joined(separator: ", /ui/"))\n")
+        }
+        var headers: HTTPHeaders = ["content-type": asset.contentType]
+        headers.add(contentsOf: LiveView.securityHeaders)
+        return HTTP1Response(status: .ok, headers: headers, body: ByteBuffer(bytes: asset.body))
     }
 
     /// The routes of the longest prefix (`/api/traces/`) that serves subpaths and `path` lies under.

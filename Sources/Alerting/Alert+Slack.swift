@@ -30,6 +30,10 @@ extension Alert {
         if !group.isEmpty { fieldTexts.append("*Group*\n\(Self.slackEscape(group))") }
         if let window { fieldTexts.append("*Matches*\n\(count) in \(JSONWriter.numberText(Double(window.nanoseconds) / 1e9))s") }
         if suppressed > 0 { fieldTexts.append("*Suppressed*\n\(suppressed) since the last alert") }
+        if let incident {
+            fieldTexts.insert("*Incident*\n#\(incident.id) \(incident.status), \(incident.alertCount) alerts"
+                + (incident.probableCause.map { ", probable cause \(Self.slackEscape($0))" } ?? ""), at: 0)
+        }
         let fields: [JSONValue] = fieldTexts.prefix(SlackLimits.fields).map {
             .object([("type", .string("mrkdwn")), ("text", .string(String($0.prefix(SlackLimits.field))))])
         }

@@ -48,6 +48,8 @@ public struct Alert: Sendable, Equatable {
     public var suppressed: Int
     /// What an anomaly detector adds (signal, subject, baseline, score); nil for threshold rules.
     public var anomaly: Anomaly?
+    /// The incident an `anomaly_detection` notification summarises, with its alerts; nil for single alerts.
+    public var incident: Incident?
 
     /// The details of an alert fired by `anomaly_detection`.
     public struct Anomaly: Sendable, Equatable {
@@ -100,8 +102,10 @@ public struct Alert: Sendable, Equatable {
         self.anomaly = anomaly
     }
 
-    /// PagerDuty's deduplication key (at most 255 characters): one incident per rule and group.
+    /// PagerDuty's deduplication key (at most 255 characters): one incident per rule and group; an incident
+    /// notification's is its incident's, so its updates reach the same PagerDuty incident.
     public var dedupKey: String {
+        if let incident { return "agenttrace/incident/\(incident.id)" }
         let key = group.isEmpty ? "agenttrace/\(rule)" : "agenttrace/\(rule)/\(group)"
         return String(key.prefix(255))
     }
@@ -137,13 +141,15 @@ public struct Alert: Sendable, Equatable {
                 ("labels", .object(anomaly.labels.map { ($0.0, JSONValue.string($0.1)) })),
             ], at: 2)
         }
+        if let incident { entries.append(("incident", incident.json)) }
         return .object(entries)
     }
 
     /// The webhook body: a JSON object with `rule`, `severity`, `value`, `threshold`, `service`, `agent`,
     /// `agent_type`, `trace_id`, `span_id`, `span_name`, `time` (RFC 3339), `time_unix_nano`, `message`,
     /// `group`, `count`, `window_seconds` and `suppressed`; an anomaly's also `kind` (`anomaly`), `signal`,
-    /// `subject`, `baseline`, `score` and `labels`.
+    /// `subject`, `baseline`, `score` and `labels`; an incident notification's also `incident` (`id`, `status`,
+    /// `probable_cause`, `agents`, `alert_count`, `start`, `last_update`, `merged`, `alerts`).
     public var webhookJSON: [UInt8] { fields.encoded() }
 }
 

@@ -99,7 +99,9 @@ public final class AlertDelivery: Service, Sendable {
     /// Queues alerts for every sink; never waits.
     public func enqueue(_ alerts: [Alert]) {
         for sink in sinks {
-            for alert in alerts where sink.match?.accepts(alert) ?? true {
+            // An incident notification reaches a sink with the alerts its `match:` accepts, if any.
+            for alert in alerts {
+                guard let alert = sink.match.map({ alert.routed(by: $0.accepts) }) ?? alert else { continue }
                 guard !sink.queue.offer(alert) else { continue }
                 sink.dropped.increment()
                 noteFailure(sink, "queue full; alert \(alert.rule) dropped")

@@ -2,13 +2,28 @@
 public struct AdminRequest: Sendable {
     /// The path, without the query (`/api/service-graph`).
     public var path: String
-    /// Query parameters, percent-decoded; a parameter without `=` maps to "".
+    /// Query parameters, percent-decoded; a parameter without `=` maps to ""; a repeated one to its last value.
     public var query: [String: String]
+    /// Every query parameter in request order, repeats included (Jaeger's `tag=a:1&tag=b:2`, `traceID=…&traceID=…`).
+    public var queryItems: [(name: String, value: String)]
 
-    /// A request for `path` with `query`.
+    /// A request for `path` with `query` (in the dictionary's order as its `queryItems`).
     public init(path: String, query: [String: String] = [:]) {
         self.path = path
         self.query = query
+        self.queryItems = query.sorted { $0.key < $1.key }.map { (name: $0.key, value: $0.value) }
+    }
+
+    /// A request for `path` with these parameters, repeats kept; `query` holds each name's last value.
+    public init(path: String, queryItems: [(name: String, value: String)]) {
+        self.path = path
+        self.queryItems = queryItems
+        self.query = Dictionary(queryItems.map { ($0.name, $0.value) }, uniquingKeysWith: { _, last in last })
+    }
+
+    /// The values of every parameter named `name`, in request order.
+    public func values(_ name: String) -> [String] {
+        queryItems.filter { $0.name == name }.map(\.value)
     }
 
     /// Splits a request target (`/api/alerts?limit=5`) into path and percent-decoded query.
@@ -17,12 +32,12 @@ public struct AdminRequest: Sendable {
             self.init(path: target)
             return
         }
-        var query: [String: String] = [:]
+        var items: [(name: String, value: String)] = []
         for pair in target[target.index(after: mark)...].split(separator: "&") {
-            let parts = pair.split(separator: "=", maxSplits: 1).map { Self.percentDecoded(String($0)) }
-            if parts.count == 2 { query[parts[0]] = parts[1] } else if parts.count == 1 { query[parts[0]] = "" }
+            let parts = pair.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false).map { Self.percentDecoded(String($0)) }
+            if parts.count == 2 { items.append((parts[0], parts[1])) } else if parts.count == 1 { items.append((parts[0], "")) }
         }
-        self.init(path: String(target[..<mark]), query: query)
+        self.init(path: String(target[..<mark]), queryItems: items)
     }
 
     /// `%XX` escapes decoded and `+` read as a space (HTML form encoding); malformed escapes are kept as written.

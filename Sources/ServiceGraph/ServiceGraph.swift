@@ -394,6 +394,13 @@ public final class ServiceGraph: Sendable {
                                       labels: labels, buckets: configuration.latencyBuckets))
     }
 
+    /// Every (caller, callee) pair the graph holds an edge for, once each, in the order first seen.
+    public var callPairs: [(String, String)] {
+        let keys = state.withLock { $0.edgeKeys }
+        var seen = Set<[String]>()
+        return keys.compactMap { key in seen.insert([key.client, key.server]).inserted ? (key.client, key.server) : nil }
+    }
+
     /// A snapshot for the APIs: edges seen since `since` (all when nil), optionally only those touching `service`.
     /// The lock is held only to take copy-on-write copies; the work happens outside it.
     public func snapshot(since: UInt64? = nil, until: UInt64? = nil, service: String? = nil) -> GraphSnapshot {

@@ -185,7 +185,11 @@ public struct ServiceGraphProcessorFactory: ProcessorFactory {
 
     public init() {}
 
+    /// The processor's graph also answers `ServiceGraphEdges`, so `anomaly_detection` correlates incidents
+    /// along the graph's edges.
     public func makeProcessor(section: ConfigSection, context: ComponentContext) throws -> any SpanProcessor {
-        ServiceGraphProcessor(configuration: try ServiceGraphConfiguration(section: section), metrics: context.metrics)
+        let processor = ServiceGraphProcessor(configuration: try ServiceGraphConfiguration(section: section), metrics: context.metrics)
+        ServiceGraphEdges.shared(in: context).provide { [graph = processor.graph] in graph.callPairs }
+        return processor
     }
 }

@@ -101,4 +101,72 @@ struct AdminResponderTests {
         #expect(allowed.first?.status == 200)
         #expect(body(allowed.first).contains("agenttrace_admin_unauthorized_requests_total 2"))
     }
+
+    @Test("the live view: / is HTML, /ui/app.js JavaScript, /ui/app.css CSS, each with a policy forbidding inline script; an unknown asset is 404")
+    func liveViewAssets() throws {
+        let admin = try connection()
+        let page = try admin.send(HTTP1Connection.get("/")).first
+        #expect(page?.status == 200)
+        #expect(page?.header("content-type") == "text/html; charset=utf-8")
+        #expect(body(page).contains(#"<script src="ui/app.js" defer></script>"#))
+        #expect(!body(page).contains("{{asset-query}}"))
+        for (path, type) in [("/ui/app.js", "text/javascript; charset=utf-8"), ("/ui/app.css", "text/css; charset=utf-8")] {
+            let asset = try admin.send(HTTP1Connection.get(path)).first
+            #expect(asset?.status == 200)
+            #expect(asset?.header("content-type") == type)
+            #expect(asset?.header("x-content-type-options") == "nosniff")
+            // CSP Level 3: a script-src without 'unsafe-inline' blocks inline <script> and on* handler attributes
+            let policy = asset?.header("content-security-policy") ?? ""
+            #expect(policy.contains("script-src 'self'") && !policy.contains("unsafe-inline"))
+            #expect((asset?.body.count ?? 0) > 1000)
+        }
+        #expect(body(try admin.send(HTTP1Connection.get("/ui/app.js")).first).contains("textContent"))
+        let head = try admin.send(HTTP1Connection.get("/", method: "HEAD")).first
+        #expect(head?.status == 200 && head?.body == [] && head?.header("content-type") == "text/html; charset=utf-8")
+        for missing in ["/ui/", "/ui/nothing.js", "/ui/../metrics", "/ui/app.js/x"] {
+            let answer = try admin.send(HTTP1Connection.get(missing)).first
+            #expect(answer?.status == 404, "\(missing)")
+            #expect(answer?.header("content-type") == "text/plain; charset=utf-8")
+        }
+        #expect(try admin.send(HTTP1Connection.get("/", method: "POST")).map(\.status) == [405])
+    }
+
+    @Test("RFC 6750: with tokens, the live view needs the bearer token or its access_token query parameter, which the page carries to its assets and no other route accepts")
+    func liveViewTokens() throws {
+        let admin = try connection(tokens: ["s3cret/+"])
+        for path in ["/", "/ui/app.js", "/ui/app.css", "/?access_token=wrong", "/ui/app.js?access_token=wrong"] {
+            let refused = try admin.send(HTTP1Connection.get(path)).first
+            #expect(refused?.status == 401, "\(path)")
+            #expect(refused?.header("www-authenticate")?.hasPrefix("Bearer") == true)
+        }
+        let byHeader = try admin.send(HTTP1Connection.get("/", headers: ["authorization: Bearer s3cret/+"])).first
+        #expect(byHeader?.status == 200)
+        #expect(body(byHeader).contains(#"src="ui/app.js" defer"#))
+        // the token percent-encoded (RFC 3986: every byte but the unreserved ones), in both asset addresses
+        let byQuery = try admin.send(HTTP1Connection.get("/?access_token=s3cret%2F%2B")).first
+        #expect(byQuery?.status == 200)
+        #expect(byQuery?.header("referrer-policy") == "no-referrer")
+        #expect(body(byQuery).contains(#"src="ui/app.js?access_token=s3cret%2F%2B" defer"#))
+        #expect(body(byQuery).contains(#"href="ui/app.css?access_token=s3cret%2F%2B""#))
+        #expect(try admin.send(HTTP1Connection.get("/ui/app.js?access_token=s3cret%2F%2B")).map(\.status) == [200])
+        // only the view's own paths take the query parameter
+        #expect(try admin.send(HTTP1Connection.get("/metrics?access_token=s3cret%2F%2B")).map(\.status) == [401])
+        #expect(try admin.send(HTTP1Connection.get("/api/service-graph?access_token=s3cret%2F%2B")).map(\.status) == [401])
+    }
+
+    @Test("/api/self-metrics: the agenttrace_* families of /metrics alone, without series published under other names")
+    func selfMetrics() throws {
+        let metrics = SelfMetrics()
+        metrics.counter("agenttrace_receiver_accepted_spans_total", help: "accepted").increment(by: Int64(7))
+        metrics.counter("traces_service_graph_request_total", help: "edge", labels: [("client", "a"), ("server", "b")]).increment()
+        let admin = try HTTP1Connection(responder: AdminResponder(metrics: metrics, isReady: { true }))
+        let own = try admin.send(HTTP1Connection.get("/api/self-metrics")).first
+        #expect(own?.status == 200)
+        #expect(own?.header("content-type") == "text/plain; version=0.0.4; charset=utf-8")
+        #expect(body(own).contains("agenttrace_receiver_accepted_spans_total 7"))
+        #expect(!body(own).contains("traces_service_graph_request_total"))
+        let all = body(try admin.send(HTTP1Connection.get("/metrics")).first)
+        #expect(all.contains("agenttrace_receiver_accepted_spans_total 7"))
+        #expect(all.contains(#"traces_service_graph_request_total{client="a",server="b"} 1"#))
+    }
 }

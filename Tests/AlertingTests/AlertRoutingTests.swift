@@ -75,4 +75,43 @@ struct AlertRoutingTests {
         #expect(seen.sorted() == ["http://all/ a", "http://all/ b", "http://critical/ a"])
         #expect(transport.posts.withLock { $0.count } == 3)
     }
+
+    @Test("an incident notification reaches each sink once, with the alerts its match accepts; none when it accepts none")
+    func incidentNotification() async throws {
+        let transport = RecordingTransport()
+        let configuration = try notifications("""
+            notify:
+              - { webhook: "http://critical/", match: { severity: critical } }
+              - { webhook: "http://all/" }
+              - { webhook: "http://safety/", match: { agent_type: safety } }
+            """)
+        let delivery = AlertDelivery(sinks: configuration.sinks, matches: configuration.matches, configuration: configuration.delivery,
+                                     context: context("anomaly_detection"), makeTransport: { transport }, sleep: { _ in })
+        let running = Task { try await delivery.run() }
+        let alerts = [Self.anomaly("latency", agent: "a", type: "worker", severity: .warning, peer: "gw"),
+                      Self.anomaly("errors", agent: "b", type: "worker", severity: .critical, peer: "gw"),
+                      Self.anomaly("latency", agent: "c", type: "worker", severity: .warning, peer: "gw")]
+        let notification = try #require(Alert.incidentNotification(Alert.Incident(
+            id: 7, status: "opened", agents: ["a", "b", "c"], probableCause: "gw", start: 1, lastUpdate: 1, alertCount: 3, merged: [],
+            alerts: alerts)))
+        // The most severe alert leads; the severity is the highest; the group is the incident's.
+        #expect(notification.severity == .critical && notification.agent == "b" && notification.group == "incident=7")
+        #expect(notification.dedupKey == "agenttrace/incident/7")
+        delivery.enqueue([notification])
+        var seen: [String: [String: Any]] = [:]
+        for await post in transport.stream {
+            seen[post.url] = try json(post.body)
+            if seen.count == 2 { break }
+        }
+        delivery.stop()
+        try await running.value
+        #expect(transport.posts.withLock { $0.count } == 2)
+        let all = try #require(seen["http://all/"]?["incident"] as? [String: Any])
+        #expect((all["alerts"] as? [[String: Any]])?.compactMap { $0["agent"] as? String } == ["a", "b", "c"])
+        #expect(all["id"] as? Int == 7 && all["status"] as? String == "opened" && all["probable_cause"] as? String == "gw")
+        #expect((seen["http://all/"]?["message"] as? String)?.hasPrefix("Incident 7: 3 anomalies on a, b, c; probable cause gw.") == true)
+        let critical = try #require(seen["http://critical/"])
+        #expect(critical["severity"] as? String == "critical" && critical["count"] as? Int == 1)
+        #expect(((critical["incident"] as? [String: Any])?["alerts"] as? [[String: Any]])?.compactMap { $0["agent"] as? String } == ["b"])
+    }
 }

@@ -142,6 +142,42 @@ struct MemoryExporterTests {
         }
     }
 
+    @Test("query parameters: tag= and tags= repeat and all must match; traceID= repeats and needs no service (Jaeger's parseTraceQueryParams)")
+    func repeatedParameters() throws {
+        let request = AdminRequest(target: "/api/traces?service=a&tag=agent.name:planner&tag=url:http://x&tags=%7B%22anomaly.signal%22%3A%22latency%22%7D&tags=%7B%22k%22%3A%22v%22%7D")
+        #expect(request.values("tag") == ["agent.name:planner", "url:http://x"])
+        let query = try MemoryExporter.traceQuery(request).get()
+        #expect(query.tags == ["agent.name": "planner", "url": "http://x", "anomaly.signal": "latency", "k": "v"])
+        let byID = try MemoryExporter.traceQuery(AdminRequest(target: "/api/traces?traceID=ab&traceID=00000000000000010000000000000002")).get()
+        #expect(byID.service == nil)
+        #expect(byID.traceIDs == [TraceID(high: 0, low: 0xab), TraceID(high: 1, low: 2)])
+        guard case .failure(let problem) = MemoryExporter.traceQuery(AdminRequest(target: "/api/traces?traceID=xyz")) else {
+            Issue.record("traceID=xyz was accepted")
+            return
+        }
+        #expect(problem.message == "cannot parse traceID param: xyz")
+        guard case .failure(let second) = MemoryExporter.traceQuery(AdminRequest(target: "/api/traces?service=a&tag=ok:1&tag=novalue")) else {
+            Issue.record("a second malformed tag was accepted")
+            return
+        }
+        #expect(second.message.contains("'tag'"))
+
+        var store = TraceStore(maxTraces: 10, maxBytes: 1 << 20)
+        store.insert(Self.batch(service: "a", [Self.span(trace: 1, span: 1, attributes: [Attribute("anomaly.signal", .string("latency"))])],
+                                resource: [Attribute("agent.name", .string("planner"))]))
+        store.insert(Self.batch(service: "a", [Self.span(trace: 2, span: 2, attributes: [Attribute("anomaly.signal", .string("errors"))])],
+                                resource: [Attribute("agent.name", .string("planner"))]))
+        store.insert(Self.batch(service: "b", [Self.span(trace: 3, span: 3)]))
+        var both = TraceQuery()
+        both.service = "a"
+        both.tags = ["agent.name": "planner", "anomaly.signal": "latency"]
+        #expect(store.search(both).map(\.traceID.low) == [1])
+        var ids = TraceQuery()
+        ids.service = "a"  // ignored with traceIDs, as Jaeger's tracesByIDs reads only the ids
+        ids.traceIDs = [TraceID(high: 1, low: 3), TraceID(high: 1, low: 9), TraceID(high: 1, low: 1), TraceID(high: 1, low: 3)]
+        #expect(store.search(ids).map(\.traceID.low) == [3, 1])
+    }
+
     @Test("configuration: documented defaults, and validate() names the key")
     func configuration() throws {
         let defaults = MemoryExporter.Configuration()

@@ -184,8 +184,8 @@ def test_validate_accepts_every_configuration_in_deploy(agenttrace_bin, tmp_path
 def test_production_config_configures_every_processor():
     cfg = production_config()
     pipeline = cfg["service"]["pipelines"]["traces"]
-    assert pipeline["processors"] == ["agent_enrichment", "threshold_triggers", "service_graph", "tail_sampling", "batch"], \
-        "the pipeline should enrich, alert, graph, sample, then batch: %s" % pipeline["processors"]
+    assert pipeline["processors"] == ["agent_enrichment", "anomaly_detection", "threshold_triggers", "service_graph", "tail_sampling", "batch"], \
+        "the pipeline should enrich, learn anomalies, alert, graph, sample, then batch: %s" % pipeline["processors"]
     for name in pipeline["processors"]:
         assert cfg["processors"].get(name), "processors.%s has no settings" % name
     assert cfg["receivers"]["otlp"]["protocols"]["grpc"]["endpoint"] == "0.0.0.0:4317"
@@ -199,7 +199,7 @@ def test_production_config_configures_every_processor():
                 "exporters.%s.sending_queue.storage %r is not under the data volume" % (name, storage)
     rules = {r["name"] for r in cfg["processors"]["threshold_triggers"]["rules"]}
     policies = {p["name"] for p in cfg["processors"]["tail_sampling"]["policies"]}
-    assert {"alerted", "errors"} <= policies, policies
+    assert {"alerted", "anomalies", "errors"} <= policies, policies
     assert {"error_burst", "critical_agent_error", "slow_llm_call"} <= rules, rules
 
 

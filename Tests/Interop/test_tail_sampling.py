@@ -190,3 +190,22 @@ def test_expected_new_traces_per_sec_validates_and_a_bad_value_names_the_key(age
     else:
         assert result.returncode != 0, "validate accepted expected_new_traces_per_sec: %r" % (value,)
         assert "processors.tail_sampling.expected_new_traces_per_sec" in result.stderr, result.stderr
+
+
+def test_decide_early_replays_to_the_same_kept_spans_as_waiting(agenttrace_bin, tmp_path, testdata):
+    """The same recording replayed (on its own clock) with and without `decide_early` keeps exactly the
+    same spans: waiting, the Collector's behaviour, is the oracle."""
+    src = testdata("multi-agent.jsonl")
+    policies = POLICIES + [{"name": "some", "type": "probabilistic", "probabilistic": {"sampling_percentage": 30}}]
+    kept = {}
+    for early in (False, True):
+        out = str(tmp_path / ("early-%s.jsonl" % early))
+        settings = {"decision_wait": "2s", "decide_early": early, "policies": policies}
+        cfg = h.write_config(str(tmp_path / ("early-%s.yaml" % early)),
+                             h.build_config(out, processors_before_batch={"tail_sampling": settings}))
+        r = h.run_cli(agenttrace_bin, ["replay", "--config", cfg, "--speed", "0", src])
+        assert r.returncode == 0, r.stderr
+        kept[early] = sorted(x.key for x in h.read_output_spans(out, allow_partial_tail=False))
+    every = h.load_spans(src)
+    assert 0 < len(kept[False]) < len(every), "a mix of kept and dropped traces (%d of %d)" % (len(kept[False]), len(every))
+    assert kept[True] == kept[False]

@@ -23,7 +23,7 @@ extension MemoryExporter: AdminRouteProvider {
                 return .json(JaegerQueryJSON.names(store.withLock { $0.operations(service: service) }))
             },
             AdminRoute("/api/traces") { [self] request in
-                switch Self.traceQuery(request.query) {
+                switch Self.traceQuery(request) {
                 case .failure(let problem): return Self.jaegerError(problem.message, status: 400)
                 case .success(let query): return .json(JaegerQueryJSON.traces(store.withLock { $0.search(query) }))
                 }
@@ -53,15 +53,29 @@ extension MemoryExporter: AdminRouteProvider {
     /// Reads Jaeger's trace search parameters (`parseTraceQueryParams` in Jaeger's `cmd/query/app/query_parser.go`,
     /// with its messages: "parameter 'service' is required", "'maxDuration' should be greater than 'minDuration'",
     /// "malformed 'tag' parameter, expecting key:value"; parse failures name the parameter, as its
-    /// `newParseError` does, `limit` included). `service` is required, as in Jaeger; `start` and `end` are
-    /// Unix microseconds; `minDuration` and `maxDuration` Go-style durations (`1.5s`, `300ms`); `tags` a JSON
-    /// object of strings; `tag=key:value` adds one more.
+    /// `newParseError` does, `limit` included). `service` is required unless `traceID` is given, as in Jaeger's
+    /// `validateQuery`; `start` and `end` are Unix microseconds; `minDuration` and `maxDuration` Go-style
+    /// durations (`1.5s`, `300ms`); `tag=key:value` may repeat, and so may `tags`, a JSON object of strings
+    /// (Jaeger's `parseTags` reads every `tag`, then every `tags`); `traceID` may repeat and asks for those traces.
     static func traceQuery(_ parameters: [String: String]) -> Result<TraceQuery, QueryProblem> {
+        traceQuery(AdminRequest(path: "/api/traces", query: parameters))
+    }
+
+    /// The same, from a request whose parameters may repeat (`tag`, `tags`, `traceID`).
+    static func traceQuery(_ request: AdminRequest) -> Result<TraceQuery, QueryProblem> {
+        let parameters = request.query
         var query = TraceQuery()
-        guard let service = parameters["service"], !service.isEmpty else {
+        for text in request.values("traceID") where !text.isEmpty {
+            guard let id = traceID(Substring(text)) else {
+                return .failure(QueryProblem(message: "cannot parse traceID param: \(text)"))
+            }
+            query.traceIDs.append(id)
+        }
+        if let service = parameters["service"], !service.isEmpty {
+            query.service = service
+        } else if query.traceIDs.isEmpty {
             return .failure(QueryProblem(message: "parameter 'service' is required"))
         }
-        query.service = service
         if let operation = parameters["operation"], !operation.isEmpty { query.operation = operation }
         for name in ["start", "end"] {
             guard let text = parameters[name], !text.isEmpty else { continue }
@@ -87,18 +101,18 @@ extension MemoryExporter: AdminRouteProvider {
             }
             if limit > 0 { query.limit = limit }
         }
-        if let text = parameters["tags"], !text.isEmpty {
-            guard let object = try? JSONSerialization.jsonObject(with: Data(text.utf8)) as? [String: Any],
-                  case let tags = object.compactMapValues({ $0 as? String }), tags.count == object.count else {
-                return .failure(QueryProblem(message: "malformed 'tags' parameter, cannot unmarshal JSON: expecting an object of strings, received: \(text)"))
-            }
-            query.tags = tags
-        }
-        if let text = parameters["tag"], !text.isEmpty {
+        for text in request.values("tag") where !text.isEmpty {
             guard let colon = text.firstIndex(of: ":") else {
                 return .failure(QueryProblem(message: "malformed 'tag' parameter, expecting key:value, received: \(text)"))
             }
             query.tags[String(text[..<colon])] = String(text[text.index(after: colon)...])
+        }
+        for text in request.values("tags") where !text.isEmpty {
+            guard let object = try? JSONSerialization.jsonObject(with: Data(text.utf8)) as? [String: Any],
+                  case let tags = object.compactMapValues({ $0 as? String }), tags.count == object.count else {
+                return .failure(QueryProblem(message: "malformed 'tags' parameter, cannot unmarshal JSON: expecting an object of strings, received: \(text)"))
+            }
+            query.tags.merge(tags) { _, json in json }
         }
         return .success(query)
     }

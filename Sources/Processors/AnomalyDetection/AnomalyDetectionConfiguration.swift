@@ -103,6 +103,12 @@ extension AnomalyDetectionProcessor {
         public var newInteraction = Signal()
         /// `incidents.window`: anomalies this close on connected agents are one incident. Default 30s.
         public var incidentWindow: Duration = .seconds(30)
+        /// `incidents.group_wait`: an incident's one notification waits this long after its first alert, so the
+        /// alerts that come with it are in it. Default 5s.
+        public var incidentGroupWait: Duration = .seconds(5)
+        /// `incidents.group_interval`: alerts that join an incident after its notification go out together, at
+        /// most this often. Default 60s.
+        public var incidentGroupInterval: Duration = .seconds(60)
         /// `pricing:` model name → USD per 1M input/output tokens; adds cost to token alerts. Default none.
         public var pricing: [String: Price] = [:]
 
@@ -145,6 +151,8 @@ extension AnomalyDetectionProcessor {
             newInteraction = try Self.signal(section, "new_interaction") { _ in }
             if let incidents = try section.section("incidents") {
                 incidentWindow = try incidents.duration("window", default: incidentWindow, minimum: .seconds(1))
+                incidentGroupWait = try incidents.duration("group_wait", default: incidentGroupWait)
+                incidentGroupInterval = try incidents.duration("group_interval", default: incidentGroupInterval, minimum: .seconds(1))
                 try incidents.finish()
             }
             if let prices = try section.section("pricing") {

@@ -10,8 +10,8 @@ import TraceModel
 /// tokens, silence, loops, new interactions) and fires alerts when an agent departs from its own normal —
 /// no thresholds to set. Batches pass on unchanged except that the spans of an anomaly get
 /// `anomaly.signal=<signal>` (several joined by commas), so tail sampling can keep their traces. Alerts go
-/// to `/api/alerts` (the collector's `AlertLog`), to the `notify:` sinks (`AlertDelivery`), and, grouped by
-/// the service graph's edges, to `/api/incidents`.
+/// to `/api/alerts` (the collector's `AlertLog`) and, grouped along the service graph's edges, into incidents
+/// (`/api/incidents`); the `notify:` sinks (`AlertDelivery`) get one notification per incident, sent from `tick`.
 ///
 /// A `Service` for its alert delivery. Time-driven signals (silence) are judged in `tick(now:)`, which the
 /// pipeline calls every 50 ms with the wall clock and `replay` with the recording's clock, so an agent that
@@ -29,6 +29,8 @@ public final class AnomalyDetectionProcessor: SpanProcessor, Service {
         /// What the counters already show.
         var countedEvictions = 0
         var countedDroppedTraces = 0
+        /// The latest clock the pipeline gave (for the notifications sent at shutdown).
+        var now: UInt64 = 0
     }
 
     private struct Metrics {
@@ -45,6 +47,10 @@ public final class AnomalyDetectionProcessor: SpanProcessor, Service {
     public let incidents: IncidentLog
     /// The delivery service, when the processor has sinks.
     public let delivery: AlertDelivery?
+    /// The service graph's edges, when the collector has a `service_graph`.
+    private let graphEdges: ServiceGraphEdges
+    /// This processor's id: it notifies the incidents its alerts open.
+    private let owner: String
     private let logger: Logger
 
     /// Builds the processor. Alerts are recorded in `alerts`, by default the collector's shared `AlertLog`.
@@ -70,7 +76,10 @@ public final class AnomalyDetectionProcessor: SpanProcessor, Service {
                                                labels: [processorLabel]))
         state = Mutex(State(detector: AnomalyDetector(configuration: configuration)))
         self.alerts = alerts ?? AlertLog.shared(in: context)
-        incidents = IncidentLog.shared(in: context, window: configuration.incidentWindow)
+        incidents = IncidentLog.shared(in: context, window: configuration.incidentWindow, groupWait: configuration.incidentGroupWait,
+                                       groupInterval: configuration.incidentGroupInterval)
+        graphEdges = ServiceGraphEdges.shared(in: context)
+        owner = context.id.description
         logger = context.logger
         delivery = AlertDelivery.forNotify(configuration.notify, matches: configuration.notifyMatches, disabledSinks: configuration.disabledSinks,
                                            configuration: configuration.delivery, context: context, makeTransport: makeTransport)
@@ -86,7 +95,7 @@ public final class AnomalyDetectionProcessor: SpanProcessor, Service {
         selfMetrics.onScrape { [weak self] in
             guard let self else { return }
             let (held, traces, baselines) = state.withLock { state in
-                (state.detector.series.count + state.detector.agents.count, state.detector.traces.count, state.detector.baselines(limit: 1000))
+                (state.detector.seriesCount, state.detector.traces.count, state.detector.baselines(limit: 1000))
             }
             seriesGauge.set(Double(held))
             tracesGauge.set(Double(traces))
@@ -112,6 +121,7 @@ public final class AnomalyDetectionProcessor: SpanProcessor, Service {
         var output = batch
         var fired: [AnomalyDetector.Fired] = []
         state.withLock { state in
+            state.now = max(state.now, now)
             for r in output.resourceSpans.indices {
                 let resource = output.resourceSpans[r].resource
                 for s in output.resourceSpans[r].scopeSpans.indices {
@@ -127,10 +137,11 @@ public final class AnomalyDetectionProcessor: SpanProcessor, Service {
         return [output]
     }
 
-    /// Judges silence, finishes idle traces and closes rate windows.
+    /// Judges silence, finishes idle traces, closes rate windows, and sends the incident notifications due.
     public func tick(now: UInt64) -> [SpanBatch] {
         var fired: [AnomalyDetector.Fired] = []
         let evicted: Int? = state.withLock { state in
+            state.now = max(state.now, now)
             state.detector.tick(now: now, fired: &fired)
             guard now >= state.nextLog, state.detector.evictions > state.loggedEvictions else { return nil }
             defer {
@@ -140,6 +151,8 @@ public final class AnomalyDetectionProcessor: SpanProcessor, Service {
             return state.detector.evictions - state.loggedEvictions
         }
         publish(fired)
+        let due = incidents.notifications(now: now, owner: owner)
+        if !due.isEmpty { delivery?.enqueue(due) }
         if let evicted {
             logger.warning("anomaly series evicted: max_series series are held", metadata: ["series": "\(evicted)"])
         }
@@ -163,8 +176,23 @@ public final class AnomalyDetectionProcessor: SpanProcessor, Service {
         for entry in fired { metrics.fired[entry.signal]?.increment() }
         let list = fired.map(\.alert)
         alerts.record(list)
-        let notifications = incidents.record(list, edges: edges)
-        if !notifications.isEmpty { delivery?.enqueue(notifications) }
+        fileIncidents(list, ownEdges: edges)
+    }
+
+    /// Files alerts into incidents along the service graph's edges (client/server pairs, calls of agents,
+    /// models and tools) and the detector's own view of client spans' peers, which also covers calls to
+    /// uninstrumented peers and collectors without a `service_graph`.
+    func fileIncidents(_ list: [Alert], ownEdges: [(String, String)]? = nil) {
+        let own = ownEdges ?? state.withLock { $0.detector.edges }
+        incidents.record(list, edges: own + (graphEdges.edges() ?? []), owner: owner)
+    }
+
+    /// Sends every incident notification still waiting (shutdown, the end of a replay); holds no spans.
+    public func flush() -> [SpanBatch] {
+        let now = state.withLock { $0.now }
+        let due = incidents.notifications(now: now, owner: owner, all: true)
+        if !due.isEmpty { delivery?.enqueue(due) }
+        return []
     }
 
     /// Adds the signals to `anomaly.signal`, after any already there.
@@ -186,15 +214,15 @@ public final class AnomalyDetectionProcessor: SpanProcessor, Service {
     public var oldestHeldArrival: UInt64? { nil }
 
     /// Series and agents held now.
-    public var seriesCount: Int { state.withLock { $0.detector.series.count + $0.detector.agents.count } }
+    public var seriesCount: Int { state.withLock { $0.detector.seriesCount } }
 }
 
 extension AnomalyDetector {
     /// The learned baseline per agent and signal, for the gauges: at most `limit` agents, by name.
     func baselines(limit: Int) -> [(String, String, Double)] {
         var result: [(String, String, Double)] = []
-        for agent in agents.keys.sorted().prefix(limit) {
-            guard let state = agents[agent] else { continue }
+        for state in agents.sorted(by: { $0.name < $1.name }).prefix(limit) {
+            let agent = state.name
             if state.latencyObservations >= configuration.minSamples { result.append((agent, "latency", state.latencyTypical)) }
             result.append((agent, "errors", state.errorShare))
             if state.rate.isReady { result.append((agent, "tokens", state.rate.typical)) }

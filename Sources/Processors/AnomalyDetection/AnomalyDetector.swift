@@ -36,6 +36,8 @@ struct AnomalyDetector {
 
     /// One series: a value baseline (latency, tokens), an error share, or a seen callee.
     struct Series {
+        /// Its key (series live in an array; `slots` finds them by key).
+        var key: SeriesKey
         var firstSeen: UInt64
         var lastSeen: UInt64
         /// Latency and tokens per call.
@@ -56,6 +58,8 @@ struct AnomalyDetector {
 
     /// One agent: its activity (silence, new interactions), token rate and per-trace count baselines.
     struct AgentState {
+        /// The agent's name (`agent.name`, else `service.name`).
+        var name: String
         var firstSeen: UInt64
         var lastSeen: UInt64
         var agentType: String?
@@ -81,12 +85,41 @@ struct AnomalyDetector {
         var latencyObservations = 0
         /// The agent-wide error share baseline (for the baseline gauge).
         var errorShare = 0.0
+        /// What each span shape seen resolves to: its series' slots, found by hashing the shape once.
+        var routes: [RouteKey: Route] = [:]
+    }
+
+    /// A span's shape: the strings that decide which series it feeds. Spans of one shape feed the same series,
+    /// so the shape is hashed once per span instead of every series key (agent, operation, model, peer) per signal.
+    struct RouteKey: Hashable {
+        var operation: String?
+        var model: String?
+        var tool: String?
+        /// The peer of a client span (nil for other kinds).
+        var peer: String?
+        /// The span name, only when it names the latency series (no GenAI operation and no peer).
+        var name: String?
+    }
+
+    /// The slots a span shape's series live in (nil: not made yet, or the signal does not apply).
+    struct Route {
+        var latency: Int?
+        var errorsAgent: Int?
+        var errorsEdge: Int?
+        var tokens: Int?
+        /// The callees the shape names (peer, tool, model), once all are known: their new_interaction slots.
+        var callees: [Int]?
+        /// An LLM call: a GenAI operation other than running a tool or an agent (loop's counts, new_interaction's models).
+        var isLLMCall = false
+        /// A tool run without `gen_ai.tool.name`: the span name names the tool (for loop's counts).
+        var toolIsSpanName = false
     }
 
     /// A running trace's counts for one agent.
     struct TraceKey: Hashable, Comparable {
         var trace: TraceID
-        var agent: String
+        /// The agent's slot.
+        var agent: Int
 
         static func < (lhs: TraceKey, rhs: TraceKey) -> Bool { (lhs.trace, lhs.agent) < (rhs.trace, rhs.agent) }
     }
@@ -95,7 +128,8 @@ struct AnomalyDetector {
         var lastSeen: UInt64
         var spans = 0
         var llm = 0
-        var tools: [String: Int] = [:]
+        /// Calls per tool (a few tools a trace: a list beats hashing).
+        var tools: [(name: String, count: Int)] = []
         var maxTool = 0
         var maxToolName = ""
         var flagged = false
@@ -119,19 +153,26 @@ struct AnomalyDetector {
         var serverAddress: String?
 
         init(_ attributes: [Attribute]) {
-            for attribute in attributes {
-                guard let first = attribute.key.utf8.first, first == UInt8(ascii: "g") || first == UInt8(ascii: "p")
-                        || first == UInt8(ascii: "s") else { continue }
-                switch attribute.key {
-                case "gen_ai.operation.name": operation = attribute.value.stringValue
-                case "gen_ai.request.model": requestModel = attribute.value.stringValue
-                case "gen_ai.response.model": responseModel = attribute.value.stringValue
-                case "gen_ai.tool.name": tool = attribute.value.stringValue
-                case "gen_ai.usage.input_tokens": inputTokens = Self.integer(attribute.value)
-                case "gen_ai.usage.output_tokens": outputTokens = Self.integer(attribute.value)
-                case "peer.service": peerService = attribute.value.stringValue
-                case "server.address": serverAddress = attribute.value.stringValue
-                default: break
+            var index = 0
+            while index < attributes.count {
+                let attribute = attributes[index]
+                index += 1
+                // The key's length (stored, not counted) picks the one or two names it can be.
+                let key = attribute.key
+                switch key.utf8.count {
+                case 12: if key == "peer.service" { peerService = attribute.value.stringValue }
+                case 14: if key == "server.address" { serverAddress = attribute.value.stringValue }
+                case 16: if key == "gen_ai.tool.name" { tool = attribute.value.stringValue }
+                case 20: if key == "gen_ai.request.model" { requestModel = attribute.value.stringValue }
+                case 21:
+                    if key == "gen_ai.operation.name" {
+                        operation = attribute.value.stringValue
+                    } else if key == "gen_ai.response.model" {
+                        responseModel = attribute.value.stringValue
+                    }
+                case 25: if key == "gen_ai.usage.input_tokens" { inputTokens = Self.integer(attribute.value) }
+                case 26: if key == "gen_ai.usage.output_tokens" { outputTokens = Self.integer(attribute.value) }
+                default: continue
                 }
             }
         }
@@ -146,8 +187,6 @@ struct AnomalyDetector {
         }
 
         var model: String? { requestModel ?? responseModel }
-        /// An LLM call: a GenAI operation other than running a tool.
-        var isLLMCall: Bool { operation.map { $0 != "execute_tool" && $0 != "invoke_agent" && $0 != "create_agent" } ?? false }
         /// The peer of a client call.
         var peer: String? { peerService ?? serverAddress }
     }
@@ -167,11 +206,42 @@ struct AnomalyDetector {
     private let minSilence: UInt64
     private let traceIdle: UInt64
     private let errorRate: Double
+    /// What the hot path reads of the configuration, as plain values (no copy of the configuration per span).
+    private let latencyOn: Bool
+    private let errorsOn: Bool
+    private let tokensOn: Bool
+    private let loopOn: Bool
+    private let learningRate: Double
+    private let minErrors: Int
+    private let loopMinCount: Int
+    private let latencyZ: Double
+    private let tokensZ: Double
+    private let loopZ: Double
+    private let errorThreshold: Double
 
-    private(set) var series: [SeriesKey: Series] = [:]
-    private(set) var agents: [String: AgentState] = [:]
+    /// Every series, in the order made (so what is evicted and when is the same on every run)…
+    private(set) var series: [Series] = []
+    /// …and where each key's series is.
+    private var slots: [SeriesKey: Int] = [:]
+    /// Every agent, in the order first seen, and where each name's state is.
+    private(set) var agents: [AgentState] = []
+    private var agentSlots: [String: Int] = [:]
+    /// Span shapes cached over every agent (bounded by `max_series`: past it, every agent's cache is emptied).
+    private var routeCount = 0
     private(set) var traces: [TraceKey: TraceState] = [:]
+    /// The trace the latest span belonged to, held out of `traces` while its spans keep coming (one hash a trace,
+    /// not a span); put back at the end of `observe`.
+    private var openKey: TraceKey?
+    private var openState = TraceState(lastSeen: 0)
     private var cooldowns: [SeriesKey: Cooldown] = [:]
+    /// The callees ever seen per agent, as hashes of (agent, kind, callee), kept apart from the series so a
+    /// callee whose series was evicted does not count as new when it comes back; at most `seenCapacity`,
+    /// the oldest forgotten first.
+    private var seenCallees: Set<UInt64> = []
+    private var seenOrder: [UInt64] = []
+    private var seenNext = 0
+    /// How many callees `seenCallees` remembers: four times `max_series` (8 bytes each, plus the set's).
+    let seenCapacity: Int
     /// Series and agents evicted for `max_series`, in total.
     private(set) var evictions = 0
     /// Running traces dropped for `max_traces`, in total.
@@ -192,12 +262,18 @@ struct AnomalyDetector {
         // The error share's baseline remembers ten times longer than the value baselines: a burst must not
         // become the new normal within the burst.
         errorRate = configuration.learningRate / 10
-    }
-
-    /// Runs `body` on the entry for `key` (made by `make` when absent) in place, hashing the key once.
-    private static func update<Result>(_ dictionary: inout [SeriesKey: Series], _ key: SeriesKey, _ make: @autoclosure () -> Series,
-                                       _ body: (inout Series) -> Result) -> Result {
-        body(&dictionary[key, default: make()])
+        seenCapacity = configuration.maxSeries * 4
+        latencyOn = configuration.latency.enabled
+        errorsOn = configuration.errors.enabled
+        tokensOn = configuration.tokens.enabled
+        loopOn = configuration.loop.enabled
+        learningRate = configuration.learningRate
+        minErrors = configuration.minErrors
+        loopMinCount = configuration.loopMinCount
+        latencyZ = configuration.sensitivity(of: configuration.latency).zThreshold
+        tokensZ = configuration.sensitivity(of: configuration.tokens).zThreshold
+        loopZ = configuration.sensitivity(of: configuration.loop).zThreshold
+        errorThreshold = configuration.sensitivity(of: configuration.errors).errorThreshold
     }
 
     static func nanos(_ duration: Duration) -> UInt64 { UInt64(clamping: max(duration.nanoseconds, 0)) }
@@ -207,13 +283,26 @@ struct AnomalyDetector {
         resource.attributes["agent.name"]?.stringValue ?? resource.serviceName ?? "unknown_service"
     }
 
+    /// Series and agents held.
+    var seriesCount: Int { series.count + agents.count }
+
+    /// The state of the agent called `name`, if held.
+    func agent(named name: String) -> AgentState? { agentSlots[name].map { agents[$0] } }
+
+    /// The slot of `key`'s series, made (first and last seen `now`) when absent.
+    private mutating func slot(_ key: SeriesKey, now: UInt64) -> Int {
+        if let slot = slots[key] { return slot }
+        series.append(Series(key: key, firstSeen: now, lastSeen: now, windowTime: now))
+        slots[key] = series.count - 1
+        return series.count - 1
+    }
+
     // MARK: spans
 
     /// Observes `spans` of `resource` arriving at `now`; appends fired alerts and returns, per span index,
     /// the signals whose anomaly the span is part of (only spans with any).
     mutating func observe(_ spans: [Span], resource: Resource, now: UInt64, fired: inout [Fired]) -> [(Int, [Signal])] {
-        let agent = Self.agentName(resource)
-        touchAgent(agent, resource, now: now)
+        let agent = touchAgent(Self.agentName(resource), resource, now: now)
         var marks: [(Int, [Signal])] = []
         for index in spans.indices {
             var signals: [Signal] = []
@@ -221,80 +310,122 @@ struct AnomalyDetector {
             if !signals.isEmpty { marks.append((index, signals)) }
         }
         if let last = spans.last {
-            agents[agent]?.lastTrace = last.traceID
-            agents[agent]?.lastSpan = last.spanID
-            agents[agent]?.lastSpanName = last.name
+            agents[agent].lastTrace = last.traceID
+            agents[agent].lastSpan = last.spanID
+            agents[agent].lastSpanName = last.name
         }
-        agents[agent]?.spans += spans.count
+        agents[agent].spans += spans.count
+        closeOpenTrace()
         enforceBounds(now: now)
         return marks
     }
 
-    private mutating func touchAgent(_ agent: String, _ resource: Resource, now: UInt64) {
-        if agents[agent] == nil {
-            agents[agent] = AgentState(firstSeen: now, lastSeen: now, rateStart: now)
-            agents[agent]?.service = resource.serviceName ?? "unknown_service"
-            agents[agent]?.agentType = resource.attributes["agent.type"]?.stringValue
-            agents[agent]?.critical = resource.attributes["agent.critical"]?.boolValue ?? false
-            return
+    /// The agent's slot, made when new; notes its arrival (the gap since the last one, for silence).
+    private mutating func touchAgent(_ name: String, _ resource: Resource, now: UInt64) -> Int {
+        let agentType = resource.attributes["agent.type"]?.stringValue
+        let critical = resource.attributes["agent.critical"]?.boolValue ?? false
+        guard let agent = agentSlots[name] else {
+            agents.append(AgentState(name: name, firstSeen: now, lastSeen: now, agentType: agentType, critical: critical,
+                                     service: resource.serviceName ?? "unknown_service", rateStart: now))
+            agentSlots[name] = agents.count - 1
+            return agents.count - 1
         }
-        agents[agent]?.agentType = resource.attributes["agent.type"]?.stringValue
-        agents[agent]?.critical = resource.attributes["agent.critical"]?.boolValue ?? false
-        if let last = agents[agent]?.lastSeen, now > last {
-            agents[agent]?.gaps.observe(Double(now - last) / 1e9)
-            agents[agent]?.lastSeen = now
+        agents[agent].agentType = agentType
+        agents[agent].critical = critical
+        let last = agents[agent].lastSeen
+        if now > last {
+            agents[agent].gaps.observe(Double(now - last) / 1e9)
+            agents[agent].lastSeen = now
         }
-        agents[agent]?.silentReported = false
+        agents[agent].silentReported = false
+        return agent
     }
 
-    private mutating func observe(_ span: Span, agent: String, now: UInt64, fired: inout [Fired], signals: inout [Signal]) {
+    /// The slots of the span's shape: cached per agent, made on first sight.
+    private mutating func resolveRoute(_ key: RouteKey, agent: Int, now: UInt64) -> Route {
+        if let route = agents[agent].routes[key] { return route }
+        let name = agents[agent].name
+        var route = Route()
+        route.isLLMCall = key.operation.map { $0 != "execute_tool" && $0 != "invoke_agent" && $0 != "create_agent" } ?? false
+        route.toolIsSpanName = key.tool == nil && key.operation == "execute_tool"
+        if latencyOn {
+            let latencyKey = if let operation = key.operation {
+                SeriesKey(signal: .latency, agent: name, a: operation, b: (operation == "execute_tool" ? key.tool : key.model) ?? "")
+            } else {
+                SeriesKey(signal: .latency, agent: name, a: key.peer ?? key.name ?? "", b: "")
+            }
+            route.latency = slot(latencyKey, now: now)
+        }
+        if errorsOn {
+            route.errorsAgent = slot(SeriesKey(signal: .errors, agent: name, a: "", b: ""), now: now)
+            if let peer = key.peer { route.errorsEdge = slot(SeriesKey(signal: .errors, agent: name, a: peer, b: ""), now: now) }
+        }
+        if routeCount >= configuration.maxSeries {
+            for index in agents.indices { agents[index].routes = [:] }
+            routeCount = 0
+        }
+        agents[agent].routes[key] = route
+        routeCount += 1
+        return route
+    }
+
+    private mutating func observe(_ span: Span, agent: Int, now: UInt64, fired: inout [Fired], signals: inout [Signal]) {
         let facts = SpanFacts(span.attributes)
         let isError = span.status.code == .error
-        // latency: per agent and operation.
-        if configuration.latency.enabled {
-            let key: SeriesKey
-            if let operation = facts.operation {
-                key = SeriesKey(signal: .latency, agent: agent, a: operation,
-                                b: (operation == "execute_tool" ? facts.tool : facts.model) ?? "")
-            } else if span.kind == .client, let peer = facts.peer {
-                key = SeriesKey(signal: .latency, agent: agent, a: peer, b: "")
-            } else {
-                key = SeriesKey(signal: .latency, agent: agent, a: span.name, b: "")
-            }
-            // Failed calls often end early; their durations would teach the baseline the wrong thing.
-            if !isError, observeValue(key, Double(span.durationNanos) / 1e9, span, now: now, fired: &fired, facts: facts) {
-                signals.append(.latency)
-            }
+        let peer = span.kind == .client ? facts.peer : nil
+        let key = RouteKey(operation: facts.operation, model: facts.model, tool: facts.tool, peer: peer,
+                           name: facts.operation == nil && peer == nil ? span.name : nil)
+        var route = resolveRoute(key, agent: agent, now: now)
+        // latency: per agent and operation. Failed calls often end early; their durations would teach the
+        // baseline the wrong thing.
+        if let slot = route.latency, !isError,
+           observeValue(slot, isLatency: true, Double(span.durationNanos) / 1e9, span, agent: agent, now: now, fired: &fired, facts: facts) {
+            signals.append(.latency)
         }
         // errors: per agent, and per edge for client calls.
-        if configuration.errors.enabled {
-            var anomalous = observeError(SeriesKey(signal: .errors, agent: agent, a: "", b: ""), isError, span, now: now, fired: &fired)
-            if span.kind == .client, let peer = facts.peer {
-                anomalous = observeError(SeriesKey(signal: .errors, agent: agent, a: peer, b: ""), isError, span, now: now, fired: &fired)
-                    || anomalous
+        if let agentSlot = route.errorsAgent {
+            var anomalous = observeError(agentSlot, agentWide: true, isError, span, agent: agent, now: now, fired: &fired)
+            if let edge = route.errorsEdge {
+                anomalous = observeError(edge, agentWide: false, isError, span, agent: agent, now: now, fired: &fired) || anomalous
             }
             if anomalous { signals.append(.errors) }
         }
         // tokens: per call, per agent and model; and the agent's rate.
-        if configuration.tokens.enabled, facts.inputTokens != nil || facts.outputTokens != nil {
+        if tokensOn, facts.inputTokens != nil || facts.outputTokens != nil {
             let total = Double(max(facts.inputTokens ?? 0, 0)) + Double(max(facts.outputTokens ?? 0, 0))
-            let key = SeriesKey(signal: .tokens, agent: agent, a: facts.model ?? "", b: "")
-            var anomalous = observeValue(key, total, span, now: now, fired: &fired, facts: facts)
+            let tokenSlot: Int
+            if let known = route.tokens {
+                tokenSlot = known
+            } else {
+                tokenSlot = slot(SeriesKey(signal: .tokens, agent: agents[agent].name, a: facts.model ?? "", b: ""), now: now)
+                route.tokens = tokenSlot
+                agents[agent].routes[key]?.tokens = tokenSlot
+            }
+            var anomalous = observeValue(tokenSlot, isLatency: false, total, span, agent: agent, now: now, fired: &fired, facts: facts)
             anomalous = addToRate(agent, total, span, now: now, fired: &fired) || anomalous
             if anomalous { signals.append(.tokens) }
         }
         // loop: per trace and agent.
-        if configuration.loop.enabled, countInTrace(span, facts, agent: agent, now: now, fired: &fired) { signals.append(.loop) }
-        // new_interaction: callees (peers, tools, models).
-        do {
+        if loopOn, countInTrace(span, tool: route.toolIsSpanName ? span.name : facts.tool, isLLMCall: route.isLLMCall, agent: agent, now: now,
+                                fired: &fired) {
+            signals.append(.loop)
+        }
+        // new_interaction: callees (peers, tools, models). Known ones only are seen again.
+        if let callees = route.callees {
+            var index = 0
+            while index < callees.count {
+                series[callees[index]].lastSeen = now
+                index += 1
+            }
+        } else {
             var anomalous = false
-            if span.kind == .client, let peer = facts.peer {
-                anomalous = observeCallee(agent, kind: "peer", peer, span, now: now, fired: &fired) || anomalous
+            var callees: [Int] = []
+            if let peer { anomalous = observeCallee(agent, kind: "peer", peer, span, now: now, fired: &fired, slots: &callees) || anomalous }
+            if let tool = facts.tool { anomalous = observeCallee(agent, kind: "tool", tool, span, now: now, fired: &fired, slots: &callees) || anomalous }
+            if route.isLLMCall, let model = facts.model {
+                anomalous = observeCallee(agent, kind: "model", model, span, now: now, fired: &fired, slots: &callees) || anomalous
             }
-            if let tool = facts.tool { anomalous = observeCallee(agent, kind: "tool", tool, span, now: now, fired: &fired) || anomalous }
-            if facts.isLLMCall, let model = facts.model {
-                anomalous = observeCallee(agent, kind: "model", model, span, now: now, fired: &fired) || anomalous
-            }
+            agents[agent].routes[key]?.callees = callees
             if anomalous { signals.append(.newInteraction) }
         }
     }
@@ -307,33 +438,24 @@ struct AnomalyDetector {
     private func zThreshold(_ signal: Configuration.Signal) -> Double { configuration.sensitivity(of: signal).zThreshold }
 
     /// Latency and tokens per call: learns the value; fires when the recent level is far above the baseline.
-    private mutating func observeValue(_ key: SeriesKey, _ value: Double, _ span: Span, now: UInt64, fired: inout [Fired],
-                                       facts: SpanFacts) -> Bool {
-        let signalSettings = key.signal == .latency ? configuration.latency : configuration.tokens
-        let threshold = zThreshold(signalSettings)
-        let (minSamples, rate, warmup) = (minSamples, configuration.learningRate, warmup)
-        // One hash: the entry is changed in place; the typical value (an exp) only when it is needed.
-        let (score, single, warm, count) = Self.update(&series, key, Series(firstSeen: now, lastSeen: now)) { entry in
-            entry.lastSeen = now
-            entry.observations += 1
-            let wasReady = entry.baseline.isReady
-            entry.baseline.observe(value, minSamples: minSamples, rate: rate)
-            let warm = wasReady && entry.observations >= minSamples && now &- entry.firstSeen >= warmup
-            let score = entry.baseline.score
-            return (score, score >= threshold ? entry.baseline.score(of: value) : 0, warm, entry.observations)
-        }
+    private mutating func observeValue(_ slot: Int, isLatency: Bool, _ value: Double, _ span: Span, agent: Int, now: UInt64,
+                                       fired: inout [Fired], facts: SpanFacts) -> Bool {
+        let threshold = isLatency ? latencyZ : tokensZ
+        let (far, score, count) = Self.learnValue(&series[slot], value, now: now, minSamples: minSamples, rate: learningRate, warmup: warmup,
+                                                  threshold: threshold)
         // The agent's busiest latency series, for the baseline gauge: refreshed every 16th observation.
-        if key.signal == .latency, count & 15 == 0, count >= (agents[key.agent]?.latencyObservations ?? 0) {
-            agents[key.agent]?.latencyObservations = count
-            agents[key.agent]?.latencyTypical = series[key]?.baseline.typical ?? 0
+        if isLatency, count & 15 == 0, count >= agents[agent].latencyObservations {
+            agents[agent].latencyObservations = count
+            agents[agent].latencyTypical = series[slot].baseline.typical
         }
-        // Only upward anomalies: slower calls, more tokens. The span itself must be far too, so the spans
-        // marked are the unusual ones.
-        guard warm, score >= threshold, single >= threshold, let learned = series[key]?.baseline else { return false }
+        guard far else { return false }
+        let signalSettings = isLatency ? configuration.latency : configuration.tokens
+        let learned = series[slot].baseline
+        let key = series[slot].key
         let baseline = learned.typical
         let level = learned.recentLevel
         let boundary = learned.level(atScore: threshold)
-        if key.signal == .latency {
+        if isLatency {
             // Labels only now, so a span that fires nothing allocates none.
             var labels: [(String, String)] = []
             if let operation = facts.operation { labels.append(("operation", operation)) }
@@ -359,13 +481,49 @@ struct AnomalyDetector {
         return true
     }
 
+    /// One value into a value series (in place, in the array); returns whether it is anomalous — warm, the
+    /// recent level and the value itself far above the baseline (only upward: slower calls, more tokens, so the
+    /// spans marked are the unusual ones) — the recent level's score, and the observations.
+    private static func learnValue(_ entry: inout Series, _ value: Double, now: UInt64, minSamples: Int, rate: Double, warmup: UInt64,
+                                   threshold: Double) -> (Bool, Double, Int) {
+        entry.lastSeen = now
+        entry.observations += 1
+        let wasReady = entry.baseline.isReady
+        entry.baseline.observe(value, minSamples: minSamples, rate: rate)
+        let warm = wasReady && entry.observations >= minSamples && now &- entry.firstSeen >= warmup
+        let score = entry.baseline.score
+        // The value's own score (a log) only when the rest already holds.
+        return (warm && score >= threshold && entry.baseline.score(of: value) >= threshold, score, entry.observations)
+    }
+
     /// Errors: the short window's error count against the long-run share.
-    private mutating func observeError(_ key: SeriesKey, _ isError: Bool, _ span: Span, now: UInt64, fired: inout [Fired]) -> Bool {
-        let (rate, window, minSamples, warmup) = (errorRate, errorWindow, minSamples, warmup)
-        let (errors, expected, share, warm) = Self.update(&series, key, Series(firstSeen: now, lastSeen: now, windowTime: now)) { entry in
-            // The window's counts decay with time constant `errors.window`; what decays out of the window passes
-            // through a second window of the same length before it joins the long-run counts (which forget about
-            // `rate` per call), so a burst is judged against a baseline it has not yet taught.
+    private mutating func observeError(_ slot: Int, agentWide: Bool, _ isError: Bool, _ span: Span, agent: Int, now: UInt64,
+                                       fired: inout [Fired]) -> Bool {
+        let (errors, expected, share, warm) = Self.learnError(&series[slot], isError, now: now, rate: errorRate, window: errorWindow,
+                                                              minSamples: minSamples, warmup: warmup)
+        if agentWide { agents[agent].errorShare = share }
+        guard isError, warm, errors >= minErrors else { return false }
+        let score = poissonSurprise(errors, expected: expected)
+        guard score >= errorThreshold else { return false }
+        let key = series[slot].key
+        let where_ = key.a.isEmpty ? "" : " calling \(key.a)"
+        fire(key, configuration.errors, value: .number(Double(errors)), baseline: .number(Self.rounded(expected, places: 3)),
+             threshold: .number(Double(configuration.minErrors)), score: score, span: span, now: now,
+             message: "\(key.agent)\(where_): \(errors) errors recently where \(Self.rounded(expected, places: 2)) were expected "
+                + "(usual error share \(Self.rounded(share * 100, places: 2))%)",
+             labels: key.a.isEmpty ? [] : [("peer", key.a)], fired: &fired)
+        return true
+    }
+
+    /// One call into an error series: returns the window's errors, the errors expected in it, the baseline
+    /// share, and whether the series is warm.
+    private static func learnError(_ entry: inout Series, _ isError: Bool, now: UInt64, rate: Double, window: Double, minSamples: Int,
+                                   warmup: UInt64) -> (Int, Double, Double, Bool) {
+        // The window's counts decay with time constant `errors.window`; what decays out of the window passes
+        // through a second window of the same length before it joins the long-run counts (which forget about
+        // `rate` per call), so a burst is judged against a baseline it has not yet taught. Spans of one batch
+        // arrive at one time: nothing decays between them.
+        if now != entry.windowTime {
             let decay = Foundation.exp(-Double(now &- entry.windowTime) / window)
             let leavingCalls = entry.windowCalls * (1 - decay)
             let leavingErrors = entry.windowErrors * (1 - decay)
@@ -376,41 +534,32 @@ struct AnomalyDetector {
             let forget = max(0, 1 - rate * settlingCalls)
             entry.baseCalls = entry.baseCalls * forget + settlingCalls
             entry.baseErrors = entry.baseErrors * forget + settlingErrors
-            entry.windowCalls = entry.windowCalls * decay + 1
-            entry.windowErrors = entry.windowErrors * decay + (isError ? 1 : 0)
+            entry.windowCalls *= decay
+            entry.windowErrors *= decay
             entry.windowTime = now
-            // A path that never failed starts near 0 (a prior of 0.05 errors in 10 calls).
-            let share = (entry.baseErrors + 0.05) / (entry.baseCalls + 10)
-            entry.lastSeen = now
-            entry.observations += 1
-            let warm = entry.observations >= minSamples && now &- entry.firstSeen >= warmup
-            return (Int(entry.windowErrors.rounded()), entry.windowCalls * share, share, warm)
         }
-        if key.a.isEmpty { agents[key.agent]?.errorShare = share }
-        guard isError, warm, errors >= configuration.minErrors else { return false }
-        let score = poissonSurprise(errors, expected: expected)
-        let threshold = configuration.sensitivity(of: configuration.errors).errorThreshold
-        guard score >= threshold else { return false }
-        let where_ = key.a.isEmpty ? "" : " calling \(key.a)"
-        fire(key, configuration.errors, value: .number(Double(errors)), baseline: .number(Self.rounded(expected, places: 3)),
-             threshold: .number(Double(configuration.minErrors)), score: score, span: span, now: now,
-             message: "\(key.agent)\(where_): \(errors) errors recently where \(Self.rounded(expected, places: 2)) were expected "
-                + "(usual error share \(Self.rounded(share * 100, places: 2))%)",
-             labels: key.a.isEmpty ? [] : [("peer", key.a)], fired: &fired)
-        return true
+        entry.windowCalls += 1
+        if isError { entry.windowErrors += 1 }
+        // A path that never failed starts near 0 (a prior of 0.05 errors in 10 calls).
+        let share = (entry.baseErrors + 0.05) / (entry.baseCalls + 10)
+        entry.lastSeen = now
+        entry.observations += 1
+        let warm = entry.observations >= minSamples && now &- entry.firstSeen >= warmup
+        return (Int(entry.windowErrors.rounded()), entry.windowCalls * share, share, warm)
     }
 
     /// The agent's token rate: windows of `tokens.rate_window`, each sum one observation.
-    private mutating func addToRate(_ agent: String, _ tokens: Double, _ span: Span, now: UInt64, fired: inout [Fired]) -> Bool {
-        let anomalous = closeRateWindows(agent, now: now, span: span, fired: &fired)
-        agents[agent]?.rateSum += tokens
+    private mutating func addToRate(_ agent: Int, _ tokens: Double, _ span: Span, now: UInt64, fired: inout [Fired]) -> Bool {
+        let anomalous = now &- agents[agent].rateStart >= rateWindow ? closeRateWindows(agent, now: now, span: span, fired: &fired) : false
+        agents[agent].rateSum += tokens
         return anomalous
     }
 
     /// Closes the agent's finished rate windows (a few empty ones at most), learning and judging each sum.
     @discardableResult
-    private mutating func closeRateWindows(_ agent: String, now: UInt64, span: Span?, fired: inout [Fired]) -> Bool {
-        guard let start = agents[agent]?.rateStart, start <= now, now &- start >= rateWindow, var state = agents[agent] else { return false }
+    private mutating func closeRateWindows(_ agent: Int, now: UInt64, span: Span?, fired: inout [Fired]) -> Bool {
+        var state = agents[agent]
+        guard state.rateStart <= now, now &- state.rateStart >= rateWindow else { return false }
         var anomalous = false
         var closed = 0
         while now &- state.rateStart >= rateWindow, closed < 3 {
@@ -423,12 +572,11 @@ struct AnomalyDetector {
             // Like the other value signals: the recent level and this window both far above the baseline.
             if wasReady, now &- state.firstSeen >= warmup, score >= threshold, single >= threshold, sum > 0 {
                 anomalous = true
-                let key = SeriesKey(signal: .tokens, agent: agent, a: "rate", b: "")
+                let key = SeriesKey(signal: .tokens, agent: state.name, a: "rate", b: "")
                 let seconds = Double(rateWindow) / 1e9
-                agents[agent] = state
                 fire(key, configuration.tokens, value: .number(sum), baseline: .number(state.rate.typical.rounded()),
                      threshold: .number(state.rate.level(atScore: threshold).rounded()), score: score, span: span, agentState: state,
-                     now: now, message: "\(agent): \(Int(sum)) tokens in \(JSONWriter.numberText(seconds))s, typically "
+                     now: now, message: "\(state.name): \(Int(sum)) tokens in \(JSONWriter.numberText(seconds))s, typically "
                         + "\(Int(state.rate.typical.rounded())) (robust z \(Self.rounded(score)))", fired: &fired)
             }
             state.rateSum = 0
@@ -441,70 +589,126 @@ struct AnomalyDetector {
     }
 
     /// Loop: counts the span in its trace; fires once per trace when a count is far above the agent's usual.
-    private mutating func countInTrace(_ span: Span, _ facts: SpanFacts, agent: String, now: UInt64, fired: inout [Fired]) -> Bool {
+    private mutating func countInTrace(_ span: Span, tool: String?, isLLMCall: Bool, agent: Int, now: UInt64, fired: inout [Fired]) -> Bool {
         let key = TraceKey(trace: span.traceID, agent: agent)
-        var state = traces[key] ?? TraceState(lastSeen: now)
-        traces[key] = nil
-        defer { traces[key] = state }
-        state.lastSeen = now
-        state.spans += 1
-        if facts.isLLMCall { state.llm += 1 }
-        let tool = facts.tool ?? (facts.operation == "execute_tool" ? span.name : nil)
-        if let tool {
-            let count = (state.tools[tool] ?? 0) + 1
-            if state.tools.count < 256 || state.tools[tool] != nil { state.tools[tool] = count }
-            if count > state.maxTool {
-                state.maxTool = count
-                state.maxToolName = tool
-            }
-        }
-        if state.flagged { return true }
+        // Spans of one trace mostly come together: the trace stays open, out of the dictionary, until another's span.
+        if openKey != key { openTrace(key, now: now) }
+        let (spans, llm, maxTool, flagged) = Self.count(in: &openState, tool: tool, isLLMCall: isLLMCall, now: now)
+        if flagged { return true }
         // The agent's baselines are looked at only once a count could be a loop.
-        guard max(state.maxTool, state.llm, state.spans) >= configuration.loopMinCount, let agentState = agents[agent],
-              now &- agentState.firstSeen >= warmup else { return false }
-        let threshold = zThreshold(configuration.loop)
+        guard max(maxTool, llm, spans) >= loopMinCount, now &- agents[agent].firstSeen >= warmup else { return false }
+        let threshold = loopZ
         // Without allocating: the most called tool, the LLM calls, the spans.
         for check in 0..<3 {
             let (what, count, baseline): (String, Int, RobustBaseline) = switch check {
-            case 0: ("tool", state.maxTool, agentState.toolPerTrace)
-            case 1: ("llm", state.llm, agentState.llmPerTrace)
-            default: ("spans", state.spans, agentState.spansPerTrace)
+            case 0: ("tool", maxTool, agents[agent].toolPerTrace)
+            case 1: ("llm", llm, agents[agent].llmPerTrace)
+            default: ("spans", spans, agents[agent].spansPerTrace)
             }
             guard count >= configuration.loopMinCount, baseline.isReady else { continue }
             let score = baseline.score(of: Double(count))
             guard score >= threshold else { continue }
-            state.flagged = true
-            let words = check == 0 ? "calls of \(state.maxToolName)" : check == 1 ? "LLM calls" : "spans"
-            let seriesKey = SeriesKey(signal: .loop, agent: agent, a: what, b: what == "tool" ? state.maxToolName : "")
+            openState.flagged = true
+            let toolName = openState.maxToolName
+            let name = agents[agent].name
+            let words = check == 0 ? "calls of \(toolName)" : check == 1 ? "LLM calls" : "spans"
+            let seriesKey = SeriesKey(signal: .loop, agent: name, a: what, b: what == "tool" ? toolName : "")
             fire(seriesKey, configuration.loop, value: .number(Double(count)), baseline: .number(baseline.typical.rounded()),
                  threshold: .number(max(Double(configuration.loopMinCount), baseline.level(atScore: threshold)).rounded(.up)),
                  score: score, span: span, now: now,
-                 message: "\(agent): \(count) \(words) in one running trace, typically \(Int(baseline.typical.rounded())) per trace",
-                 labels: what == "tool" ? [("tool", state.maxToolName)] : [], fired: &fired)
+                 message: "\(name): \(count) \(words) in one running trace, typically \(Int(baseline.typical.rounded())) per trace",
+                 labels: what == "tool" ? [("tool", toolName)] : [], fired: &fired)
             return true
         }
         return false
     }
 
-    /// New interaction: the first call of a callee by an agent past its warm-up.
-    private mutating func observeCallee(_ agent: String, kind: String, _ callee: String, _ span: Span, now: UInt64,
-                                        fired: inout [Fired]) -> Bool {
-        let key = SeriesKey(signal: .newInteraction, agent: agent, a: kind, b: callee)
-        if series[key] != nil {
-            series[key]?.lastSeen = now
+    /// Makes `key`'s trace the open one (made when new), putting the open one back.
+    private mutating func openTrace(_ key: TraceKey, now: UInt64) {
+        closeOpenTrace()
+        openState = traces.removeValue(forKey: key) ?? TraceState(lastSeen: now)
+        openKey = key
+    }
+
+    /// Puts the open trace back into `traces` (at the end of every `observe`, so nothing else sees it open).
+    private mutating func closeOpenTrace() {
+        guard let key = openKey else { return }
+        traces[key] = openState
+        openKey = nil
+        openState = TraceState(lastSeen: 0)
+    }
+
+    /// Counts one span in its trace's state; returns the spans, LLM calls, most calls of one tool, and
+    /// whether the trace already looped.
+    private static func count(in state: inout TraceState, tool: String?, isLLMCall: Bool, now: UInt64) -> (Int, Int, Int, Bool) {
+        state.lastSeen = now
+        state.spans += 1
+        if isLLMCall { state.llm += 1 }
+        if let tool {
+            var count = 1
+            if let index = state.tools.firstIndex(where: { $0.name == tool }) {
+                state.tools[index].count += 1
+                count = state.tools[index].count
+            } else if state.tools.count < 256 {
+                state.tools.append((tool, 1))
+            }
+            if count > state.maxTool {
+                state.maxTool = count
+                state.maxToolName = tool
+            }
+        }
+        return (state.spans, state.llm, state.maxTool, state.flagged)
+    }
+
+    /// New interaction: the first call of a callee by an agent past its warm-up. A callee seen before (even if
+    /// its series was evicted since) is not new.
+    private mutating func observeCallee(_ agent: Int, kind: String, _ callee: String, _ span: Span, now: UInt64,
+                                        fired: inout [Fired], slots made: inout [Int]) -> Bool {
+        let name = agents[agent].name
+        let key = SeriesKey(signal: .newInteraction, agent: name, a: kind, b: callee)
+        if let known = slots[key] {
+            series[known].lastSeen = now
+            made.append(known)
             return false
         }
-        series[key] = Series(firstSeen: now, lastSeen: now)
-        guard configuration.newInteraction.enabled, let state = agents[agent], isWarm(firstSeen: state.firstSeen, observations: state.spans, now: now) else { return false }
+        made.append(slot(key, now: now))
+        guard rememberCallee(Self.calleeHash(name, kind, callee)) else { return false }
+        let state = agents[agent]
+        guard configuration.newInteraction.enabled, isWarm(firstSeen: state.firstSeen, observations: state.spans, now: now) else { return false }
         fire(key, configuration.newInteraction, value: .text(callee), baseline: .text(""), threshold: .text(""), score: 1, span: span,
-             now: now, message: "\(agent) called \(kind) \(callee) for the first time", labels: [(kind, callee)], fired: &fired)
+             now: now, message: "\(name) called \(kind) \(callee) for the first time", labels: [(kind, callee)], fired: &fired)
         return true
+    }
+
+    /// Remembers a callee's hash; false when it was already remembered.
+    private mutating func rememberCallee(_ hash: UInt64) -> Bool {
+        guard seenCallees.insert(hash).inserted else { return false }
+        if seenOrder.count < seenCapacity {
+            seenOrder.append(hash)
+        } else {
+            seenCallees.remove(seenOrder[seenNext])
+            seenOrder[seenNext] = hash
+            seenNext = (seenNext + 1) % seenCapacity
+        }
+        return true
+    }
+
+    /// FNV-1a over the agent, kind and callee (each followed by a 0 byte): the same on every run, unlike `Hasher`.
+    static func calleeHash(_ agent: String, _ kind: String, _ callee: String) -> UInt64 {
+        var hash: UInt64 = 0xcbf2_9ce4_8422_2325
+        for part in [agent, kind, callee] {
+            for byte in part.utf8 {
+                hash = (hash ^ UInt64(byte)) &* 0x100_0000_01b3
+            }
+            hash = (hash ^ 0) &* 0x100_0000_01b3
+        }
+        return hash
     }
 
     /// The calls between agents and peers seen (caller, callee), from client spans' `peer.service` or
     /// `server.address`: the edges incidents are correlated along.
     var edges: [(String, String)] {
-        series.keys.filter { $0.signal == .newInteraction && $0.a == "peer" }.map { ($0.agent, $0.b) }
+        series.compactMap { $0.key.signal == .newInteraction && $0.key.a == "peer" ? ($0.key.agent, $0.key.b) : nil }
     }
 
     // MARK: time
@@ -514,18 +718,18 @@ struct AnomalyDetector {
     mutating func tick(now: UInt64, fired: inout [Fired]) {
         if configuration.silence.enabled {
             let factor = configuration.sensitivity(of: configuration.silence).silenceFactor
-            for agent in agents.keys.sorted() {
-                guard let state = agents[agent], !state.silentReported, now > state.lastSeen,
-                      state.gaps.count >= minSamples, now &- state.firstSeen >= warmup else { continue }
+            for agent in agents.indices {
+                let state = agents[agent]
+                guard !state.silentReported, now > state.lastSeen, state.gaps.count >= minSamples, now &- state.firstSeen >= warmup else { continue }
                 let typical = state.gaps.value
                 let limit = max(Double(minSilence) / 1e9, typical * factor)
                 let silent = Double(now - state.lastSeen) / 1e9
                 guard silent >= limit else { continue }
-                agents[agent]?.silentReported = true
-                fire(SeriesKey(signal: .silence, agent: agent, a: "", b: ""), configuration.silence, value: .number(Self.rounded(silent, places: 3)),
+                agents[agent].silentReported = true
+                fire(SeriesKey(signal: .silence, agent: state.name, a: "", b: ""), configuration.silence, value: .number(Self.rounded(silent, places: 3)),
                      baseline: .number(Self.rounded(typical, places: 3)), threshold: .number(Self.rounded(limit, places: 3)),
                      score: Self.rounded(silent / max(typical, 0.001), places: 2), span: nil, agentState: state, now: now,
-                     message: "\(agent) sent no span for \(Self.rounded(silent, places: 1))s; it usually sends within "
+                     message: "\(state.name) sent no span for \(Self.rounded(silent, places: 1))s; it usually sends within "
                         + "\(Self.rounded(typical, places: 2))s (95th percentile gap), silent from \(Self.rounded(limit, places: 1))s",
                      fired: &fired)
             }
@@ -533,7 +737,7 @@ struct AnomalyDetector {
         guard now >= nextSweep else { return }
         nextSweep = now &+ 1_000_000_000
         if configuration.tokens.enabled {
-            for agent in agents.keys.sorted() { closeRateWindows(agent, now: now, span: nil, fired: &fired) }
+            for agent in agents.indices { closeRateWindows(agent, now: now, span: nil, fired: &fired) }
         }
         finishIdleTraces(now: now)
         cooldowns = cooldowns.filter { _, entry in entry.suppressed > 0 || now &- entry.lastFired < cooldown }
@@ -544,48 +748,55 @@ struct AnomalyDetector {
         let finished = traces.filter { now &- $0.value.lastSeen >= traceIdle }.sorted { ($0.value.lastSeen, $0.key) < ($1.value.lastSeen, $1.key) }
         for (key, state) in finished {
             traces[key] = nil
-            guard !state.flagged, agents[key.agent] != nil else { continue }
-            agents[key.agent]?.spansPerTrace.observe(Double(state.spans), minSamples: minSamples, rate: configuration.learningRate)
-            agents[key.agent]?.llmPerTrace.observe(Double(state.llm), minSamples: minSamples, rate: configuration.learningRate)
-            agents[key.agent]?.toolPerTrace.observe(Double(state.maxTool), minSamples: minSamples, rate: configuration.learningRate)
+            guard !state.flagged, agents.indices.contains(key.agent) else { continue }
+            agents[key.agent].spansPerTrace.observe(Double(state.spans), minSamples: minSamples, rate: configuration.learningRate)
+            agents[key.agent].llmPerTrace.observe(Double(state.llm), minSamples: minSamples, rate: configuration.learningRate)
+            agents[key.agent].toolPerTrace.observe(Double(state.maxTool), minSamples: minSamples, rate: configuration.learningRate)
         }
     }
 
     // MARK: bounds
 
-    /// Evicts the least recently seen series and agents beyond `max_series`, and the least recently seen
-    /// traces beyond `max_traces` — a twentieth more at a time, so eviction is rare. The cut-off is found on
-    /// the arrival times alone (sorting numbers, not keys); only ties at the cut-off are ordered by key, so
-    /// which entries go is the same on every run.
+    /// Evicts the least recently seen series and agents beyond `max_series` (a twentieth more at a time), and
+    /// the least recently seen traces beyond `max_traces` (a quarter more), so eviction is rare. The cut-off is found on
+    /// the arrival times alone (sorting numbers, not keys); ties at the cut-off go in the order made, so
+    /// which entries go is the same on every run. Series and agents live in arrays: what stays is moved
+    /// up and found again by key, and every agent's cached span shapes are forgotten.
     private mutating func enforceBounds(now: UInt64) {
         if series.count + agents.count > configuration.maxSeries {
             let excess = series.count + agents.count - configuration.maxSeries + configuration.maxSeries / 20
-            let cutoff = Self.cutoff(series.values.map(\.lastSeen) + agents.values.map(\.lastSeen), keeping: excess)
-            var removed = 0
-            series = series.filter { entry in
-                guard entry.value.lastSeen < cutoff else { return true }
-                removed += 1
+            let cutoff = Self.cutoff(series.map(\.lastSeen) + agents.map(\.lastSeen), keeping: excess)
+            var tiesLeft = excess - (series.lazy.filter { $0.lastSeen < cutoff }.count + agents.lazy.filter { $0.lastSeen < cutoff }.count)
+            func keep(_ lastSeen: UInt64) -> Bool {
+                if lastSeen > cutoff { return true }
+                if lastSeen == cutoff {
+                    guard tiesLeft > 0 else { return true }
+                    tiesLeft -= 1
+                }
                 return false
             }
-            agents = agents.filter { entry in
-                guard entry.value.lastSeen < cutoff else { return true }
-                removed += 1
-                return false
+            let before = series.count + agents.count
+            let agentsBefore = agents.count
+            series = series.filter { keep($0.lastSeen) }
+            let keptAgents = agents.indices.filter { keep(agents[$0].lastSeen) }
+            evictions += before - series.count - keptAgents.count
+            slots = Dictionary(uniqueKeysWithValues: series.enumerated().map { ($0.element.key, $0.offset) })
+            var newSlot: [Int: Int] = [:]
+            for (new, old) in keptAgents.enumerated() { newSlot[old] = new }
+            agents = keptAgents.map { agents[$0] }
+            agentSlots = Dictionary(uniqueKeysWithValues: agents.enumerated().map { ($0.element.name, $0.offset) })
+            for index in agents.indices { agents[index].routes = [:] }
+            routeCount = 0
+            if keptAgents.count != agentsBefore {
+                traces = Dictionary(uniqueKeysWithValues: traces.compactMap { key, state in
+                    newSlot[key.agent].map { (TraceKey(trace: key.trace, agent: $0), state) }
+                })
             }
-            if removed < excess {
-                let ties = series.filter { $0.value.lastSeen == cutoff }.keys.sorted().prefix(excess - removed)
-                for key in ties { series[key] = nil }
-                removed += ties.count
-            }
-            if removed < excess {
-                let ties = agents.filter { $0.value.lastSeen == cutoff }.keys.sorted().prefix(excess - removed)
-                for agent in ties { agents[agent] = nil }
-                removed += ties.count
-            }
-            evictions += removed
         }
         if traces.count > configuration.maxTraces {
-            let excess = traces.count - configuration.maxTraces + configuration.maxTraces / 20
+            // A quarter at a time: past max_traces, traffic is usually fast enough to come back soon, and each cut
+            // sorts every trace held.
+            let excess = traces.count - configuration.maxTraces + configuration.maxTraces / 4
             let cutoff = Self.cutoff(traces.values.map(\.lastSeen), keeping: excess)
             var removed = 0
             traces = traces.filter { entry in
@@ -620,7 +831,7 @@ struct AnomalyDetector {
         }
         let suppressed = cooldowns[key]?.suppressed ?? 0
         cooldowns[key] = Cooldown(lastFired: now)
-        let state = agentState ?? agents[key.agent]
+        let state = agentState ?? agent(named: key.agent)
         let severity = settings.severity ?? ((state?.critical ?? false) ? .critical : .warning)
         let subject = key.signal == .newInteraction ? key.b : key.subject
         let alert = Alert(rule: "anomaly/\(key.signal.rawValue)", severity: severity, value: value, threshold: threshold,

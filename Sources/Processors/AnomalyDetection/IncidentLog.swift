@@ -5,10 +5,13 @@ import Pipeline
 import Synchronization
 
 /// Anomaly alerts grouped into incidents, served at `GET /api/incidents`: alerts that fire within the window
-/// of each other on agents connected by a call (either direction, from the edges the detector saw), or about
-/// calls to the same peer, are one incident. Each incident names a `probable_cause`: the most downstream node of the incident that every
-/// anomalous agent's calls reach (when a shared LLM gateway slows, every caller goes anomalous and the
-/// gateway is the node they all reach). One per collector, shared by the `anomaly_detection` processors.
+/// of each other on agents connected by a call (either direction, along the edges the caller gives: the
+/// service graph's and the detector's own), or about calls to the same peer, are one incident. Each incident
+/// names a `probable_cause`: the most downstream node of the incident that every anomalous agent's calls
+/// reach (when a shared LLM gateway slows, every caller goes anomalous and the gateway is the node they all
+/// reach). The sinks hear of an incident once, `groupWait` after it opens, then with the alerts that joined at
+/// most every `groupInterval` (`notifications(now:owner:)`). One per collector, shared by the
+/// `anomaly_detection` processors.
 public final class IncidentLog: AdminRouteProvider {
     /// Incidents kept for the API.
     public static let capacity = 200
@@ -29,6 +32,13 @@ public final class IncidentLog: AdminRouteProvider {
         public var probableCause: String?
         /// Alerts counted, including those no longer kept.
         public var alertCount: Int
+        /// The processor whose sinks get its notifications: the one whose alert opened it.
+        public var owner: String
+        /// When its last notification was made; nil before the first.
+        public var notifiedAt: UInt64?
+        /// Alerts in no notification yet (at most 100), and incidents merged into it since the last one.
+        var pending: [Alert] = []
+        var pendingMerged: [Int] = []
     }
 
     private struct State: ~Copyable {
@@ -38,21 +48,30 @@ public final class IncidentLog: AdminRouteProvider {
 
     /// Alerts closer than this (on connected agents) join one incident.
     public let window: UInt64
+    /// An incident's first notification waits this long after its first alert, so the alerts that come with
+    /// it (and incidents that merge into it) are in it.
+    public let groupWait: UInt64
+    /// Alerts that join an incident after its first notification go out together, at most this often.
+    public let groupInterval: UInt64
     private let state = Mutex(State())
 
-    /// An empty log grouping alerts within `window`.
-    public init(window: Duration = .seconds(30)) {
+    /// An empty log grouping alerts within `window`, notifying `groupWait` after an incident opens and then
+    /// at most every `groupInterval`.
+    public init(window: Duration = .seconds(30), groupWait: Duration = .seconds(5), groupInterval: Duration = .seconds(60)) {
         self.window = UInt64(clamping: max(window.nanoseconds, 0))
+        self.groupWait = UInt64(clamping: max(groupWait.nanoseconds, 0))
+        self.groupInterval = UInt64(clamping: max(groupInterval.nanoseconds, 0))
     }
 
-    /// The collector's log, made on first use (the first processor's window wins).
-    public static func shared(in context: ComponentContext, window: Duration) -> IncidentLog {
-        context.shared.resource(IncidentLog.self) { IncidentLog(window: window) }
+    /// The collector's log, made on first use (the first processor's settings win).
+    public static func shared(in context: ComponentContext, window: Duration, groupWait: Duration = .seconds(5),
+                              groupInterval: Duration = .seconds(60)) -> IncidentLog {
+        context.shared.resource(IncidentLog.self) { IncidentLog(window: window, groupWait: groupWait, groupInterval: groupInterval) }
     }
 
-    /// Files `alerts` into incidents along `edges` (caller, callee); returns the notifications to send: one
-    /// per incident opened, the opening alert with the incident's number in its group.
-    public func record(_ alerts: [Alert], edges: [(String, String)]) -> [Alert] {
+    /// Files `alerts` into incidents along `edges` (caller, callee); `owner` (the processor) sends the
+    /// notifications of the incidents it opens (`notifications(now:owner:)`).
+    public func record(_ alerts: [Alert], edges: [(String, String)], owner: String = "") {
         var neighbours: [String: Set<String>] = [:]
         for (from, to) in edges {
             neighbours[from, default: []].insert(to)
@@ -60,8 +79,7 @@ public final class IncidentLog: AdminRouteProvider {
         }
         var downstream: [String: Set<String>] = [:]
         for (from, to) in edges { downstream[from, default: []].insert(to) }
-        return state.withLock { state in
-            var notifications: [Alert] = []
+        state.withLock { state in
             for alert in alerts {
                 let peer = Self.peer(of: alert)
                 var linked = neighbours[alert.agent, default: []]
@@ -75,24 +93,31 @@ public final class IncidentLog: AdminRouteProvider {
                     return !linked.isDisjoint(with: incident.agents) || incident.peers.contains(alert.agent)
                         || peer.map { incident.peers.contains($0) || incident.agents.contains($0) } ?? false
                 }
-                if let target = matching.last {
-                    // Merge every other matching incident into the newest.
-                    for index in matching.dropLast().reversed() {
-                        let merged = state.incidents[index]
-                        state.incidents[target].alerts = merged.alerts + state.incidents[target].alerts
-                        state.incidents[target].alertCount += merged.alertCount
-                        state.incidents[target].start = min(state.incidents[target].start, merged.start)
-                        for agent in merged.agents where !state.incidents[target].agents.contains(agent) {
-                            state.incidents[target].agents.append(agent)
-                        }
-                        for node in merged.peers where !state.incidents[target].peers.contains(node) {
-                            state.incidents[target].peers.append(node)
-                        }
-                    }
+                // Merge every matching incident into one: the lowest-numbered that sinks have heard of, else the
+                // lowest-numbered. Its number and owner stay; the others' alerts not yet notified go out with its next
+                // notification, which names the incidents merged into it.
+                let ids = matching.map { state.incidents[$0].id }
+                if let target = matching.min(by: { a, b in
+                    let (x, y) = (state.incidents[a], state.incidents[b])
+                    return (x.notifiedAt == nil ? 1 : 0, x.id) < (y.notifiedAt == nil ? 1 : 0, y.id)
+                }) {
                     var incident = state.incidents[target]
-                    for index in matching.dropLast().reversed() { state.incidents.remove(at: index) }
+                    for index in matching where index != target {
+                        let merged = state.incidents[index]
+                        incident.alerts = (merged.alerts + incident.alerts).sorted { $0.time < $1.time }
+                        incident.pending = (merged.pending + incident.pending).sorted { $0.time < $1.time }
+                        incident.alertCount += merged.alertCount
+                        incident.start = min(incident.start, merged.start)
+                        if merged.notifiedAt != nil { incident.pendingMerged.append(merged.id) }
+                        incident.pendingMerged += merged.pendingMerged
+                        for agent in merged.agents where !incident.agents.contains(agent) { incident.agents.append(agent) }
+                        for node in merged.peers where !incident.peers.contains(node) { incident.peers.append(node) }
+                    }
+                    state.incidents.removeAll { ids.contains($0.id) && $0.id != incident.id }
                     incident.alerts.append(alert)
                     if incident.alerts.count > 100 { incident.alerts.removeFirst(incident.alerts.count - 100) }
+                    incident.pending.append(alert)
+                    if incident.pending.count > 100 { incident.pending.removeFirst(incident.pending.count - 100) }
                     incident.alertCount += 1
                     incident.lastUpdate = max(incident.lastUpdate, alert.time)
                     if !incident.agents.contains(alert.agent) { incident.agents.append(alert.agent) }
@@ -103,17 +128,37 @@ public final class IncidentLog: AdminRouteProvider {
                     state.incidents.append(incident)
                 } else {
                     var incident = Incident(id: state.nextID, alerts: [alert], agents: [alert.agent], peers: peer.map { [$0] } ?? [],
-                                            start: alert.time, lastUpdate: alert.time, probableCause: nil, alertCount: 1)
+                                            start: alert.time, lastUpdate: alert.time, probableCause: nil, alertCount: 1, owner: owner,
+                                            pending: [alert])
                     incident.probableCause = Self.probableCause(incident, downstream: downstream)
                     state.nextID += 1
                     if state.incidents.count == Self.capacity { state.incidents.removeFirst() }
                     state.incidents.append(incident)
-                    var notification = alert
-                    notification.group = "incident=\(incident.id),\(alert.group)"
-                    notifications.append(notification)
                 }
             }
-            return notifications
+        }
+    }
+
+    /// The notifications due at `now` for the incidents `owner` opened: one per incident, `groupWait` after its
+    /// first alert, with every alert so far (`opened`); then, at most every `groupInterval`, one with the
+    /// alerts that joined since (`updated`). `all`: every pending one at once (at shutdown, the end of a replay).
+    public func notifications(now: UInt64, owner: String = "", all: Bool = false) -> [Alert] {
+        state.withLock { state in
+            var due: [Alert] = []
+            for index in state.incidents.indices where state.incidents[index].owner == owner && !state.incidents[index].pending.isEmpty {
+                let incident = state.incidents[index]
+                let ready = incident.notifiedAt.map { now >= $0 &+ groupInterval } ?? (now >= incident.start &+ groupWait)
+                guard ready || all else { continue }
+                let details = Alert.Incident(id: incident.id, status: incident.notifiedAt == nil ? "opened" : "updated",
+                                             agents: incident.agents, probableCause: incident.probableCause, start: incident.start,
+                                             lastUpdate: incident.lastUpdate, alertCount: incident.alertCount,
+                                             merged: incident.pendingMerged, alerts: incident.pending)
+                if let notification = Alert.incidentNotification(details) { due.append(notification) }
+                state.incidents[index].pending = []
+                state.incidents[index].pendingMerged = []
+                state.incidents[index].notifiedAt = now
+            }
+            return due.sorted { $0.incident?.id ?? 0 < $1.incident?.id ?? 0 }
         }
     }
 

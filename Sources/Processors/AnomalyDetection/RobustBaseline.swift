@@ -38,7 +38,7 @@ struct RobustBaseline: Sendable, Equatable {
     static let minimumSpread = 0.1
 
     /// True once `minSamples` observations built the baseline.
-    var isReady: Bool { firstSamples.isEmpty && count > 0 }
+    private(set) var isReady = false
 
     /// The robust standard deviation, log space.
     var spread: Double { max(1.4826 * mad, Self.minimumSpread) }
@@ -62,7 +62,7 @@ struct RobustBaseline: Sendable, Equatable {
     mutating func observe(_ value: Double, minSamples: Int, rate: Double = RobustBaseline.defaultRate) {
         let y = Foundation.log1p(max(value, 0))
         count += 1
-        if count <= minSamples || !firstSamples.isEmpty {
+        if !isReady {
             firstSamples.append(y)
             recent = y
             if firstSamples.count >= minSamples {
@@ -70,6 +70,7 @@ struct RobustBaseline: Sendable, Equatable {
                 mad = Self.median(firstSamples.map { abs($0 - median) })
                 firstSamples = []
                 recent = median
+                isReady = true
             }
             return
         }

@@ -261,6 +261,37 @@ public struct SamplingPolicy: Sendable {
         }
     }
 
+    /// True when this policy samples `trace` now and will whatever spans are still to come: the
+    /// answers that only grow (a span matched, the duration passed, the count reached) and those fixed
+    /// by the trace id. Rate limits, inversions and budgets are never sure before the decision.
+    func samplesForGood(_ trace: TraceSummary) -> Bool {
+        switch rule {
+        case .alwaysSample, .probabilistic:
+            return evaluate(trace, now: 0) == .sampled
+        case .exists(_, _, let invert):
+            return !invert && evaluate(trace, now: 0) == .sampled
+        case .latency:
+            return evaluate(trace, now: 0) == .sampled
+        case .spanCount(let low, let high):
+            return high == 0 && trace.spanCount >= low
+        case .and(let policies):
+            return policies.allSatisfy { $0.samplesForGood(trace) }
+        case .rateLimiting, .bytesLimiting, .not, .drop, .composite:
+            return false
+        }
+    }
+
+    /// True for a policy whose evaluation can change another trace's decision (a shared budget) or turn
+    /// a sampled trace into a dropped one (`drop`), here or in a sub-policy.
+    var canChangeOtherDecisions: Bool {
+        switch rule {
+        case .rateLimiting, .bytesLimiting, .drop, .composite: true
+        case .and(let policies): policies.contains(where: \.canChangeOtherDecisions)
+        case .not(let policy): policy.canChangeOtherDecisions
+        case .alwaysSample, .exists, .latency, .probabilistic, .spanCount: false
+        }
+    }
+
     /// FNV-1a (64-bit) over the salt's bytes and then the trace id's 16 bytes: the Collector's
     /// `probabilistic` hash, so the same trace ids are kept.
     static func traceHash(_ traceID: TraceID, salt: [UInt8]) -> UInt64 {

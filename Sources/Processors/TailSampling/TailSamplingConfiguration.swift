@@ -22,6 +22,12 @@ public struct TailSamplingConfiguration: Sendable {
     public var maximumTraceSizeBytes = 0
     /// At shutdown, drop undecided traces instead of deciding them on what arrived. Default false.
     public var dropPendingTracesOnShutdown = false
+    /// Decide a trace as soon as a policy samples it for good (an AgentTrace extension): its spans go on at
+    /// once and its later spans pass straight through. The kept set is the one waiting would give. Default false.
+    public var decideEarly = false
+    /// Bytes of held spans at most, beside `num_traces` (an AgentTrace extension): as a new trace arrives
+    /// over it, the oldest go as at `num_traces`. Default 0 (no byte limit).
+    public var maxHeldBytes = 0
     /// The policies, `drop` policies first (the Collector evaluates them first), then in order.
     public private(set) var policies: [SamplingPolicy] = []
     /// What every arriving chunk is checked for, for the policies.
@@ -55,6 +61,8 @@ public struct TailSamplingConfiguration: Sendable {
         decisionWaitAfterRootReceived = rootWait > .zero ? rootWait : nil
         maximumTraceSizeBytes = try section.int("maximum_trace_size_bytes", default: 0, in: 0...Int.max)
         dropPendingTracesOnShutdown = try section.bool("drop_pending_traces_on_shutdown", default: false)
+        decideEarly = try section.bool("decide_early", default: false)
+        maxHeldBytes = try section.int("max_held_bytes", default: 0, in: 0...Int.max)
         var policies: [SamplingPolicy] = []
         var slots = SamplingPolicy.Slots()
         for policySection in try section.sectionList("policies") {
@@ -68,5 +76,17 @@ public struct TailSamplingConfiguration: Sendable {
         try section.finish()
         self.policies = policies.filter { $0.type == "drop" } + policies.filter { $0.type != "drop" }
         checks = try PolicyChecks(policies)
+        if decideEarly {
+            // Deciding before the wait is over keeps the same traces only when no answer can turn a
+            // "sampled" around later (drop, a size limit) and no evaluation spends a shared budget.
+            if let changing = policies.first(where: \.canChangeOtherDecisions) {
+                throw ConfigurationError(key: section.keyPath("decide_early"),
+                                         "cannot be used with policy \"\(changing.name)\" (type \(changing.type)): drop, rate_limiting, bytes_limiting and composite policies can change decisions as spans arrive or as others are decided")
+            }
+            if maximumTraceSizeBytes > 0 {
+                throw ConfigurationError(key: section.keyPath("decide_early"),
+                                         "cannot be used with maximum_trace_size_bytes: a trace sampled early could still grow past it")
+            }
+        }
     }
 }

@@ -24,6 +24,7 @@ struct TailSamplingMetrics: Sendable {
     let decisionTime: ValueHistogram
     let tooLarge: Counter
     let decodeFailures: Counter
+    let earlyDecisions: Counter
 
     static let prefix = "agenttrace_tail_sampling_"
     static let secondsBuckets: [Double] = [1, 2, 5, 10, 15, 30, 60, 120, 300, 600]
@@ -53,7 +54,7 @@ struct TailSamplingMetrics: Sendable {
         bytesOnMemory = metrics.gauge(p + "sampling_bytes_on_memory", help: "Bytes of the spans held (their binary OTLP size).")
         droppedTooEarly = metrics.counter(p + "sampling_trace_dropped_too_early_total",
                                           help: "Traces evicted at num_traces before their decision; their spans are lost.")
-        evicted = byFlag("traces_evicted_total", help: "Traces removed at num_traces.", label: "undecided")
+        evicted = byFlag("traces_evicted_total", help: "Traces removed at num_traces or max_held_bytes.", label: "undecided")
         newTraces = metrics.counter(p + "new_trace_id_received_total", help: "Traces first seen.")
         cacheReleases = byFlag("early_releases_from_cache_decision_total", help: "Spans passed or dropped by a cached decision.",
                                label: "sampled")
@@ -67,6 +68,8 @@ struct TailSamplingMetrics: Sendable {
         decisionTime = metrics.histogram(p + "sampling_decision_timer_latency", help: "Milliseconds spent deciding the traces due at one tick.",
                                          buckets: [1, 2, 5, 10, 25, 50, 75, 100, 150, 200, 300, 400, 500, 750, 1000, 2000, 5000])
         decodeFailures = metrics.counter(p + "decode_failures_total", help: "Spans of sampled traces that could not be decoded from the held bytes.")
+        earlyDecisions = metrics.counter(p + "early_decisions_total",
+                                         help: "Traces decided before decision_wait because a policy sampled them for good (decide_early).")
         tooLarge = metrics.counter(p + "traces_dropped_too_large_total", help: "Traces not sampled because they passed maximum_trace_size_bytes.")
     }
 

@@ -1,4 +1,5 @@
 import DequeModule
+import Logging
 import Pipeline
 import Prometheus
 import Synchronization
@@ -16,6 +17,7 @@ public final class TailSamplingProcessor: SpanProcessor {
     private let metrics: TailSamplingMetrics
     /// Holds spans as bytes (binary OTLP, about their size on the wire) when given; as values otherwise.
     private let codec: BatchCodec?
+    private let logger: Logger?
 
     /// One trace being held or remembered.
     struct Entry {
@@ -57,12 +59,16 @@ public final class TailSamplingProcessor: SpanProcessor {
         var heldBytes = 0
         /// Where encoded spans are kept.
         var slab = ByteSlab()
+        /// When the store was last reported full in the log (at most one line a minute).
+        var lastFullWarning: UInt64?
     }
 
     /// `codec`: when given, held spans are kept encoded and decoded only if their trace is sampled.
-    public init(configuration: TailSamplingConfiguration, metrics: SelfMetrics, name: String = "", codec: BatchCodec? = nil) {
+    public init(configuration: TailSamplingConfiguration, metrics: SelfMetrics, name: String = "", codec: BatchCodec? = nil,
+                logger: Logger? = nil) {
         self.configuration = configuration
         self.codec = codec
+        self.logger = logger
         var initial = State(sampledCache: DecisionCache(capacity: configuration.sampledCacheSize),
                             notSampledCache: DecisionCache(capacity: configuration.notSampledCacheSize))
         // Room for the traces expected up front: growing a table of a million entries by doubling
@@ -168,6 +174,7 @@ public final class TailSamplingProcessor: SpanProcessor {
             state.heldSpans += spans
             guard !tooLarge(size, id, now: now, state: &state) else { return }
             if Self.hasRoot(chunk) { hurry(id, now: now, state: &state) }
+            decideIfSure(id, now: now, into: &released, state: &state)
             return
         }
         makeRoom(now: now, into: &released, state: &state)
@@ -182,6 +189,16 @@ public final class TailSamplingProcessor: SpanProcessor {
         metrics.newTraces.increment()
         if tooLarge(size, id, now: now, state: &state) { return }
         if Self.hasRoot(chunk) { hurry(id, now: now, state: &state) }
+        decideIfSure(id, now: now, into: &released, state: &state)
+    }
+
+    /// With `decide_early`, a trace that some policy samples whatever is still to come is decided now:
+    /// waiting could only give the same answer.
+    private func decideIfSure(_ id: TraceID, now: UInt64, into released: inout [ResourceSpans], state: inout State) {
+        guard configuration.decideEarly, let summary = state.traces[id]?.summary,
+              configuration.policies.contains(where: { $0.samplesForGood(summary) }) else { return }
+        metrics.earlyDecisions.increment()
+        decide(id, now: now, into: &released, state: &state)
     }
 
     /// Keeps a chunk of an undecided trace and adds it to the trace's summary; returns the trace's size.
@@ -222,11 +239,16 @@ public final class TailSamplingProcessor: SpanProcessor {
         return true
     }
 
-    /// At `num_traces`, the oldest trace goes: evicted with its spans, or with `block_on_overflow`
-    /// decided now so none of its spans is lost.
+    /// At `num_traces` (or `max_held_bytes`), the oldest trace goes: evicted with its spans, or with
+    /// `block_on_overflow` decided now so none of its spans is lost.
     private func makeRoom(now: UInt64, into released: inout [ResourceSpans], state: inout State) {
         compactQueues(&state)
-        while state.traces.count >= configuration.numTraces, let oldest = state.arrivals.popFirst() {
+        func full() -> Bool {
+            state.traces.count >= configuration.numTraces || (configuration.maxHeldBytes > 0 && state.heldBytes >= configuration.maxHeldBytes)
+        }
+        guard full() else { return }
+        warnFull(now: now, state: &state)
+        while full(), let oldest = state.arrivals.popFirst() {
             guard let entry = state.traces[oldest.id], entry.arrival == oldest.arrival else { continue }
             if entry.decision == nil {
                 if configuration.blockOnOverflow {
@@ -241,6 +263,15 @@ public final class TailSamplingProcessor: SpanProcessor {
             metrics.evicted[entry.decision == nil && !configuration.blockOnOverflow]!.increment()
             metrics.removalAge.record(Double(now &- entry.arrival) / 1e9)
         }
+    }
+
+    /// Says in the log, at most once a minute, that the store is full and what happens to the oldest traces.
+    private func warnFull(now: UInt64, state: inout State) {
+        guard let logger, state.lastFullWarning.map({ now &- $0 >= 60 * 1_000_000_000 }) ?? true else { return }
+        state.lastFullWarning = now
+        let what = configuration.blockOnOverflow ? "deciding the oldest traces early on the spans they have"
+                                                 : "evicting the oldest undecided traces with their spans (block_on_overflow: true decides them instead)"
+        logger.warning("tail_sampling is full (\(state.traces.count) traces, \(state.heldBytes) bytes held; num_traces \(configuration.numTraces), max_held_bytes \(configuration.maxHeldBytes)): \(what)")
     }
 
     /// Drops queue entries of traces that have left, so the queues stay near the number of traces held.
@@ -409,6 +440,6 @@ public struct TailSamplingProcessorFactory: ProcessorFactory {
 
     public func makeProcessor(section: ConfigSection, context: ComponentContext) throws -> any SpanProcessor {
         TailSamplingProcessor(configuration: try TailSamplingConfiguration(section: section), metrics: context.metrics,
-                              name: context.id.name, codec: codec)
+                              name: context.id.name, codec: codec, logger: context.logger)
     }
 }

@@ -73,6 +73,8 @@ struct AnomalyDetectionTests {
         #expect(configuration.loopMinCount == 10)
         #expect(configuration.traceIdle == .seconds(30))
         #expect(configuration.incidentWindow == .seconds(30))
+        #expect(configuration.incidentGroupWait == .seconds(5))
+        #expect(configuration.incidentGroupInterval == .seconds(60))
         #expect(configuration.pricing.isEmpty)
         #expect(configuration.notify.isEmpty)
         for signal in [configuration.latency, configuration.errors, configuration.tokens, configuration.silence, configuration.loop,
@@ -92,6 +94,8 @@ struct AnomalyDetectionTests {
         ("pricing: { gpt-4o: { input: -1 } }", "processors.anomaly_detection.pricing.gpt-4o.input"),
         ("tokens: { window: 5s }", "processors.anomaly_detection.tokens.window"),
         ("max_series: 0", "processors.anomaly_detection.max_series"),
+        ("incidents: { group_interval: 0s }", "processors.anomaly_detection.incidents.group_interval"),
+        ("incidents: { group_wait: soon }", "processors.anomaly_detection.incidents.group_wait"),
         ("bogus: 1", "processors.anomaly_detection.bogus"),
     ])
     func namedKeys(yaml: String, key: String) {
@@ -253,6 +257,31 @@ struct AnomalyDetectionTests {
         #expect(silent >= limit && silent < limit + 2)
     }
 
+    @Test("in replay, where the clock moves with the recorded arrivals, silence is reported at the first arrival past its limit")
+    func silenceInReplay() throws {
+        let run = try SwarmRun()
+        run.run(seconds: 180)
+        let stopped = run.swarm.now
+        // The recording has no request for 30 s; then agent-0's next one. Replay ticks only before each request.
+        for index in run.swarm.agents.indices { run.swarm.agents[index].silent = true }
+        run.swarm.now += 30 * Self.second
+        run.swarm.agents[0].silent = false
+        var batch: SpanBatch?
+        while batch == nil { batch = run.swarm.stepBatch() }
+        _ = run.processor.tick(now: run.swarm.now)
+        _ = run.processor.process(try #require(batch), now: run.swarm.now)
+        let silence = run.alerts(after: stopped).filter { $0.rule == "anomaly/silence" }
+        #expect(silence.count == 8)
+        for alert in silence {
+            #expect(alert.time == run.swarm.now)
+            guard case .number(let silent) = alert.value, case .number(let limit) = alert.threshold else {
+                Issue.record("values are not numbers")
+                continue
+            }
+            #expect(silent >= 30 && silent > limit + 2)
+        }
+    }
+
     @Test("an agent looping on a tool fires loop before its trace ends")
     func loop() throws {
         let run = try SwarmRun()
@@ -400,17 +429,151 @@ struct AnomalyDetectionTests {
                                          labels: peer.map { [("peer", $0)] } ?? []))
         }
         let edges = [("a", "gw"), ("b", "gw"), ("c", "d")]
-        #expect(log.record([alert("a", 1 * Self.second, peer: "gw")], edges: edges).count == 1)
-        #expect(log.record([alert("c", 2 * Self.second)], edges: edges).count == 1)
-        // b is connected to a through the gateway: joins a's incident, no new notification.
-        #expect(log.record([alert("b", 3 * Self.second, peer: "gw")], edges: edges).isEmpty)
+        log.record([alert("a", 1 * Self.second, peer: "gw")], edges: edges)
+        log.record([alert("c", 2 * Self.second)], edges: edges)
+        // b is connected to a through the gateway: joins a's incident, no notification of its own.
+        log.record([alert("b", 3 * Self.second, peer: "gw")], edges: edges)
+        #expect(log.notifications(now: 10 * Self.second).compactMap { $0.incident?.id } == [1, 2])
         // Past the window: a new incident.
-        #expect(log.record([alert("a", 100 * Self.second, peer: "gw")], edges: edges).count == 1)
+        log.record([alert("a", 100 * Self.second, peer: "gw")], edges: edges)
+        #expect(log.notifications(now: 110 * Self.second).compactMap { $0.incident?.id } == [3])
         let incidents = log.recent()
         #expect(incidents.map(\.id) == [3, 1, 2])
         let joined = incidents.first { $0.agents.contains("b") }
         #expect(joined?.agents == ["a", "b"])
         #expect(joined?.probableCause == "gw")
         #expect(incidents.first { $0.agents == ["c"] }?.probableCause == "c")
+    }
+
+    // MARK: bounded memory of callees
+
+    @Test("a callee whose series max_series evicted is not new when it comes back; a never-seen one still is")
+    func evictedCalleeIsNotNew() throws {
+        let alerts = AlertLog()
+        let metrics = SelfMetrics()
+        let processor = AnomalyDetectionProcessor(configuration: try anomalyConfiguration("{max_series: 10, min_samples: 3, warmup: 1s, cooldown: 0s}"),
+                                                  context: context("anomaly_detection", metrics: metrics), alerts: alerts)
+        var clock: UInt64 = 0
+        func send(_ name: String, tool: String? = nil) {
+            clock += Self.second
+            let attributes = tool.map { [Attribute("gen_ai.operation.name", "execute_tool"), Attribute("gen_ai.tool.name", .string($0))] } ?? []
+            _ = processor.process(SpanBatch(resourceSpans: [ResourceSpans(resource: agentResource("agent"), scopeSpans: [ScopeSpans(spans: [
+                Span(traceID: TraceID(high: 1, low: clock), spanID: SpanID(1), name: name, startTimeUnixNano: 0, endTimeUnixNano: 1_000_000,
+                     attributes: attributes),
+            ])])]), now: clock)
+        }
+        func newInteractions() -> [String] {
+            alerts.recent().filter { $0.rule == "anomaly/new_interaction" }.map { $0.anomaly?.subject ?? "" }
+        }
+        for _ in 0..<5 { send("work") }
+        send("execute_tool shell", tool: "shell")
+        #expect(newInteractions() == ["shell"])
+        // Twenty other operations: every older series goes, shell's among them.
+        for index in 0..<20 { send("operation-\(index)") }
+        let text = String(decoding: metrics.render(), as: UTF8.self)
+        #expect(!text.contains("agenttrace_anomaly_evictions_total{processor=\"anomaly_detection\"} 0\n"))
+        send("execute_tool shell", tool: "shell")
+        #expect(newInteractions() == ["shell"])
+        send("execute_tool curl", tool: "curl")
+        #expect(newInteractions() == ["curl", "shell"])
+    }
+
+    @Test("callees are remembered by a hash that is the same on every run, at most four times max_series of them")
+    func calleeMemory() throws {
+        #expect(AnomalyDetector.calleeHash("a", "tool", "b") == AnomalyDetector.calleeHash("a", "tool", "b"))
+        #expect(AnomalyDetector.calleeHash("a", "tool", "b") != AnomalyDetector.calleeHash("a", "toolb", ""))
+        // FNV-1a 64 of "a\0tool\0b\0" (offset basis 0xcbf29ce484222325, prime 0x100000001b3).
+        var expected: UInt64 = 0xcbf2_9ce4_8422_2325
+        for byte in Array("a\u{0}tool\u{0}b\u{0}".utf8) { expected = (expected ^ UInt64(byte)) &* 0x100_0000_01b3 }
+        #expect(AnomalyDetector.calleeHash("a", "tool", "b") == expected)
+        #expect(AnomalyDetector(configuration: try anomalyConfiguration("max_series: 10")).seenCapacity == 40)
+    }
+
+    // MARK: incident notifications
+
+    static func incidentAlert(_ agent: String, _ time: UInt64, peer: String? = nil, severity: AlertSeverity = .warning) -> Alert {
+        Alert(rule: "anomaly/latency", severity: severity, value: .number(1), threshold: .number(1), service: agent, agent: agent,
+              traceID: .zero, spanID: .zero, spanName: "x", time: time, message: "\(agent) is slow",
+              anomaly: Alert.Anomaly(signal: "latency", subject: "x", baseline: .number(1), score: 5, labels: peer.map { [("peer", $0)] } ?? []))
+    }
+
+    @Test("one notification per incident, group_wait after its first alert, with every alert so far; later ones as one update per group_interval")
+    func incidentNotifications() throws {
+        let log = IncidentLog(window: .seconds(30), groupWait: .seconds(5), groupInterval: .seconds(60))
+        let edges = [("a", "gw"), ("b", "gw"), ("c", "gw")]
+        log.record([Self.incidentAlert("a", 1 * Self.second, peer: "gw")], edges: edges)
+        log.record([Self.incidentAlert("b", 2 * Self.second, peer: "gw")], edges: edges)
+        #expect(log.notifications(now: 5 * Self.second).isEmpty)
+        log.record([Self.incidentAlert("c", 5 * Self.second, peer: "gw", severity: .critical)], edges: edges)
+        let opened = log.notifications(now: 6 * Self.second)
+        #expect(opened.count == 1)
+        let first = try #require(opened.first?.incident)
+        #expect(first.id == 1 && first.status == "opened" && first.alerts.map(\.agent) == ["a", "b", "c"] && first.probableCause == "gw")
+        #expect(opened.first?.severity == .critical && opened.first?.count == 3)
+        // Nothing new: nothing to send; a late alert waits for group_interval.
+        #expect(log.notifications(now: 7 * Self.second).isEmpty)
+        log.record([Self.incidentAlert("a", 20 * Self.second, peer: "gw")], edges: edges)
+        #expect(log.notifications(now: 65 * Self.second).isEmpty)
+        let update = log.notifications(now: 66 * Self.second)
+        #expect(update.map { $0.incident?.status } == ["updated"])
+        #expect(update.first?.incident?.alerts.map(\.agent) == ["a"] && update.first?.incident?.alertCount == 4)
+        #expect(update.first?.group == "incident=1")
+    }
+
+    @Test("incidents that merge are notified as one: before either was notified, one notification; after, the notified number carries on and names the merged one")
+    func mergedIncidents() throws {
+        let log = IncidentLog(window: .seconds(30), groupWait: .seconds(5), groupInterval: .seconds(10))
+        // a and c are apart until b, which calls both, fires.
+        let edges = [("b", "a"), ("b", "c")]
+        log.record([Self.incidentAlert("a", 1 * Self.second)], edges: edges)
+        log.record([Self.incidentAlert("c", 2 * Self.second)], edges: edges)
+        log.record([Self.incidentAlert("b", 3 * Self.second)], edges: edges)
+        #expect(log.recent().count == 1)
+        let one = log.notifications(now: 7 * Self.second)
+        #expect(one.count == 1)
+        #expect(one.first?.incident?.id == 1 && one.first?.incident?.alerts.map(\.agent) == ["a", "c", "b"])
+
+        // Later: x is notified on its own, y opens, then w links them: x's number carries on.
+        let later = IncidentLog(window: .seconds(30), groupWait: .seconds(5), groupInterval: .seconds(10))
+        let links = [("w", "x"), ("w", "y")]
+        later.record([Self.incidentAlert("y", 1 * Self.second)], edges: links)
+        later.record([Self.incidentAlert("x", 2 * Self.second)], edges: links)
+        // y's incident (1) is due first and notified; x's (2) not yet.
+        #expect(later.notifications(now: 6 * Self.second).compactMap { $0.incident?.id } == [1])
+        later.record([Self.incidentAlert("w", 6 * Self.second)], edges: links)
+        #expect(later.recent().map(\.id) == [1])
+        let update = later.notifications(now: 16 * Self.second)
+        #expect(update.count == 1)
+        let incident = try #require(update.first?.incident)
+        #expect(incident.id == 1 && incident.status == "updated" && incident.alerts.map(\.agent) == ["x", "w"] && incident.merged.isEmpty)
+        #expect(later.notifications(now: 100 * Self.second).isEmpty)
+    }
+
+    @Test("a notified incident merged into another is named in the survivor's next notification")
+    func mergedNotifiedIncidents() throws {
+        let log = IncidentLog(window: .seconds(30), groupWait: .seconds(1), groupInterval: .seconds(10))
+        let links = [("w", "x"), ("w", "y")]
+        log.record([Self.incidentAlert("x", 1 * Self.second)], edges: links)
+        log.record([Self.incidentAlert("y", 2 * Self.second)], edges: links)
+        #expect(log.notifications(now: 3 * Self.second).compactMap { $0.incident?.id } == [1, 2])
+        log.record([Self.incidentAlert("w", 4 * Self.second)], edges: links)
+        let update = log.notifications(now: 13 * Self.second)
+        #expect(update.compactMap { $0.incident?.id } == [1])
+        #expect(update.first?.incident?.merged == [2])
+        #expect(update.first?.message.contains("incidents 2 merged into it") == true)
+    }
+
+    @Test("incidents join along the service graph's edges when the collector has one")
+    func serviceGraphEdges() throws {
+        let ctx = context("anomaly_detection")
+        // x and y never call each other in their own client spans; the graph saw x call y.
+        ServiceGraphEdges.shared(in: ctx).provide { [("x", "y")] }
+        let processor = AnomalyDetectionProcessor(configuration: try anomalyConfiguration(), context: ctx, alerts: AlertLog())
+        processor.incidents.record([Self.incidentAlert("x", 1 * Self.second)], edges: [], owner: "other")
+        #expect(processor.incidents.recent().count == 1)
+        // What the processor files goes along the graph's edges: y joins x's incident.
+        processor.fileIncidents([Self.incidentAlert("y", 2 * Self.second)])
+        #expect(processor.incidents.recent().count == 1)
+        #expect(processor.incidents.recent().first?.agents == ["x", "y"])
     }
 }

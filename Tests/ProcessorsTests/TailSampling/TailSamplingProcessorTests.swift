@@ -1,5 +1,6 @@
 import Pipeline
 import Testing
+import TestSupport
 import TraceModel
 @testable import Processors
 
@@ -237,4 +238,119 @@ struct TailSamplingProcessorTests {
         #expect(chunks[0].1.scopeSpans[0].scope.name == "lib")
         #expect(chunks[1].1.resource == resource.resource)
     }
+
+    @Test("decide_early: a trace a policy samples for good goes on at once and its later spans pass straight through; the rest wait")
+    func decideEarly() throws {
+        let metrics = SelfMetrics()
+        let processor = TailSamplingProcessor(configuration: try tailSampling("decision_wait: 10s\ndecide_early: true\n" + Self.errorsOnly),
+                                              metrics: metrics)
+        let failed = TraceBuilder(1).span().span(error: true).span()
+        let fine = TraceBuilder(2).span().span()
+        #expect(TraceBuilder.spanIDs(processor.process(SpanBatch(resourceSpans: [failed.chunks[0]]), now: Self.t0), of: failed.id).isEmpty)
+        // The error arrives: what is held and the error go on at once, before decision_wait.
+        let atError = processor.process(SpanBatch(resourceSpans: [failed.chunks[1]]), now: Self.t0 + Self.second)
+        #expect(TraceBuilder.spanIDs(atError, of: failed.id) == [1, 2])
+        let later = processor.process(SpanBatch(resourceSpans: [failed.chunks[2]]), now: Self.t0 + 2 * Self.second)
+        #expect(TraceBuilder.spanIDs(later, of: failed.id) == [3])
+        // A trace nothing samples yet waits for its decision as before.
+        #expect(TraceBuilder.spanIDs(processor.process(fine.batch, now: Self.t0 + 2 * Self.second), of: fine.id).isEmpty)
+        #expect(processor.heldSpans == 2)
+        #expect(processor.tick(now: Self.t0 + 13 * Self.second).isEmpty)
+        #expect(processor.heldSpans == 0)
+        let text = String(decoding: metrics.render(), as: UTF8.self)
+        #expect(text.contains("agenttrace_tail_sampling_early_decisions_total 1"), "\(text)")
+    }
+
+    @Test("decide_early keeps exactly the spans waiting keeps, over a mixed recording with late spans")
+    func decideEarlyKeepsWhatWaitingKeeps() throws {
+        // The embedded default's policy types, plus span_count and an `and`; the waiting processor is the
+        // Collector's behaviour and the oracle.
+        let policies = """
+        decision_wait: 2s
+        policies:
+          - {name: errors, type: status_code, status_code: {status_codes: [ERROR]}}
+          - {name: slow, type: latency, latency: {threshold_ms: 400}}
+          - {name: alerts, type: string_attribute, string_attribute: {key: alert.rule, values: [".+"], enabled_regex_matching: true}}
+          - {name: big, type: span_count, span_count: {min_spans: 6}}
+          - {name: both, type: and, and: {and_sub_policy: [{name: p, type: probabilistic, probabilistic: {sampling_percentage: 50}}, {name: n, type: numeric_attribute, numeric_attribute: {key: gen_ai.usage.input_tokens, min_value: 1000, max_value: 100000}}]}}
+          - {name: baseline, type: probabilistic, probabilistic: {sampling_percentage: 10}}
+        """
+        var random = SplitMix64(seed: 42)
+        // 400 traces, 1-8 spans each, arriving over 0-4 s after the trace's first span (some after the
+        // 2 s decision), with errors, long spans, alert marks and token counts here and there.
+        var arrivals: [(at: UInt64, chunk: ResourceSpans)] = []
+        for number in 1...400 {
+            let trace = TraceBuilder(UInt64(number) &* 0x9E37_79B9_7F4A_7C15)
+            for _ in 0..<Int(random.next() % 8 + 1) {
+                var attributes: [Attribute] = []
+                if random.next() % 40 == 0 { attributes.append(Attribute("alert.rule", "slow-llm")) }
+                if random.next() % 10 == 0 { attributes.append(Attribute("gen_ai.usage.input_tokens", .int(Int64(random.next() % 3000)))) }
+                trace.span(startMs: random.next() % 300, durationMs: random.next() % 30 == 0 ? 500 : 20,
+                           error: random.next() % 50 == 0, attributes: attributes)
+            }
+            let start = Self.t0 + UInt64(number) * Self.second / 50
+            for (index, chunk) in trace.chunks.enumerated() {
+                arrivals.append((index == 0 ? start : start + random.next() % (4 * Self.second), chunk))
+            }
+        }
+        arrivals.sort { $0.at < $1.at }
+        func kept(early: Bool) throws -> (spans: Set<[UInt64]>, spanSecondsHeld: Double) {
+            let processor = try Self.processor("decide_early: \(early)\n" + policies)
+            var out: Set<[UInt64]> = []
+            var held = 0.0
+            func collect(_ batches: [SpanBatch]) {
+                for batch in batches { batch.forEachSpan { span, _, _ in out.insert([span.traceID.low, span.spanID.value]) } }
+            }
+            var clock = Self.t0
+            for arrival in arrivals {
+                while clock + Self.second / 10 <= arrival.at {
+                    clock += Self.second / 10
+                    collect(processor.tick(now: clock))
+                    held += Double(processor.heldSpans) / 10
+                }
+                collect(processor.process(SpanBatch(resourceSpans: [arrival.chunk]), now: arrival.at))
+            }
+            collect(processor.tick(now: clock + 10 * Self.second))
+            return (out, held)
+        }
+        let waiting = try kept(early: false)
+        let early = try kept(early: true)
+        #expect(waiting.spans.count > 100 && waiting.spans.count < arrivals.count, "a mix of kept and dropped: \(waiting.spans.count)")
+        #expect(early.spans.symmetricDifference(waiting.spans).isEmpty, "\(early.spans.symmetricDifference(waiting.spans).count) spans differ")
+        #expect(early.spanSecondsHeld < waiting.spanSecondsHeld, "\(early.spanSecondsHeld) vs \(waiting.spanSecondsHeld)")
+    }
+
+    @Test("decide_early refuses policies whose answers can change later, naming the key")
+    func decideEarlyRefusesChangingPolicies() throws {
+        for policy in ["{name: d, type: drop, drop: {drop_sub_policy: [{name: h, type: always_sample}]}}",
+                       "{name: r, type: rate_limiting, rate_limiting: {spans_per_second: 5}}",
+                       "{name: a, type: and, and: {and_sub_policy: [{name: b, type: bytes_limiting, bytes_limiting: {bytes_per_second: 5}}]}}"] {
+            #expect {
+                try tailSampling("decide_early: true\npolicies: [\(policy)]")
+            } throws: { error in
+                "\(error)".contains("processors.tail_sampling.decide_early")
+            }
+        }
+        #expect(throws: ConfigurationError.self) { try tailSampling("decide_early: true\nmaximum_trace_size_bytes: 10\n" + Self.errorsOnly) }
+    }
+
+    @Test("max_held_bytes: past it, the oldest traces go as at num_traces")
+    func maxHeldBytes() throws {
+        for block in [false, true] {
+            let processor = try Self.processor("""
+            decision_wait: 10s
+            block_on_overflow: \(block)
+            max_held_bytes: 1
+            policies: [{name: all, type: always_sample}]
+            """)
+            let first = TraceBuilder(1).span().span()
+            let second = TraceBuilder(2).span()
+            var released = processor.process(first.batch, now: Self.t0)
+            released += processor.process(second.batch, now: Self.t0 + Self.second)
+            // Holding the first trace's bytes already passes the limit: it goes when the second arrives.
+            #expect(processor.heldSpans == 1)
+            #expect(TraceBuilder.spanIDs(released, of: first.id) == (block ? [1, 2] : []), "block_on_overflow: \(block)")
+        }
+    }
 }
+
