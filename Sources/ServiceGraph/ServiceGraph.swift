@@ -180,16 +180,19 @@ public final class ServiceGraph: Sendable {
     private let skippedSpans: Counter
     /// Prometheus series by edge and `failed`, at most two per edge (so bounded by `max_edges`).
     private let series = Mutex<[SeriesKey: EdgeMetrics]>([:])
-    /// Per node, its token counters (`agenttrace_service_graph_node_{input,output}_tokens_total`), bounded
+    /// Per node, its token counters (`traces_service_graph_node_{input,output}_tokens_total`), bounded
     /// by `max_nodes` as the nodes are: what lives only in memory, exported so a cluster graph has it too.
     private let tokenSeries = Mutex<[String: (input: Counter, output: Counter)]>([:])
 
-    /// The series names of what a node holds besides its edges, for the cluster graph's queries.
+    /// The series names of what a node holds besides its edges, for the cluster graph's queries: AgentTrace's
+    /// additions to the `traces_service_graph_*` family (Tempo has no such series), kept beside the graph's
+    /// other per-edge series rather than among the `agenttrace_*` ones, which stay small however large the
+    /// graph grows.
     enum NodeSeries {
-        static let inputTokens = "agenttrace_service_graph_node_input_tokens_total"
-        static let outputTokens = "agenttrace_service_graph_node_output_tokens_total"
+        static let inputTokens = "traces_service_graph_node_input_tokens_total"
+        static let outputTokens = "traces_service_graph_node_output_tokens_total"
         /// 1 for each `agent.*` detail a node has now (`node`, `key`, `value`), 0 once it changed.
-        static let detail = "agenttrace_service_graph_node_detail"
+        static let detail = "traces_service_graph_node_detail"
     }
 
     public init(configuration: ServiceGraphConfiguration, metrics: SelfMetrics) {

@@ -136,7 +136,7 @@ struct ClusterGraphTests {
                                   now: 0)
             await processor.drain()
         }
-        let details = exposition(String(decoding: metrics.render(), as: UTF8.self)).filter { $0.name == "agenttrace_service_graph_node_detail" }
+        let details = exposition(String(decoding: metrics.render(), as: UTF8.self)).filter { $0.name == "traces_service_graph_node_detail" }
         #expect(details.first { $0.labels["value"] == "planner" }?.value == 0)
         #expect(details.first { $0.labels["value"] == "router" }?.value == 1)
         #expect(details.allSatisfy { $0.labels["node"] == "coordinator" && $0.labels["key"] == "agent.type" })
