@@ -240,7 +240,7 @@ exporters:
     protocol: {otlp: {timeout: 10s}}
     resolver: {static: {hostnames: ["127.0.0.1:GRPCSINKPORT"]}}
 service:
-  admin: {endpoint: "127.0.0.1:0"}
+  admin: {endpoint: "127.0.0.1:ADMINPORT"}
   telemetry: {logs: {level: warn}}
   pipelines: {traces: {receivers: [otlp], exporters: [loadbalancing]}}
 """,
