@@ -233,6 +233,19 @@ service:
   telemetry: {logs: {level: warn}}
   pipelines: {traces: {receivers: [otlp], processors: [batch], exporters: [otlp]}}
 """,
+    # The routing tier (docs/scaling.md): a router whose loadbalancing exporter sends every span on to one
+    # replica (the AgentTrace nop sink); compare with "ingest -> nop", the replica taking the spans directly.
+    "router: loadbalancing -> 1 replica (AgentTrace nop sink)": """
+receivers: {otlp: {protocols: {http: {endpoint: "127.0.0.1:PORT"}}}}
+exporters:
+  loadbalancing:
+    protocol: {otlp: {timeout: 10s}}
+    resolver: {static: {hostnames: ["127.0.0.1:GRPCSINKPORT"]}}
+service:
+  admin: {endpoint: "127.0.0.1:ADMINPORT"}
+  telemetry: {logs: {level: warn}}
+  pipelines: {traces: {receivers: [otlp], exporters: [loadbalancing]}}
+""",
     "batch -> otlp/http with storage (local sink)": """
 receivers: {otlp: {protocols: {http: {endpoint: "127.0.0.1:PORT"}}}}
 processors: {batch: {send_batch_size: 8192, timeout: 200ms}}
