@@ -278,6 +278,8 @@ def default_chain_without(agenttrace, processor):
     """The embedded default chain -> nop without one processor (its cost is the difference)."""
     import yaml
     config = yaml.safe_load(default_chain_config(agenttrace, {"nop": {}}))
+    if processor not in config["service"]["pipelines"]["traces"]["processors"]:
+        return None
     config["service"]["pipelines"]["traces"]["processors"].remove(processor)
     del config["processors"][processor]
     return yaml.safe_dump(config, sort_keys=False)
@@ -391,11 +393,16 @@ service:
                         # With a baseline, the two builds take turns going first, row by row: whichever runs
                         # second would otherwise always meet the warmer (or the noisier) machine.
                         for label, binary in (builds[::-1] if second_first else builds):
+                            if args.only and not any(text in f"{label} {name}, OTLP/gRPC{suffix}" or text in f"{label} {name}, OTLP/HTTP{suffix}"
+                                                     for text in args.only):
+                                continue
                             config = AGENTTRACE_CONFIGS.get(name)
                             if name.startswith("default chain ("):
                                 config = default_chain_config(binary, {"nop": {}})
                             elif name.startswith("default chain without "):
                                 config = default_chain_without(binary, name.split()[3])
+                                if config is None:
+                                    continue  # an older build without that processor
                             elif name.startswith("default chain -> zipkin"):
                                 config = default_chain_config(binary, {"zipkin": {"endpoint": "http://127.0.0.1:SINKPORT/api/v2/spans"}})
                             elif name.startswith("default chain -> otlp gRPC"):
