@@ -19,37 +19,43 @@ public final class TailSamplingProcessor: SpanProcessor {
     private let codec: BatchCodec?
     private let logger: Logger?
 
-    /// One trace being held or remembered.
-    struct Entry {
-        /// The chunks held, as values (without a codec)...
-        var chunks: [ResourceSpans] = []
+    /// A chunk of an undecided trace.
+    enum HeldChunk {
+        /// As a value (without a codec)...
+        indirect case value(ResourceSpans)
         /// ...or encoded, one request each (with one), without its resource, which is kept beside it
         /// as a value: it is shared with every other chunk of the same request rather than copied.
-        var encoded: [(bytes: ByteSlab.Chunk, resource: Resource)] = []
+        case encoded(ByteSlab.Chunk, Resource)
+    }
+
+    /// One trace being held or remembered. Kept small: the table has a slot for every trace expected.
+    struct Entry {
+        /// The chunks held, in order of arrival.
+        var chunks: [HeldChunk] = []
         /// What the policies need, gathered as chunks arrived.
         var summary: TraceSummary
         /// Spans held (before the decision).
         var heldSpans: Int { summary.spanCount }
-        /// Bytes held (before the decision).
-        var heldBytes = 0
+        /// Bytes held (before the decision): every byte held was counted into the summary's size.
+        var heldBytes: Int { summary.sizeBytes }
         /// When its first span arrived; identifies this life of the trace in the queues below.
         let arrival: UInt64
+        /// When it is to be decided; once decided, when it was (`decidedAt`).
         var deadline: UInt64
         var decision: SamplingDecision?
-        var decidedAt: UInt64 = 0
+        var decidedAt: UInt64 { deadline }
     }
 
     struct State {
         var traces: [TraceID: Entry] = [:]
         /// Traces in the order they were first seen: who goes first when `num_traces` is reached.
         var arrivals: Deque<(id: TraceID, arrival: UInt64)> = []
-        /// Decision deadlines: `decision_wait` after the first span (non-decreasing), and the earlier
-        /// ones root spans bring with `decision_wait_after_root_received`.
+        /// Decision deadlines: `decision_wait` after the first span (non-decreasing, so in order of
+        /// first arrival too: pruned from the front as traces are decided or leave, its front is the
+        /// oldest span still held, `oldestHeldArrival`), and the earlier ones root spans bring with
+        /// `decision_wait_after_root_received`.
         var due: Deque<(deadline: UInt64, id: TraceID, arrival: UInt64)> = []
         var rootDue: Deque<(deadline: UInt64, id: TraceID, arrival: UInt64)> = []
-        /// Traces by first arrival, oldest first, pruned from the front as they are decided or leave:
-        /// the front is the oldest span still held (`oldestHeldArrival`).
-        var held: Deque<(id: TraceID, arrival: UInt64)> = []
         /// When the oldest span still held arrived; nil when none is.
         var oldestHeldArrival: UInt64?
         var sampledCache: DecisionCache
@@ -77,7 +83,6 @@ public final class TailSamplingProcessor: SpanProcessor {
         initial.traces.reserveCapacity(expected)
         initial.arrivals.reserveCapacity(expected)
         initial.due.reserveCapacity(expected)
-        initial.held.reserveCapacity(expected)
         state = Mutex(initial)
         self.metrics = TailSamplingMetrics(metrics, policies: configuration.policies.map(\.name), instance: name)
     }
@@ -130,7 +135,8 @@ public final class TailSamplingProcessor: SpanProcessor {
             }
             state.traces.removeAll()
             state.arrivals.removeAll()
-            state.held.removeAll()
+            state.due.removeAll()
+            state.rootDue.removeAll()
             state.heldSpans = 0
             state.heldBytes = 0
             state.oldestHeldArrival = nil
@@ -184,7 +190,6 @@ public final class TailSamplingProcessor: SpanProcessor {
         state.traces[id] = entry
         state.arrivals.append((id, now))
         state.due.append((deadline, id, now))
-        state.held.append((id, now))
         state.heldSpans += spans
         metrics.newTraces.increment()
         if tooLarge(size, id, now: now, state: &state) { return }
@@ -210,13 +215,12 @@ public final class TailSamplingProcessor: SpanProcessor {
             bare.resource = Resource()
             let bytes = codec.encode(SpanBatch(resourceSpans: [bare]))
             size = bytes.count
-            entry.encoded.append((slab.append(bytes), chunk.resource))
+            entry.chunks.append(.encoded(slab.append(bytes), chunk.resource))
         } else {
             size = SpanSize.estimate(chunk)
-            entry.chunks.append(chunk)
+            entry.chunks.append(.value(chunk))
         }
         entry.summary.sizeBytes += size
-        entry.heldBytes += size
         heldBytes += size
         return entry.summary.sizeBytes
     }
@@ -317,14 +321,23 @@ public final class TailSamplingProcessor: SpanProcessor {
         state.heldSpans -= spans
         state.heldBytes -= entry.heldBytes
         if decision == .sampled {
-            released.append(contentsOf: entry.chunks)
-            if let codec, !entry.encoded.isEmpty {
+            var encoded: [ByteSlab.Chunk] = []
+            var resources: [Resource] = []
+            for chunk in entry.chunks {
+                switch chunk {
+                case .value(let value): released.append(value)
+                case .encoded(let bytes, let resource):
+                    encoded.append(bytes)
+                    resources.append(resource)
+                }
+            }
+            if let codec, !encoded.isEmpty {
                 // The chunks were encoded as requests; their bytes one after another are one request.
                 do {
-                    var decoded = try codec.decode(ByteSlab.join(entry.encoded.map(\.bytes))).resourceSpans
+                    var decoded = try codec.decode(ByteSlab.join(encoded)).resourceSpans
                     // One resource-spans per chunk, in order: give each its resource back.
-                    for index in decoded.indices where index < entry.encoded.count {
-                        decoded[index].resource = entry.encoded[index].resource
+                    for index in decoded.indices where index < resources.count {
+                        decoded[index].resource = resources[index]
                     }
                     released.append(contentsOf: decoded)
                 } catch {
@@ -340,24 +353,23 @@ public final class TailSamplingProcessor: SpanProcessor {
             metrics.removalAge.record(Double(now &- entry.arrival) / 1e9)
         } else {
             entry.chunks = []
-            entry.encoded = []
-            entry.heldBytes = 0
             entry.decision = decision
-            entry.decidedAt = now
+            entry.deadline = now
             state.traces[id] = entry
         }
     }
 
     // MARK: - Output
 
-    /// Drops decided and departed traces from the front of `held`; the first left is the oldest held.
+    /// Drops decided and departed traces from the front of `due` (`tick` would pass over them); the
+    /// first left is the oldest held.
     private func updateOldestHeld(_ state: inout State) {
-        while let first = state.held.first {
+        while let first = state.due.first {
             if let entry = state.traces[first.id], entry.arrival == first.arrival, entry.decision == nil {
                 state.oldestHeldArrival = first.arrival
                 return
             }
-            state.held.removeFirst()
+            state.due.removeFirst()
         }
         state.oldestHeldArrival = nil
     }
