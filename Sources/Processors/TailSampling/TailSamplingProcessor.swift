@@ -30,8 +30,18 @@ public final class TailSamplingProcessor: SpanProcessor {
 
     /// One trace being held or remembered. Kept small: the table has a slot for every trace expected.
     struct Entry {
-        /// The chunks held, in order of arrival.
-        var chunks: [HeldChunk] = []
+        /// The first chunk held, in the table itself: most traces arrive in one chunk, and a small
+        /// allocation per trace, kept for the whole wait among the short-lived ones of every batch,
+        /// fragments the heap (resident memory grew by more than the allocations themselves)...
+        var firstChunk: HeldChunk?
+        /// ...and the others, in order of arrival.
+        var moreChunks: [HeldChunk] = []
+        /// Every chunk held, in order of arrival.
+        var chunks: [HeldChunk] { firstChunk.map { [$0] + moreChunks } ?? [] }
+
+        mutating func append(_ chunk: HeldChunk) {
+            if firstChunk == nil { firstChunk = chunk } else { moreChunks.append(chunk) }
+        }
         /// What the policies need, gathered as chunks arrived.
         var summary: TraceSummary
         /// Spans held (before the decision).
@@ -65,6 +75,10 @@ public final class TailSamplingProcessor: SpanProcessor {
         var heldBytes = 0
         /// Where encoded spans are kept.
         var slab = ByteSlab()
+        /// Resources of the chunks held as bytes, one copy of each distinct resource: a chunk keeps the
+        /// copy here rather than the one decoded with its request, which would stay behind, one per
+        /// request, among the request's freed spans. Emptied when it passes `maximumResources`.
+        var resources: Set<Resource> = []
         /// When the store was last reported full in the log (at most one line a minute).
         var lastFullWarning: UInt64?
     }
@@ -90,7 +104,8 @@ public final class TailSamplingProcessor: SpanProcessor {
     public func process(_ batch: SpanBatch, now: UInt64) -> [SpanBatch] {
         let released = state.withLock { state -> [ResourceSpans] in
             var released: [ResourceSpans] = []
-            for resourceSpans in batch.resourceSpans {
+            for var resourceSpans in batch.resourceSpans {
+                if codec != nil { resourceSpans.resource = Self.intern(resourceSpans.resource, in: &state.resources) }
                 for (id, chunk) in Self.split(resourceSpans) {
                     accept(chunk, of: id, now: now, into: &released, state: &state)
                 }
@@ -215,10 +230,10 @@ public final class TailSamplingProcessor: SpanProcessor {
             bare.resource = Resource()
             let bytes = codec.encode(SpanBatch(resourceSpans: [bare]))
             size = bytes.count
-            entry.chunks.append(.encoded(slab.append(bytes), chunk.resource))
+            entry.append(.encoded(slab.append(bytes), chunk.resource))
         } else {
             size = SpanSize.estimate(chunk)
-            entry.chunks.append(.value(chunk))
+            entry.append(.value(chunk))
         }
         entry.summary.sizeBytes += size
         heldBytes += size
@@ -352,7 +367,8 @@ public final class TailSamplingProcessor: SpanProcessor {
             state.traces[id] = nil
             metrics.removalAge.record(Double(now &- entry.arrival) / 1e9)
         } else {
-            entry.chunks = []
+            entry.firstChunk = nil
+            entry.moreChunks = []
             entry.decision = decision
             entry.deadline = now
             state.traces[id] = entry
@@ -413,6 +429,17 @@ public final class TailSamplingProcessor: SpanProcessor {
             }
         }
         return chunks
+    }
+
+    /// Distinct resources remembered at most (`State.resources`).
+    static let maximumResources = 4096
+
+    /// The copy of `resource` kept in `resources` (the first one seen equal to it).
+    static func intern(_ resource: Resource, in resources: inout Set<Resource>) -> Resource {
+        if let kept = resources.firstIndex(of: resource) { return resources[kept] }
+        if resources.count >= maximumResources { resources.removeAll(keepingCapacity: true) }
+        resources.insert(resource)
+        return resource
     }
 
     static func hasRoot(_ chunk: ResourceSpans) -> Bool {
