@@ -290,9 +290,11 @@ public enum OTLPProtobufWriter {
 
         mutating func attributes(_ field: UInt8, _ values: [Attribute]) {
             for attribute in values {
-                header(field, length: OTLPProtobufWriter.keyValue(attribute))
+                // The value's size once, for both lengths it is part of.
+                let valueSize = OTLPProtobufWriter.anyValue(attribute.value)
+                header(field, length: OTLPProtobufWriter.string(attribute.key) + lengthDelimited(valueSize))
                 string(1, attribute.key)
-                header(2, length: OTLPProtobufWriter.anyValue(attribute.value))
+                header(2, length: valueSize)
                 anyValue(attribute.value)
             }
         }
