@@ -5,6 +5,7 @@
 // tail_sampling: decision_wait 10s as bench/run; `process`, `tick` and the closing `flush` are what
 // bench/callgrind-tail-sampling counts, so every span is split, held, decided and (when its trace is
 // sampled) given back, as in a long run.
+// tail_sampling_early: the same with `decide_early: true` (the embedded default's).
 // tail_sampling_memory: decision_wait 1h, nothing decided; batches are made one at a time and dropped, and
 // the growth of resident memory (after 20 batches of warm-up) is divided by the spans held, next to the
 // batches' size as binary OTLP requests: bench/tail-sampling.py's figure without the collector around it.
@@ -37,10 +38,10 @@ func residentBytes() -> Int {
     return fields.count > 1 ? (Int(fields[1]) ?? 0) * Int(sysconf(Int32(_SC_PAGESIZE))) : 0
 }
 
-func runTailSampling(count: Int) throws {
+func runTailSampling(count: Int, early: Bool = false) throws {
     var random = Random(state: 20_261_129)
     let prepared = (0..<count).map { batch($0, random: &random) }
-    let processor = try tailSamplingProcessor("decision_wait: 10s\nnum_traces: 1000000")
+    let processor = try tailSamplingProcessor("decision_wait: 10s\nnum_traces: 1000000\ndecide_early: \(early)")
     var now: UInt64 = 1_767_225_600_000_000_000
     var nextTick = now
     var spans = 0
@@ -55,7 +56,7 @@ func runTailSampling(count: Int) throws {
         }
     }
     out += processor.flush().reduce(0) { $0 + $1.spanCount }
-    print("anomaly-bench tail_sampling: \(spans) spans in \(count) batches; \(out) sampled")
+    print("anomaly-bench tail_sampling\(early ? "_early" : ""): \(spans) spans in \(count) batches; \(out) sampled")
 }
 
 func runTailSamplingMemory(count: Int) throws {

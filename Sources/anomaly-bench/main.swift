@@ -87,9 +87,10 @@ if mode != nil { arguments.removeFirst() }
 let count = arguments.first.flatMap { Int($0) } ?? 100
 switch mode {
 case "tail_sampling": try runTailSampling(count: count); exit(0)
+case "tail_sampling_early": try runTailSampling(count: count, early: true); exit(0)
 case "tail_sampling_memory": try runTailSamplingMemory(count: count); exit(0)
 case nil: break
-default: print("usage: anomaly-bench [tail_sampling | tail_sampling_memory] [BATCHES]"); exit(2)
+default: print("usage: anomaly-bench [tail_sampling | tail_sampling_early | tail_sampling_memory] [BATCHES]"); exit(2)
 }
 var random = Random(state: 20_261_129)
 let prepared = (0..<count).map { batch($0, random: &random) }

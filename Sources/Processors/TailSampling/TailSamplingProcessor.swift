@@ -215,17 +215,26 @@ public final class TailSamplingProcessor: SpanProcessor {
     /// With `decide_early`, a trace that some policy samples whatever is still to come is decided now:
     /// waiting could only give the same answer.
     private func decideIfSure(_ id: TraceID, now: UInt64, into released: inout [ResourceSpans], state: inout State) {
-        guard configuration.decideEarly, let summary = state.traces[id]?.summary,
-              configuration.policies.contains(where: { $0.samplesForGood(summary) }) else { return }
+        guard configuration.decideEarly, let summary = state.traces[id]?.summary, isSure(summary) else { return }
         metrics.earlyDecisions.increment()
         decide(id, now: now, into: &released, state: &state)
+    }
+
+    /// With `decide_early`, whether some policy samples the trace whatever is still to come.
+    private func isSure(_ summary: TraceSummary) -> Bool {
+        configuration.decideEarly && configuration.policies.contains { $0.samplesForGood(summary) }
     }
 
     /// Keeps a chunk of an undecided trace and adds it to the trace's summary; returns the trace's size.
     private func hold(_ chunk: ResourceSpans, in entry: inout Entry, slab: inout ByteSlab, heldBytes: inout Int) -> Int {
         entry.summary.observe(chunk, checks: configuration.checks)
         let size: Int
-        if let codec {
+        if codec != nil, isSure(entry.summary) {
+            // `decideIfSure` decides the trace right after: encoding the chunk would only be undone.
+            // (With `decide_early` no size limit or byte budget reads the size.)
+            size = 0
+            entry.append(.value(chunk))
+        } else if let codec {
             var bare = chunk
             bare.resource = Resource()
             let bytes = codec.encode(SpanBatch(resourceSpans: [bare]))
@@ -336,27 +345,29 @@ public final class TailSamplingProcessor: SpanProcessor {
         state.heldSpans -= spans
         state.heldBytes -= entry.heldBytes
         if decision == .sampled {
+            let chunks = entry.chunks
             var encoded: [ByteSlab.Chunk] = []
-            var resources: [Resource] = []
-            for chunk in entry.chunks {
-                switch chunk {
-                case .value(let value): released.append(value)
-                case .encoded(let bytes, let resource):
-                    encoded.append(bytes)
-                    resources.append(resource)
-                }
-            }
+            for case .encoded(let bytes, _) in chunks { encoded.append(bytes) }
+            var decoded: [ResourceSpans] = []
             if let codec, !encoded.isEmpty {
-                // The chunks were encoded as requests; their bytes one after another are one request.
+                // The chunks were encoded as requests; their bytes one after another are one request,
+                // with one resource-spans per chunk, in order.
                 do {
-                    var decoded = try codec.decode(ByteSlab.join(encoded)).resourceSpans
-                    // One resource-spans per chunk, in order: give each its resource back.
-                    for index in decoded.indices where index < resources.count {
-                        decoded[index].resource = resources[index]
-                    }
-                    released.append(contentsOf: decoded)
+                    decoded = try codec.decode(ByteSlab.join(encoded)).resourceSpans
                 } catch {
                     metrics.decodeFailures.increment(by: Int64(spans))
+                }
+            }
+            // In order of arrival, each decoded chunk with its resource given back.
+            var next = decoded.startIndex
+            for chunk in chunks {
+                switch chunk {
+                case .value(let value): released.append(value)
+                case .encoded(_, let resource):
+                    guard next < decoded.endIndex else { continue }
+                    decoded[next].resource = resource
+                    released.append(decoded[next])
+                    next += 1
                 }
             }
         }

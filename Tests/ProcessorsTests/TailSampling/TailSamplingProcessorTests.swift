@@ -321,7 +321,7 @@ struct TailSamplingProcessorTests {
         #expect(early.spanSecondsHeld < waiting.spanSecondsHeld, "\(early.spanSecondsHeld) vs \(waiting.spanSecondsHeld)")
     }
 
-    @Test("spans held as bytes come out as the values that went in, resources and order too, as when held as values")
+    @Test("spans held as bytes come out as the values that went in, resources and order too, as when held as values, with and without decide_early")
     func heldAsBytesReleasesWhatHeldAsValuesReleases() throws {
         // A codec that keeps each encoded batch aside and writes its number: what the processor does
         // around the codec (resources kept beside the bytes, chunks joined and decoded as one request)
@@ -360,7 +360,6 @@ struct TailSamplingProcessorTests {
             }
         }
         arrivals.sort { $0.at < $1.at }
-        let yaml = "decision_wait: 2s\n" + Self.errorsOnly
         func run(_ processor: TailSamplingProcessor) -> [SpanBatch] {
             var out: [SpanBatch] = []
             for arrival in arrivals {
@@ -369,10 +368,15 @@ struct TailSamplingProcessorTests {
             }
             return out + processor.tick(now: Self.t0 + 60 * Self.second)
         }
-        let asValues = run(try Self.processor(yaml))
-        let asBytes = run(TailSamplingProcessor(configuration: try tailSampling(yaml), metrics: SelfMetrics(), codec: codec))
-        #expect(asValues.reduce(0) { $0 + $1.spanCount } > 50)
-        #expect(asBytes == asValues)
+        // With decide_early, a chunk that makes its trace sure is kept as a value, after the chunks
+        // held as bytes before it.
+        for early in [false, true] {
+            let yaml = "decision_wait: 2s\ndecide_early: \(early)\n" + Self.errorsOnly
+            let asValues = run(try Self.processor(yaml))
+            let asBytes = run(TailSamplingProcessor(configuration: try tailSampling(yaml), metrics: SelfMetrics(), codec: codec))
+            #expect(asValues.reduce(0) { $0 + $1.spanCount } > 50)
+            #expect(asBytes == asValues, "decide_early: \(early)")
+        }
     }
 
     @Test("decide_early refuses policies whose answers can change later, naming the key")
