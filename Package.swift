@@ -186,6 +186,7 @@ let package = Package(
         // The anomaly detector alone, for callgrind's instruction counts (bench/callgrind-anomaly).
         .executableTarget(name: "anomaly-bench", dependencies: [
             "Processors", "Pipeline", "TraceModel", .product(name: "Logging", package: "swift-log"),
+            "Exporters", "ConfigYAML",  // the tail_sampling mode: the collector's codec, policies from YAML
         ]),
         // Fuzzing (docs/fuzzing.md). The targets are a library so a unit test replays the kept crash inputs
         // through the very functions the fuzzer calls; the one executable is a libFuzzer driver when

@@ -1,10 +1,12 @@
 // Feeds bench-shaped batches through `anomaly_detection: {}`: the processor alone, for instruction counts under
 // callgrind (bench/callgrind-anomaly), where the whole collector is too large for valgrind to load.
 //   anomaly-bench [BATCHES]
+// (`anomaly-bench tail_sampling [BATCHES]`: tail_sampling instead, TailSamplingBench.swift.)
 // The batches are shaped like bench/make-payloads.py's: four agents, 512 spans, eight spans a trace, LLM / tool /
 // delegate / database spans, 3% errors, every batch its own traces; they arrive 7.75 ms of clock apart (bench/run's
 // rate, about 66,000 spans/s), with a tick every 50 ms like the pipeline's. All are made before the first is
 // processed, so counting only `process` and `tick` counts the processor alone.
+import Foundation
 import Logging
 import Pipeline
 import Processors
@@ -79,7 +81,17 @@ func batch(_ index: Int, random: inout Random) -> SpanBatch {
     return SpanBatch(resourceSpans: resources)
 }
 
-let count = CommandLine.arguments.count >= 2 ? Int(CommandLine.arguments[1]) ?? 100 : 100
+var arguments = Array(CommandLine.arguments.dropFirst())
+let mode = arguments.first.flatMap { Int($0) == nil ? $0 : nil }
+if mode != nil { arguments.removeFirst() }
+let count = arguments.first.flatMap { Int($0) } ?? 100
+switch mode {
+case "tail_sampling": try runTailSampling(count: count); exit(0)
+case "tail_sampling_early": try runTailSampling(count: count, early: true); exit(0)
+case "tail_sampling_memory": try runTailSamplingMemory(count: count); exit(0)
+case nil: break
+default: print("usage: anomaly-bench [tail_sampling | tail_sampling_early | tail_sampling_memory] [BATCHES]"); exit(2)
+}
 var random = Random(state: 20_261_129)
 let prepared = (0..<count).map { batch($0, random: &random) }
 let processor = AnomalyDetectionProcessor(configuration: AnomalyDetectionProcessor.Configuration(),

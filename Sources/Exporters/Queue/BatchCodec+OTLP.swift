@@ -13,11 +13,11 @@ extension DurableLog {
 }
 
 extension BatchCodec {
-    /// Binary OTLP `ExportTraceServiceRequest`s, through one codec (and its arena) of its own, used by
-    /// one caller at a time.
+    /// Binary OTLP `ExportTraceServiceRequest`s: written straight from the spans (`OTLPProtobufWriter`,
+    /// no arena, so no lock), read through one codec (and its arena) of its own, one caller at a time.
     public static func otlp() -> BatchCodec {
         let codec = Mutex(OTLPProtobufCodec(initialArenaCapacity: 64 << 10))
-        return BatchCodec(encode: { batch in codec.withLock { $0.encodeRequest(batch) } },
+        return BatchCodec(encode: { batch in OTLPProtobufWriter.request(batch) },
                           decode: { bytes in try codec.withLock { try $0.decodeRequest(bytes) } })
     }
 }

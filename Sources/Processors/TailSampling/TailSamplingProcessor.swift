@@ -19,37 +19,53 @@ public final class TailSamplingProcessor: SpanProcessor {
     private let codec: BatchCodec?
     private let logger: Logger?
 
-    /// One trace being held or remembered.
-    struct Entry {
-        /// The chunks held, as values (without a codec)...
-        var chunks: [ResourceSpans] = []
+    /// A chunk of an undecided trace.
+    enum HeldChunk {
+        /// As a value (without a codec)...
+        indirect case value(ResourceSpans)
         /// ...or encoded, one request each (with one), without its resource, which is kept beside it
         /// as a value: it is shared with every other chunk of the same request rather than copied.
-        var encoded: [(bytes: ByteSlab.Chunk, resource: Resource)] = []
+        case encoded(ByteSlab.Chunk, Resource)
+    }
+
+    /// One trace being held or remembered. Kept small: the table has a slot for every trace expected.
+    struct Entry {
+        /// The first chunk held, in the table itself: most traces arrive in one chunk, and a small
+        /// allocation per trace, kept for the whole wait among the short-lived ones of every batch,
+        /// fragments the heap (resident memory grew by more than the allocations themselves)...
+        var firstChunk: HeldChunk?
+        /// ...and the others, in order of arrival.
+        var moreChunks: [HeldChunk] = []
+        /// Every chunk held, in order of arrival.
+        var chunks: [HeldChunk] { firstChunk.map { [$0] + moreChunks } ?? [] }
+
+        mutating func append(_ chunk: HeldChunk) {
+            if firstChunk == nil { firstChunk = chunk } else { moreChunks.append(chunk) }
+        }
         /// What the policies need, gathered as chunks arrived.
         var summary: TraceSummary
         /// Spans held (before the decision).
         var heldSpans: Int { summary.spanCount }
-        /// Bytes held (before the decision).
-        var heldBytes = 0
+        /// Bytes held (before the decision): every byte held was counted into the summary's size.
+        var heldBytes: Int { summary.sizeBytes }
         /// When its first span arrived; identifies this life of the trace in the queues below.
         let arrival: UInt64
+        /// When it is to be decided; once decided, when it was (`decidedAt`).
         var deadline: UInt64
         var decision: SamplingDecision?
-        var decidedAt: UInt64 = 0
+        var decidedAt: UInt64 { deadline }
     }
 
     struct State {
         var traces: [TraceID: Entry] = [:]
         /// Traces in the order they were first seen: who goes first when `num_traces` is reached.
         var arrivals: Deque<(id: TraceID, arrival: UInt64)> = []
-        /// Decision deadlines: `decision_wait` after the first span (non-decreasing), and the earlier
-        /// ones root spans bring with `decision_wait_after_root_received`.
+        /// Decision deadlines: `decision_wait` after the first span (non-decreasing, so in order of
+        /// first arrival too: pruned from the front as traces are decided or leave, its front is the
+        /// oldest span still held, `oldestHeldArrival`), and the earlier ones root spans bring with
+        /// `decision_wait_after_root_received`.
         var due: Deque<(deadline: UInt64, id: TraceID, arrival: UInt64)> = []
         var rootDue: Deque<(deadline: UInt64, id: TraceID, arrival: UInt64)> = []
-        /// Traces by first arrival, oldest first, pruned from the front as they are decided or leave:
-        /// the front is the oldest span still held (`oldestHeldArrival`).
-        var held: Deque<(id: TraceID, arrival: UInt64)> = []
         /// When the oldest span still held arrived; nil when none is.
         var oldestHeldArrival: UInt64?
         var sampledCache: DecisionCache
@@ -59,6 +75,10 @@ public final class TailSamplingProcessor: SpanProcessor {
         var heldBytes = 0
         /// Where encoded spans are kept.
         var slab = ByteSlab()
+        /// Resources of the chunks held as bytes, one copy of each distinct resource: a chunk keeps the
+        /// copy here rather than the one decoded with its request, which would stay behind, one per
+        /// request, among the request's freed spans. Emptied when it passes `maximumResources`.
+        var resources: Set<Resource> = []
         /// When the store was last reported full in the log (at most one line a minute).
         var lastFullWarning: UInt64?
     }
@@ -77,7 +97,6 @@ public final class TailSamplingProcessor: SpanProcessor {
         initial.traces.reserveCapacity(expected)
         initial.arrivals.reserveCapacity(expected)
         initial.due.reserveCapacity(expected)
-        initial.held.reserveCapacity(expected)
         state = Mutex(initial)
         self.metrics = TailSamplingMetrics(metrics, policies: configuration.policies.map(\.name), instance: name)
     }
@@ -85,7 +104,8 @@ public final class TailSamplingProcessor: SpanProcessor {
     public func process(_ batch: SpanBatch, now: UInt64) -> [SpanBatch] {
         let released = state.withLock { state -> [ResourceSpans] in
             var released: [ResourceSpans] = []
-            for resourceSpans in batch.resourceSpans {
+            for var resourceSpans in batch.resourceSpans {
+                if codec != nil { resourceSpans.resource = Self.intern(resourceSpans.resource, in: &state.resources) }
                 for (id, chunk) in Self.split(resourceSpans) {
                     accept(chunk, of: id, now: now, into: &released, state: &state)
                 }
@@ -130,7 +150,8 @@ public final class TailSamplingProcessor: SpanProcessor {
             }
             state.traces.removeAll()
             state.arrivals.removeAll()
-            state.held.removeAll()
+            state.due.removeAll()
+            state.rootDue.removeAll()
             state.heldSpans = 0
             state.heldBytes = 0
             state.oldestHeldArrival = nil
@@ -184,7 +205,6 @@ public final class TailSamplingProcessor: SpanProcessor {
         state.traces[id] = entry
         state.arrivals.append((id, now))
         state.due.append((deadline, id, now))
-        state.held.append((id, now))
         state.heldSpans += spans
         metrics.newTraces.increment()
         if tooLarge(size, id, now: now, state: &state) { return }
@@ -195,28 +215,36 @@ public final class TailSamplingProcessor: SpanProcessor {
     /// With `decide_early`, a trace that some policy samples whatever is still to come is decided now:
     /// waiting could only give the same answer.
     private func decideIfSure(_ id: TraceID, now: UInt64, into released: inout [ResourceSpans], state: inout State) {
-        guard configuration.decideEarly, let summary = state.traces[id]?.summary,
-              configuration.policies.contains(where: { $0.samplesForGood(summary) }) else { return }
+        guard configuration.decideEarly, let summary = state.traces[id]?.summary, isSure(summary) else { return }
         metrics.earlyDecisions.increment()
         decide(id, now: now, into: &released, state: &state)
+    }
+
+    /// With `decide_early`, whether some policy samples the trace whatever is still to come.
+    private func isSure(_ summary: TraceSummary) -> Bool {
+        configuration.decideEarly && configuration.policies.contains { $0.samplesForGood(summary) }
     }
 
     /// Keeps a chunk of an undecided trace and adds it to the trace's summary; returns the trace's size.
     private func hold(_ chunk: ResourceSpans, in entry: inout Entry, slab: inout ByteSlab, heldBytes: inout Int) -> Int {
         entry.summary.observe(chunk, checks: configuration.checks)
         let size: Int
-        if let codec {
+        if codec != nil, isSure(entry.summary) {
+            // `decideIfSure` decides the trace right after: encoding the chunk would only be undone.
+            // (With `decide_early` no size limit or byte budget reads the size.)
+            size = 0
+            entry.append(.value(chunk))
+        } else if let codec {
             var bare = chunk
             bare.resource = Resource()
             let bytes = codec.encode(SpanBatch(resourceSpans: [bare]))
             size = bytes.count
-            entry.encoded.append((slab.append(bytes), chunk.resource))
+            entry.append(.encoded(slab.append(bytes), chunk.resource))
         } else {
             size = SpanSize.estimate(chunk)
-            entry.chunks.append(chunk)
+            entry.append(.value(chunk))
         }
         entry.summary.sizeBytes += size
-        entry.heldBytes += size
         heldBytes += size
         return entry.summary.sizeBytes
     }
@@ -317,18 +345,29 @@ public final class TailSamplingProcessor: SpanProcessor {
         state.heldSpans -= spans
         state.heldBytes -= entry.heldBytes
         if decision == .sampled {
-            released.append(contentsOf: entry.chunks)
-            if let codec, !entry.encoded.isEmpty {
-                // The chunks were encoded as requests; their bytes one after another are one request.
+            let chunks = entry.chunks
+            var encoded: [ByteSlab.Chunk] = []
+            for case .encoded(let bytes, _) in chunks { encoded.append(bytes) }
+            var decoded: [ResourceSpans] = []
+            if let codec, !encoded.isEmpty {
+                // The chunks were encoded as requests; their bytes one after another are one request,
+                // with one resource-spans per chunk, in order.
                 do {
-                    var decoded = try codec.decode(ByteSlab.join(entry.encoded.map(\.bytes))).resourceSpans
-                    // One resource-spans per chunk, in order: give each its resource back.
-                    for index in decoded.indices where index < entry.encoded.count {
-                        decoded[index].resource = entry.encoded[index].resource
-                    }
-                    released.append(contentsOf: decoded)
+                    decoded = try codec.decode(ByteSlab.join(encoded)).resourceSpans
                 } catch {
                     metrics.decodeFailures.increment(by: Int64(spans))
+                }
+            }
+            // In order of arrival, each decoded chunk with its resource given back.
+            var next = decoded.startIndex
+            for chunk in chunks {
+                switch chunk {
+                case .value(let value): released.append(value)
+                case .encoded(_, let resource):
+                    guard next < decoded.endIndex else { continue }
+                    decoded[next].resource = resource
+                    released.append(decoded[next])
+                    next += 1
                 }
             }
         }
@@ -339,25 +378,25 @@ public final class TailSamplingProcessor: SpanProcessor {
             state.traces[id] = nil
             metrics.removalAge.record(Double(now &- entry.arrival) / 1e9)
         } else {
-            entry.chunks = []
-            entry.encoded = []
-            entry.heldBytes = 0
+            entry.firstChunk = nil
+            entry.moreChunks = []
             entry.decision = decision
-            entry.decidedAt = now
+            entry.deadline = now
             state.traces[id] = entry
         }
     }
 
     // MARK: - Output
 
-    /// Drops decided and departed traces from the front of `held`; the first left is the oldest held.
+    /// Drops decided and departed traces from the front of `due` (`tick` would pass over them); the
+    /// first left is the oldest held.
     private func updateOldestHeld(_ state: inout State) {
-        while let first = state.held.first {
+        while let first = state.due.first {
             if let entry = state.traces[first.id], entry.arrival == first.arrival, entry.decision == nil {
                 state.oldestHeldArrival = first.arrival
                 return
             }
-            state.held.removeFirst()
+            state.due.removeFirst()
         }
         state.oldestHeldArrival = nil
     }
@@ -401,6 +440,17 @@ public final class TailSamplingProcessor: SpanProcessor {
             }
         }
         return chunks
+    }
+
+    /// Distinct resources remembered at most (`State.resources`).
+    static let maximumResources = 4096
+
+    /// The copy of `resource` kept in `resources` (the first one seen equal to it).
+    static func intern(_ resource: Resource, in resources: inout Set<Resource>) -> Resource {
+        if let kept = resources.firstIndex(of: resource) { return resources[kept] }
+        if resources.count >= maximumResources { resources.removeAll(keepingCapacity: true) }
+        resources.insert(resource)
+        return resource
     }
 
     static func hasRoot(_ chunk: ResourceSpans) -> Bool {

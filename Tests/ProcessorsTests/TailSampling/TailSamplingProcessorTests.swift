@@ -1,4 +1,5 @@
 import Pipeline
+import Synchronization
 import Testing
 import TestSupport
 import TraceModel
@@ -318,6 +319,64 @@ struct TailSamplingProcessorTests {
         #expect(waiting.spans.count > 100 && waiting.spans.count < arrivals.count, "a mix of kept and dropped: \(waiting.spans.count)")
         #expect(early.spans.symmetricDifference(waiting.spans).isEmpty, "\(early.spans.symmetricDifference(waiting.spans).count) spans differ")
         #expect(early.spanSecondsHeld < waiting.spanSecondsHeld, "\(early.spanSecondsHeld) vs \(waiting.spanSecondsHeld)")
+    }
+
+    @Test("spans held as bytes come out as the values that went in, resources and order too, as when held as values, with and without decide_early")
+    func heldAsBytesReleasesWhatHeldAsValuesReleases() throws {
+        // A codec that keeps each encoded batch aside and writes its number: what the processor does
+        // around the codec (resources kept beside the bytes, chunks joined and decoded as one request)
+        // is what is tested; the binary OTLP codec itself is tested in TraceWireTests.
+        let kept = Mutex<[SpanBatch]>([])
+        let codec = BatchCodec(encode: { batch in
+            kept.withLock { batches in
+                batches.append(batch)
+                return withUnsafeBytes(of: UInt64(batches.count - 1).littleEndian, Array.init)
+            }
+        }, decode: { bytes in
+            kept.withLock { batches in
+                var joined = SpanBatch()
+                for start in stride(from: 0, to: bytes.count, by: 8) {
+                    let number = bytes[start..<start + 8].reversed().reduce(0) { $0 << 8 | Int($1) }
+                    joined.resourceSpans += batches[number].resourceSpans
+                }
+                return joined
+            }
+        })
+        var random = SplitMix64(seed: 7)
+        var arrivals: [(at: UInt64, batch: SpanBatch)] = []
+        for number in 1...120 {
+            let trace = TraceBuilder(UInt64(number))
+            for service in ["planner", "coder", "db"] { trace.resource(service, [Attribute("agent.name", .string(service + "-\(number % 3)"))]) }
+            for index in 0..<Int(random.next() % 6 + 1) {
+                trace.span(["planner", "coder", "db"][index % 3], startMs: random.next() % 100, error: random.next() % 4 == 0)
+            }
+            let start = Self.t0 + UInt64(number) * Self.second / 20
+            if number % 2 == 0 {
+                arrivals.append((start, trace.batch))  // every span in one request
+            } else {
+                for (index, chunk) in trace.chunks.enumerated() {  // one request per span, over a second
+                    arrivals.append((start + UInt64(index) * Self.second / 5, SpanBatch(resourceSpans: [chunk])))
+                }
+            }
+        }
+        arrivals.sort { $0.at < $1.at }
+        func run(_ processor: TailSamplingProcessor) -> [SpanBatch] {
+            var out: [SpanBatch] = []
+            for arrival in arrivals {
+                out += processor.tick(now: arrival.at)
+                out += processor.process(arrival.batch, now: arrival.at)
+            }
+            return out + processor.tick(now: Self.t0 + 60 * Self.second)
+        }
+        // With decide_early, a chunk that makes its trace sure is kept as a value, after the chunks
+        // held as bytes before it.
+        for early in [false, true] {
+            let yaml = "decision_wait: 2s\ndecide_early: \(early)\n" + Self.errorsOnly
+            let asValues = run(try Self.processor(yaml))
+            let asBytes = run(TailSamplingProcessor(configuration: try tailSampling(yaml), metrics: SelfMetrics(), codec: codec))
+            #expect(asValues.reduce(0) { $0 + $1.spanCount } > 50)
+            #expect(asBytes == asValues, "decide_early: \(early)")
+        }
     }
 
     @Test("decide_early refuses policies whose answers can change later, naming the key")
