@@ -114,13 +114,19 @@ class Collector:
         self.name, self.command, self.port, self.core, self.env, self.admin_port = name, command, port, core, env, admin_port
 
     def spans_counted(self):
-        """AgentTrace's own (accepted, refused) span counters; None for a collector without them."""
+        """AgentTrace's own counters: (spans accepted, requests refused as backpressure: HTTP 503/429, gRPC
+        UNAVAILABLE/RESOURCE_EXHAUSTED); None for a collector without them."""
         if self.admin_port is None:
             return None
         text = urllib.request.urlopen(f"http://127.0.0.1:{self.admin_port}/metrics", timeout=10).read().decode()
-        def total(name):
-            return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(name))
-        return total("agenttrace_receiver_accepted_spans_total"), total("agenttrace_receiver_refused_spans_total")
+        accepted = refused = 0.0
+        for line in text.splitlines():
+            if line.startswith("agenttrace_receiver_accepted_spans_total"):
+                accepted += float(line.rsplit(" ", 1)[1])
+            elif line.startswith("agenttrace_receiver_requests_total") and any(
+                    f'code="{code}"' in line for code in ("503", "429", "UNAVAILABLE", "RESOURCE_EXHAUSTED")):
+                refused += float(line.rsplit(" ", 1)[1])
+        return accepted, refused
 
     def __enter__(self):
         self.log = tempfile.TemporaryFile()
@@ -175,7 +181,7 @@ def measure(collector, list_file, spans_per_request, warmup, seconds, connection
             ok = int(accepted)
         # Refusals because the pipeline is full (503 / UNAVAILABLE with retry) are backpressure working,
         # shown in their own column; every other unsuccessful request is a failure.
-        refused = int((counted_after[1] - counted_before[1]) / spans_per_request)
+        refused = int(counted_after[1] - counted_before[1])
         failed = max(failed - refused, 0)
     spans = ok * spans_per_request
     return {
