@@ -12,6 +12,7 @@
 // `service_graph_render` builds a graph of 1,001 nodes and 3,000 edges (bench/live-view.py's: 2,000 client/server
 // pairs among 1,000 services, and `user` calling each service) and renders `/api/service-graph` RENDERS times
 // (`renderNodeGraph`, the route's own work: the snapshot and its JSON).
+import Dispatch
 import Logging
 import Pipeline
 import Processors
@@ -229,21 +230,32 @@ func renderNodeGraph(_ processor: ServiceGraphProcessor) -> Int {
     GraphJSON.encodeNodeGraph(processor.snapshot()).count
 }
 
-let arguments = CommandLine.arguments.dropFirst()
-let type = arguments.first ?? "anomaly_detection"
-let count = arguments.dropFirst().first.flatMap { Int($0) } ?? (type == "service_graph_render" ? 20 : 100)
-if type == "service_graph_render" {
-    let processor = await renderGraph(nodes: 1000, edges: 2000)
-    var bytes = 0
-    for _ in 0..<count { bytes = renderNodeGraph(processor) }
-    let snapshot = processor.snapshot()
-    print("processor-bench: service_graph_render: \(count) renders of \(snapshot.nodes.count) nodes, \(snapshot.edges.count) edges, \(bytes) bytes")
-} else if let processor = makeProcessor(type) {
-    let shape = arguments.dropFirst(2).first ?? "agent"
-    var random = Random(state: 20_261_129)
-    let prepared = (0..<count).map { shape == "small" ? smallBatch($0, random: &random) : agentBatch($0, random: &random) }
-    let spans = await run(processor, prepared)
-    print("processor-bench: \(type): \(spans) spans (\(shape)) in \(count) batches")
-} else {
-    print("usage: processor-bench anomaly_detection|service_graph [BATCHES] [agent|small] | service_graph_render [RENDERS]")
+func main() async {
+    let arguments = CommandLine.arguments.dropFirst()
+    let type = arguments.first ?? "anomaly_detection"
+    let count = arguments.dropFirst().first.flatMap { Int($0) } ?? (type == "service_graph_render" ? 20 : 100)
+    if type == "service_graph_render" {
+        let processor = await renderGraph(nodes: 1000, edges: 2000)
+        var bytes = 0
+        for _ in 0..<count { bytes = renderNodeGraph(processor) }
+        let snapshot = processor.snapshot()
+        print("processor-bench: service_graph_render: \(count) renders of \(snapshot.nodes.count) nodes, \(snapshot.edges.count) edges, \(bytes) bytes")
+    } else if let processor = makeProcessor(type) {
+        let shape = arguments.dropFirst(2).first ?? "agent"
+        var random = Random(state: 20_261_129)
+        let prepared = (0..<count).map { shape == "small" ? smallBatch($0, random: &random) : agentBatch($0, random: &random) }
+        let spans = await run(processor, prepared)
+        print("processor-bench: \(type): \(spans) spans (\(shape)) in \(count) batches")
+    } else {
+        print("usage: processor-bench anomaly_detection|service_graph [BATCHES] [agent|small] | service_graph_render [RENDERS]")
+    }
 }
+
+// Not an async main: valgrind 3.19 dies when an async main parks the main thread (dispatch_main), so the
+// main thread waits for a detached task instead.
+let done = DispatchSemaphore(value: 0)
+Task.detached {
+    await main()
+    done.signal()
+}
+done.wait()
