@@ -4,34 +4,35 @@ import TraceModel
 /// The graph in the JSON shapes its consumers read: Grafana's Node Graph panel (through the Infinity
 /// datasource or the Node Graph API plugin) and Jaeger's dependencies API.
 public enum GraphJSON {
-    /// The kind of each node, from the edges that reach it.
-    static func kinds(_ snapshot: GraphSnapshot) -> [String: String] {
-        var kinds: [String: String] = [:]
-        for edge in snapshot.edges {
-            let kind = switch edge.connectionType {
-            case "model": "model"
-            case "tool": "tool"
-            case "database": "database"
-            case "virtual_node": "external"
-            case "messaging_system": "service"
-            default: "service"
-            }
-            if kinds[edge.target] == nil || kind != "service" { kinds[edge.target] = kind }
-            if kinds[edge.source] == nil { kinds[edge.source] = edge.source == "user" ? "user" : "service" }
+    /// The kind an edge of `connectionType` gives its target node; `service` gives way to any other kind.
+    static func targetKind(_ connectionType: String) -> String {
+        switch connectionType {
+        case "model": "model"
+        case "tool": "tool"
+        case "database": "database"
+        case "virtual_node": "external"
+        default: "service"  // requests and messaging_system
         }
-        return kinds
     }
 
     /// The Node Graph field for a node's agent attribute: `agent.type` → `detail__agent_type`.
     public static func detailField(_ key: String) -> String {
-        "detail__" + String(key.map { $0.isASCII && ($0.isLetter || $0.isNumber) ? $0 : "_" })
+        // ASCII keys (all of them in practice) byte by byte; others by Character, one `_` per Character
+        // (as is "\r\n").
+        guard key.utf8.allSatisfy({ $0 < 0x80 && $0 != 0x0D }) else {
+            return "detail__" + String(key.map { $0.isASCII && ($0.isLetter || $0.isNumber) ? $0 : "_" })
+        }
+        let alphanumeric = { (byte: UInt8) in
+            (UInt8(ascii: "a")...UInt8(ascii: "z")).contains(byte | 0x20) || (UInt8(ascii: "0")...UInt8(ascii: "9")).contains(byte)
+        }
+        return "detail__" + String(decoding: key.utf8.map { alphanumeric($0) ? $0 : UInt8(ascii: "_") }, as: UTF8.self)
     }
 
     /// A node's agent attributes as Node Graph detail fields with text values, sorted by field, first key
-    /// winning when two map to one field.
-    static func details(_ node: GraphSnapshot.Node) -> [(field: String, text: String)] {
+    /// winning when two map to one field. Made once when a node's attributes change, not per answer.
+    static func detailFields(_ details: [Attribute]) -> [(field: String, text: String)] {
         var result: [(field: String, text: String)] = []
-        for attribute in node.details {
+        for attribute in details {
             let field = detailField(attribute.key)
             guard !result.contains(where: { $0.field == field }) else { continue }
             result.append((field, detailText(attribute.value)))
@@ -56,7 +57,6 @@ public enum GraphJSON {
     /// Node Graph panel frames, `{"edges":[…],"nodes":[…]}`, written straight from the snapshot with
     /// `JSONWriter`, members in sorted order so the same graph always gives the same bytes.
     public static func encodeNodeGraph(_ snapshot: GraphSnapshot) -> [UInt8] {
-        let kinds = kinds(snapshot)
         var out = JSONWriter(capacity: 256 * (snapshot.edges.count + snapshot.nodes.count) + 64)
         out.beginObject()
         out.key("edges")
@@ -87,7 +87,7 @@ public enum GraphJSON {
             out.key("arc__failed"); out.number(node.requests == 0 ? 0 : Double(node.failed) / Double(node.requests))
             out.key("arc__success"); out.number(node.requests == 0 ? 1 : Double(node.requests - node.failed) / Double(node.requests))
             // detail__agent_… sort before detail__errors.
-            for (field, text) in details(node) {
+            for (field, text) in node.detailFields {
                 out.dynamicKey(field); out.string(text)
             }
             out.key("detail__errors"); out.integer(node.failed)
@@ -102,7 +102,7 @@ public enum GraphJSON {
             out.key("id"); out.string(node.id)
             out.key("mainstat"); out.integer(node.requests)
             out.key("secondarystat"); out.number(rate(node.failed, node.requests))
-            out.key("subtitle"); out.string(kinds[node.id] ?? "service")
+            out.key("subtitle"); out.string(node.kind)
             out.key("title"); out.string(node.id)
             out.endObject()
         }

@@ -73,8 +73,10 @@ public final class ServiceGraph: Sendable {
         var serverCount = 0
         /// The calls' durations (server side, else client side), for p50/p95/p99.
         var latency = LatencySketch()
-        /// `latency`'s p50/p95/p99 in ms, kept current as calls are added so a snapshot only copies them.
+        /// `latency`'s p50/p95/p99 in ms as the last snapshot made them, when `latency` held
+        /// `percentilesTotal` values: made when asked for, not per batch, and kept while no call comes.
         var percentiles: [Double] = []
+        var percentilesTotal: UInt64 = 0
     }
 
     /// The four series of one `SeriesKey`; `failed` only for failed calls, as the connector counts them.
@@ -98,8 +100,9 @@ public final class ServiceGraph: Sendable {
         var buckets = Buckets()
         /// Durations of the calls into this node (server side, else client side), for p50/p95/p99.
         var latency = LatencySketch()
-        /// `latency`'s p50/p95/p99 in ms, kept current as calls are added.
+        /// `latency`'s p50/p95/p99 in ms as the last snapshot made them (as `EdgeStats`).
         var percentiles: [Double] = []
+        var percentilesTotal: UInt64 = 0
         var inputTokens: Int64 = 0
         var outputTokens: Int64 = 0
     }
@@ -149,6 +152,9 @@ public final class ServiceGraph: Sendable {
         var sorted = true
         /// The `agent.*` resource attributes last seen per node name, at most `max_nodes` names.
         var details: [String: [Attribute]] = [:]
+        /// Each node's details as Node Graph fields (`GraphJSON.detailFields`), by node position: made when
+        /// they change, so an answer only copies them.
+        var nodeDetails: [(attributes: [Attribute], fields: [(field: String, text: String)])] = []
 
         mutating func node(_ name: String) -> Int {
             if let index = nodeIndex[name] { return index }
@@ -156,6 +162,8 @@ public final class ServiceGraph: Sendable {
             nodeIndex[name] = index
             nodeNames.append(name)
             nodeStats.append(NodeStats())
+            let attributes = details[name] ?? []
+            nodeDetails.append((attributes, attributes.isEmpty ? [] : GraphJSON.detailFields(attributes)))
             nodeOrder.append(index)
             sorted = false
             return index
@@ -275,7 +283,6 @@ public final class ServiceGraph: Sendable {
         for observed in delta.serverSeconds { stats.serverNanosSum &+= UInt64((observed.seconds * 1e9).rounded()) }
         stats.serverCount += delta.serverSeconds.count
         stats.latency.merge(delta.latency)
-        stats.percentiles = stats.latency.percentilesMilliseconds
     }
 
     private static func apply(_ delta: EdgeDelta, to node: inout NodeStats) {
@@ -283,7 +290,6 @@ public final class ServiceGraph: Sendable {
         node.failed += delta.failed
         for minute in delta.minutes { node.buckets.add(minute: minute.minute, requests: minute.requests, failed: minute.failed) }
         node.latency.merge(delta.latency)
-        node.percentiles = node.latency.percentilesMilliseconds
     }
 
     /// Notes the `agent.*` attributes of resources (as `agent_enrichment` adds them) for their nodes'
@@ -304,6 +310,7 @@ public final class ServiceGraph: Sendable {
             for (name, details) in noted where state.details[name] != details {
                 guard state.details[name] != nil || state.details.count < configuration.maxNodes else { continue }
                 state.details[name] = details
+                if let node = state.nodeIndex[name] { state.nodeDetails[node] = (details, GraphJSON.detailFields(details)) }
             }
         }
     }
@@ -366,7 +373,7 @@ public final class ServiceGraph: Sendable {
     /// The lock is held only to take copy-on-write copies; the work happens outside it.
     public func snapshot(since: UInt64? = nil, until: UInt64? = nil, service: String? = nil) -> GraphSnapshot {
         var (keys, edges, names, nodes, edgeOrder, nodeOrder, sorted, details) = state.withLock {
-            ($0.edgeKeys, $0.edgeStats, $0.nodeNames, $0.nodeStats, $0.edgeOrder, $0.nodeOrder, $0.sorted, $0.details)
+            ($0.edgeKeys, $0.edgeStats, $0.nodeNames, $0.nodeStats, $0.edgeOrder, $0.nodeOrder, $0.sorted, $0.nodeDetails)
         }
         if !sorted {
             edgeOrder.sort { edges[$0].id < edges[$1].id }
@@ -382,6 +389,10 @@ public final class ServiceGraph: Sendable {
         // With a service named, only edges touching its node.
         let serviceNode = service.map { names.firstIndex(of: $0) ?? -1 }
         var touched = [Bool](repeating: false, count: nodes.count)
+        // Each node's kind from the edges in this snapshot that reach it, in their order: an edge's target
+        // takes its kind unless that is `service` and it has one; a source first seen is a `service` (`user`
+        // is a `user`).
+        var kinds = [String?](repeating: nil, count: nodes.count)
         var snapshot = GraphSnapshot()
         snapshot.edges.reserveCapacity(edgeOrder.count)
         // Edges that differ only in their dimensions are one edge in the graph; they are next to each other.
@@ -390,9 +401,21 @@ public final class ServiceGraph: Sendable {
         // The first edge of the current id, and the merged sketch once a dimension variant of it follows.
         var first = 0
         var merged: LatencySketch?
+        // Percentiles made for this snapshot, kept in the graph for the next one.
+        var madeEdges: [(index: Int, total: UInt64, percentiles: [Double])] = []
+        var madeNodes: [(index: Int, total: UInt64, percentiles: [Double])] = []
         func finishEdge() {
             guard !snapshot.edges.isEmpty else { return }
-            snapshot.edges[snapshot.edges.count - 1].percentiles = merged?.percentilesMilliseconds ?? edges[first].percentiles
+            let percentiles: [Double]
+            if let merged {
+                percentiles = merged.percentilesMilliseconds
+            } else if edges[first].percentilesTotal == edges[first].latency.total {
+                percentiles = edges[first].percentiles
+            } else {
+                percentiles = edges[first].latency.percentilesMilliseconds
+                madeEdges.append((first, edges[first].latency.total, percentiles))
+            }
+            snapshot.edges[snapshot.edges.count - 1].percentiles = percentiles
             guard serverCount > 0 else { return }
             snapshot.edges[snapshot.edges.count - 1].meanServerMilliseconds = Double(serverNanos) / Double(serverCount) / 1e6
         }
@@ -415,6 +438,9 @@ public final class ServiceGraph: Sendable {
                                                          requests: counts.requests, failed: counts.failed, meanServerMilliseconds: nil))
                 touched[client] = true
                 touched[server] = true
+                let kind = GraphJSON.targetKind(keys[index].connectionType)
+                if kinds[server] == nil || kind != "service" { kinds[server] = kind }
+                if kinds[client] == nil { kinds[client] = names[client] == "user" ? "user" : "service" }
             }
             serverNanos &+= edges[index].serverNanosSum
             serverCount += edges[index].serverCount
@@ -423,11 +449,27 @@ public final class ServiceGraph: Sendable {
         for index in nodeOrder where touched[index] {
             let counts: (requests: Int, failed: Int) = isWindowed
                 ? nodes[index].buckets.sum(since: since, until: until) : (nodes[index].requests, nodes[index].failed)
+            var percentiles = nodes[index].percentiles
+            if nodes[index].percentilesTotal != nodes[index].latency.total {
+                percentiles = nodes[index].latency.percentilesMilliseconds
+                madeNodes.append((index, nodes[index].latency.total, percentiles))
+            }
             snapshot.nodes.append(GraphSnapshot.Node(
                 id: names[index], requests: counts.requests, failed: counts.failed,
-                percentiles: nodes[index].percentiles,
+                percentiles: percentiles,
                 inputTokens: nodes[index].inputTokens, outputTokens: nodes[index].outputTokens,
-                details: details[names[index]] ?? []))
+                details: details[index].attributes, kind: kinds[index] ?? "service", detailFields: details[index].fields))
+        }
+        if !madeEdges.isEmpty || !madeNodes.isEmpty {
+            // Unless more calls came meanwhile (positions never change: edges and nodes are only added).
+            state.withLock { state in
+                for made in madeEdges where state.edgeStats[made.index].latency.total == made.total {
+                    (state.edgeStats[made.index].percentiles, state.edgeStats[made.index].percentilesTotal) = (made.percentiles, made.total)
+                }
+                for made in madeNodes where state.nodeStats[made.index].latency.total == made.total {
+                    (state.nodeStats[made.index].percentiles, state.nodeStats[made.index].percentilesTotal) = (made.percentiles, made.total)
+                }
+            }
         }
         return snapshot
     }
@@ -447,6 +489,11 @@ public struct GraphSnapshot: Sendable {
         /// The node's `agent.*` resource attributes (`agent.type`, `agent.critical`, metadata), shown as
         /// `detail__agent_…` fields.
         public var details: [Attribute] = []
+        /// What the edges reaching it make it: `service`, `user`, `model`, `tool`, `database` or `external`
+        /// (the Node Graph's subtitle).
+        public var kind = "service"
+        /// `details` as Node Graph fields, sorted (`GraphJSON.detailFields`).
+        var detailFields: [(field: String, text: String)] = []
     }
 
     public struct Edge: Sendable {
