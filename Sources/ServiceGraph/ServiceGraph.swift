@@ -116,8 +116,10 @@ public final class ServiceGraph: Sendable {
         var serverSeconds: [(failed: Bool, seconds: Double)] = []
         var clientSeconds: [(failed: Bool, seconds: Double)] = []
         var callsByFailed = (ok: 0, failed: 0)
-        /// The server side's time (else the client's) of each call.
-        var latency = LatencySketch()
+        /// The server side's time (else the client's) of each call, added to the edge's and the node's
+        /// sketches one by one: a batch brings a few calls per edge, so that is cheaper than a sketch per
+        /// batch merged bucket by bucket into both.
+        var latency: [Double] = []
 
         mutating func add(_ observation: EdgeObservation) {
             requests += 1
@@ -132,7 +134,7 @@ public final class ServiceGraph: Sendable {
             if observation.failed { callsByFailed.failed += 1 } else { callsByFailed.ok += 1 }
             if let seconds = observation.serverSeconds { serverSeconds.append((observation.failed, seconds)) }
             if let seconds = observation.clientSeconds { clientSeconds.append((observation.failed, seconds)) }
-            if let seconds = observation.serverSeconds ?? observation.clientSeconds { latency.add(seconds) }
+            if let seconds = observation.serverSeconds ?? observation.clientSeconds { latency.append(seconds) }
         }
     }
 
@@ -282,14 +284,14 @@ public final class ServiceGraph: Sendable {
         for minute in delta.minutes { stats.buckets.add(minute: minute.minute, requests: minute.requests, failed: minute.failed) }
         for observed in delta.serverSeconds { stats.serverNanosSum &+= UInt64((observed.seconds * 1e9).rounded()) }
         stats.serverCount += delta.serverSeconds.count
-        stats.latency.merge(delta.latency)
+        for seconds in delta.latency { stats.latency.add(seconds) }
     }
 
     private static func apply(_ delta: EdgeDelta, to node: inout NodeStats) {
         node.requests += delta.requests
         node.failed += delta.failed
         for minute in delta.minutes { node.buckets.add(minute: minute.minute, requests: minute.requests, failed: minute.failed) }
-        node.latency.merge(delta.latency)
+        for seconds in delta.latency { node.latency.add(seconds) }
     }
 
     /// Notes the `agent.*` attributes of resources (as `agent_enrichment` adds them) for their nodes'

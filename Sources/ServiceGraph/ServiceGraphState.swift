@@ -508,6 +508,30 @@ struct SpanFacts {
     enum Key: Int, CaseIterable {
         case agentSource, agentTarget, operation, requestModel, responseModel, system, toolName, agentName, inputTokens, outputTokens
         case dbNamespace, dbName, dbSystem, dbSystemName, peerService, serverAddress, networkPeerAddress, networkPeerPort
+
+        /// The attribute's name.
+        var name: String {
+            switch self {
+            case .agentSource: "agent.source"
+            case .agentTarget: "agent.target"
+            case .operation: "gen_ai.operation.name"
+            case .requestModel: "gen_ai.request.model"
+            case .responseModel: "gen_ai.response.model"
+            case .system: "gen_ai.system"
+            case .toolName: "gen_ai.tool.name"
+            case .agentName: "gen_ai.agent.name"
+            case .inputTokens: "gen_ai.usage.input_tokens"
+            case .outputTokens: "gen_ai.usage.output_tokens"
+            case .dbNamespace: "db.namespace"
+            case .dbName: "db.name"
+            case .dbSystem: "db.system"
+            case .dbSystemName: "db.system.name"
+            case .peerService: "peer.service"
+            case .serverAddress: "server.address"
+            case .networkPeerAddress: "network.peer.address"
+            case .networkPeerPort: "network.peer.port"
+            }
+        }
     }
 
     private let attributes: [Attribute]
@@ -519,50 +543,37 @@ struct SpanFacts {
 
     init(_ attributes: [Attribute]) {
         self.attributes = attributes
-        for index in attributes.indices.prefix(Int(Int16.max)) {
+        for index in 0..<min(attributes.count, Int(Int16.max)) {
             if let key = Self.key(attributes[index].key), positions[key.rawValue] < 0 { set(key, Int16(index)) }
         }
     }
 
-    /// The graph's key for an attribute name; most names are passed over on their first byte.
+    /// The graph's key for an attribute name: most names are passed over on their first byte and length,
+    /// and the one candidate left is compared once.
     static func key(_ name: String) -> Key? {
-        switch name.utf8.first {
-        case UInt8(ascii: "a"):
-            switch name {
-            case "agent.source": .agentSource
-            case "agent.target": .agentTarget
-            default: nil
-            }
-        case UInt8(ascii: "g"):
-            switch name {
-            case "gen_ai.operation.name": .operation
-            case "gen_ai.request.model": .requestModel
-            case "gen_ai.response.model": .responseModel
-            case "gen_ai.system": .system
-            case "gen_ai.tool.name": .toolName
-            case "gen_ai.agent.name": .agentName
-            case "gen_ai.usage.input_tokens": .inputTokens
-            case "gen_ai.usage.output_tokens": .outputTokens
-            default: nil
-            }
-        case UInt8(ascii: "d"):
-            switch name {
-            case "db.namespace": .dbNamespace
-            case "db.name": .dbName
-            case "db.system": .dbSystem
-            case "db.system.name": .dbSystemName
-            default: nil
-            }
-        case UInt8(ascii: "p"): name == "peer.service" ? .peerService : nil
-        case UInt8(ascii: "s"): name == "server.address" ? .serverAddress : nil
-        case UInt8(ascii: "n"):
-            switch name {
-            case "network.peer.address": .networkPeerAddress
-            case "network.peer.port": .networkPeerPort
-            default: nil
-            }
-        default: nil
+        let utf8 = name.utf8
+        guard let first = utf8.first, let last = utf8.last else { return nil }
+        let candidate: Key
+        switch (first, utf8.count) {
+        case (UInt8(ascii: "a"), 12): candidate = last == UInt8(ascii: "e") ? .agentSource : .agentTarget
+        case (UInt8(ascii: "g"), 21): candidate = last == UInt8(ascii: "e") ? .operation : .responseModel
+        case (UInt8(ascii: "g"), 20): candidate = .requestModel
+        case (UInt8(ascii: "g"), 13): candidate = .system
+        case (UInt8(ascii: "g"), 16): candidate = .toolName
+        case (UInt8(ascii: "g"), 17): candidate = .agentName
+        case (UInt8(ascii: "g"), 25): candidate = .inputTokens
+        case (UInt8(ascii: "g"), 26): candidate = .outputTokens
+        case (UInt8(ascii: "d"), 12): candidate = .dbNamespace
+        case (UInt8(ascii: "d"), 7): candidate = .dbName
+        case (UInt8(ascii: "d"), 9): candidate = .dbSystem
+        case (UInt8(ascii: "d"), 14): candidate = .dbSystemName
+        case (UInt8(ascii: "p"), 12): candidate = .peerService
+        case (UInt8(ascii: "s"), 14): candidate = .serverAddress
+        case (UInt8(ascii: "n"), 20): candidate = .networkPeerAddress
+        case (UInt8(ascii: "n"), 17): candidate = .networkPeerPort
+        default: return nil
         }
+        return name == candidate.name ? candidate : nil
     }
 
     private mutating func set(_ key: Key, _ index: Int16) {
