@@ -55,58 +55,72 @@ public enum GraphJSON {
     }
 
     /// Node Graph panel frames, `{"edges":[…],"nodes":[…]}`, written straight from the snapshot with
-    /// `JSONWriter`, members in sorted order so the same graph always gives the same bytes.
+    /// `JSONWriter`, members in sorted order so the same graph always gives the same bytes. Each edge and
+    /// node object is `edgeObject`'s or `nodeObject`'s, or the same bytes the snapshot kept from an earlier
+    /// answer for an edge or node that has not changed since (`ServiceGraph.snapshot(rendering:)`).
     public static func encodeNodeGraph(_ snapshot: GraphSnapshot) -> [UInt8] {
-        var out = JSONWriter(capacity: 256 * (snapshot.edges.count + snapshot.nodes.count) + 64)
+        var bytes: [UInt8] = []
+        bytes.reserveCapacity(256 * (snapshot.edges.count + snapshot.nodes.count) + 64)
+        bytes.append(contentsOf: #"{"edges":["#.utf8)
+        for (position, edge) in snapshot.edges.enumerated() {
+            if position > 0 { bytes.append(UInt8(ascii: ",")) }
+            if let json = edge.json { bytes.append(contentsOf: json) } else { bytes.append(contentsOf: edgeObject(edge)) }
+        }
+        bytes.append(contentsOf: #"],"nodes":["#.utf8)
+        for (position, node) in snapshot.nodes.enumerated() {
+            if position > 0 { bytes.append(UInt8(ascii: ",")) }
+            if let json = node.json { bytes.append(contentsOf: json) } else { bytes.append(contentsOf: nodeObject(node)) }
+        }
+        bytes.append(contentsOf: "]}".utf8)
+        return bytes
+    }
+
+    /// One edge of the Node Graph answer.
+    static func edgeObject(_ edge: GraphSnapshot.Edge) -> [UInt8] {
+        var out = JSONWriter(capacity: 320)
         out.beginObject()
-        out.key("edges")
-        out.beginArray()
-        for edge in snapshot.edges {
-            out.beginObject()
-            out.key("detail__connection_type"); out.string(edge.connectionType)
-            out.key("detail__failed"); out.integer(edge.failed)
-            if let mean = edge.meanServerMilliseconds { out.key("detail__mean_server_ms"); out.number((mean * 1000).rounded() / 1000) }
-            if edge.percentiles.count == 3 {
-                out.key("detail__p50_ms"); out.number(edge.percentiles[0])
-                out.key("detail__p95_ms"); out.number(edge.percentiles[1])
-                out.key("detail__p99_ms"); out.number(edge.percentiles[2])
-            }
-            out.key("detail__requests"); out.integer(edge.requests)
-            out.key("id"); out.string(edge.id)
-            out.key("mainstat"); out.integer(edge.requests)
-            out.key("secondarystat"); out.number(rate(edge.failed, edge.requests))
-            out.key("source"); out.string(edge.source)
-            out.key("target"); out.string(edge.target)
-            out.endObject()
+        out.key("detail__connection_type"); out.string(edge.connectionType)
+        out.key("detail__failed"); out.integer(edge.failed)
+        if let mean = edge.meanServerMilliseconds { out.key("detail__mean_server_ms"); out.number((mean * 1000).rounded() / 1000) }
+        if edge.percentiles.count == 3 {
+            out.key("detail__p50_ms"); out.number(edge.percentiles[0])
+            out.key("detail__p95_ms"); out.number(edge.percentiles[1])
+            out.key("detail__p99_ms"); out.number(edge.percentiles[2])
         }
-        out.endArray()
-        out.key("nodes")
-        out.beginArray()
-        for node in snapshot.nodes {
-            out.beginObject()
-            out.key("arc__failed"); out.number(node.requests == 0 ? 0 : Double(node.failed) / Double(node.requests))
-            out.key("arc__success"); out.number(node.requests == 0 ? 1 : Double(node.requests - node.failed) / Double(node.requests))
-            // detail__agent_… sort before detail__errors.
-            for (field, text) in node.detailFields {
-                out.dynamicKey(field); out.string(text)
-            }
-            out.key("detail__errors"); out.integer(node.failed)
-            out.key("detail__input_tokens"); out.integer(node.inputTokens)
-            out.key("detail__output_tokens"); out.integer(node.outputTokens)
-            if node.percentiles.count == 3 {
-                out.key("detail__p50_ms"); out.number(node.percentiles[0])
-                out.key("detail__p95_ms"); out.number(node.percentiles[1])
-                out.key("detail__p99_ms"); out.number(node.percentiles[2])
-            }
-            out.key("detail__requests"); out.integer(node.requests)
-            out.key("id"); out.string(node.id)
-            out.key("mainstat"); out.integer(node.requests)
-            out.key("secondarystat"); out.number(rate(node.failed, node.requests))
-            out.key("subtitle"); out.string(node.kind)
-            out.key("title"); out.string(node.id)
-            out.endObject()
+        out.key("detail__requests"); out.integer(edge.requests)
+        out.key("id"); out.string(edge.id)
+        out.key("mainstat"); out.integer(edge.requests)
+        out.key("secondarystat"); out.number(rate(edge.failed, edge.requests))
+        out.key("source"); out.string(edge.source)
+        out.key("target"); out.string(edge.target)
+        out.endObject()
+        return out.bytes
+    }
+
+    /// One node of the Node Graph answer.
+    static func nodeObject(_ node: GraphSnapshot.Node) -> [UInt8] {
+        var out = JSONWriter(capacity: 384)
+        out.beginObject()
+        out.key("arc__failed"); out.number(node.requests == 0 ? 0 : Double(node.failed) / Double(node.requests))
+        out.key("arc__success"); out.number(node.requests == 0 ? 1 : Double(node.requests - node.failed) / Double(node.requests))
+        // detail__agent_… sort before detail__errors.
+        for (field, text) in node.detailFields {
+            out.dynamicKey(field); out.string(text)
         }
-        out.endArray()
+        out.key("detail__errors"); out.integer(node.failed)
+        out.key("detail__input_tokens"); out.integer(node.inputTokens)
+        out.key("detail__output_tokens"); out.integer(node.outputTokens)
+        if node.percentiles.count == 3 {
+            out.key("detail__p50_ms"); out.number(node.percentiles[0])
+            out.key("detail__p95_ms"); out.number(node.percentiles[1])
+            out.key("detail__p99_ms"); out.number(node.percentiles[2])
+        }
+        out.key("detail__requests"); out.integer(node.requests)
+        out.key("id"); out.string(node.id)
+        out.key("mainstat"); out.integer(node.requests)
+        out.key("secondarystat"); out.number(rate(node.failed, node.requests))
+        out.key("subtitle"); out.string(node.kind)
+        out.key("title"); out.string(node.id)
         out.endObject()
         return out.bytes
     }

@@ -157,6 +157,10 @@ public final class ServiceGraph: Sendable {
         /// Each node's details as Node Graph fields (`GraphJSON.detailFields`), by node position: made when
         /// they change, so an answer only copies them.
         var nodeDetails: [(attributes: [Attribute], fields: [(field: String, text: String)])] = []
+        /// The Node Graph JSON last written for each edge (by the position of its first dimension variant)
+        /// and each node, with what it was written from: an answer writes again only what changed since.
+        var edgeJSON: [(edge: GraphSnapshot.Edge, json: [UInt8])?] = []
+        var nodeJSON: [(node: GraphSnapshot.Node, json: [UInt8])?] = []
 
         mutating func node(_ name: String) -> Int {
             if let index = nodeIndex[name] { return index }
@@ -166,6 +170,7 @@ public final class ServiceGraph: Sendable {
             nodeStats.append(NodeStats())
             let attributes = details[name] ?? []
             nodeDetails.append((attributes, attributes.isEmpty ? [] : GraphJSON.detailFields(attributes)))
+            nodeJSON.append(nil)
             nodeOrder.append(index)
             sorted = false
             return index
@@ -177,6 +182,7 @@ public final class ServiceGraph: Sendable {
             edgeKeys.append(key)
             edgeStats.append(stats)
             edgeOrder.append(index)
+            edgeJSON.append(nil)
             sorted = false
             return index
         }
@@ -372,11 +378,13 @@ public final class ServiceGraph: Sendable {
     }
 
     /// A snapshot for the APIs: edges seen since `since` (all when nil), optionally only those touching `service`.
-    /// The lock is held only to take copy-on-write copies; the work happens outside it.
-    public func snapshot(since: UInt64? = nil, until: UInt64? = nil, service: String? = nil) -> GraphSnapshot {
+    /// The lock is held only to take copy-on-write copies; the work happens outside it. With `rendering`, each
+    /// edge and node also carries its Node Graph JSON: kept from an earlier answer when it has not changed.
+    public func snapshot(since: UInt64? = nil, until: UInt64? = nil, service: String? = nil, rendering: Bool = false) -> GraphSnapshot {
         var (keys, edges, names, nodes, edgeOrder, nodeOrder, sorted, details) = state.withLock {
             ($0.edgeKeys, $0.edgeStats, $0.nodeNames, $0.nodeStats, $0.edgeOrder, $0.nodeOrder, $0.sorted, $0.nodeDetails)
         }
+        let (edgeJSON, nodeJSON) = rendering ? state.withLock { ($0.edgeJSON, $0.nodeJSON) } : ([], [])
         if !sorted {
             edgeOrder.sort { edges[$0].id < edges[$1].id }
             nodeOrder.sort { names[$0] < names[$1] }
@@ -406,6 +414,9 @@ public final class ServiceGraph: Sendable {
         // Percentiles made for this snapshot, kept in the graph for the next one.
         var madeEdges: [(index: Int, total: UInt64, percentiles: [Double])] = []
         var madeNodes: [(index: Int, total: UInt64, percentiles: [Double])] = []
+        // The position of each snapshot edge's first variant, and of each snapshot node.
+        var edgeFirsts: [Int] = []
+        var nodePositions: [Int] = []
         func finishEdge() {
             guard !snapshot.edges.isEmpty else { return }
             let percentiles: [Double]
@@ -435,6 +446,7 @@ public final class ServiceGraph: Sendable {
             } else {
                 finishEdge()
                 (serverNanos, serverCount, first, merged) = (0, 0, index, nil)
+                edgeFirsts.append(index)
                 snapshot.edges.append(GraphSnapshot.Edge(id: edges[index].id, source: names[client], target: names[server],
                                                          connectionType: keys[index].connectionType,
                                                          requests: counts.requests, failed: counts.failed, meanServerMilliseconds: nil))
@@ -456,13 +468,36 @@ public final class ServiceGraph: Sendable {
                 percentiles = nodes[index].latency.percentilesMilliseconds
                 madeNodes.append((index, nodes[index].latency.total, percentiles))
             }
+            nodePositions.append(index)
             snapshot.nodes.append(GraphSnapshot.Node(
                 id: names[index], requests: counts.requests, failed: counts.failed,
                 percentiles: percentiles,
                 inputTokens: nodes[index].inputTokens, outputTokens: nodes[index].outputTokens,
                 details: details[index].attributes, kind: kinds[index] ?? "service", detailFields: details[index].fields))
         }
-        if !madeEdges.isEmpty || !madeNodes.isEmpty {
+        var writtenEdges: [(index: Int, entry: (edge: GraphSnapshot.Edge, json: [UInt8]))] = []
+        var writtenNodes: [(index: Int, entry: (node: GraphSnapshot.Node, json: [UInt8]))] = []
+        if rendering {
+            for (position, index) in edgeFirsts.enumerated() {
+                if let kept = edgeJSON[index], kept.edge.answersAlike(snapshot.edges[position]) {
+                    snapshot.edges[position].json = kept.json
+                } else {
+                    let json = GraphJSON.edgeObject(snapshot.edges[position])
+                    writtenEdges.append((index, (snapshot.edges[position], json)))
+                    snapshot.edges[position].json = json
+                }
+            }
+            for (position, index) in nodePositions.enumerated() {
+                if let kept = nodeJSON[index], kept.node.answersAlike(snapshot.nodes[position]) {
+                    snapshot.nodes[position].json = kept.json
+                } else {
+                    let json = GraphJSON.nodeObject(snapshot.nodes[position])
+                    writtenNodes.append((index, (snapshot.nodes[position], json)))
+                    snapshot.nodes[position].json = json
+                }
+            }
+        }
+        if !madeEdges.isEmpty || !madeNodes.isEmpty || !writtenEdges.isEmpty || !writtenNodes.isEmpty {
             // Unless more calls came meanwhile (positions never change: edges and nodes are only added).
             state.withLock { state in
                 for made in madeEdges where state.edgeStats[made.index].latency.total == made.total {
@@ -471,6 +506,9 @@ public final class ServiceGraph: Sendable {
                 for made in madeNodes where state.nodeStats[made.index].latency.total == made.total {
                     (state.nodeStats[made.index].percentiles, state.nodeStats[made.index].percentilesTotal) = (made.percentiles, made.total)
                 }
+                // Kept with what they were written from, so a later answer reuses them only when that is alike.
+                for written in writtenEdges { state.edgeJSON[written.index] = written.entry }
+                for written in writtenNodes { state.nodeJSON[written.index] = written.entry }
             }
         }
         return snapshot
@@ -496,6 +534,15 @@ public struct GraphSnapshot: Sendable {
         public var kind = "service"
         /// `details` as Node Graph fields, sorted (`GraphJSON.detailFields`).
         var detailFields: [(field: String, text: String)] = []
+        /// Its Node Graph JSON object, when the snapshot was made for rendering.
+        var json: [UInt8]? = nil
+
+        /// True when `other` gives the same Node Graph object (everything it is written from is equal).
+        func answersAlike(_ other: Node) -> Bool {
+            id == other.id && requests == other.requests && failed == other.failed && percentiles == other.percentiles
+                && inputTokens == other.inputTokens && outputTokens == other.outputTokens && kind == other.kind
+                && details == other.details  // `detailFields` are made from them
+        }
     }
 
     public struct Edge: Sendable {
@@ -509,6 +556,15 @@ public struct GraphSnapshot: Sendable {
         public var meanServerMilliseconds: Double?
         /// p50, p95, p99 of the calls' durations (server side, else client side), in ms; empty without data.
         public var percentiles: [Double] = []
+        /// Its Node Graph JSON object, when the snapshot was made for rendering.
+        var json: [UInt8]? = nil
+
+        /// True when `other` gives the same Node Graph object.
+        func answersAlike(_ other: Edge) -> Bool {
+            id == other.id && source == other.source && target == other.target && connectionType == other.connectionType
+                && requests == other.requests && failed == other.failed && meanServerMilliseconds == other.meanServerMilliseconds
+                && percentiles == other.percentiles
+        }
 
         /// The id an edge between `source` and `target` has.
         public static func id(source: String, target: String, connectionType: String) -> String {

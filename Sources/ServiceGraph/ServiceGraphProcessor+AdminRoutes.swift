@@ -12,7 +12,7 @@ extension ServiceGraphProcessor: AdminRouteProvider {
                 // Per-minute history covers the last hour; a longer window reads the totals.
                 if duration <= .seconds(3600) { since = wallClockNanos() &- UInt64(clamping: duration.nanoseconds) }
             }
-            return .json(GraphJSON.encodeNodeGraph(snapshot(since: since, service: request.query["service"])))
+            return .json(GraphJSON.encodeNodeGraph(snapshot(since: since, service: request.query["service"], rendering: true)))
         }
         return [
             AdminRoute("/api/service-graph", respond: nodeGraph),

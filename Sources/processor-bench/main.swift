@@ -227,7 +227,7 @@ func renderGraph(nodes: Int, edges: Int) async -> ServiceGraphProcessor {
 /// What `GET /api/service-graph` does for its answer: the snapshot and its JSON.
 @inline(never)
 func renderNodeGraph(_ processor: ServiceGraphProcessor) -> Int {
-    GraphJSON.encodeNodeGraph(processor.snapshot()).count
+    GraphJSON.encodeNodeGraph(processor.snapshot(rendering: true)).count
 }
 
 func main() async {

@@ -1,3 +1,4 @@
+import Foundation
 import Pipeline
 import Testing
 @testable import ServiceGraph
@@ -41,5 +42,24 @@ struct ServiceGraphSnapshotTests {
                       call("a", "pg", "database"), call("a", "b", "")])
         let kinds = Dictionary(uniqueKeysWithValues: graph.snapshot().nodes.map { ($0.id, $0.kind) })
         #expect(kinds == ["user": "user", "a": "external", "gpt": "model", "b": "service", "search": "tool", "pg": "database"])
+    }
+
+    /// An answer keeps each edge's and node's JSON for the next one while it has not changed: after more
+    /// calls the next answer must show them, and equal the answer written afresh.
+    @Test("Node Graph JSON kept between answers follows later calls")
+    func keptJSONFollowsCalls() throws {
+        let graph = ServiceGraph(configuration: ServiceGraphConfiguration(), metrics: SelfMetrics())
+        graph.record(Self.calls([0.1]))
+        let first = GraphJSON.encodeNodeGraph(graph.snapshot(rendering: true))
+        #expect(first == GraphJSON.encodeNodeGraph(graph.snapshot()))
+        #expect(GraphJSON.encodeNodeGraph(graph.snapshot(rendering: true)) == first)
+        graph.record(Self.calls([0.2]))
+        let second = GraphJSON.encodeNodeGraph(graph.snapshot(rendering: true))
+        #expect(second == GraphJSON.encodeNodeGraph(graph.snapshot()))
+        let document = try #require(try JSONSerialization.jsonObject(with: Data(second)) as? [String: Any])
+        let edges = try #require(document["edges"] as? [[String: Any]])
+        #expect(edges.first?["mainstat"] as? Int == 2)
+        let llm = try #require((document["nodes"] as? [[String: Any]])?.first { $0["id"] as? String == "llm" })
+        #expect(llm["detail__requests"] as? Int == 2)
     }
 }
