@@ -141,6 +141,9 @@ let package = Package(
                 "Pipeline", "TraceModel", "JSONText",
                 .product(name: "DequeModule", package: "swift-collections"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
+                // `cluster:` asks Prometheus for every replica's series.
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOCore", package: "swift-nio"),
             ]
         ),
         .target(

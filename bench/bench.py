@@ -164,23 +164,25 @@ def measure(collector, list_file, spans_per_request, warmup, seconds, connection
         rss = peak_rss_mib(collector.process.pid)
         if collector.process.poll() is not None:
             raise RuntimeError(f"{collector.name} exited during the run")
-    ok, failed = result["ok"], result["failed"]
+    ok, failed, refused = result["ok"], result["failed"], 0
     if counted_before is not None:
         # What the collector itself took: a request the load generator saw succeed but whose spans were
         # not accepted (a gRPC call with grpc-status != 0) is a failure. Requests still in flight when
-        # the window closed may be counted on either side: the difference is at most the connections.
+        # the window closed may be counted on either side: the difference is at most the streams open.
         accepted = (counted_after[0] - counted_before[0]) / spans_per_request
-        refused = (counted_after[1] - counted_before[1]) / spans_per_request
         if accepted < ok - connections * 16:
             failed += ok - int(accepted)
             ok = int(accepted)
-        failed = max(failed, int(refused))
+        # Refusals because the pipeline is full (503 / UNAVAILABLE with retry) are backpressure working,
+        # shown in their own column; every other unsuccessful request is a failure.
+        refused = int((counted_after[1] - counted_before[1]) / spans_per_request)
+        failed = max(failed - refused, 0)
     spans = ok * spans_per_request
     return {
         "spans_per_s": spans / seconds,
         "p50": result["p50"], "p99": result["p99"], "mean": result.get("mean"),
         "cpu_per_million": cpu / (spans / 1e6) if spans else float("nan"),
-        "rss": rss, "failed": failed, "elapsed": elapsed, "load_share": result["load_cpu"] / elapsed,
+        "rss": rss, "failed": failed, "refused": refused, "elapsed": elapsed, "load_share": result["load_cpu"] / elapsed,
     }
 
 
@@ -231,6 +233,19 @@ service:
   telemetry: {logs: {level: warn}}
   pipelines: {traces: {receivers: [otlp], processors: [batch], exporters: [otlp]}}
 """,
+    # The routing tier (docs/scaling.md): a router whose loadbalancing exporter sends every span on to one
+    # replica (the AgentTrace nop sink); compare with "ingest -> nop", the replica taking the spans directly.
+    "router: loadbalancing -> 1 replica (AgentTrace nop sink)": """
+receivers: {otlp: {protocols: {http: {endpoint: "127.0.0.1:PORT"}}}}
+exporters:
+  loadbalancing:
+    protocol: {otlp: {timeout: 10s}}
+    resolver: {static: {hostnames: ["127.0.0.1:GRPCSINKPORT"]}}
+service:
+  admin: {endpoint: "127.0.0.1:ADMINPORT"}
+  telemetry: {logs: {level: warn}}
+  pipelines: {traces: {receivers: [otlp], exporters: [loadbalancing]}}
+""",
     "batch -> otlp/http with storage (local sink)": """
 receivers: {otlp: {protocols: {http: {endpoint: "127.0.0.1:PORT"}}}}
 processors: {batch: {send_batch_size: 8192, timeout: 200ms}}
@@ -263,6 +278,8 @@ def default_chain_without(agenttrace, processor):
     """The embedded default chain -> nop without one processor (its cost is the difference)."""
     import yaml
     config = yaml.safe_load(default_chain_config(agenttrace, {"nop": {}}))
+    if processor not in config["service"]["pipelines"]["traces"]["processors"]:
+        return None
     config["service"]["pipelines"]["traces"]["processors"].remove(processor)
     del config["processors"][processor]
     return yaml.safe_dump(config, sort_keys=False)
@@ -278,7 +295,7 @@ def summarize(results):
         "spans_per_s": statistics.median(rates), "min": min(rates), "max": max(rates),
         "p50": median("p50"), "p99": median("p99"), "mean": median("mean"),
         "cpu_per_million": median("cpu_per_million"), "rss": max(r["rss"] for r in results),
-        "failed": sum(r["failed"] for r in results), "load_share": max(r["load_share"] for r in results),
+        "failed": sum(r["failed"] for r in results), "refused": sum(r["refused"] for r in results), "load_share": max(r["load_share"] for r in results),
     }
 
 
@@ -338,6 +355,7 @@ def main():
     small_rows = {"ingest -> nop", "batch -> nop", "tail_sampling, batch -> nop", f"default chain ({chain}) -> nop",
                   "default chain without service_graph -> nop"}
     names = (list(AGENTTRACE_CONFIGS) + [f"default chain ({chain}) -> nop", "default chain without service_graph -> nop",
+                                         "default chain without anomaly_detection -> nop",
                                          "default chain -> zipkin (JSON, local sink)", "default chain -> otlp gRPC (AgentTrace nop sink)"])
     helpers = []  # the sinks: stopped however the run ends, so a failed run leaves no process holding a port
     try:
@@ -375,11 +393,16 @@ service:
                         # With a baseline, the two builds take turns going first, row by row: whichever runs
                         # second would otherwise always meet the warmer (or the noisier) machine.
                         for label, binary in (builds[::-1] if second_first else builds):
+                            if args.only and not any(text in f"{label} {name}, OTLP/gRPC{suffix}" or text in f"{label} {name}, OTLP/HTTP{suffix}"
+                                                     for text in args.only):
+                                continue
                             config = AGENTTRACE_CONFIGS.get(name)
                             if name.startswith("default chain ("):
                                 config = default_chain_config(binary, {"nop": {}})
-                            elif name == "default chain without service_graph -> nop":
-                                config = default_chain_without(binary, "service_graph")
+                            elif name.startswith("default chain without "):
+                                config = default_chain_without(binary, name.split()[3])
+                                if config is None:
+                                    continue  # an older build without that processor
                             elif name.startswith("default chain -> zipkin"):
                                 config = default_chain_config(binary, {"zipkin": {"endpoint": "http://127.0.0.1:SINKPORT/api/v2/spans"}})
                             elif name.startswith("default chain -> otlp gRPC"):
@@ -406,8 +429,8 @@ service:
     rows = [(name, summarize(measured[name])) for name in order]
     rates = {name: r["spans_per_s"] for name, r in rows}
     header = ("| collector and pipeline | spans/s, median (min-max) | vs rotel | p50 ms | p99 ms | CPU s / M spans | "
-              "peak RSS MiB | failed requests | load generator CPU |")
-    lines = [header, "|" + "---|" * 9]
+              "peak RSS MiB | refused (pipeline full) | failed requests | load generator CPU |")
+    lines = [header, "|" + "---|" * 10]
     for name, r in rows:
         transport = name.rsplit(", ", 1)[1]
         rotel_rate = rates.get(f"rotel (blackhole), {transport}")
@@ -417,7 +440,7 @@ service:
         # A row with failures, or whose load generator was saturated, is marked: its figure is not the collector's.
         marks = (" **(failures)**" if r["failed"] else "") + (" **(load generator saturated)**" if r["load_share"] > 0.9 else "")
         lines.append(f"| {name}{marks} | {r['spans_per_s']:,.0f} ({r['min']:,.0f}-{r['max']:,.0f}) | {versus} | {latency} | "
-                     f"{r['cpu_per_million']:.2f} | {r['rss']:.0f} | {r['failed']} | {r['load_share'] * 100:.0f}% |")
+                     f"{r['cpu_per_million']:.2f} | {r['rss']:.0f} | {r['refused']} | {r['failed']} | {r['load_share'] * 100:.0f}% |")
     table = "\n".join(lines)
     print(table)
 

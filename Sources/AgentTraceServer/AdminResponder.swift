@@ -69,26 +69,47 @@ final class AdminResponder: HTTP1Responder {
         case _ where LiveView.serves(request.path):
             response = liveView(request, token: tokens == nil ? nil : viewToken)
         default:
-            response = contributed(request)
+            guard let answer = contributed(request) else { return nil }
+            response = answer
         }
         if head.method == .HEAD { response.body = nil }
         return response
     }
 
-    /// A component's route; `?processor=ID` or `?exporter=ID` picks among several instances of one path.
-    private func contributed(_ request: AdminRequest) -> HTTP1Response {
+    /// A route found, or the answer saying none serves the request.
+    enum RouteChoice {
+        case success(AdminRoute)
+        case failure(HTTP1Response)
+    }
+
+    /// The route that answers `request`, or the answer saying none does.
+    private func route(for request: AdminRequest) -> RouteChoice {
         guard let candidates = routes[request.path] ?? subpathRoutes(request.path) else {
             let known = (["/", "/healthz", "/readyz", "/metrics", "/api/self-metrics"] + routes.keys.sorted()).joined(separator: ", ")
-            return text(.notFound, "not found: \(request.path); this collector serves \(known)\n")
+            return .failure(text(.notFound, "not found: \(request.path); this collector serves \(known)\n"))
         }
         var chosen = candidates[0]
         if let named = candidates.first(where: { entry in entry.kind.map { request.query[$0] == entry.id } ?? false }) {
             chosen = named
         } else if let kind = candidates.compactMap(\.kind).first, let asked = request.query[kind] {
             let served = candidates.map(\.id).joined(separator: ", ")
-            return text(.notFound, "no \(kind) \(asked) serves \(request.path); these do: \(served)\n")
+            return .failure(text(.notFound, "no \(kind) \(asked) serves \(request.path); these do: \(served)\n"))
         }
-        let answer = chosen.route.respond(request)
+        return .success(chosen.route)
+    }
+
+    /// A component's route; `?processor=ID` or `?exporter=ID` picks among several instances of one path.
+    /// Nil for a route that answers asynchronously: `respond(to:body:eventLoop:)` then awaits it.
+    private func contributed(_ request: AdminRequest) -> HTTP1Response? {
+        switch route(for: request) {
+        case .failure(let answer): return answer
+        case .success(let route):
+            guard route.respondAsync == nil else { return nil }
+            return response(route.respond(request))
+        }
+    }
+
+    private func response(_ answer: AdminResponse) -> HTTP1Response {
         var headers: HTTPHeaders = ["content-type": answer.contentType]
         if answer.contentType.hasPrefix("application/json") { headers.add(name: "access-control-allow-origin", value: "*") }
         return HTTP1Response(status: HTTPResponseStatus(statusCode: answer.status), headers: headers, body: ByteBuffer(bytes: answer.body))
@@ -115,8 +136,20 @@ final class AdminResponder: HTTP1Responder {
     }
 
     func respond(to head: HTTPRequestHead, body: ByteBuffer, eventLoop: any EventLoop) -> EventLoopFuture<HTTP1Response> {
-        // Every request is answered from its head.
-        eventLoop.makeSucceededFuture(text(.notFound, "not found\n"))
+        // Only asynchronous routes get here (every other request is answered from its head): the route runs
+        // as a task, off the event loop, and the promise completes on the connection's loop.
+        let request = AdminRequest(target: head.uri)
+        guard case .success(let route) = route(for: request), let respondAsync = route.respondAsync else {
+            return eventLoop.makeSucceededFuture(text(.notFound, "not found\n"))
+        }
+        let promise = eventLoop.makePromise(of: HTTP1Response.self)
+        let isHead = head.method == .HEAD
+        Task {
+            var answer = response(await respondAsync(request))
+            if isHead { answer.body = nil }
+            promise.succeed(answer)
+        }
+        return promise.futureResult
     }
 
     private func text(_ status: HTTPResponseStatus, _ body: String, extra: HTTPHeaders = [:]) -> HTTP1Response {

@@ -34,6 +34,7 @@ public struct ComponentRegistry: Sendable {
         registry.register(ZipkinExporterFactory())
         registry.register(JaegerExporterFactory())
         registry.register(OTLPExporterFactory())
+        registry.register(LoadBalancingExporterFactory())
         return registry
     }
 

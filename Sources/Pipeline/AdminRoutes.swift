@@ -95,12 +95,23 @@ public struct AdminRoute: Sendable {
     public var matchesSubpaths: Bool
     /// Answers a request; called on an event loop, so it must not block.
     public var respond: @Sendable (AdminRequest) -> AdminResponse
+    /// For a route that must wait (a query to another server): answers off the event loop, suspending,
+    /// never blocking; the admin API completes the response when it returns. Nil for the others.
+    public var respondAsync: (@Sendable (AdminRequest) async -> AdminResponse)?
 
     /// A route for exactly `path`.
     public init(_ path: String, respond: @escaping @Sendable (AdminRequest) -> AdminResponse) {
         self.path = path
         self.matchesSubpaths = false
         self.respond = respond
+    }
+
+    /// A route for exactly `path` whose answer is awaited (`respondAsync`).
+    public init(_ path: String, respondAsync: @escaping @Sendable (AdminRequest) async -> AdminResponse) {
+        self.path = path
+        self.matchesSubpaths = false
+        self.respond = { _ in .text("this route answers asynchronously\n", status: 500) }
+        self.respondAsync = respondAsync
     }
 
     /// A route for every path below `prefix` (which ends in `/`): the handler reads the rest of `request.path`.

@@ -11,7 +11,12 @@ public final class SelfMetrics: Sendable {
     private let own = PrometheusCollectorRegistry()
     /// Every other family.
     private let published = PrometheusCollectorRegistry()
-    private let refreshers = Mutex<[@Sendable () -> Void]>([])
+    private let refreshers = Mutex<(next: Int, hooks: [(id: Int, refresh: @Sendable () -> Void)])>((0, []))
+
+    /// A refresher registered with `onScrape`, to remove with `removeOnScrape`.
+    public struct ScrapeHook: Sendable, Hashable {
+        let id: Int
+    }
 
     public init() {}
 
@@ -32,8 +37,31 @@ public final class SelfMetrics: Sendable {
     }
 
     /// Runs `refresh` before every scrape, for gauges that sample state (queue lengths).
-    public func onScrape(_ refresh: @escaping @Sendable () -> Void) {
-        refreshers.withLock { $0.append(refresh) }
+    @discardableResult
+    public func onScrape(_ refresh: @escaping @Sendable () -> Void) -> ScrapeHook {
+        refreshers.withLock { refreshers in
+            defer { refreshers.next += 1 }
+            refreshers.hooks.append((refreshers.next, refresh))
+            return ScrapeHook(id: refreshers.next)
+        }
+    }
+
+    /// Stops running a refresher: for a component that goes away while the collector runs.
+    public func removeOnScrape(_ hook: ScrapeHook) {
+        refreshers.withLock { $0.hooks.removeAll { $0.id == hook.id } }
+    }
+
+    /// Removes a counter's series from the exposition (series stay bounded by what exists now).
+    public func remove(_ counter: Counter) {
+        // A registry that does not hold it ignores the call.
+        own.unregisterCounter(counter)
+        published.unregisterCounter(counter)
+    }
+
+    /// Removes a gauge's series from the exposition.
+    public func remove(_ gauge: Gauge) {
+        own.unregisterGauge(gauge)
+        published.unregisterGauge(gauge)
     }
 
     private func registry(_ name: String) -> PrometheusCollectorRegistry {
@@ -42,7 +70,7 @@ public final class SelfMetrics: Sendable {
 
     /// The exposition text: every family.
     public func render() -> [UInt8] {
-        for refresh in refreshers.withLock({ $0 }) { refresh() }
+        for hook in refreshers.withLock({ $0.hooks }) { hook.refresh() }
         var buffer: [UInt8] = []
         buffer.reserveCapacity(8192)
         own.emit(into: &buffer)
@@ -52,7 +80,7 @@ public final class SelfMetrics: Sendable {
 
     /// The exposition text of the `agenttrace_*` families only.
     public func renderOwn() -> [UInt8] {
-        for refresh in refreshers.withLock({ $0 }) { refresh() }
+        for hook in refreshers.withLock({ $0.hooks }) { hook.refresh() }
         var buffer: [UInt8] = []
         buffer.reserveCapacity(8192)
         own.emit(into: &buffer)

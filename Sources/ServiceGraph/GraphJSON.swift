@@ -40,7 +40,7 @@ public enum GraphJSON {
         return result.sorted { $0.field < $1.field }
     }
 
-    private static func detailText(_ value: AttributeValue) -> String {
+    static func detailText(_ value: AttributeValue) -> String {
         switch value {
         case .array(let elements): elements.map(detailText).joined(separator: ", ")
         case .bytes(let bytes): bytes.map { String($0, radix: 16) }.joined()

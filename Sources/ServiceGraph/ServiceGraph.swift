@@ -196,6 +196,20 @@ public final class ServiceGraph: Sendable {
     private let skippedSpans: Counter
     /// Prometheus series by edge and `failed`, at most two per edge (so bounded by `max_edges`).
     private let series = Mutex<[SeriesKey: EdgeMetrics]>([:])
+    /// Per node, its token counters (`traces_service_graph_node_{input,output}_tokens_total`), bounded
+    /// by `max_nodes` as the nodes are: what lives only in memory, exported so a cluster graph has it too.
+    private let tokenSeries = Mutex<[String: (input: Counter, output: Counter)]>([:])
+
+    /// The series names of what a node holds besides its edges, for the cluster graph's queries: AgentTrace's
+    /// additions to the `traces_service_graph_*` family (Tempo has no such series), kept beside the graph's
+    /// other per-edge series rather than among the `agenttrace_*` ones, which stay small however large the
+    /// graph grows.
+    enum NodeSeries {
+        static let inputTokens = "traces_service_graph_node_input_tokens_total"
+        static let outputTokens = "traces_service_graph_node_output_tokens_total"
+        /// 1 for each `agent.*` detail a node has now (`node`, `key`, `value`), 0 once it changed.
+        static let detail = "traces_service_graph_node_detail"
+    }
 
     public init(configuration: ServiceGraphConfiguration, metrics: SelfMetrics) {
         self.configuration = configuration
@@ -281,6 +295,19 @@ public final class ServiceGraph: Sendable {
                 for observed in delta.clientSeconds where observed.failed == failed { metrics.client.record(observed.seconds) }
             }
         }
+        for usage in tokens where usage.input > 0 || usage.output > 0 {
+            let counters: (input: Counter, output: Counter)? = tokenSeries.withLock { known in
+                if let counters = known[usage.agent] { return counters }
+                guard known.count < configuration.maxNodes else { return nil }
+                let labels = [("node", usage.agent)]
+                let made = (metrics.counter(NodeSeries.inputTokens, help: "Input tokens of a node's model calls.", labels: labels),
+                            metrics.counter(NodeSeries.outputTokens, help: "Output tokens of a node's model calls.", labels: labels))
+                known[usage.agent] = made
+                return made
+            }
+            counters?.input.increment(by: usage.input)
+            counters?.output.increment(by: usage.output)
+        }
         if dropped > 0 { droppedSpans.increment(by: Int64(dropped)) }
     }
 
@@ -314,13 +341,28 @@ public final class ServiceGraph: Sendable {
             }
         }
         guard !noted.isEmpty else { return }
-        state.withLock { state in
+        let changed: [(name: String, old: [Attribute], new: [Attribute])] = state.withLock { state in
+            var changed: [(name: String, old: [Attribute], new: [Attribute])] = []
             for (name, details) in noted where state.details[name] != details {
                 guard state.details[name] != nil || state.details.count < configuration.maxNodes else { continue }
+                changed.append((name, state.details[name] ?? [], details))
                 state.details[name] = details
                 if let node = state.nodeIndex[name] { state.nodeDetails[node] = (details, GraphJSON.detailFields(details)) }
             }
+            return changed
         }
+        // The details as series, outside the lock: the old values go to 0, the new ones are 1.
+        for change in changed {
+            for attribute in change.old where !change.new.contains(attribute) {
+                detailGauge(change.name, attribute).set(Double(0))
+            }
+            for attribute in change.new { detailGauge(change.name, attribute).set(Double(1)) }
+        }
+    }
+
+    private func detailGauge(_ node: String, _ attribute: Attribute) -> Gauge {
+        metrics.gauge(NodeSeries.detail, help: "A node's agent.* resource attribute: 1 while it has this value.",
+                      labels: [("node", node), ("key", attribute.key), ("value", GraphJSON.detailText(attribute.value))])
     }
 
     /// The agent attribute keys (`agent.type`, …) nodes carry, sorted: the node detail fields.
@@ -452,9 +494,9 @@ public final class ServiceGraph: Sendable {
                                                          requests: counts.requests, failed: counts.failed, meanServerMilliseconds: nil))
                 touched[client] = true
                 touched[server] = true
-                let kind = GraphJSON.targetKind(keys[index].connectionType)
-                if kinds[server] == nil || kind != "service" { kinds[server] = kind }
-                if kinds[client] == nil { kinds[client] = names[client] == "user" ? "user" : "service" }
+                (kinds[server], kinds[client]) = GraphSnapshot.kinds(after: keys[index].connectionType, target: kinds[server],
+                                                                     source: client == server ? nil : kinds[client], sourceName: names[client],
+                                                                     sameNode: client == server)
             }
             serverNanos &+= edges[index].serverNanosSum
             serverCount += edges[index].serverCount
@@ -574,5 +616,32 @@ public struct GraphSnapshot: Sendable {
 
     public var nodes: [Node] = []
     public var edges: [Edge] = []
+
+    /// The node-kind rule, one edge at a time in the answer's edge order: the target takes the edge's kind
+    /// unless that is `service` and it has one; then a source first seen is a `service` (`user` is a `user`).
+    /// For an edge from a node to itself pass `source` nil: the source then is the target, already kinded.
+    static func kinds(after connectionType: String, target: String?, source: String?, sourceName: String,
+                      sameNode: Bool = false) -> (target: String, source: String) {
+        let kind = GraphJSON.targetKind(connectionType)
+        let newTarget = target == nil || kind != "service" ? kind : target ?? kind
+        return (newTarget, source ?? (sameNode ? newTarget : sourceName == "user" ? "user" : "service"))
+    }
+
+    /// Gives each node its kind from the edges and its detail fields from its details: for snapshots made
+    /// other than by `ServiceGraph.snapshot` (the cluster graph's), which makes them as it goes.
+    mutating func assignKindsAndDetailFields() {
+        var kinds: [String: String] = [:]
+        for edge in edges {
+            let same = edge.source == edge.target
+            let (target, source) = GraphSnapshot.kinds(after: edge.connectionType, target: kinds[edge.target],
+                                                        source: same ? nil : kinds[edge.source], sourceName: edge.source, sameNode: same)
+            kinds[edge.target] = target
+            kinds[edge.source] = same ? target : source
+        }
+        for position in nodes.indices {
+            nodes[position].kind = kinds[nodes[position].id] ?? "service"
+            nodes[position].detailFields = GraphJSON.detailFields(nodes[position].details)
+        }
+    }
 }
 

@@ -43,6 +43,33 @@ public struct ServiceGraphConfiguration: Sendable, Equatable {
     /// Trace-id shards, each pairing on its own queue (so on its own core). Default: the cores, at most 8.
     public var shards = ServiceGraphConfiguration.defaultShards
 
+    /// `cluster:`: answer the graph APIs for every replica behind a load balancer, from the series each
+    /// replica exports, summed by a Prometheus that scrapes them all. Nil (the default): this process's graph.
+    public var cluster: ClusterConfiguration?
+
+    /// `cluster:` settings.
+    public struct ClusterConfiguration: Sendable, Equatable {
+        /// `prometheus`: the Prometheus (or compatible) base URL whose `/api/v1/query` is asked. Required.
+        public var prometheus: String
+        /// `timeout`: how long the queries of one answer may take together. Default 5s.
+        public var timeout: Duration = .seconds(5)
+
+        /// Settings asking the Prometheus at `prometheus`.
+        public init(prometheus: String, timeout: Duration = .seconds(5)) {
+            self.prometheus = prometheus
+            self.timeout = timeout
+        }
+
+        init(section: ConfigSection) throws(ConfigurationError) {
+            guard let url = try section.optionalString("prometheus"), url.hasPrefix("http://") || url.hasPrefix("https://") else {
+                throw ConfigurationError(key: section.keyPath("prometheus"), "required: the Prometheus base URL, such as http://prometheus:9090")
+            }
+            prometheus = url.hasSuffix("/") ? String(url.dropLast()) : url
+            timeout = try section.duration("timeout", default: timeout, minimum: .milliseconds(1))
+            try section.finish()
+        }
+    }
+
     /// One shard per core, at most 8.
     public static var defaultShards: Int { min(max(ProcessInfo.processInfo.activeProcessorCount, 1), 8) }
 
@@ -102,6 +129,7 @@ public struct ServiceGraphConfiguration: Sendable, Equatable {
         maxNodes = try section.int("max_nodes", default: maxNodes, in: 1...10_000_000)
         agentEdges = try section.bool("agent_edges", default: agentEdges)
         shards = try section.int("shards", default: shards, in: 1...64)
+        cluster = try section.section("cluster").map { (cluster) throws(ConfigurationError) in try ClusterConfiguration(section: cluster) }
         try section.finish()
     }
 

@@ -139,7 +139,8 @@ def test_every_yaml_and_json_file_in_deploy_parses():
     want = {"agenttrace.yaml", "agents.yaml", "compose.yaml", "prometheus/prometheus.yml",
             "grafana/provisioning/datasources/agenttrace.yaml", "grafana/provisioning/dashboards/agenttrace.yaml",
             "grafana/dashboards/agenttrace.json", "k8s/configmap.yaml", "k8s/statefulset.yaml", "k8s/service.yaml",
-            "k8s/kustomization.yaml", "k8s/loadbalancer.yaml"}
+            "k8s/kustomization.yaml", "k8s/loadbalancer.yaml", "k8s/loadbalancer-otelcol.yaml", "agenttrace-router.yaml",
+            "compose.scale-out.yaml"}
     assert want <= set(parsed), "deploy/ lacks %s" % sorted(want - set(parsed))
 
 
@@ -350,6 +351,28 @@ def test_promtool_checks_the_prometheus_config(promtool):
     assert r.returncode == 0, "promtool check config exited %d:\n%s%s" % (r.returncode, r.stdout, r.stderr)
 
 
+def test_scale_out_compose_is_two_tiers_routed_by_trace_id(promtool):
+    """compose.scale-out.yaml: an AgentTrace router running deploy/agenttrace-router.yaml resolves the
+    `agenttrace` service (one A record per replica) and owns the published ports; the replicas publish none
+    (so they scale); Prometheus scrapes every replica by DNS."""
+    services = load_yaml("compose.scale-out.yaml")["services"]
+    router, replicas = services["router"], services["agenttrace"]
+    config = router["command"][router["command"].index("--config") + 1]
+    mounts = {m.split(":")[1]: m.split(":")[0] for m in router["volumes"] if m.startswith("./")}
+    assert mounts[config] == "./agenttrace-router.yaml"
+    assert router["environment"]["AGENTTRACE_REPLICAS_HOSTNAME"] == "agenttrace"
+    assert {p.split(":")[-1] for p in router["ports"]} >= {"4317", "4318"}
+    assert "ports" not in replicas, "replicas publishing host ports cannot be scaled"
+    replica_config = replicas["command"][replicas["command"].index("--config") + 1]
+    assert {m.split(":")[1]: m.split(":")[0] for m in replicas["volumes"]}[replica_config] == "./agenttrace.yaml"
+    prometheus_config = next(m.split(":")[0] for m in services["prometheus"]["volumes"] if m.startswith("./prometheus/"))
+    scrape = yaml.safe_load(read(prometheus_config[2:]))
+    names = [n for job in scrape["scrape_configs"] for sd in job.get("dns_sd_configs", []) for n in sd["names"]]
+    assert "agenttrace" in names and "router" in names
+    r = subprocess.run([promtool, "check", "config", deploy_path(prometheus_config[2:])], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, "promtool check config exited %d:\n%s%s" % (r.returncode, r.stdout, r.stderr)
+
+
 # ---------------------------------------------------------------------------
 # 3. Grafana: provisioned datasources and the dashboard
 # ---------------------------------------------------------------------------
@@ -540,15 +563,35 @@ def test_kubernetes_manifests_fit_together():
     for f in kust["resources"]:
         assert os.path.isfile(deploy_path("k8s", f)), f
 
-    # trace-id routing in front: the loadbalancing exporter keyed by trace id onto the headless Service
-    router = yaml.safe_load(objs[("ConfigMap", "agenttrace-router-config")]["data"]["otelcol.yaml"])
-    lb = router["exporters"]["loadbalancing"]
-    assert lb["routing_key"] == "traceID", lb
-    assert lb["resolver"]["dns"]["hostname"].split(".")[0] == "agenttrace-headless"
-    assert lb["resolver"]["dns"]["port"] == 4317
-    assert router["service"]["pipelines"]["traces"]["exporters"] == ["loadbalancing"]
+    # trace-id routing in front: the loadbalancing exporter keyed by trace id onto the headless Service,
+    # in an AgentTrace router (loadbalancer.yaml, carrying deploy/agenttrace-router.yaml unchanged) or in the
+    # OpenTelemetry Collector (loadbalancer-otelcol.yaml)
+    router_cm = objs[("ConfigMap", "agenttrace-router-config")]["data"]
+    assert router_cm.get("agenttrace-router.yaml") == read("agenttrace-router.yaml"), \
+        "deploy/k8s/loadbalancer.yaml's ConfigMap differs from deploy/agenttrace-router.yaml"
+    router_sts = objs[("StatefulSet", "agenttrace-router")]["spec"]["template"]["spec"]
+    (router_container,) = router_sts["containers"]
+    assert router_container["args"] == ["serve", "--config", "/etc/agenttrace/agenttrace-router.yaml"]
+    assert router_container["image"] == c["image"], "the router runs the replicas' image"
+    router_env = {e["name"]: e.get("value") for e in router_container["env"]}
+    router_mounts = {m["name"]: m["mountPath"] for m in router_container["volumeMounts"]}
+    assert router_mounts[objs[("StatefulSet", "agenttrace-router")]["spec"]["volumeClaimTemplates"][0]["metadata"]["name"]] \
+        == router_env["AGENTTRACE_DATA_DIR"], "the router's disk queues live on its claim"
+    for config_text in (router_cm["agenttrace-router.yaml"],
+                        objs[("ConfigMap", "agenttrace-router-otelcol-config")]["data"]["otelcol.yaml"]):
+        router = yaml.safe_load(config_text)
+        lb = router["exporters"]["loadbalancing"]
+        assert lb["routing_key"] == "traceID", lb
+        hostname = lb["resolver"]["dns"]["hostname"]
+        assert hostname.split(".")[0] == "agenttrace-headless" or hostname.endswith(":-agenttrace-headless}"), hostname
+        assert lb["resolver"]["dns"]["port"] == 4317
+        assert router["service"]["pipelines"]["traces"]["exporters"] == ["loadbalancing"]
+    assert router_env["AGENTTRACE_REPLICAS_HOSTNAME"] == "agenttrace-headless"
+    for name in ("agenttrace-router", "agenttrace-router-otelcol"):
+        got = {p["port"] for p in objs[("Service", name)]["spec"]["ports"]}
+        assert {4317, 4318} <= got, (name, got)
     readme = read("k8s", "README.md")
-    assert "routing_key: traceID" in readme and "loadbalancing" in readme
+    assert "routing_key: traceID" in readme and "loadbalancing" in readme and "loadbalancer-otelcol.yaml" in readme
 
 
 def test_kustomize_renders_the_manifests():

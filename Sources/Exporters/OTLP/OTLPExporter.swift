@@ -27,20 +27,36 @@ public struct OTLPExporterConfiguration: Sendable, Equatable {
     }
 
     public init(section: ConfigSection) throws(ConfigurationError) {
+        try self.init(section: section, endpoint: nil)
+    }
+
+    /// Reads the section; with `endpoint` given (the loadbalancing exporter's template, whose endpoint each
+    /// backend fills in) the section must not set one.
+    init(section: ConfigSection, endpoint fixedEndpoint: String?) throws(ConfigurationError) {
         let protocolName = try section.string("protocol", default: "grpc")
         guard let transport = TransportProtocol(rawValue: protocolName) else {
             throw ConfigurationError(key: section.keyPath("protocol"), "expected grpc, http/protobuf or http/json")
         }
         self.transport = transport
-        tracesEndpoint = try section.optionalString("traces_endpoint")
-        guard let endpoint = try section.optionalString("endpoint") ?? tracesEndpoint else {
-            throw ConfigurationError(key: section.keyPath("endpoint"), "required")
+        if let fixedEndpoint {
+            // The Collector's loadbalancing exporter: "the endpoint property should not be set and will be
+            // overridden by this exporter with the backend endpoint".
+            for key in ["endpoint", "traces_endpoint"] where section.value(key) != nil {
+                throw ConfigurationError(key: section.keyPath(key), "set by the resolver for each backend; remove it")
+            }
+            endpoint = fixedEndpoint
+        } else {
+            tracesEndpoint = try section.optionalString("traces_endpoint")
+            guard let endpoint = try section.optionalString("endpoint") ?? tracesEndpoint else {
+                throw ConfigurationError(key: section.keyPath("endpoint"), "required")
+            }
+            self.endpoint = endpoint
         }
-        self.endpoint = endpoint
         headers = try ExporterCommonConfiguration.headers(section)
         gzip = try ExporterCommonConfiguration.gzip(section)
         common = try ExporterCommonConfiguration(section: section)
         try section.finish()
+        guard fixedEndpoint == nil else { return }
         if transport == .grpc {
             guard grpcEndpoint != nil else {
                 throw ConfigurationError(key: section.keyPath("endpoint"), "expected host:port for gRPC, not \"\(endpoint)\"")
@@ -50,6 +66,15 @@ public struct OTLPExporterConfiguration: Sendable, Equatable {
                 throw ConfigurationError(key: section.keyPath("endpoint"), "expected a URL such as http://localhost:4318")
             }
         }
+    }
+
+    /// This template's settings for the backend at `host:port`: gRPC dials it as is; HTTP posts to
+    /// `http://host:port/v1/traces` (`https://` with `tls:`).
+    func forBackend(_ address: String) -> OTLPExporterConfiguration {
+        var configuration = self
+        configuration.endpoint = transport == .grpc ? address : "\(common.tls == nil ? "http" : "https")://\(address)"
+        configuration.tracesEndpoint = nil
+        return configuration
     }
 
     /// gRPC's `host:port` (a leading `http://` is tolerated).
@@ -130,10 +155,18 @@ public struct OTLPExporterFactory: ExporterFactory {
 
     public func makeExporter(section: ConfigSection, context: ComponentContext) throws -> any SpanExporter {
         let configuration = try OTLPExporterConfiguration(section: section)
+        return QueuedExporter(id: context.id, sender: try Self.makeSender(configuration), queue: configuration.common.queue,
+                              retry: configuration.common.retry, metrics: context.metrics, logger: context.logger)
+    }
+
+    /// The sender for one configured endpoint (its transport, TLS, headers, compression and timeout).
+    static func makeSender(_ configuration: OTLPExporterConfiguration) throws -> any BatchSender {
         let sender: any BatchSender
         switch configuration.transport {
         case .grpc:
-            let endpoint = configuration.grpcEndpoint!  // checked by the configuration
+            guard let endpoint = configuration.grpcEndpoint else {
+                throw ConfigurationError(key: "endpoint", "expected host:port for gRPC, not \"\(configuration.endpoint)\"")
+            }
             let tls = configuration.common.tls ?? (configuration.endpoint.hasPrefix("https://") ? TLSClientSettings() : nil)
             let client = GRPCClient(host: endpoint.host, port: endpoint.port,
                                     configureTransport: try tls?.grpcTransport(host: endpoint.host))
@@ -152,7 +185,6 @@ public struct OTLPExporterFactory: ExporterFactory {
                 (OTLPJSON.encodeRequest(payload.batch), "application/json")
             }
         }
-        return QueuedExporter(id: context.id, sender: sender, queue: configuration.common.queue, retry: configuration.common.retry,
-                              metrics: context.metrics, logger: context.logger)
+        return sender
     }
 }

@@ -17,6 +17,7 @@ public struct ExporterCommonConfiguration: Sendable, Equatable {
         if let queueSection = try section.section("sending_queue") { queue = try QueueConfiguration(section: queueSection) }
         if let retrySection = try section.section("retry_on_failure") { retry = try RetryConfiguration(section: retrySection) }
         tls = try section.section("tls").map { (tls) throws(ConfigurationError) in try TLSClientSettings(section: tls) }
+        if tls?.insecure == true { tls = nil }
     }
 
     /// `compression: gzip|none`.

@@ -22,7 +22,11 @@ public final class QueuedExporter: SpanExporter {
     private let reporter = Mutex<DeliveryReporter?>(nil)
     private let consumers = Mutex<Task<Void, Never>?>(nil)
     private let retriedSpans: Counter
+    /// Takes the series above off the exposition.
+    private let removeSeries: @Sendable () -> Void
     private let stopping = Atomic<Bool>(false)
+    /// Set by `withdraw()`: what fails from now on is handed back instead of dropped or kept on disk.
+    private let withdrawing = Atomic<Bool>(false)
     /// How long `shutdown` keeps trying to deliver what is queued.
     private let drainDeadline: Duration
     /// Spans left out of delivered batches (OTLP `partial_success`, ids no backend can take), summarised once
@@ -45,17 +49,29 @@ public final class QueuedExporter: SpanExporter {
         let size = metrics.gauge("agenttrace_exporter_queue_size",
                                  help: "What an exporter's sending queue holds, in its sizer's unit (batches or spans).", labels: labels)
         let persisted = metrics.gauge("agenttrace_exporter_persisted_bytes", help: "Bytes of queued batches kept on disk.", labels: labels)
-        metrics.gauge("agenttrace_exporter_queue_capacity",
-                      help: "The most an exporter's sending queue holds, in its sizer's unit (batches or spans).", labels: labels)
-            .set(Double(queue.queueSize))
+        let capacity = metrics.gauge("agenttrace_exporter_queue_capacity",
+                                     help: "The most an exporter's sending queue holds, in its sizer's unit (batches or spans).", labels: labels)
+        capacity.set(Double(queue.queueSize))
         self.queue = ExportQueue(capacity: queue.queueSize, countsSpans: queue.sizer == .items,
                                  storage: queue.storage.map { URL(fileURLWithPath: $0) })
         let exportQueue = self.queue
-        metrics.onScrape {
+        let hook = metrics.onScrape {
             let (count, bytes) = exportQueue.gauges
             size.set(Double(count))
             persisted.set(Double(bytes))
         }
+        let retried = retriedSpans
+        removeSeries = {
+            metrics.removeOnScrape(hook)
+            for gauge in [size, persisted, capacity] { metrics.remove(gauge) }
+            metrics.remove(retried)
+        }
+    }
+
+    /// Takes this exporter's series off `/metrics`, for one that goes away while the collector runs (a
+    /// backend the loadbalancing exporter dropped), so the series stay bounded by the exporters there are.
+    public func removeMetrics() {
+        removeSeries()
     }
 
     public var durableStorage: String? { queueConfiguration.enabled ? queueConfiguration.storage : nil }
@@ -122,9 +138,37 @@ public final class QueuedExporter: SpanExporter {
         await sender.shutdown()
     }
 
+    /// Stops sending and hands back every batch not yet delivered (queued, or in flight and not sent), for
+    /// another exporter to take: the loadbalancing exporter re-routes a dropped backend's share this way.
+    /// Their disk records (with `storage`) stay until `forgetWithdrawn()`, so a crash in between loses nothing.
+    /// Waits at most the drain deadline for sends in flight; then `shutdown()` releases the connections.
+    public func withdraw() async -> [SpanBatch] {
+        withdrawing.store(true, ordering: .relaxed)
+        stopping.store(true, ordering: .relaxed)
+        await queue.withdrawQueued()
+        if let task = consumers.withLock({ $0 }) {
+            task.cancel()
+            let deadline = Task {
+                try? await Task.sleep(for: drainDeadline)
+                task.cancel()
+            }
+            await task.value
+            deadline.cancel()
+        }
+        return await queue.takeHandedBack().map(\.payload.batch)
+    }
+
+    /// After `withdraw()`, once another exporter has taken the batches: removes their disk records.
+    public func forgetWithdrawn() async {
+        await queue.forgetHandedBack()
+    }
+
     private func consume() async {
         while let item = await queue.pop() {
             switch await deliver(item) {
+            case .failure(let failure) where failure.isRetryable && withdrawing.load(ordering: .relaxed):
+                await queue.handBack(item)
+                continue
             case .failure(let failure):
                 if failure.isRetryable, stopping.load(ordering: .relaxed), item.record != nil {
                     await queue.keepOnDisk(item)  // delivered after the next start
@@ -299,6 +343,35 @@ actor ExportQueue {
     /// A popped batch stays on disk for the next start.
     func keepOnDisk(_ item: QueuedBatch) {
         release(item)
+    }
+
+    /// Batches handed back by `withdraw`, kept (with their records) until forgotten.
+    private var handedBack: [QueuedBatch] = []
+
+    /// No more pushes, and consumers get nil: takes out what is queued and not in flight.
+    func withdrawQueued() {
+        for item in items { used -= cost(item.payload.spanCount) }
+        handedBack += items
+        items.removeAll()
+        close()
+        updateCounts()
+    }
+
+    /// A popped batch whose send failed while withdrawing: handed back rather than dropped.
+    func handBack(_ item: QueuedBatch) {
+        handedBack.append(item)
+        release(item)
+    }
+
+    /// What was handed back so far.
+    func takeHandedBack() -> [QueuedBatch] { handedBack }
+
+    /// Removes the disk records of the batches handed back.
+    func forgetHandedBack() async {
+        for item in handedBack {
+            if let record = item.record { await log?.remove(record) }
+        }
+        handedBack.removeAll()
     }
 
     /// No more pushes; consumers drain what is queued, then get nil.

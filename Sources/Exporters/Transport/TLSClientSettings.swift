@@ -16,6 +16,10 @@ public struct TLSClientSettings: Sendable, Equatable {
     public var insecureSkipVerify = false
     /// `server_name_override`: the name checked against the certificate and sent as SNI. Default: the endpoint's host.
     public var serverNameOverride: String?
+    /// `insecure`: the Collector's switch for a plaintext gRPC connection ("whether to enable client transport
+    /// security for the exporter's gRPC connection"); true means no TLS at all, so a pasted Collector block
+    /// with `tls: {insecure: true}` connects as it did there. Default false.
+    public var insecure = false
 
     public init() {}
 
@@ -26,6 +30,7 @@ public struct TLSClientSettings: Sendable, Equatable {
         keyFile = try section.optionalString("key_file")
         insecureSkipVerify = try section.bool("insecure_skip_verify", default: false)
         serverNameOverride = try section.optionalString("server_name_override")
+        insecure = try section.bool("insecure", default: false)
         try section.finish()
         guard (certFile == nil) == (keyFile == nil) else {
             throw ConfigurationError(key: section.keyPath(certFile == nil ? "cert_file" : "key_file"), "cert_file and key_file go together")
