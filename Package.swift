@@ -183,10 +183,11 @@ let package = Package(
             ]
         ),
         .executableTarget(name: "decode-bench", dependencies: ["TraceWire"]),
-        // The anomaly detector alone, for callgrind's instruction counts (bench/callgrind-anomaly).
-        .executableTarget(name: "anomaly-bench", dependencies: [
-            "Processors", "Pipeline", "TraceModel", .product(name: "Logging", package: "swift-log"),
-            "Exporters", "ConfigYAML",  // the tail_sampling mode: the collector's codec, policies from YAML
+        // One processor alone (anomaly_detection, service_graph, tail_sampling), for callgrind's instruction counts
+        // (bench/callgrind-processor, bench/callgrind-tail-sampling).
+        .executableTarget(name: "processor-bench", dependencies: [
+            "Processors", "ServiceGraph", "Pipeline", "TraceModel", .product(name: "Logging", package: "swift-log"),
+            "Exporters", "ConfigYAML",  // the tail_sampling modes: the collector's codec, policies from YAML
         ]),
         // Fuzzing (docs/fuzzing.md). The targets are a library so a unit test replays the kept crash inputs
         // through the very functions the fuzzer calls; the one executable is a libFuzzer driver when

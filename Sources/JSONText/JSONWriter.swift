@@ -80,6 +80,24 @@ public struct JSONWriter: Sendable {
     /// Writes an integer as a JSON number.
     public mutating func integer<Integer: BinaryInteger>(_ value: Integer) {
         separate()
+        if let exact = Int64(exactly: value) {
+            Self.appendDigits(exact, to: &bytes)
+        } else {
+            Self.appendDigits(value, to: &bytes)
+        }
+        needsComma = true
+    }
+
+    /// Writes an `Int` as a JSON number, without the generic path's cost in unoptimised builds.
+    public mutating func integer(_ value: Int) {
+        separate()
+        Self.appendDigits(Int64(value), to: &bytes)
+        needsComma = true
+    }
+
+    /// Writes an `Int64` as a JSON number.
+    public mutating func integer(_ value: Int64) {
+        separate()
         Self.appendDigits(value, to: &bytes)
         needsComma = true
     }
@@ -155,6 +173,25 @@ public struct JSONWriter: Sendable {
         }
     }
 
+    /// An `Int64`'s decimal digits, without making a String (the generic version's work, unspecialised in
+    /// debug builds, dominated the graph API's answer there).
+    private static func appendDigits(_ value: Int64, to output: inout [UInt8]) {
+        var magnitude = value.magnitude
+        if value < 0 { output.append(UInt8(ascii: "-")) }
+        guard magnitude != 0 else { return output.append(UInt8(ascii: "0")) }
+        let start = output.count
+        while magnitude != 0 {
+            output.append(UInt8(ascii: "0") &+ UInt8(truncatingIfNeeded: magnitude % 10))
+            magnitude /= 10
+        }
+        var (low, high) = (start, output.count - 1)
+        while low < high {
+            output.swapAt(low, high)
+            low += 1
+            high -= 1
+        }
+    }
+
     /// An integer's decimal digits, without making a String.
     private static func appendDigits<Value: BinaryInteger>(_ value: Value, to output: inout [UInt8]) {
         var magnitude = value.magnitude
@@ -178,7 +215,13 @@ public struct JSONWriter: Sendable {
         bytes.append(UInt8(ascii: "\""))
         // Most strings need no escaping: copy them whole.
         let copied: Bool? = value.utf8.withContiguousStorageIfAvailable { utf8 in
-            guard !utf8.contains(where: { $0 < 0x20 || $0 == UInt8(ascii: "\"") || $0 == UInt8(ascii: "\\") }) else { return false }
+            // An index loop rather than `contains(where:)`: no closure call per byte in unoptimised builds.
+            var index = 0
+            while index < utf8.count {
+                let byte = utf8[index]
+                if byte < 0x20 || byte == UInt8(ascii: "\"") || byte == UInt8(ascii: "\\") { return false }
+                index += 1
+            }
             bytes.append(contentsOf: utf8)
             return true
         }

@@ -282,6 +282,7 @@ public struct ClusterGraph: Sendable {
                                                      outputTokens: usage.output,
                                                      details: (details[name] ?? []).sorted { $0.key < $1.key }))
         }
+        snapshot.assignKindsAndDetailFields()
         return snapshot
     }
 

@@ -4,34 +4,35 @@ import TraceModel
 /// The graph in the JSON shapes its consumers read: Grafana's Node Graph panel (through the Infinity
 /// datasource or the Node Graph API plugin) and Jaeger's dependencies API.
 public enum GraphJSON {
-    /// The kind of each node, from the edges that reach it.
-    static func kinds(_ snapshot: GraphSnapshot) -> [String: String] {
-        var kinds: [String: String] = [:]
-        for edge in snapshot.edges {
-            let kind = switch edge.connectionType {
-            case "model": "model"
-            case "tool": "tool"
-            case "database": "database"
-            case "virtual_node": "external"
-            case "messaging_system": "service"
-            default: "service"
-            }
-            if kinds[edge.target] == nil || kind != "service" { kinds[edge.target] = kind }
-            if kinds[edge.source] == nil { kinds[edge.source] = edge.source == "user" ? "user" : "service" }
+    /// The kind an edge of `connectionType` gives its target node; `service` gives way to any other kind.
+    static func targetKind(_ connectionType: String) -> String {
+        switch connectionType {
+        case "model": "model"
+        case "tool": "tool"
+        case "database": "database"
+        case "virtual_node": "external"
+        default: "service"  // requests and messaging_system
         }
-        return kinds
     }
 
     /// The Node Graph field for a node's agent attribute: `agent.type` → `detail__agent_type`.
     public static func detailField(_ key: String) -> String {
-        "detail__" + String(key.map { $0.isASCII && ($0.isLetter || $0.isNumber) ? $0 : "_" })
+        // ASCII keys (all of them in practice) byte by byte; others by Character, one `_` per Character
+        // (as is "\r\n").
+        guard key.utf8.allSatisfy({ $0 < 0x80 && $0 != 0x0D }) else {
+            return "detail__" + String(key.map { $0.isASCII && ($0.isLetter || $0.isNumber) ? $0 : "_" })
+        }
+        let alphanumeric = { (byte: UInt8) in
+            (UInt8(ascii: "a")...UInt8(ascii: "z")).contains(byte | 0x20) || (UInt8(ascii: "0")...UInt8(ascii: "9")).contains(byte)
+        }
+        return "detail__" + String(decoding: key.utf8.map { alphanumeric($0) ? $0 : UInt8(ascii: "_") }, as: UTF8.self)
     }
 
     /// A node's agent attributes as Node Graph detail fields with text values, sorted by field, first key
-    /// winning when two map to one field.
-    static func details(_ node: GraphSnapshot.Node) -> [(field: String, text: String)] {
+    /// winning when two map to one field. Made once when a node's attributes change, not per answer.
+    static func detailFields(_ details: [Attribute]) -> [(field: String, text: String)] {
         var result: [(field: String, text: String)] = []
-        for attribute in node.details {
+        for attribute in details {
             let field = detailField(attribute.key)
             guard !result.contains(where: { $0.field == field }) else { continue }
             result.append((field, detailText(attribute.value)))
@@ -54,59 +55,72 @@ public enum GraphJSON {
     }
 
     /// Node Graph panel frames, `{"edges":[…],"nodes":[…]}`, written straight from the snapshot with
-    /// `JSONWriter`, members in sorted order so the same graph always gives the same bytes.
+    /// `JSONWriter`, members in sorted order so the same graph always gives the same bytes. Each edge and
+    /// node object is `edgeObject`'s or `nodeObject`'s, or the same bytes the snapshot kept from an earlier
+    /// answer for an edge or node that has not changed since (`ServiceGraph.snapshot(rendering:)`).
     public static func encodeNodeGraph(_ snapshot: GraphSnapshot) -> [UInt8] {
-        let kinds = kinds(snapshot)
-        var out = JSONWriter(capacity: 256 * (snapshot.edges.count + snapshot.nodes.count) + 64)
+        var bytes: [UInt8] = []
+        bytes.reserveCapacity(256 * (snapshot.edges.count + snapshot.nodes.count) + 64)
+        bytes.append(contentsOf: #"{"edges":["#.utf8)
+        for (position, edge) in snapshot.edges.enumerated() {
+            if position > 0 { bytes.append(UInt8(ascii: ",")) }
+            if let json = edge.json { bytes.append(contentsOf: json) } else { bytes.append(contentsOf: edgeObject(edge)) }
+        }
+        bytes.append(contentsOf: #"],"nodes":["#.utf8)
+        for (position, node) in snapshot.nodes.enumerated() {
+            if position > 0 { bytes.append(UInt8(ascii: ",")) }
+            if let json = node.json { bytes.append(contentsOf: json) } else { bytes.append(contentsOf: nodeObject(node)) }
+        }
+        bytes.append(contentsOf: "]}".utf8)
+        return bytes
+    }
+
+    /// One edge of the Node Graph answer.
+    static func edgeObject(_ edge: GraphSnapshot.Edge) -> [UInt8] {
+        var out = JSONWriter(capacity: 320)
         out.beginObject()
-        out.key("edges")
-        out.beginArray()
-        for edge in snapshot.edges {
-            out.beginObject()
-            out.key("detail__connection_type"); out.string(edge.connectionType)
-            out.key("detail__failed"); out.integer(edge.failed)
-            if let mean = edge.meanServerMilliseconds { out.key("detail__mean_server_ms"); out.number((mean * 1000).rounded() / 1000) }
-            if edge.percentiles.count == 3 {
-                out.key("detail__p50_ms"); out.number(edge.percentiles[0])
-                out.key("detail__p95_ms"); out.number(edge.percentiles[1])
-                out.key("detail__p99_ms"); out.number(edge.percentiles[2])
-            }
-            out.key("detail__requests"); out.integer(edge.requests)
-            out.key("id"); out.string(edge.id)
-            out.key("mainstat"); out.integer(edge.requests)
-            out.key("secondarystat"); out.number(rate(edge.failed, edge.requests))
-            out.key("source"); out.string(edge.source)
-            out.key("target"); out.string(edge.target)
-            out.endObject()
+        out.key("detail__connection_type"); out.string(edge.connectionType)
+        out.key("detail__failed"); out.integer(edge.failed)
+        if let mean = edge.meanServerMilliseconds { out.key("detail__mean_server_ms"); out.number((mean * 1000).rounded() / 1000) }
+        if edge.percentiles.count == 3 {
+            out.key("detail__p50_ms"); out.number(edge.percentiles[0])
+            out.key("detail__p95_ms"); out.number(edge.percentiles[1])
+            out.key("detail__p99_ms"); out.number(edge.percentiles[2])
         }
-        out.endArray()
-        out.key("nodes")
-        out.beginArray()
-        for node in snapshot.nodes {
-            out.beginObject()
-            out.key("arc__failed"); out.number(node.requests == 0 ? 0 : Double(node.failed) / Double(node.requests))
-            out.key("arc__success"); out.number(node.requests == 0 ? 1 : Double(node.requests - node.failed) / Double(node.requests))
-            // detail__agent_… sort before detail__errors.
-            for (field, text) in details(node) {
-                out.dynamicKey(field); out.string(text)
-            }
-            out.key("detail__errors"); out.integer(node.failed)
-            out.key("detail__input_tokens"); out.integer(node.inputTokens)
-            out.key("detail__output_tokens"); out.integer(node.outputTokens)
-            if node.percentiles.count == 3 {
-                out.key("detail__p50_ms"); out.number(node.percentiles[0])
-                out.key("detail__p95_ms"); out.number(node.percentiles[1])
-                out.key("detail__p99_ms"); out.number(node.percentiles[2])
-            }
-            out.key("detail__requests"); out.integer(node.requests)
-            out.key("id"); out.string(node.id)
-            out.key("mainstat"); out.integer(node.requests)
-            out.key("secondarystat"); out.number(rate(node.failed, node.requests))
-            out.key("subtitle"); out.string(kinds[node.id] ?? "service")
-            out.key("title"); out.string(node.id)
-            out.endObject()
+        out.key("detail__requests"); out.integer(edge.requests)
+        out.key("id"); out.string(edge.id)
+        out.key("mainstat"); out.integer(edge.requests)
+        out.key("secondarystat"); out.number(rate(edge.failed, edge.requests))
+        out.key("source"); out.string(edge.source)
+        out.key("target"); out.string(edge.target)
+        out.endObject()
+        return out.bytes
+    }
+
+    /// One node of the Node Graph answer.
+    static func nodeObject(_ node: GraphSnapshot.Node) -> [UInt8] {
+        var out = JSONWriter(capacity: 384)
+        out.beginObject()
+        out.key("arc__failed"); out.number(node.requests == 0 ? 0 : Double(node.failed) / Double(node.requests))
+        out.key("arc__success"); out.number(node.requests == 0 ? 1 : Double(node.requests - node.failed) / Double(node.requests))
+        // detail__agent_… sort before detail__errors.
+        for (field, text) in node.detailFields {
+            out.dynamicKey(field); out.string(text)
         }
-        out.endArray()
+        out.key("detail__errors"); out.integer(node.failed)
+        out.key("detail__input_tokens"); out.integer(node.inputTokens)
+        out.key("detail__output_tokens"); out.integer(node.outputTokens)
+        if node.percentiles.count == 3 {
+            out.key("detail__p50_ms"); out.number(node.percentiles[0])
+            out.key("detail__p95_ms"); out.number(node.percentiles[1])
+            out.key("detail__p99_ms"); out.number(node.percentiles[2])
+        }
+        out.key("detail__requests"); out.integer(node.requests)
+        out.key("id"); out.string(node.id)
+        out.key("mainstat"); out.integer(node.requests)
+        out.key("secondarystat"); out.number(rate(node.failed, node.requests))
+        out.key("subtitle"); out.string(node.kind)
+        out.key("title"); out.string(node.id)
         out.endObject()
         return out.bytes
     }

@@ -101,8 +101,29 @@ struct LatencySketch: Sendable, Equatable {
         return counts.isEmpty ? 0 : Self.estimate(offset + counts.count - 1)
     }
 
-    /// p50, p95 and p99 in milliseconds, rounded to 0.001 ms; empty when nothing was added.
+    /// p50, p95 and p99 in milliseconds, rounded to 0.001 ms; empty when nothing was added. `quantile` of
+    /// each, in one pass over the buckets.
     var percentilesMilliseconds: [Double] {
-        [0.5, 0.95, 0.99].compactMap { quantile($0).map { ($0 * 1e6).rounded() / 1000 } }
+        guard total > 0 else { return [] }
+        var result: [Double] = []
+        result.reserveCapacity(3)
+        var seen = zeroCount
+        var position = 0
+        for q in [0.5, 0.95, 0.99] {
+            let rank = max(1, UInt64((Double(total) * q).rounded(.up)))
+            while seen < rank, position < counts.count {
+                seen += UInt64(counts[position])
+                position += 1
+            }
+            let seconds: Double
+            if seen >= rank {
+                // The first bucket that reaches the rank (ranks only grow, so the walk goes on from there).
+                seconds = position == 0 ? 0 : Self.estimate(offset + position - 1)
+            } else {
+                seconds = counts.isEmpty ? 0 : Self.estimate(offset + counts.count - 1)
+            }
+            result.append((seconds * 1e6).rounded() / 1000)
+        }
+        return result
     }
 }

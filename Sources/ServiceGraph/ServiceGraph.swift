@@ -73,8 +73,10 @@ public final class ServiceGraph: Sendable {
         var serverCount = 0
         /// The calls' durations (server side, else client side), for p50/p95/p99.
         var latency = LatencySketch()
-        /// `latency`'s p50/p95/p99 in ms, kept current as calls are added so a snapshot only copies them.
+        /// `latency`'s p50/p95/p99 in ms as the last snapshot made them, when `latency` held
+        /// `percentilesTotal` values: made when asked for, not per batch, and kept while no call comes.
         var percentiles: [Double] = []
+        var percentilesTotal: UInt64 = 0
     }
 
     /// The four series of one `SeriesKey`; `failed` only for failed calls, as the connector counts them.
@@ -98,8 +100,9 @@ public final class ServiceGraph: Sendable {
         var buckets = Buckets()
         /// Durations of the calls into this node (server side, else client side), for p50/p95/p99.
         var latency = LatencySketch()
-        /// `latency`'s p50/p95/p99 in ms, kept current as calls are added.
+        /// `latency`'s p50/p95/p99 in ms as the last snapshot made them (as `EdgeStats`).
         var percentiles: [Double] = []
+        var percentilesTotal: UInt64 = 0
         var inputTokens: Int64 = 0
         var outputTokens: Int64 = 0
     }
@@ -113,8 +116,10 @@ public final class ServiceGraph: Sendable {
         var serverSeconds: [(failed: Bool, seconds: Double)] = []
         var clientSeconds: [(failed: Bool, seconds: Double)] = []
         var callsByFailed = (ok: 0, failed: 0)
-        /// The server side's time (else the client's) of each call.
-        var latency = LatencySketch()
+        /// The server side's time (else the client's) of each call, added to the edge's and the node's
+        /// sketches one by one: a batch brings a few calls per edge, so that is cheaper than a sketch per
+        /// batch merged bucket by bucket into both.
+        var latency: [Double] = []
 
         mutating func add(_ observation: EdgeObservation) {
             requests += 1
@@ -129,7 +134,7 @@ public final class ServiceGraph: Sendable {
             if observation.failed { callsByFailed.failed += 1 } else { callsByFailed.ok += 1 }
             if let seconds = observation.serverSeconds { serverSeconds.append((observation.failed, seconds)) }
             if let seconds = observation.clientSeconds { clientSeconds.append((observation.failed, seconds)) }
-            if let seconds = observation.serverSeconds ?? observation.clientSeconds { latency.add(seconds) }
+            if let seconds = observation.serverSeconds ?? observation.clientSeconds { latency.append(seconds) }
         }
     }
 
@@ -149,6 +154,13 @@ public final class ServiceGraph: Sendable {
         var sorted = true
         /// The `agent.*` resource attributes last seen per node name, at most `max_nodes` names.
         var details: [String: [Attribute]] = [:]
+        /// Each node's details as Node Graph fields (`GraphJSON.detailFields`), by node position: made when
+        /// they change, so an answer only copies them.
+        var nodeDetails: [(attributes: [Attribute], fields: [(field: String, text: String)])] = []
+        /// The Node Graph JSON last written for each edge (by the position of its first dimension variant)
+        /// and each node, with what it was written from: an answer writes again only what changed since.
+        var edgeJSON: [(edge: GraphSnapshot.Edge, json: [UInt8])?] = []
+        var nodeJSON: [(node: GraphSnapshot.Node, json: [UInt8])?] = []
 
         mutating func node(_ name: String) -> Int {
             if let index = nodeIndex[name] { return index }
@@ -156,6 +168,9 @@ public final class ServiceGraph: Sendable {
             nodeIndex[name] = index
             nodeNames.append(name)
             nodeStats.append(NodeStats())
+            let attributes = details[name] ?? []
+            nodeDetails.append((attributes, attributes.isEmpty ? [] : GraphJSON.detailFields(attributes)))
+            nodeJSON.append(nil)
             nodeOrder.append(index)
             sorted = false
             return index
@@ -167,6 +182,7 @@ public final class ServiceGraph: Sendable {
             edgeKeys.append(key)
             edgeStats.append(stats)
             edgeOrder.append(index)
+            edgeJSON.append(nil)
             sorted = false
             return index
         }
@@ -301,16 +317,14 @@ public final class ServiceGraph: Sendable {
         for minute in delta.minutes { stats.buckets.add(minute: minute.minute, requests: minute.requests, failed: minute.failed) }
         for observed in delta.serverSeconds { stats.serverNanosSum &+= UInt64((observed.seconds * 1e9).rounded()) }
         stats.serverCount += delta.serverSeconds.count
-        stats.latency.merge(delta.latency)
-        stats.percentiles = stats.latency.percentilesMilliseconds
+        for seconds in delta.latency { stats.latency.add(seconds) }
     }
 
     private static func apply(_ delta: EdgeDelta, to node: inout NodeStats) {
         node.requests += delta.requests
         node.failed += delta.failed
         for minute in delta.minutes { node.buckets.add(minute: minute.minute, requests: minute.requests, failed: minute.failed) }
-        node.latency.merge(delta.latency)
-        node.percentiles = node.latency.percentilesMilliseconds
+        for seconds in delta.latency { node.latency.add(seconds) }
     }
 
     /// Notes the `agent.*` attributes of resources (as `agent_enrichment` adds them) for their nodes'
@@ -333,6 +347,7 @@ public final class ServiceGraph: Sendable {
                 guard state.details[name] != nil || state.details.count < configuration.maxNodes else { continue }
                 changed.append((name, state.details[name] ?? [], details))
                 state.details[name] = details
+                if let node = state.nodeIndex[name] { state.nodeDetails[node] = (details, GraphJSON.detailFields(details)) }
             }
             return changed
         }
@@ -405,11 +420,13 @@ public final class ServiceGraph: Sendable {
     }
 
     /// A snapshot for the APIs: edges seen since `since` (all when nil), optionally only those touching `service`.
-    /// The lock is held only to take copy-on-write copies; the work happens outside it.
-    public func snapshot(since: UInt64? = nil, until: UInt64? = nil, service: String? = nil) -> GraphSnapshot {
+    /// The lock is held only to take copy-on-write copies; the work happens outside it. With `rendering`, each
+    /// edge and node also carries its Node Graph JSON: kept from an earlier answer when it has not changed.
+    public func snapshot(since: UInt64? = nil, until: UInt64? = nil, service: String? = nil, rendering: Bool = false) -> GraphSnapshot {
         var (keys, edges, names, nodes, edgeOrder, nodeOrder, sorted, details) = state.withLock {
-            ($0.edgeKeys, $0.edgeStats, $0.nodeNames, $0.nodeStats, $0.edgeOrder, $0.nodeOrder, $0.sorted, $0.details)
+            ($0.edgeKeys, $0.edgeStats, $0.nodeNames, $0.nodeStats, $0.edgeOrder, $0.nodeOrder, $0.sorted, $0.nodeDetails)
         }
+        let (edgeJSON, nodeJSON) = rendering ? state.withLock { ($0.edgeJSON, $0.nodeJSON) } : ([], [])
         if !sorted {
             edgeOrder.sort { edges[$0].id < edges[$1].id }
             nodeOrder.sort { names[$0] < names[$1] }
@@ -424,6 +441,10 @@ public final class ServiceGraph: Sendable {
         // With a service named, only edges touching its node.
         let serviceNode = service.map { names.firstIndex(of: $0) ?? -1 }
         var touched = [Bool](repeating: false, count: nodes.count)
+        // Each node's kind from the edges in this snapshot that reach it, in their order: an edge's target
+        // takes its kind unless that is `service` and it has one; a source first seen is a `service` (`user`
+        // is a `user`).
+        var kinds = [String?](repeating: nil, count: nodes.count)
         var snapshot = GraphSnapshot()
         snapshot.edges.reserveCapacity(edgeOrder.count)
         // Edges that differ only in their dimensions are one edge in the graph; they are next to each other.
@@ -432,9 +453,24 @@ public final class ServiceGraph: Sendable {
         // The first edge of the current id, and the merged sketch once a dimension variant of it follows.
         var first = 0
         var merged: LatencySketch?
+        // Percentiles made for this snapshot, kept in the graph for the next one.
+        var madeEdges: [(index: Int, total: UInt64, percentiles: [Double])] = []
+        var madeNodes: [(index: Int, total: UInt64, percentiles: [Double])] = []
+        // The position of each snapshot edge's first variant, and of each snapshot node.
+        var edgeFirsts: [Int] = []
+        var nodePositions: [Int] = []
         func finishEdge() {
             guard !snapshot.edges.isEmpty else { return }
-            snapshot.edges[snapshot.edges.count - 1].percentiles = merged?.percentilesMilliseconds ?? edges[first].percentiles
+            let percentiles: [Double]
+            if let merged {
+                percentiles = merged.percentilesMilliseconds
+            } else if edges[first].percentilesTotal == edges[first].latency.total {
+                percentiles = edges[first].percentiles
+            } else {
+                percentiles = edges[first].latency.percentilesMilliseconds
+                madeEdges.append((first, edges[first].latency.total, percentiles))
+            }
+            snapshot.edges[snapshot.edges.count - 1].percentiles = percentiles
             guard serverCount > 0 else { return }
             snapshot.edges[snapshot.edges.count - 1].meanServerMilliseconds = Double(serverNanos) / Double(serverCount) / 1e6
         }
@@ -452,11 +488,15 @@ public final class ServiceGraph: Sendable {
             } else {
                 finishEdge()
                 (serverNanos, serverCount, first, merged) = (0, 0, index, nil)
+                edgeFirsts.append(index)
                 snapshot.edges.append(GraphSnapshot.Edge(id: edges[index].id, source: names[client], target: names[server],
                                                          connectionType: keys[index].connectionType,
                                                          requests: counts.requests, failed: counts.failed, meanServerMilliseconds: nil))
                 touched[client] = true
                 touched[server] = true
+                (kinds[server], kinds[client]) = GraphSnapshot.kinds(after: keys[index].connectionType, target: kinds[server],
+                                                                     source: client == server ? nil : kinds[client], sourceName: names[client],
+                                                                     sameNode: client == server)
             }
             serverNanos &+= edges[index].serverNanosSum
             serverCount += edges[index].serverCount
@@ -465,11 +505,53 @@ public final class ServiceGraph: Sendable {
         for index in nodeOrder where touched[index] {
             let counts: (requests: Int, failed: Int) = isWindowed
                 ? nodes[index].buckets.sum(since: since, until: until) : (nodes[index].requests, nodes[index].failed)
+            var percentiles = nodes[index].percentiles
+            if nodes[index].percentilesTotal != nodes[index].latency.total {
+                percentiles = nodes[index].latency.percentilesMilliseconds
+                madeNodes.append((index, nodes[index].latency.total, percentiles))
+            }
+            nodePositions.append(index)
             snapshot.nodes.append(GraphSnapshot.Node(
                 id: names[index], requests: counts.requests, failed: counts.failed,
-                percentiles: nodes[index].percentiles,
+                percentiles: percentiles,
                 inputTokens: nodes[index].inputTokens, outputTokens: nodes[index].outputTokens,
-                details: details[names[index]] ?? []))
+                details: details[index].attributes, kind: kinds[index] ?? "service", detailFields: details[index].fields))
+        }
+        var writtenEdges: [(index: Int, entry: (edge: GraphSnapshot.Edge, json: [UInt8]))] = []
+        var writtenNodes: [(index: Int, entry: (node: GraphSnapshot.Node, json: [UInt8]))] = []
+        if rendering {
+            for (position, index) in edgeFirsts.enumerated() {
+                if let kept = edgeJSON[index], kept.edge.answersAlike(snapshot.edges[position]) {
+                    snapshot.edges[position].json = kept.json
+                } else {
+                    let json = GraphJSON.edgeObject(snapshot.edges[position])
+                    writtenEdges.append((index, (snapshot.edges[position], json)))
+                    snapshot.edges[position].json = json
+                }
+            }
+            for (position, index) in nodePositions.enumerated() {
+                if let kept = nodeJSON[index], kept.node.answersAlike(snapshot.nodes[position]) {
+                    snapshot.nodes[position].json = kept.json
+                } else {
+                    let json = GraphJSON.nodeObject(snapshot.nodes[position])
+                    writtenNodes.append((index, (snapshot.nodes[position], json)))
+                    snapshot.nodes[position].json = json
+                }
+            }
+        }
+        if !madeEdges.isEmpty || !madeNodes.isEmpty || !writtenEdges.isEmpty || !writtenNodes.isEmpty {
+            // Unless more calls came meanwhile (positions never change: edges and nodes are only added).
+            state.withLock { state in
+                for made in madeEdges where state.edgeStats[made.index].latency.total == made.total {
+                    (state.edgeStats[made.index].percentiles, state.edgeStats[made.index].percentilesTotal) = (made.percentiles, made.total)
+                }
+                for made in madeNodes where state.nodeStats[made.index].latency.total == made.total {
+                    (state.nodeStats[made.index].percentiles, state.nodeStats[made.index].percentilesTotal) = (made.percentiles, made.total)
+                }
+                // Kept with what they were written from, so a later answer reuses them only when that is alike.
+                for written in writtenEdges { state.edgeJSON[written.index] = written.entry }
+                for written in writtenNodes { state.nodeJSON[written.index] = written.entry }
+            }
         }
         return snapshot
     }
@@ -489,6 +571,20 @@ public struct GraphSnapshot: Sendable {
         /// The node's `agent.*` resource attributes (`agent.type`, `agent.critical`, metadata), shown as
         /// `detail__agent_…` fields.
         public var details: [Attribute] = []
+        /// What the edges reaching it make it: `service`, `user`, `model`, `tool`, `database` or `external`
+        /// (the Node Graph's subtitle).
+        public var kind = "service"
+        /// `details` as Node Graph fields, sorted (`GraphJSON.detailFields`).
+        var detailFields: [(field: String, text: String)] = []
+        /// Its Node Graph JSON object, when the snapshot was made for rendering.
+        var json: [UInt8]? = nil
+
+        /// True when `other` gives the same Node Graph object (everything it is written from is equal).
+        func answersAlike(_ other: Node) -> Bool {
+            id == other.id && requests == other.requests && failed == other.failed && percentiles == other.percentiles
+                && inputTokens == other.inputTokens && outputTokens == other.outputTokens && kind == other.kind
+                && details == other.details  // `detailFields` are made from them
+        }
     }
 
     public struct Edge: Sendable {
@@ -502,6 +598,15 @@ public struct GraphSnapshot: Sendable {
         public var meanServerMilliseconds: Double?
         /// p50, p95, p99 of the calls' durations (server side, else client side), in ms; empty without data.
         public var percentiles: [Double] = []
+        /// Its Node Graph JSON object, when the snapshot was made for rendering.
+        var json: [UInt8]? = nil
+
+        /// True when `other` gives the same Node Graph object.
+        func answersAlike(_ other: Edge) -> Bool {
+            id == other.id && source == other.source && target == other.target && connectionType == other.connectionType
+                && requests == other.requests && failed == other.failed && meanServerMilliseconds == other.meanServerMilliseconds
+                && percentiles == other.percentiles
+        }
 
         /// The id an edge between `source` and `target` has.
         public static func id(source: String, target: String, connectionType: String) -> String {
@@ -511,5 +616,32 @@ public struct GraphSnapshot: Sendable {
 
     public var nodes: [Node] = []
     public var edges: [Edge] = []
+
+    /// The node-kind rule, one edge at a time in the answer's edge order: the target takes the edge's kind
+    /// unless that is `service` and it has one; then a source first seen is a `service` (`user` is a `user`).
+    /// For an edge from a node to itself pass `source` nil: the source then is the target, already kinded.
+    static func kinds(after connectionType: String, target: String?, source: String?, sourceName: String,
+                      sameNode: Bool = false) -> (target: String, source: String) {
+        let kind = GraphJSON.targetKind(connectionType)
+        let newTarget = target == nil || kind != "service" ? kind : target ?? kind
+        return (newTarget, source ?? (sameNode ? newTarget : sourceName == "user" ? "user" : "service"))
+    }
+
+    /// Gives each node its kind from the edges and its detail fields from its details: for snapshots made
+    /// other than by `ServiceGraph.snapshot` (the cluster graph's), which makes them as it goes.
+    mutating func assignKindsAndDetailFields() {
+        var kinds: [String: String] = [:]
+        for edge in edges {
+            let same = edge.source == edge.target
+            let (target, source) = GraphSnapshot.kinds(after: edge.connectionType, target: kinds[edge.target],
+                                                        source: same ? nil : kinds[edge.source], sourceName: edge.source, sameNode: same)
+            kinds[edge.target] = target
+            kinds[edge.source] = same ? target : source
+        }
+        for position in nodes.indices {
+            nodes[position].kind = kinds[nodes[position].id] ?? "service"
+            nodes[position].detailFields = GraphJSON.detailFields(nodes[position].details)
+        }
+    }
 }
 

@@ -52,7 +52,7 @@ extension ServiceGraphProcessor: AdminRouteProvider {
             case .failure(let answer): return answer
             case .success(let window):
                 let since = window.map { wallClockNanos() &- UInt64(clamping: $0.nanoseconds) }
-                return .json(GraphJSON.encodeNodeGraph(snapshot(since: since, service: request.query["service"])))
+                return .json(GraphJSON.encodeNodeGraph(snapshot(since: since, service: request.query["service"], rendering: true)))
             }
         }
         return [

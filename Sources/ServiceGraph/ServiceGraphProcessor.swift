@@ -174,8 +174,8 @@ public final class ServiceGraphProcessor: HandOffSpanProcessor {
     public var nodeDetailKeys: [String] { graph.nodeDetailKeys }
 
     /// The graph for the APIs.
-    public func snapshot(since: UInt64? = nil, until: UInt64? = nil, service: String? = nil) -> GraphSnapshot {
-        graph.snapshot(since: since, until: until, service: service)
+    public func snapshot(since: UInt64? = nil, until: UInt64? = nil, service: String? = nil, rendering: Bool = false) -> GraphSnapshot {
+        graph.snapshot(since: since, until: until, service: service, rendering: rendering)
     }
 }
 

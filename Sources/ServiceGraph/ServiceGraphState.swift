@@ -89,8 +89,42 @@ public struct ServiceGraphState: Sendable {
 
         var isEmpty: Bool { half == nil && root == nil && parent == nil && children.isEmpty }
     }
+
+    /// Entries in an array, found by key through a map of positions: a position stays valid while other
+    /// keys come and go, so a span looks each of its two keys up once, and the map's values stay small.
+    struct EntryStore {
+        private var positions: [PairKey: Int32] = [:]
+        /// The entries by position; a free position holds an empty entry.
+        var slots: [Entry] = []
+        private var free: [Int32] = []
+
+        /// The position of `key`'s entry, nil when it has none.
+        func find(_ key: PairKey) -> Int? { positions[key].map(Int.init) }
+
+        /// Stores `entry` for `key`, which has none; returns its position.
+        mutating func add(_ key: PairKey, _ entry: Entry) -> Int {
+            let slot: Int
+            if let reused = free.popLast() {
+                slot = Int(reused)
+                slots[slot] = entry
+            } else {
+                slot = slots.count
+                slots.append(entry)
+            }
+            positions[key] = Int32(slot)
+            return slot
+        }
+
+        /// Removes `key`'s entry at `slot`.
+        mutating func remove(_ key: PairKey, at slot: Int) {
+            positions[key] = nil
+            slots[slot] = Entry()
+            free.append(Int32(slot))
+        }
+    }
+
     let configuration: ServiceGraphConfiguration
-    private var entries: [PairKey: Entry] = [:]
+    private var entries = EntryStore()
     private var expiries: Deque<(deadline: UInt64, key: PairKey)> = []
     /// Halves waiting in this store.
     private var halfCount = 0
@@ -98,6 +132,9 @@ public struct ServiceGraphState: Sendable {
     private let halves: StoreBudget
     /// Bounds parents and waiting children (agent-edge bookkeeping) by `max_items`, apart from the halves.
     private let agentItems: StoreBudget
+    /// `virtual_node_peer_attributes` as `SpanFacts` keys, so the peer is read from the span's one pass over
+    /// its attributes; nil when one of them is not a key `SpanFacts` finds (then each is searched for).
+    private let peerFacts: [SpanFacts.Key]?
     /// Halves dropped because the store was full.
     public private(set) var droppedSpans = 0
     /// Halves that expired without a partner or a peer attribute.
@@ -110,6 +147,8 @@ public struct ServiceGraphState: Sendable {
         self.configuration = configuration
         self.halves = halves ?? StoreBudget(limit: configuration.maxItems)
         self.agentItems = agentItems ?? StoreBudget(limit: configuration.maxItems)
+        let peerFacts = configuration.virtualNodePeerAttributes.compactMap(SpanFacts.key)
+        self.peerFacts = peerFacts.count == configuration.virtualNodePeerAttributes.count ? peerFacts : nil
     }
 
     /// Unpaired halves held (agent-edge bookkeeping is bounded separately by the same limit).
@@ -144,6 +183,9 @@ public struct ServiceGraphState: Sendable {
         let deadline = now &+ UInt64(clamping: configuration.ttl.nanoseconds)
         let me = PairKey(trace: span.traceID, span: span.spanID)
         let facts = SpanFacts(span.attributes)
+        // Where this span's and its parent's entries are, once looked up (nil inside: no entry).
+        var mine: Int?? = nil
+        var parents: Int?? = nil
 
         switch span.kind {
         case .client, .producer:
@@ -156,8 +198,8 @@ public struct ServiceGraphState: Sendable {
                 // The connector handles a PRODUCER exactly as a CLIENT ("override connection type and
                 // continue processing as span kind client"), peer attributes included.
                 let half = Half(isClient: true, messaging: messaging, service: service, failed: failed, seconds: seconds,
-                                peer: peerAttribute(span), dimensions: dimensions, time: span.endTimeUnixNano, deadline: deadline)
-                pair(me, half, into: &edges)
+                                peer: peerAttribute(span, facts: facts), dimensions: dimensions, time: span.endTimeUnixNano, deadline: deadline)
+                mine = .some(pair(me, at: entries.find(me), half, into: &edges))
             }
         case .server, .consumer:
             let messaging = span.kind == .consumer
@@ -167,17 +209,18 @@ public struct ServiceGraphState: Sendable {
                 // A root server or consumer: nobody in the trace called it. Like Tempo, it waits out the
                 // ttl and then becomes an edge from `user` (a virtual node). It waits in its own slot, so
                 // a child SERVER keyed at this span id (waiting for a client) does not replace it.
-                placeRoot(me, half)
+                mine = .some(placeRoot(me, at: entries.find(me), half))
             } else {
-                pair(PairKey(trace: span.traceID, span: span.parentSpanID), half, into: &edges)
+                let parentKey = PairKey(trace: span.traceID, span: span.parentSpanID)
+                parents = .some(pair(parentKey, at: entries.find(parentKey), half, into: &edges))
             }
         case .internal, .unspecified:
             break
         }
 
         guard configuration.agentEdges else { return }
-        agentEdges(span, facts: facts, key: me, service: service, failed: failed, seconds: seconds, dimensions: dimensions, none: none,
-                   deadline: deadline, into: &edges)
+        agentEdges(span, facts: facts, key: me, mine: mine, parents: parents, service: service, failed: failed, seconds: seconds,
+                   dimensions: dimensions, none: none, deadline: deadline, into: &edges)
     }
 
     /// Expires entries past their ttl at `now`; appends the edges expiry completes (virtual nodes).
@@ -204,8 +247,8 @@ public struct ServiceGraphState: Sendable {
 
     /// Expires the parts of `key`'s entry whose own deadline is at or before `now`.
     private mutating func expireKey(_ key: PairKey, now: UInt64, into edges: inout [EdgeObservation]) {
-        guard let index = entries.index(forKey: key) else { return }
-        var entry = entries.values[index]
+        guard let slot = entries.find(key) else { return }
+        var entry = entries.slots[slot]
         if (entry.parent != nil || !entry.children.isEmpty), entry.bookkeepingDeadline <= now {
             agentItems.release((entry.parent == nil ? 0 : 1) + entry.children.count)
             entry.parent = nil
@@ -236,64 +279,84 @@ public struct ServiceGraphState: Sendable {
                                          virtualNode: "client"))
         }
         if entry.isEmpty {
-            entries.remove(at: index)
+            entries.remove(key, at: slot)
         } else {
-            entries.values[index] = entry
+            entries.slots[slot] = entry
         }
     }
 
-    /// Stores a root SERVER/CONSUMER half under its own span id, with its own deadline.
-    private mutating func placeRoot(_ key: PairKey, _ root: Half) {
-        if let index = entries.index(forKey: key) {
-            if entries.values[index].root == nil {
-                guard halves.reserve() else { return droppedSpans += 1 }
+    /// Stores a root SERVER/CONSUMER half under its own span id (its entry at `slot`), with its own
+    /// deadline; returns where the key's entry is now.
+    private mutating func placeRoot(_ key: PairKey, at slot: Int?, _ root: Half) -> Int? {
+        if let slot {
+            if entries.slots[slot].root == nil {
+                guard halves.reserve() else {
+                    droppedSpans += 1
+                    return slot
+                }
                 halfCount += 1
             }
-            entries.values[index].root = root
-        } else {
-            guard halves.reserve() else { return droppedSpans += 1 }
-            entries[key] = Entry(root: root)
-            halfCount += 1
+            entries.slots[slot].root = root
+            expiries.append((root.deadline, key))
+            return slot
         }
+        guard halves.reserve() else {
+            droppedSpans += 1
+            return nil
+        }
+        halfCount += 1
         expiries.append((root.deadline, key))
+        return entries.add(key, Entry(root: root))
     }
 
-    /// Pairs `half` with the other side waiting at `key`, or leaves it there until its own deadline.
-    private mutating func pair(_ key: PairKey, _ half: Half, into edges: inout [EdgeObservation]) {
-        guard let index = entries.index(forKey: key) else {
-            guard halves.reserve() else { return droppedSpans += 1 }
-            entries[key] = Entry(half: half)
+    /// Pairs `half` with the other side waiting at `key` (its entry at `slot`), or leaves it there until its
+    /// own deadline; returns where the key's entry is now.
+    private mutating func pair(_ key: PairKey, at slot: Int?, _ half: Half, into edges: inout [EdgeObservation]) -> Int? {
+        guard let slot else {
+            guard halves.reserve() else {
+                droppedSpans += 1
+                return nil
+            }
             expiries.append((half.deadline, key))
             halfCount += 1
-            return
+            return entries.add(key, Entry(half: half))
         }
-        guard let other = entries.values[index].half else {
-            guard halves.reserve() else { return droppedSpans += 1 }
+        guard let other = entries.slots[slot].half else {
+            guard halves.reserve() else {
+                droppedSpans += 1
+                return slot
+            }
             // The entry may hold agent bookkeeping with an older deadline: the half keeps its own.
-            entries.values[index].half = half
+            entries.slots[slot].half = half
             expiries.append((half.deadline, key))
             halfCount += 1
-            return
+            return slot
         }
         guard other.isClient != half.isClient else {
-            entries.values[index].half = half  // the same side again (a resent span): the later one waits
+            entries.slots[slot].half = half  // the same side again (a resent span): the later one waits
             expiries.append((half.deadline, key))
-            return
+            return slot
         }
-        entries.values[index].half = nil
+        entries.slots[slot].half = nil
         halfCount -= 1
         halves.release()
-        if entries.values[index].isEmpty { entries.remove(at: index) }
+        var remains: Int? = slot
+        if entries.slots[slot].isEmpty {
+            entries.remove(key, at: slot)
+            remains = nil
+        }
         let client = half.isClient ? half : other
         let server = half.isClient ? other : half
         edges.append(EdgeObservation(client: client.service, server: server.service,
                                      connectionType: client.messaging || server.messaging ? "messaging_system" : "",
                                      dimensions: client.dimensions + server.dimensions, failed: client.failed || server.failed,
                                      clientSeconds: client.seconds, serverSeconds: server.seconds, time: max(client.time, server.time)))
+        return remains
     }
 
-    private mutating func agentEdges(_ span: Span, facts: SpanFacts, key me: PairKey, service: String, failed: Bool, seconds: Double, dimensions: [String],
-                                     none: [String], deadline: UInt64, into edges: inout [EdgeObservation]) {
+    /// `mine` and `parents`: where the span's and its parent's entries are, when pairing looked them up.
+    private mutating func agentEdges(_ span: Span, facts: SpanFacts, key me: PairKey, mine: Int??, parents: Int??, service: String, failed: Bool,
+                                     seconds: Double, dimensions: [String], none: [String], deadline: UInt64, into edges: inout [EdgeObservation]) {
         func edge(_ client: String, _ server: String, _ type: String) -> EdgeObservation {
             EdgeObservation(client: client, server: server, connectionType: type, dimensions: dimensions + none, failed: failed,
                             clientSeconds: seconds, serverSeconds: nil, time: span.endTimeUnixNano)
@@ -304,7 +367,7 @@ public struct ServiceGraphState: Sendable {
         }
         // GenAI calls: the agent uses a model or a tool.
         if facts.any, let operation = facts.string(.operation) {
-            if Self.modelOperations.contains(operation),
+            if Self.isModelOperation(operation),
                let model = facts.string(.requestModel) ?? facts.string(.responseModel) ?? facts.string(.system) {
                 var call = edge(service, model, "model")
                 let input = facts.integer(.inputTokens), output = facts.integer(.outputTokens)
@@ -320,19 +383,19 @@ public struct ServiceGraphState: Sendable {
         // records its own service for children to come and answers the children already waiting.
         let parent = Parent(service: service, kind: span.kind)
         var waiting: [Child] = []
-        if let index = entries.index(forKey: me) {
-            waiting = entries.values[index].children
-            entries.values[index].children = []
+        if let slot = mine ?? entries.find(me) {
+            waiting = entries.slots[slot].children
+            entries.slots[slot].children = []
             agentItems.release(waiting.count)
-            if entries.values[index].parent != nil {
-                entries.values[index].parent = parent
+            if entries.slots[slot].parent != nil {
+                entries.slots[slot].parent = parent
             } else if agentItems.reserve() {
-                entries.values[index].parent = parent
-                entries.values[index].bookkeepingDeadline = deadline
+                entries.slots[slot].parent = parent
+                entries.slots[slot].bookkeepingDeadline = deadline
                 expiries.append((deadline, me))
             }
         } else if agentItems.reserve() {
-            entries[me] = Entry(parent: parent, bookkeepingDeadline: deadline)
+            _ = entries.add(me, Entry(parent: parent, bookkeepingDeadline: deadline))
             expiries.append((deadline, me))
         }
         for child in waiting where child.service != service && !Self.isRequestPair(parent: span.kind, child: child.kind) {
@@ -341,8 +404,9 @@ public struct ServiceGraphState: Sendable {
         }
         guard span.parentSpanID.isValid else { return }
         let parentKey = PairKey(trace: span.traceID, span: span.parentSpanID)
-        let index = entries.index(forKey: parentKey)
-        if let index, let parent = entries.values[index].parent {
+        // A span that is its own parent (hostile input) finds the entry just made for it, as a fresh look-up would.
+        let index = parentKey == me ? entries.find(me) : parents ?? entries.find(parentKey)
+        if let index, let parent = entries.slots[index].parent {
             if parent.service != service, !Self.isRequestPair(parent: parent.kind, child: span.kind) {
                 edges.append(EdgeObservation(client: parent.service, server: service, connectionType: "agent", dimensions: none + dimensions,
                                              failed: failed, clientSeconds: nil, serverSeconds: seconds, time: span.endTimeUnixNano))
@@ -352,13 +416,13 @@ public struct ServiceGraphState: Sendable {
         guard agentItems.reserve() else { return }
         let child = Child(service: service, kind: span.kind, failed: failed, seconds: seconds, dimensions: dimensions, time: span.endTimeUnixNano)
         if let index {
-            if entries.values[index].children.isEmpty {
-                entries.values[index].bookkeepingDeadline = deadline
+            if entries.slots[index].children.isEmpty {
+                entries.slots[index].bookkeepingDeadline = deadline
                 expiries.append((deadline, parentKey))
             }
-            entries.values[index].children.append(child)
+            entries.slots[index].children.append(child)
         } else {
-            entries[parentKey] = Entry(children: [child], bookkeepingDeadline: deadline)
+            _ = entries.add(parentKey, Entry(children: [child], bookkeepingDeadline: deadline))
             expiries.append((deadline, parentKey))
         }
     }
@@ -368,7 +432,13 @@ public struct ServiceGraphState: Sendable {
         (parent == .client && child == .server) || (parent == .producer && child == .consumer)
     }
 
-    static let modelOperations: Set<String> = ["chat", "text_completion", "completion", "generate_content", "embeddings"]
+    /// The GenAI operations that call a model.
+    static func isModelOperation(_ operation: String) -> Bool {
+        switch operation {
+        case "chat", "text_completion", "completion", "generate_content", "embeddings": true
+        default: false
+        }
+    }
 
     /// The database a CLIENT span calls, nil when it is not a database call: with
     /// `database_name_attributes` the connector's rule ("getFirstMatchingValue(DatabaseNameAttributes,
@@ -381,7 +451,13 @@ public struct ServiceGraphState: Sendable {
         return nil
     }
 
-    private func peerAttribute(_ span: Span) -> String? {
+    private func peerAttribute(_ span: Span, facts: SpanFacts) -> String? {
+        if let peerFacts {
+            for key in peerFacts {
+                if let value = facts.text(key), !value.isEmpty { return value }
+            }
+            return nil
+        }
         for key in configuration.virtualNodePeerAttributes {
             if let value = span.attributes[key].map(AttributeText.plain), !value.isEmpty { return value }
         }
@@ -432,60 +508,72 @@ struct SpanFacts {
     enum Key: Int, CaseIterable {
         case agentSource, agentTarget, operation, requestModel, responseModel, system, toolName, agentName, inputTokens, outputTokens
         case dbNamespace, dbName, dbSystem, dbSystemName, peerService, serverAddress, networkPeerAddress, networkPeerPort
+
+        /// The attribute's name.
+        var name: String {
+            switch self {
+            case .agentSource: "agent.source"
+            case .agentTarget: "agent.target"
+            case .operation: "gen_ai.operation.name"
+            case .requestModel: "gen_ai.request.model"
+            case .responseModel: "gen_ai.response.model"
+            case .system: "gen_ai.system"
+            case .toolName: "gen_ai.tool.name"
+            case .agentName: "gen_ai.agent.name"
+            case .inputTokens: "gen_ai.usage.input_tokens"
+            case .outputTokens: "gen_ai.usage.output_tokens"
+            case .dbNamespace: "db.namespace"
+            case .dbName: "db.name"
+            case .dbSystem: "db.system"
+            case .dbSystemName: "db.system.name"
+            case .peerService: "peer.service"
+            case .serverAddress: "server.address"
+            case .networkPeerAddress: "network.peer.address"
+            case .networkPeerPort: "network.peer.port"
+            }
+        }
     }
 
     private let attributes: [Attribute]
-    /// The index of each key's attribute, -1 when absent; inline, so a span costs no allocation.
+    /// The index of each key's first attribute (as `[Attribute]`'s subscript finds it), -1 when absent; inline,
+    /// so a span costs no allocation.
     private var positions = InlineArray<18, Int16>(repeating: -1)
     /// True when any attribute the graph reads is present.
     private(set) var any = false
 
     init(_ attributes: [Attribute]) {
         self.attributes = attributes
-        for index in attributes.indices.prefix(Int(Int16.max)) {
-            if let key = Self.key(attributes[index].key) { set(key, Int16(index)) }
+        for index in 0..<min(attributes.count, Int(Int16.max)) {
+            if let key = Self.key(attributes[index].key), positions[key.rawValue] < 0 { set(key, Int16(index)) }
         }
     }
 
-    /// The graph's key for an attribute name; most names are passed over on their first byte.
+    /// The graph's key for an attribute name: most names are passed over on their first byte and length,
+    /// and the one candidate left is compared once.
     static func key(_ name: String) -> Key? {
-        switch name.utf8.first {
-        case UInt8(ascii: "a"):
-            switch name {
-            case "agent.source": .agentSource
-            case "agent.target": .agentTarget
-            default: nil
-            }
-        case UInt8(ascii: "g"):
-            switch name {
-            case "gen_ai.operation.name": .operation
-            case "gen_ai.request.model": .requestModel
-            case "gen_ai.response.model": .responseModel
-            case "gen_ai.system": .system
-            case "gen_ai.tool.name": .toolName
-            case "gen_ai.agent.name": .agentName
-            case "gen_ai.usage.input_tokens": .inputTokens
-            case "gen_ai.usage.output_tokens": .outputTokens
-            default: nil
-            }
-        case UInt8(ascii: "d"):
-            switch name {
-            case "db.namespace": .dbNamespace
-            case "db.name": .dbName
-            case "db.system": .dbSystem
-            case "db.system.name": .dbSystemName
-            default: nil
-            }
-        case UInt8(ascii: "p"): name == "peer.service" ? .peerService : nil
-        case UInt8(ascii: "s"): name == "server.address" ? .serverAddress : nil
-        case UInt8(ascii: "n"):
-            switch name {
-            case "network.peer.address": .networkPeerAddress
-            case "network.peer.port": .networkPeerPort
-            default: nil
-            }
-        default: nil
+        let utf8 = name.utf8
+        guard let first = utf8.first, let last = utf8.last else { return nil }
+        let candidate: Key
+        switch (first, utf8.count) {
+        case (UInt8(ascii: "a"), 12): candidate = last == UInt8(ascii: "e") ? .agentSource : .agentTarget
+        case (UInt8(ascii: "g"), 21): candidate = last == UInt8(ascii: "e") ? .operation : .responseModel
+        case (UInt8(ascii: "g"), 20): candidate = .requestModel
+        case (UInt8(ascii: "g"), 13): candidate = .system
+        case (UInt8(ascii: "g"), 16): candidate = .toolName
+        case (UInt8(ascii: "g"), 17): candidate = .agentName
+        case (UInt8(ascii: "g"), 25): candidate = .inputTokens
+        case (UInt8(ascii: "g"), 26): candidate = .outputTokens
+        case (UInt8(ascii: "d"), 12): candidate = .dbNamespace
+        case (UInt8(ascii: "d"), 7): candidate = .dbName
+        case (UInt8(ascii: "d"), 9): candidate = .dbSystem
+        case (UInt8(ascii: "d"), 14): candidate = .dbSystemName
+        case (UInt8(ascii: "p"), 12): candidate = .peerService
+        case (UInt8(ascii: "s"), 14): candidate = .serverAddress
+        case (UInt8(ascii: "n"), 20): candidate = .networkPeerAddress
+        case (UInt8(ascii: "n"), 17): candidate = .networkPeerPort
+        default: return nil
         }
+        return name == candidate.name ? candidate : nil
     }
 
     private mutating func set(_ key: Key, _ index: Int16) {

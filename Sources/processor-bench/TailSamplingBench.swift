@@ -1,4 +1,4 @@
-// `anomaly-bench tail_sampling [BATCHES]` and `anomaly-bench tail_sampling_memory [BATCHES]`: the same
+// `processor-bench tail_sampling [BATCHES]` and `processor-bench tail_sampling_memory [BATCHES]`: the same
 // bench-shaped batches through `tail_sampling`, holding spans encoded with the collector's own codec
 // (`BatchCodec.otlp()`), with bench/tail-sampling.py's policies.
 //
@@ -40,7 +40,7 @@ func residentBytes() -> Int {
 
 func runTailSampling(count: Int, early: Bool = false) throws {
     var random = Random(state: 20_261_129)
-    let prepared = (0..<count).map { batch($0, random: &random) }
+    let prepared = (0..<count).map { agentBatch($0, random: &random) }
     let processor = try tailSamplingProcessor("decision_wait: 10s\nnum_traces: 1000000\ndecide_early: \(early)")
     var now: UInt64 = 1_767_225_600_000_000_000
     var nextTick = now
@@ -56,7 +56,7 @@ func runTailSampling(count: Int, early: Bool = false) throws {
         }
     }
     out += processor.flush().reduce(0) { $0 + $1.spanCount }
-    print("anomaly-bench tail_sampling\(early ? "_early" : ""): \(spans) spans in \(count) batches; \(out) sampled")
+    print("processor-bench tail_sampling\(early ? "_early" : ""): \(spans) spans in \(count) batches; \(out) sampled")
 }
 
 func runTailSamplingMemory(count: Int) throws {
@@ -70,7 +70,7 @@ func runTailSamplingMemory(count: Int) throws {
     var now: UInt64 = 1_767_225_600_000_000_000
     for index in 0..<count {
         if index == warmup { before = residentBytes() }
-        let made = batch(index, random: &random)
+        let made = agentBatch(index, random: &random)
         if index >= warmup {
             wire += codec.encode(made).count
             spans += made.spanCount
@@ -80,6 +80,6 @@ func runTailSamplingMemory(count: Int) throws {
     }
     let growth = Double(residentBytes() - before) / Double(spans)
     let wirePerSpan = Double(wire) / Double(spans)
-    print(String(format: "anomaly-bench tail_sampling_memory: %d spans held; %.0f resident bytes per held span, %.0f wire bytes per span: %.2fx",
+    print(String(format: "processor-bench tail_sampling_memory: %d spans held; %.0f resident bytes per held span, %.0f wire bytes per span: %.2fx",
                  processor.heldSpans, growth, wirePerSpan, growth / wirePerSpan))
 }
