@@ -82,11 +82,7 @@ public enum GraphJSON {
         out.key("detail__connection_type"); out.string(edge.connectionType)
         out.key("detail__failed"); out.integer(edge.failed)
         if let mean = edge.meanServerMilliseconds { out.key("detail__mean_server_ms"); out.number((mean * 1000).rounded() / 1000) }
-        if edge.percentiles.count == 3 {
-            out.key("detail__p50_ms"); out.number(edge.percentiles[0])
-            out.key("detail__p95_ms"); out.number(edge.percentiles[1])
-            out.key("detail__p99_ms"); out.number(edge.percentiles[2])
-        }
+        writePercentiles(edge.percentiles, to: &out)
         out.key("detail__requests"); out.integer(edge.requests)
         out.key("id"); out.string(edge.id)
         out.key("mainstat"); out.integer(edge.requests)
@@ -95,6 +91,14 @@ public enum GraphJSON {
         out.key("target"); out.string(edge.target)
         out.endObject()
         return out.bytes
+    }
+
+    /// `detail__p50_ms`, `detail__p95_ms`, `detail__p99_ms` of an edge or node, when it has them.
+    private static func writePercentiles(_ percentiles: [Double], to out: inout JSONWriter) {
+        guard percentiles.count == 3 else { return }
+        out.key("detail__p50_ms"); out.number(percentiles[0])
+        out.key("detail__p95_ms"); out.number(percentiles[1])
+        out.key("detail__p99_ms"); out.number(percentiles[2])
     }
 
     /// One node of the Node Graph answer.
@@ -110,11 +114,7 @@ public enum GraphJSON {
         out.key("detail__errors"); out.integer(node.failed)
         out.key("detail__input_tokens"); out.integer(node.inputTokens)
         out.key("detail__output_tokens"); out.integer(node.outputTokens)
-        if node.percentiles.count == 3 {
-            out.key("detail__p50_ms"); out.number(node.percentiles[0])
-            out.key("detail__p95_ms"); out.number(node.percentiles[1])
-            out.key("detail__p99_ms"); out.number(node.percentiles[2])
-        }
+        writePercentiles(node.percentiles, to: &out)
         out.key("detail__requests"); out.integer(node.requests)
         out.key("id"); out.string(node.id)
         out.key("mainstat"); out.integer(node.requests)
