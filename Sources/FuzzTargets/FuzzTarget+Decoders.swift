@@ -10,8 +10,10 @@ extension FuzzTarget {
         do {
             batch = try context.protobuf.decodeRequest(input)
         } catch {
+            try checkProtobufCRefuses(input, refusal: error, in: context)
             return .rejected(error.message)
         }
+        try checkProtobufCReadsTheSame(input, batch, in: context)
         try checkProtobufRoundTrip(batch, in: context, from: .protobuf)
         try checkJSONRoundTrip(batch, from: .protobuf)
         return .accepted
@@ -27,14 +29,34 @@ extension FuzzTarget {
             return .rejected(error.message)
         }
         try checkJSONRoundTrip(batch, from: .json)
-        // protobuf-c keeps strings NUL-terminated, so a string with U+0000 (legal in JSON) is cut short
-        // on the way out in protobuf; such batches are not compared. JSON also allows deeper AnyValue
-        // nesting (128 levels of JSON) than the protobuf decoder accepts (64 levels of messages), so a
-        // refusal for depth is expected, not a bug.
-        if !batch.containsNUL {
-            try checkProtobufRoundTrip(batch, in: context, from: .json, allowTooDeep: true)
-        }
+        // JSON allows deeper AnyValue nesting (128 levels of JSON) than the protobuf decoder accepts
+        // (64 levels of messages), so a refusal for depth is expected, not a bug.
+        try checkProtobufRoundTrip(batch, in: context, from: .json, allowTooDeep: true)
         return .accepted
+    }
+
+    /// The reader refused what protobuf-c, the reference, refuses too, unless the refusal is the
+    /// reader's own expansion limit (the reference runs without one).
+    static func checkProtobufCRefuses(_ input: [UInt8], refusal: OTLPDecodingError, in context: FuzzContext)
+        throws(InvariantViolation) {
+        guard !refusal.message.contains("expands beyond"),
+              let reference = try? context.protobuf.decodeRequestUsingProtobufC(input) else { return }
+        throw InvariantViolation(.protobuf, "refused (\(refusal.message)) what protobuf-c reads as \(reference.spanCount) spans")
+    }
+
+    /// protobuf-c, the reference, reads the same batch, except where it departs from the protobuf
+    /// specification: strings cut at U+0000, a singular message sent twice not merged.
+    static func checkProtobufCReadsTheSame(_ input: [UInt8], _ batch: SpanBatch, in context: FuzzContext)
+        throws(InvariantViolation) {
+        let merged = context.protobuf.lastRequestMergedSingularMessage
+        let reference: SpanBatch
+        do {
+            reference = try context.protobuf.decodeRequestUsingProtobufC(input)
+        } catch {
+            throw InvariantViolation(.protobuf, "read \(batch.spanCount) spans where protobuf-c refuses: \(error.message)")
+        }
+        if merged || batch.containsNUL { return }
+        try expectSame(reference, batch, .protobuf, "reading with protobuf-c instead")
     }
 
     /// Protobuf out and in again gives the same batch.
@@ -78,31 +100,5 @@ extension FuzzTarget {
               before: …\(String(decoding: expectedJSON[start..<min(expectedJSON.count, index + 60)], as: UTF8.self))
               after:  …\(String(decoding: actualJSON[start..<min(actualJSON.count, index + 60)], as: UTF8.self))
             """)
-    }
-}
-
-extension SpanBatch {
-    /// Whether any string in the batch holds U+0000.
-    var containsNUL: Bool {
-        func has(_ text: String) -> Bool { text.utf8.contains(0) }
-        func has(_ attributes: [Attribute]) -> Bool { attributes.contains { has($0.key) || has($0.value) } }
-        func has(_ value: AttributeValue) -> Bool {
-            switch value {
-            case .string(let text): has(text)
-            case .array(let elements): elements.contains { has($0) }
-            case .keyValueList(let attributes): has(attributes)
-            case .bool, .int, .double, .bytes, .empty: false
-            }
-        }
-        return resourceSpans.contains { resourceSpans in
-            has(resourceSpans.schemaURL) || has(resourceSpans.resource.attributes) || resourceSpans.scopeSpans.contains { scopeSpans in
-                has(scopeSpans.schemaURL) || has(scopeSpans.scope.name) || has(scopeSpans.scope.version)
-                    || has(scopeSpans.scope.attributes) || scopeSpans.spans.contains { span in
-                        has(span.name) || has(span.traceState) || has(span.status.message) || has(span.attributes)
-                            || span.events.contains { has($0.name) || has($0.attributes) }
-                            || span.links.contains { has($0.traceState) || has($0.attributes) }
-                    }
-            }
-        }
     }
 }

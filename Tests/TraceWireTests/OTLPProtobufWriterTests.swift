@@ -10,8 +10,8 @@ struct OTLPProtobufWriterTests {
         var generator = SpanGenerator(seed: UInt64(seed) &+ 7_000)
         let batch = generator.batch()
         let written = OTLPProtobufWriter.request(batch)
-        #expect(written == OTLPProtobufCodec().encodeRequest(batch))
-        #expect(try OTLPProtobufCodec().decodeRequest(written) == batch)
+        #expect(written == OTLPProtobufCodec().encodeRequestUsingProtobufC(batch))
+        #expect(try OTLPProtobufCodec().decodeRequestUsingProtobufC(written) == batch)
     }
 
     // protobuf-c reads the held form back: the same batch but for every span's trace id (zero).
@@ -47,7 +47,7 @@ struct OTLPProtobufWriterTests {
             ResourceSpans(resource: Resource(), scopeSpans: [ScopeSpans(spans: Array(repeating: span, count: 9))]),
             ResourceSpans(resource: Resource(), scopeSpans: []),
         ])
-        #expect(OTLPProtobufWriter.request(batch) == OTLPProtobufCodec().encodeRequest(batch))
-        #expect(OTLPProtobufWriter.request(SpanBatch()) == OTLPProtobufCodec().encodeRequest(SpanBatch()))
+        #expect(OTLPProtobufWriter.request(batch) == OTLPProtobufCodec().encodeRequestUsingProtobufC(batch))
+        #expect(OTLPProtobufWriter.request(SpanBatch()) == OTLPProtobufCodec().encodeRequestUsingProtobufC(SpanBatch()))
     }
 }

@@ -181,7 +181,7 @@ public struct TraceIngest: Sendable {
                 }
             }
             // The loop's codec belongs to the loop; this thread gets its own for this request.
-            return ingest.decode(plain, format: format, codec: OTLPProtobufCodec(initialArenaCapacity: 256 << 10))
+            return ingest.decode(plain, format: format, codec: OTLPProtobufCodec())
         }.flatMap { decoded in
             ingest.offer(decoded, on: eventLoop)
         }
@@ -272,7 +272,7 @@ struct PerEventLoopCodecs: Sendable {
     func codec(on eventLoop: any EventLoop) -> OTLPProtobufCodec {
         guard let box = boxes[ObjectIdentifier(eventLoop)] else { return OTLPProtobufCodec(initialArenaCapacity: 4096) }
         if let codec = box.value { return codec }
-        let codec = OTLPProtobufCodec(initialArenaCapacity: 256 << 10)
+        let codec = OTLPProtobufCodec()
         box.value = codec
         return codec
     }

@@ -16,45 +16,29 @@ typealias CAnyValue = Opentelemetry__Proto__Common__V1__AnyValue
 typealias CArrayValue = Opentelemetry__Proto__Common__V1__ArrayValue
 typealias CKeyValueList = Opentelemetry__Proto__Common__V1__KeyValueList
 
-/// OTLP protobuf with libprotobuf-c: decodes `ExportTraceServiceRequest`s into the span model and
-/// encodes them back, all C memory coming from one arena that is reset after every call.
+/// OTLP protobuf: requests are read and written straight between bytes and the span model
+/// (`OTLPProtobufReader`, `OTLPProtobufWriter`); the smaller messages (responses, `google.rpc.Status`)
+/// go through libprotobuf-c, whose request decoder and encoder stay as the reference the straight ones
+/// are checked against. C memory comes from one arena that is reset after every call.
 /// Not thread-safe: keep one per connection or task.
 public final class OTLPProtobufCodec {
-    /// Messages nested deeper than this are refused before protobuf-c sees them: the request itself
-    /// needs 6 levels, each level of AnyValue arrays or maps 2 more.
-    public static let maximumNestingDepth: UInt32 = 64
+    /// Messages nested deeper than this are refused: the request itself needs 6 levels, each level of
+    /// AnyValue arrays or maps 2 more.
+    public static let maximumNestingDepth = OTLPProtobufReader.maximumNestingDepth
 
     private let arena: ProtobufArena
-    private var decoder = ProtobufToModel()
+    private var reader = OTLPProtobufReader()
+    private var protobufCDecoder = ProtobufToModel()
 
     /// Creates a codec whose arena starts at `initialArenaCapacity` bytes.
-    public init(initialArenaCapacity: Int = 1 << 20) {
+    public init(initialArenaCapacity: Int = 1 << 16) {
         arena = ProtobufArena(initialCapacity: initialArenaCapacity)
     }
 
     /// Decodes a binary `ExportTraceServiceRequest`. Spans with malformed ids decode with zero ids,
     /// so the receiver can count them as rejected rather than fail the request.
     public func decodeRequest(_ bytes: UnsafeRawBufferPointer) throws(OTLPDecodingError) -> SpanBatch {
-        let data = bytes.baseAddress?.assumingMemoryBound(to: UInt8.self)
-        if bytes.count > 0 {
-            switch trace_wire_scan_export_trace_request(data, bytes.count, Self.maximumNestingDepth) {
-            case TRACE_WIRE_SCAN_OK: break
-            case TRACE_WIRE_SCAN_TOO_DEEP:
-                throw OTLPDecodingError("protobuf message nested deeper than \(Self.maximumNestingDepth) levels")
-            default:
-                throw OTLPDecodingError("malformed protobuf: broken tag, varint or length")
-            }
-        }
-        // The arena may use a generous multiple of the input; beyond that the message is hostile.
-        let limit = max(bytes.count * 32, 1 << 20)
-        let result: Result<SpanBatch, OTLPDecodingError> = arena.withReset(byteLimit: limit) { allocator in
-            guard let request = opentelemetry__proto__collector__trace__v1__export_trace_service_request__unpack(
-                allocator, bytes.count, data) else {
-                return .failure(OTLPDecodingError("malformed protobuf: not an ExportTraceServiceRequest"))
-            }
-            return .success(decoder.batch(request.pointee))
-        }
-        return try result.get()
+        try reader.request(bytes)
     }
 
     /// Decodes from any contiguous byte collection.
@@ -65,8 +49,44 @@ public final class OTLPProtobufCodec {
         return try result.get()
     }
 
+    /// True when the last `decodeRequest` met a singular message field sent twice, which the
+    /// specification merges and protobuf-c does not: the differential checks skip such inputs.
+    package var lastRequestMergedSingularMessage: Bool { reader.mergedSingularMessage }
+
     /// Encodes a batch as a binary `ExportTraceServiceRequest`.
     public func encodeRequest(_ batch: SpanBatch) -> [UInt8] {
+        OTLPProtobufWriter.request(batch)
+    }
+
+    /// The reference decoder: libprotobuf-c's unpack, then the span model built from its structs
+    /// (strings end at an embedded U+0000 here). Tests and the fuzz target compare `decodeRequest` with it.
+    package func decodeRequestUsingProtobufC(_ bytes: [UInt8]) throws(OTLPDecodingError) -> SpanBatch {
+        let result: Result<SpanBatch, OTLPDecodingError> = bytes.withUnsafeBytes { buffer in
+            let data = buffer.baseAddress?.assumingMemoryBound(to: UInt8.self)
+            if buffer.count > 0 {
+                switch trace_wire_scan_export_trace_request(data, buffer.count, UInt32(Self.maximumNestingDepth)) {
+                case TRACE_WIRE_SCAN_OK: break
+                case TRACE_WIRE_SCAN_TOO_DEEP:
+                    return .failure(OTLPDecodingError("protobuf message nested deeper than \(Self.maximumNestingDepth) levels"))
+                default:
+                    return .failure(OTLPDecodingError("malformed protobuf: broken tag, varint or length"))
+                }
+            }
+            // No byte limit: a reference for tests, never fed hostile input in the collector.
+            return arena.withReset { allocator in
+                guard let request = opentelemetry__proto__collector__trace__v1__export_trace_service_request__unpack(
+                    allocator, buffer.count, data) else {
+                    return .failure(OTLPDecodingError("malformed protobuf: not an ExportTraceServiceRequest"))
+                }
+                return .success(protobufCDecoder.batch(request.pointee))
+            }
+        }
+        return try result.get()
+    }
+
+    /// The reference encoder: the span model as protobuf-c structs, packed by libprotobuf-c (strings end
+    /// at an embedded U+0000). Tests compare `OTLPProtobufWriter` with it byte for byte.
+    package func encodeRequestUsingProtobufC(_ batch: SpanBatch) -> [UInt8] {
         arena.withReset { _ in
             let request = ModelToProtobuf(arena: arena).request(batch)
             return ProtobufPacking.pack(request)
@@ -421,5 +441,31 @@ struct ModelToProtobuf {
             break
         }
         return result
+    }
+}
+
+extension SpanBatch {
+    /// Whether any string in the batch holds U+0000, which protobuf-c's strings cannot.
+    package var containsNUL: Bool {
+        func has(_ text: String) -> Bool { text.utf8.contains(0) }
+        func has(_ attributes: [Attribute]) -> Bool { attributes.contains { has($0.key) || has($0.value) } }
+        func has(_ value: AttributeValue) -> Bool {
+            switch value {
+            case .string(let text): has(text)
+            case .array(let elements): elements.contains { has($0) }
+            case .keyValueList(let attributes): has(attributes)
+            case .bool, .int, .double, .bytes, .empty: false
+            }
+        }
+        return resourceSpans.contains { resourceSpans in
+            has(resourceSpans.schemaURL) || has(resourceSpans.resource.attributes) || resourceSpans.scopeSpans.contains { scopeSpans in
+                has(scopeSpans.schemaURL) || has(scopeSpans.scope.name) || has(scopeSpans.scope.version)
+                    || has(scopeSpans.scope.attributes) || scopeSpans.spans.contains { span in
+                        has(span.name) || has(span.traceState) || has(span.status.message) || has(span.attributes)
+                            || span.events.contains { has($0.name) || has($0.attributes) }
+                            || span.links.contains { has($0.traceState) || has($0.attributes) }
+                    }
+            }
+        }
     }
 }

@@ -18,14 +18,18 @@ struct StringCache {
     private var bytes = [UInt8](repeating: 0, count: slotCount * longest)
     private var strings = [String](repeating: "", count: slotCount)
 
-    /// A Swift string for a NUL-terminated protobuf-c string; NULL reads as empty, invalid UTF-8 is
-    /// repaired with U+FFFD.
+    /// A Swift string for a NUL-terminated protobuf-c string; NULL reads as empty.
     mutating func string(_ pointer: UnsafePointer<CChar>?) -> String {
         guard let pointer else { return "" }
-        let length = strlen(pointer)
-        let raw = UnsafeRawPointer(pointer)
-        let buffer = UnsafeBufferPointer(start: raw.assumingMemoryBound(to: UInt8.self), count: length)
-        guard length > 15, length <= Self.longest else { return String(decoding: buffer, as: UTF8.self) }
+        return string(UnsafeRawBufferPointer(start: pointer, count: strlen(pointer)))
+    }
+
+    /// A Swift string for UTF-8 bytes; invalid UTF-8 is repaired with U+FFFD.
+    mutating func string(_ buffer: UnsafeRawBufferPointer) -> String {
+        let length = buffer.count
+        guard length > 15, length <= Self.longest, let raw = buffer.baseAddress else {
+            return String(decoding: buffer, as: UTF8.self)
+        }
         let first = raw.loadUnaligned(as: UInt64.self)
         let last = raw.loadUnaligned(fromByteOffset: length - 8, as: UInt64.self)
         let hash = (first &* 0x9E37_79B9_7F4A_7C15) ^ (last &* 0xC2B2_AE3D_27D4_EB4F) ^ UInt64(length)
