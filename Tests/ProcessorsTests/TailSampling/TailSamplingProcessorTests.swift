@@ -466,5 +466,19 @@ struct TailSamplingProcessorTests {
             #expect(TraceBuilder.spanIDs(released, of: first.id) == (block ? [1, 2] : []), "block_on_overflow: \(block)")
         }
     }
+
+    @Test("max_held_bytes counts what each trace really holds: its record as well as its spans' bytes")
+    func maxHeldBytesCountsRecords() throws {
+        // Spans kept as 8 bytes a chunk: four single-span traces hold 32 bytes of spans, under the limit.
+        // Each trace also needs its 16-byte id, its arrival and deadline (16) and where its bytes are (8):
+        // three traces are past 100 bytes however compactly that is kept.
+        let codec = BatchCodec(encode: { _ in [UInt8](repeating: 0, count: 8) }, decode: { _ in SpanBatch() })
+        let yaml = "decision_wait: 10s\nmax_held_bytes: 100\npolicies: [{name: all, type: always_sample}]"
+        let processor = TailSamplingProcessor(configuration: try tailSampling(yaml), metrics: SelfMetrics(), codec: codec)
+        for number in 1...4 {
+            _ = processor.process(TraceBuilder(UInt64(number)).span().batch, now: Self.t0 + UInt64(number) * Self.second)
+        }
+        #expect(processor.heldSpans < 4)
+    }
 }
 
