@@ -1,5 +1,6 @@
 import Foundation
 import FuzzTargets
+import TraceWire
 import Testing
 
 /// The repository's root, found from this file's path.
@@ -68,12 +69,15 @@ struct FuzzTargetTests {
         }
     }
 
-    /// A JSON string holding U+0000 survives JSON but not protobuf-c's NUL-terminated strings: the JSON
-    /// target accepts it and does not call the protobuf difference a violation.
-    @Test("a JSON string holding NUL is accepted without a protobuf comparison")
+    /// A JSON string holding U+0000 survives the protobuf writer and reader too (protobuf-c's strings
+    /// would cut it): the JSON target compares the protobuf round trip and accepts it.
+    @Test("a JSON string holding NUL survives the protobuf round trip")
     func nulInJSONString() throws {
         let body = Array(#"{"resourceSpans":[{"scopeSpans":[{"spans":[{"name":"a\u0000b"}]}]}]}"#.utf8)
         #expect(try FuzzTarget.json.run(body, in: FuzzContext()) == .accepted)
+        let decoded = try OTLPJSON.decodeRequest(body)
+        let codec = OTLPProtobufCodec()
+        #expect(try codec.decodeRequest(codec.encodeRequest(decoded)).resourceSpans[0].scopeSpans[0].spans[0].name == "a\u{0}b")
     }
 
     @Test("hostile inputs are refused with the protocol's error", arguments: [

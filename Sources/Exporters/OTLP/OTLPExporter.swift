@@ -101,7 +101,7 @@ struct OTLPGRPCSender: BatchSender {
     let timeout: Duration
 
     func send(_ payload: SpanBatchPayload) async throws(ExportError) -> SendResult {
-        var message = OTLPProtobufCodec(initialArenaCapacity: 64 << 10).encodeRequest(payload.batch)
+        var message = OTLPProtobufWriter.request(payload.batch)
         if gzip {
             do {
                 message = Array(try Gzip.deflate(ByteBuffer(bytes: message)).readableBytesView)
@@ -176,7 +176,7 @@ public struct OTLPExporterFactory: ExporterFactory {
             sender = try HTTPBatchSender(url: configuration.tracesURL, headers: configuration.headers, gzip: configuration.gzip,
                                          timeout: configuration.common.timeout, tls: configuration.common.tls,
                                          readResponse: { OTLPPartialSuccess.readHTTP($1, contentType: $2, requestWasJSON: false) }) { payload in
-                (OTLPProtobufCodec(initialArenaCapacity: 64 << 10).encodeRequest(payload.batch), "application/x-protobuf")
+                (OTLPProtobufWriter.request(payload.batch), "application/x-protobuf")
             }
         case .httpJSON:
             sender = try HTTPBatchSender(url: configuration.tracesURL, headers: configuration.headers, gzip: configuration.gzip,

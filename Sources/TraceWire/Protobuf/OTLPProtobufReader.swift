@@ -307,6 +307,7 @@ struct OTLPProtobufReader {
     // MARK: - Helpers
 
     /// The body of the length-delimited field at `input`, one nesting level down.
+    @inline(__always)
     private mutating func enter(_ input: inout ProtobufInput) throws(OTLPDecodingError) -> ProtobufInput {
         guard depthLeft > 0 else {
             throw OTLPDecodingError("protobuf message nested deeper than \(Self.maximumNestingDepth) levels")
@@ -315,6 +316,7 @@ struct OTLPProtobufReader {
         return ProtobufInput(try input.lengthDelimited())
     }
 
+    @inline(__always)
     private mutating func spend(_ bytes: Int) throws(OTLPDecodingError) {
         budget -= bytes
         if budget < 0 { throw OTLPDecodingError("protobuf message expands beyond 32 times its size") }
@@ -325,6 +327,7 @@ struct OTLPProtobufReader {
         seen = true
     }
 
+    @inline(__always)
     private mutating func string(_ input: inout ProtobufInput) throws(OTLPDecodingError) -> String {
         let bytes = try input.lengthDelimited()
         try spend(bytes.count)
