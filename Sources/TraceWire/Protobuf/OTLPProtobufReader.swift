@@ -48,27 +48,40 @@ struct OTLPProtobufReader {
 
     private mutating func resourceSpans(_ input: inout ProtobufInput) throws(OTLPDecodingError) -> ResourceSpans {
         var result = ResourceSpans()
-        var sawResource = false
+        try group(&input, head: &result.resource, elements: &result.scopeSpans, schemaURL: &result.schemaURL,
+                  readHead: { reader, body, resource throws(OTLPDecodingError) in try reader.resource(&body, into: &resource) },
+                  readElement: { reader, body throws(OTLPDecodingError) in try reader.scopeSpans(&body) })
+        return result
+    }
+
+    /// `ResourceSpans` and `ScopeSpans`, which have one shape: a singular message (1: the resource or
+    /// the scope), a repeated one (2: scopes or spans) and a schema URL (3).
+    @inline(__always)
+    private mutating func group<Head, Element>(
+        _ input: inout ProtobufInput, head: inout Head, elements: inout [Element], schemaURL: inout String,
+        readHead: (inout Self, inout ProtobufInput, inout Head) throws(OTLPDecodingError) -> Void,
+        readElement: (inout Self, inout ProtobufInput) throws(OTLPDecodingError) -> Element
+    ) throws(OTLPDecodingError) {
+        var sawHead = false
         while !input.isAtEnd {
             let key = try input.key()
             switch key {
             case Key.message(1):
-                noteSingular(&sawResource)
+                noteSingular(&sawHead)
                 var body = try enter(&input)
-                try resource(&body, into: &result.resource)
+                try readHead(&self, &body, &head)
                 depthLeft += 1
             case Key.message(2):
-                if result.scopeSpans.isEmpty { result.scopeSpans.reserveCapacity(input.countRun(of: key)) }
+                if elements.isEmpty { elements.reserveCapacity(input.countRun(of: key)) }
                 var body = try enter(&input)
-                result.scopeSpans.append(try scopeSpans(&body))
+                elements.append(try readElement(&self, &body))
                 depthLeft += 1
             case Key.message(3):
-                result.schemaURL = try string(&input)
+                schemaURL = try string(&input)
             default:
                 try input.skip(key, known: 0b1110)
             }
         }
-        return result
     }
 
     private mutating func resource(_ input: inout ProtobufInput, into result: inout Resource) throws(OTLPDecodingError) {
@@ -92,26 +105,9 @@ struct OTLPProtobufReader {
 
     private mutating func scopeSpans(_ input: inout ProtobufInput) throws(OTLPDecodingError) -> ScopeSpans {
         var result = ScopeSpans()
-        var sawScope = false
-        while !input.isAtEnd {
-            let key = try input.key()
-            switch key {
-            case Key.message(1):
-                noteSingular(&sawScope)
-                var body = try enter(&input)
-                try scope(&body, into: &result.scope)
-                depthLeft += 1
-            case Key.message(2):
-                if result.spans.isEmpty { result.spans.reserveCapacity(input.countRun(of: key)) }
-                var body = try enter(&input)
-                result.spans.append(try span(&body))
-                depthLeft += 1
-            case Key.message(3):
-                result.schemaURL = try string(&input)
-            default:
-                try input.skip(key, known: 0b1110)
-            }
-        }
+        try group(&input, head: &result.scope, elements: &result.spans, schemaURL: &result.schemaURL,
+                  readHead: { reader, body, scope throws(OTLPDecodingError) in try reader.scope(&body, into: &scope) },
+                  readElement: { reader, body throws(OTLPDecodingError) in try reader.span(&body) })
         return result
     }
 
