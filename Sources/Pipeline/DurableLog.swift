@@ -12,10 +12,15 @@ public struct BatchCodec: Sendable {
 
     public let encode: Encode
     public let decode: Decode
+    /// The spans of one trace as kept under its id (tail sampling): `encode` without each span's trace
+    /// id, which `decode` then gives as the zero id for the keeper to put theirs back, and without what
+    /// decodes the same when left out. Nil when the format has no such form (then `encode` is used).
+    public let encodeHeld: Encode?
 
-    public init(encode: @escaping Encode, decode: @escaping Decode) {
+    public init(encode: @escaping Encode, decode: @escaping Decode, encodeHeld: Encode? = nil) {
         self.encode = encode
         self.decode = decode
+        self.encodeHeld = encodeHeld
     }
 }
 

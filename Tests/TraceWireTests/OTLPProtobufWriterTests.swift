@@ -14,6 +14,24 @@ struct OTLPProtobufWriterTests {
         #expect(try OTLPProtobufCodec().decodeRequestUsingProtobufC(written) == batch)
     }
 
+    // protobuf-c (the reference) and the reader the collector decodes with read the held form back: the
+    // same batch but for every span's trace id (zero).
+    @Test("the held form decodes to the batch with zero trace ids, at least 18 bytes a span smaller", arguments: 0..<100)
+    func heldForm(seed: Int) throws {
+        var generator = SpanGenerator(seed: UInt64(seed) &+ 9_000)
+        let batch = generator.batch()
+        var zeroed = batch
+        for r in zeroed.resourceSpans.indices {
+            for s in zeroed.resourceSpans[r].scopeSpans.indices {
+                for i in zeroed.resourceSpans[r].scopeSpans[s].spans.indices { zeroed.resourceSpans[r].scopeSpans[s].spans[i].traceID = .zero }
+            }
+        }
+        let held = OTLPProtobufWriter.request(batch, held: true)
+        #expect(try OTLPProtobufCodec().decodeRequestUsingProtobufC(held) == zeroed)
+        #expect(try OTLPProtobufCodec().decodeRequest(held) == zeroed)
+        #expect(held.count <= OTLPProtobufWriter.request(batch).count - 18 * batch.spanCount)
+    }
+
     @Test("zero values, empty strings in a oneof, large varints and big messages pack as protobuf-c packs them")
     func edgeCases() throws {
         let long = String(repeating: "x", count: 20_000)

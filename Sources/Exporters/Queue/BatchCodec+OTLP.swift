@@ -18,6 +18,7 @@ extension BatchCodec {
     public static func otlp() -> BatchCodec {
         let codec = Mutex(OTLPProtobufCodec(initialArenaCapacity: 64 << 10))
         return BatchCodec(encode: { batch in OTLPProtobufWriter.request(batch) },
-                          decode: { bytes in try codec.withLock { try $0.decodeRequest(bytes) } })
+                          decode: { bytes in try codec.withLock { try $0.decodeRequest(bytes) } },
+                          encodeHeld: { batch in OTLPProtobufWriter.request(batch, held: true) })
     }
 }

@@ -35,49 +35,34 @@ public struct SampledTrace: Sendable {
 /// there a resource or span that…" is a bit here; latency keeps the running span times.
 public struct TraceSummary: Sendable {
     public var traceID: TraceID
+    /// What the spans said; kept apart from the id so the processor can keep it under the id, its key.
+    var gathered = Gathered()
+
     /// Per existence check (its slot): some resource or span matched.
-    var matched: UInt64 = 0
+    var matched: UInt64 { gathered.matched }
     /// Per latency policy (its slot): the running duration passed its test at some span.
-    var latencyPassed: UInt64 = 0
-    /// Earliest span start and latest span end so far; 0 means "none yet", as in the Collector's
-    /// latency.go (a span starting at 0 is replaced by the next span's start there too).
-    var earliestStart: UInt64 = 0
-    var latestEnd: UInt64 = 0
-    public var spanCount = 0
-    public var sizeBytes = 0
+    var latencyPassed: UInt64 { gathered.latencyPassed }
+    public var spanCount: Int {
+        get { gathered.spanCount }
+        set { gathered.spanCount = newValue }
+    }
+    public var sizeBytes: Int {
+        get { gathered.sizeBytes }
+        set { gathered.sizeBytes = newValue }
+    }
 
     public init(traceID: TraceID) {
         self.traceID = traceID
     }
 
-    /// Adds a chunk: runs every check not yet matched over its resource and spans, in order.
-    mutating func observe(_ chunk: ResourceSpans, checks: PolicyChecks) {
-        for (slot, check) in checks.existence.enumerated() where matched & (1 << slot) == 0 {
-            if check.matches(chunk) { matched |= 1 << slot }
-        }
-        for scope in chunk.scopeSpans {
-            for span in scope.spans {
-                spanCount += 1
-                guard !checks.latency.isEmpty else { continue }
-                if earliestStart == 0 || span.startTimeUnixNano < earliestStart { earliestStart = span.startTimeUnixNano }
-                if latestEnd == 0 || span.endTimeUnixNano > latestEnd { latestEnd = span.endTimeUnixNano }
-                // Go's `duration.Milliseconds()`: signed, truncated toward zero (an end before the
-                // start gives a negative duration, which no threshold passes).
-                let nanoseconds = Int64(clamping: latestEnd) &- Int64(clamping: earliestStart)
-                let milliseconds = nanoseconds / 1_000_000
-                // As the Collector: the test runs after every span, and once passed it stays passed.
-                for (slot, bounds) in checks.latency.enumerated() where Self.latencyPasses(milliseconds, bounds) {
-                    latencyPassed |= 1 << slot
-                }
-            }
-        }
+    init(traceID: TraceID, gathered: Gathered) {
+        self.traceID = traceID
+        self.gathered = gathered
     }
 
-    /// The Collector's latency test (contrib `internal/sampling/latency.go`): without an upper bound,
-    /// `duration >= threshold_ms`; with one, `threshold_ms < duration <= upper_threshold_ms`.
-    static func latencyPasses(_ milliseconds: Int64, _ bounds: (threshold: Int64, upper: Int64)) -> Bool {
-        if bounds.upper == 0 { return milliseconds >= bounds.threshold }
-        return bounds.threshold < milliseconds && milliseconds <= bounds.upper
+    /// Adds a chunk: runs every check not yet matched over its resource and spans, in order.
+    mutating func observe(_ chunk: ResourceSpans, checks: PolicyChecks) {
+        gathered.observe(chunk, checks: checks)
     }
 
     /// A summary of a whole trace at once (tests, and policies evaluated on their own).
@@ -86,6 +71,53 @@ public struct TraceSummary: Sendable {
         for chunk in trace.chunks { observe(chunk, checks: checks) }
         spanCount = trace.spanCount
         sizeBytes = trace.sizeBytes
+    }
+
+    /// The summary of a trace without its id: 44 bytes, kept for every trace held.
+    struct Gathered: Sendable {
+        var matched: UInt64 = 0
+        var latencyPassed: UInt64 = 0
+        /// Earliest span start and latest span end so far; 0 means "none yet", as in the Collector's
+        /// latency.go (a span starting at 0 is replaced by the next span's start there too).
+        var earliestStart: UInt64 = 0
+        var latestEnd: UInt64 = 0
+        var sizeBytes = 0
+        /// 32 bits, last, so the record that keeps it can put a small field after it.
+        private var spans: Int32 = 0
+        var spanCount: Int {
+            get { Int(spans) }
+            set { spans = Int32(clamping: newValue) }
+        }
+
+        /// Adds a chunk: runs every check not yet matched over its resource and spans, in order.
+        mutating func observe(_ chunk: ResourceSpans, checks: PolicyChecks) {
+            for (slot, check) in checks.existence.enumerated() where matched & (1 << slot) == 0 {
+                if check.matches(chunk) { matched |= 1 << slot }
+            }
+            for scope in chunk.scopeSpans {
+                for span in scope.spans {
+                    if spans < .max { spans += 1 }
+                    guard !checks.latency.isEmpty else { continue }
+                    if earliestStart == 0 || span.startTimeUnixNano < earliestStart { earliestStart = span.startTimeUnixNano }
+                    if latestEnd == 0 || span.endTimeUnixNano > latestEnd { latestEnd = span.endTimeUnixNano }
+                    // Go's `duration.Milliseconds()`: signed, truncated toward zero (an end before the
+                    // start gives a negative duration, which no threshold passes).
+                    let nanoseconds = Int64(clamping: latestEnd) &- Int64(clamping: earliestStart)
+                    let milliseconds = nanoseconds / 1_000_000
+                    // As the Collector: the test runs after every span, and once passed it stays passed.
+                    for (slot, bounds) in checks.latency.enumerated() where Self.latencyPasses(milliseconds, bounds) {
+                        latencyPassed |= 1 << slot
+                    }
+                }
+            }
+        }
+
+        /// The Collector's latency test (contrib `internal/sampling/latency.go`): without an upper bound,
+        /// `duration >= threshold_ms`; with one, `threshold_ms < duration <= upper_threshold_ms`.
+        static func latencyPasses(_ milliseconds: Int64, _ bounds: (threshold: Int64, upper: Int64)) -> Bool {
+            if bounds.upper == 0 { return milliseconds >= bounds.threshold }
+            return bounds.threshold < milliseconds && milliseconds <= bounds.upper
+        }
     }
 }
 

@@ -23,12 +23,23 @@ public final class TailSamplingProcessor: SpanProcessor {
     enum HeldChunk {
         /// As a value (without a codec)...
         indirect case value(ResourceSpans)
-        /// ...or encoded, one request each (with one), without its resource, which is kept beside it
-        /// as a value: it is shared with every other chunk of the same request rather than copied.
-        case encoded(ByteSlab.Chunk, Resource)
+        /// ...or encoded, one request each (with one), without its resource and (when the codec can)
+        /// without its spans' trace id, the table's key: the resource is kept beside it, one copy
+        /// shared by every chunk of it rather than one in each.
+        case encoded(ByteSlab.Chunk, SharedResource)
     }
 
-    /// One trace being held or remembered. Kept small: the table has a slot for every trace expected.
+    /// A resource kept once for every chunk of it held as bytes.
+    final class SharedResource: Sendable {
+        let resource: Resource
+
+        init(_ resource: Resource) {
+            self.resource = resource
+        }
+    }
+
+    /// One trace being held or remembered (its id is its key in `TraceTable`). Kept small, 96 bytes: one
+    /// for every trace held, about 12 bytes a span in 8-span traces.
     struct Entry {
         /// The first chunk held, in the table itself: most traces arrive in one chunk, and a small
         /// allocation per trace, kept for the whole wait among the short-lived ones of every batch,
@@ -42,43 +53,63 @@ public final class TailSamplingProcessor: SpanProcessor {
         mutating func append(_ chunk: HeldChunk) {
             if firstChunk == nil { firstChunk = chunk } else { moreChunks.append(chunk) }
         }
-        /// What the policies need, gathered as chunks arrived.
-        var summary: TraceSummary
-        /// Spans held (before the decision).
-        var heldSpans: Int { summary.spanCount }
-        /// Bytes held (before the decision): every byte held was counted into the summary's size.
-        var heldBytes: Int { summary.sizeBytes }
         /// When its first span arrived; identifies this life of the trace in the queues below.
         let arrival: UInt64
         /// When it is to be decided; once decided, when it was (`decidedAt`).
         var deadline: UInt64
+        /// What the policies need, gathered as chunks arrived (44 bytes: `decision` fits after it).
+        var summary: TraceSummary.Gathered
         var decision: SamplingDecision?
         var decidedAt: UInt64 { deadline }
+
+        init(arrival: UInt64, deadline: UInt64) {
+            self.arrival = arrival
+            self.deadline = deadline
+            summary = TraceSummary.Gathered()
+        }
+
+        /// Spans held (before the decision).
+        var heldSpans: Int { summary.spanCount }
+        /// Bytes of its chunks held as bytes: what the slab keeps for it.
+        var encodedBytes: Int {
+            func count(_ chunk: HeldChunk?) -> Int {
+                if case .encoded(let bytes, _)? = chunk { Int(bytes.count) } else { 0 }
+            }
+            var total = count(firstChunk)
+            for chunk in moreChunks { total += count(chunk) }
+            return total
+        }
+
+        /// What a free slot of `TraceTable` holds.
+        static let vacant = Entry(arrival: 0, deadline: 0)
     }
 
     struct State {
-        var traces: [TraceID: Entry] = [:]
+        var traces = TraceTable()
         /// Traces in the order they were first seen: who goes first when `num_traces` is reached.
         var arrivals: Deque<(id: TraceID, arrival: UInt64)> = []
-        /// Decision deadlines: `decision_wait` after the first span (non-decreasing, so in order of
-        /// first arrival too: pruned from the front as traces are decided or leave, its front is the
-        /// oldest span still held, `oldestHeldArrival`), and the earlier ones root spans bring with
-        /// `decision_wait_after_root_received`.
-        var due: Deque<(deadline: UInt64, id: TraceID, arrival: UInt64)> = []
+        /// Decision deadlines are `decision_wait` after the first span, so in order of first arrival:
+        /// `arrivals` from `dueStart` on are the traces still to be decided at theirs (the cursor passes
+        /// traces as they are decided or leave, so the first it rests on brought the oldest span still
+        /// held, `oldestHeldArrival`).
+        var dueStart = 0
+        /// The earlier deadlines root spans bring with `decision_wait_after_root_received`.
         var rootDue: Deque<(deadline: UInt64, id: TraceID, arrival: UInt64)> = []
         /// When the oldest span still held arrived; nil when none is.
         var oldestHeldArrival: UInt64?
         var sampledCache: DecisionCache
         var notSampledCache: DecisionCache
         var heldSpans = 0
-        /// Bytes of the spans held (encoded size, or the estimate when held as values).
-        var heldBytes = 0
+        /// Bytes of the spans held: as stored when held as bytes, the estimate when held as values.
+        var spanBytes = 0
+        /// What is held, truthfully: the spans' bytes and every trace's record (`max_held_bytes`).
+        var heldBytes: Int { spanBytes + traces.count * TraceTable.bytesPerTrace }
         /// Where encoded spans are kept.
         var slab = ByteSlab()
         /// Resources of the chunks held as bytes, one copy of each distinct resource: a chunk keeps the
         /// copy here rather than the one decoded with its request, which would stay behind, one per
         /// request, among the request's freed spans. Emptied when it passes `maximumResources`.
-        var resources: Set<Resource> = []
+        var resources: [Resource: SharedResource] = [:]
         /// When the store was last reported full in the log (at most one line a minute).
         var lastFullWarning: UInt64?
     }
@@ -96,7 +127,6 @@ public final class TailSamplingProcessor: SpanProcessor {
         let expected = min(configuration.numTraces, configuration.expectedTraces)
         initial.traces.reserveCapacity(expected)
         initial.arrivals.reserveCapacity(expected)
-        initial.due.reserveCapacity(expected)
         state = Mutex(initial)
         self.metrics = TailSamplingMetrics(metrics, policies: configuration.policies.map(\.name), instance: name)
     }
@@ -105,9 +135,14 @@ public final class TailSamplingProcessor: SpanProcessor {
         let released = state.withLock { state -> [ResourceSpans] in
             var released: [ResourceSpans] = []
             for var resourceSpans in batch.resourceSpans {
-                if codec != nil { resourceSpans.resource = Self.intern(resourceSpans.resource, in: &state.resources) }
+                var shared: SharedResource?
+                if codec != nil {
+                    let kept = Self.intern(resourceSpans.resource, in: &state.resources)
+                    resourceSpans.resource = kept.resource
+                    shared = kept
+                }
                 for (id, chunk) in Self.split(resourceSpans) {
-                    accept(chunk, of: id, now: now, into: &released, state: &state)
+                    accept(chunk, of: id, resource: shared, now: now, into: &released, state: &state)
                 }
             }
             metrics.update(state)
@@ -122,13 +157,19 @@ public final class TailSamplingProcessor: SpanProcessor {
             var released: [ResourceSpans] = []
             let started = ContinuousClock.now
             var decided = 0
-            for queue in [\State.rootDue, \State.due] {
-                while let first = state[keyPath: queue].first, first.deadline <= now {
-                    state[keyPath: queue].removeFirst()
-                    guard let entry = state.traces[first.id], entry.arrival == first.arrival, entry.decision == nil else { continue }
-                    decide(first.id, now: now, into: &released, state: &state)
-                    decided += 1
-                }
+            while let first = state.rootDue.first, first.deadline <= now {
+                state.rootDue.removeFirst()
+                guard let entry = state.traces[first.id], entry.arrival == first.arrival, entry.decision == nil else { continue }
+                decide(first.id, now: now, into: &released, state: &state)
+                decided += 1
+            }
+            while state.dueStart < state.arrivals.count {
+                let next = state.arrivals[state.dueStart]
+                guard next.arrival &+ configuration.decisionWaitNanos <= now else { break }
+                state.dueStart += 1
+                guard let entry = state.traces[next.id], entry.arrival == next.arrival, entry.decision == nil else { continue }
+                decide(next.id, now: now, into: &released, state: &state)
+                decided += 1
             }
             if decided > 0 { metrics.decisionTime.record((ContinuousClock.now - started) / .milliseconds(1)) }
             metrics.update(state)
@@ -150,10 +191,10 @@ public final class TailSamplingProcessor: SpanProcessor {
             }
             state.traces.removeAll()
             state.arrivals.removeAll()
-            state.due.removeAll()
+            state.dueStart = 0
             state.rootDue.removeAll()
             state.heldSpans = 0
-            state.heldBytes = 0
+            state.spanBytes = 0
             state.oldestHeldArrival = nil
             metrics.update(state)
             return released
@@ -170,8 +211,8 @@ public final class TailSamplingProcessor: SpanProcessor {
 
     // MARK: - Arrival
 
-    private func accept(_ chunk: ResourceSpans, of id: TraceID, now: UInt64, into released: inout [ResourceSpans],
-                        state: inout State) {
+    private func accept(_ chunk: ResourceSpans, of id: TraceID, resource: SharedResource?, now: UInt64,
+                        into released: inout [ResourceSpans], state: inout State) {
         let spans = chunk.spanCount
         if state.sampledCache.contains(id) {
             metrics.cacheReleases[true]!.increment(by: Int64(spans))
@@ -182,16 +223,16 @@ public final class TailSamplingProcessor: SpanProcessor {
             metrics.cacheReleases[false]!.increment(by: Int64(spans))
             return
         }
-        if let index = state.traces.index(forKey: id) {
-            if let decision = state.traces.values[index].decision {
+        if let slot = state.traces.slot(of: id) {
+            if let decision = state.traces[slot: slot].decision {
                 // A late span of a decided trace follows the decision.
-                state.traces.values[index].summary.spanCount += spans
-                metrics.lateSpanAge.record(Double(now &- state.traces.values[index].decidedAt) / 1e9)
+                state.traces[slot: slot].summary.spanCount += spans
+                metrics.lateSpanAge.record(Double(now &- state.traces[slot: slot].decidedAt) / 1e9)
                 metrics.lateSpans[decision]!.increment(by: Int64(spans))
                 if decision == .sampled { released.append(chunk) }
                 return
             }
-            let size = hold(chunk, in: &state.traces.values[index], slab: &state.slab, heldBytes: &state.heldBytes)
+            let size = hold(chunk, of: id, resource: resource, in: &state.traces[slot: slot], slab: &state.slab, spanBytes: &state.spanBytes)
             state.heldSpans += spans
             guard !tooLarge(size, id, now: now, state: &state) else { return }
             if Self.hasRoot(chunk) { hurry(id, now: now, state: &state) }
@@ -200,11 +241,10 @@ public final class TailSamplingProcessor: SpanProcessor {
         }
         makeRoom(now: now, into: &released, state: &state)
         let deadline = now &+ configuration.decisionWaitNanos
-        var entry = Entry(summary: TraceSummary(traceID: id), arrival: now, deadline: deadline)
-        let size = hold(chunk, in: &entry, slab: &state.slab, heldBytes: &state.heldBytes)
+        var entry = Entry(arrival: now, deadline: deadline)
+        let size = hold(chunk, of: id, resource: resource, in: &entry, slab: &state.slab, spanBytes: &state.spanBytes)
         state.traces[id] = entry
         state.arrivals.append((id, now))
-        state.due.append((deadline, id, now))
         state.heldSpans += spans
         metrics.newTraces.increment()
         if tooLarge(size, id, now: now, state: &state) { return }
@@ -215,38 +255,59 @@ public final class TailSamplingProcessor: SpanProcessor {
     /// With `decide_early`, a trace that some policy samples whatever is still to come is decided now:
     /// waiting could only give the same answer.
     private func decideIfSure(_ id: TraceID, now: UInt64, into released: inout [ResourceSpans], state: inout State) {
-        guard configuration.decideEarly, let summary = state.traces[id]?.summary, isSure(summary) else { return }
+        guard configuration.decideEarly, let summary = state.traces[id]?.summary, isSure(summary, of: id) else { return }
         metrics.earlyDecisions.increment()
         decide(id, now: now, into: &released, state: &state)
     }
 
     /// With `decide_early`, whether some policy samples the trace whatever is still to come.
-    private func isSure(_ summary: TraceSummary) -> Bool {
-        configuration.decideEarly && configuration.policies.contains { $0.samplesForGood(summary) }
+    private func isSure(_ summary: TraceSummary.Gathered, of id: TraceID) -> Bool {
+        guard configuration.decideEarly else { return false }
+        let trace = TraceSummary(traceID: id, gathered: summary)
+        return configuration.policies.contains { $0.samplesForGood(trace) }
     }
 
-    /// Keeps a chunk of an undecided trace and adds it to the trace's summary; returns the trace's size.
-    private func hold(_ chunk: ResourceSpans, in entry: inout Entry, slab: inout ByteSlab, heldBytes: inout Int) -> Int {
+    /// Keeps a chunk of an undecided trace and adds it to the trace's summary; returns the trace's size
+    /// (its spans' binary OTLP, trace ids included, whether or not they are kept).
+    private func hold(_ chunk: ResourceSpans, of id: TraceID, resource: SharedResource?, in entry: inout Entry, slab: inout ByteSlab,
+                      spanBytes: inout Int) -> Int {
+        let spansBefore = entry.summary.spanCount
         entry.summary.observe(chunk, checks: configuration.checks)
         let size: Int
-        if codec != nil, isSure(entry.summary) {
+        let stored: Int
+        if codec != nil, isSure(entry.summary, of: id) {
             // `decideIfSure` decides the trace right after: encoding the chunk would only be undone.
             // (With `decide_early` no size limit or byte budget reads the size.)
-            size = 0
+            (size, stored) = (0, 0)
             entry.append(.value(chunk))
         } else if let codec {
             var bare = chunk
             bare.resource = Resource()
-            let bytes = codec.encode(SpanBatch(resourceSpans: [bare]))
-            size = bytes.count
-            entry.append(.encoded(slab.append(bytes), chunk.resource))
+            if let encodeHeld = codec.encodeHeld {
+                // The trace id is the table's key: 18 bytes a span (tag, length, 16 bytes) not kept,
+                // but counted in the trace's size (its wire size, which `maximum_trace_size_bytes` and
+                // `bytes_limiting` read).
+                let bytes = encodeHeld(SpanBatch(resourceSpans: [bare]))
+                (size, stored) = (bytes.count + 18 * (entry.summary.spanCount - spansBefore), bytes.count)
+                entry.append(.encoded(slab.append(bytes), resource ?? SharedResource(chunk.resource)))
+            } else {
+                let bytes = codec.encode(SpanBatch(resourceSpans: [bare]))
+                (size, stored) = (bytes.count, bytes.count)
+                entry.append(.encoded(slab.append(bytes), resource ?? SharedResource(chunk.resource)))
+            }
         } else {
             size = SpanSize.estimate(chunk)
+            stored = size
             entry.append(.value(chunk))
         }
         entry.summary.sizeBytes += size
-        heldBytes += size
+        spanBytes += stored
         return entry.summary.sizeBytes
+    }
+
+    /// Bytes of a trace's spans counted in `State.spanBytes`.
+    private func storedBytes(_ entry: Entry) -> Int {
+        codec == nil ? entry.summary.sizeBytes : entry.encodedBytes
     }
 
     /// A root span arrived: decide `decision_wait_after_root_received` from now if that is sooner.
@@ -277,6 +338,7 @@ public final class TailSamplingProcessor: SpanProcessor {
         guard full() else { return }
         warnFull(now: now, state: &state)
         while full(), let oldest = state.arrivals.popFirst() {
+            state.dueStart = max(state.dueStart - 1, 0)
             guard let entry = state.traces[oldest.id], entry.arrival == oldest.arrival else { continue }
             if entry.decision == nil {
                 if configuration.blockOnOverflow {
@@ -284,7 +346,7 @@ public final class TailSamplingProcessor: SpanProcessor {
                 } else {
                     metrics.droppedTooEarly.increment()
                     state.heldSpans -= entry.heldSpans
-                    state.heldBytes -= entry.heldBytes
+                    state.spanBytes -= storedBytes(entry)
                 }
             }
             state.traces[oldest.id] = nil
@@ -306,8 +368,17 @@ public final class TailSamplingProcessor: SpanProcessor {
     private func compactQueues(_ state: inout State) {
         func live(_ id: TraceID, _ arrival: UInt64) -> Bool { state.traces[id]?.arrival == arrival }
         let limit = 2 * state.traces.count + 1024
-        if state.arrivals.count > limit { state.arrivals = Deque(state.arrivals.filter { live($0.id, $0.arrival) }) }
-        if state.due.count > limit { state.due = Deque(state.due.filter { live($0.id, $0.arrival) }) }
+        if state.arrivals.count > limit {
+            // The cursor keeps its place: it rests after the live traces it had passed.
+            var kept: Deque<(id: TraceID, arrival: UInt64)> = []
+            var dueStart = 0
+            for (position, queued) in state.arrivals.enumerated() where live(queued.id, queued.arrival) {
+                if position < state.dueStart { dueStart += 1 }
+                kept.append(queued)
+            }
+            state.arrivals = kept
+            state.dueStart = dueStart
+        }
         if state.rootDue.count > limit { state.rootDue = Deque(state.rootDue.filter { live($0.id, $0.arrival) }) }
     }
 
@@ -315,7 +386,7 @@ public final class TailSamplingProcessor: SpanProcessor {
 
     private func decide(_ id: TraceID, now: UInt64, into released: inout [ResourceSpans], state: inout State) {
         guard let entry = state.traces[id] else { return }
-        let trace = entry.summary
+        let trace = TraceSummary(traceID: id, gathered: entry.summary)
         var sampled = false
         var dropped = false
         for (index, policy) in configuration.policies.enumerated() {
@@ -343,7 +414,7 @@ public final class TailSamplingProcessor: SpanProcessor {
         guard var entry = state.traces[id] else { return }
         let spans = entry.heldSpans
         state.heldSpans -= spans
-        state.heldBytes -= entry.heldBytes
+        state.spanBytes -= storedBytes(entry)
         if decision == .sampled {
             let chunks = entry.chunks
             var encoded: [ByteSlab.Chunk] = []
@@ -354,6 +425,7 @@ public final class TailSamplingProcessor: SpanProcessor {
                 // with one resource-spans per chunk, in order.
                 do {
                     decoded = try codec.decode(ByteSlab.join(encoded)).resourceSpans
+                    if codec.encodeHeld != nil { Self.restore(id, in: &decoded) }
                 } catch {
                     metrics.decodeFailures.increment(by: Int64(spans))
                 }
@@ -363,9 +435,9 @@ public final class TailSamplingProcessor: SpanProcessor {
             for chunk in chunks {
                 switch chunk {
                 case .value(let value): released.append(value)
-                case .encoded(_, let resource):
+                case .encoded(_, let shared):
                     guard next < decoded.endIndex else { continue }
-                    decoded[next].resource = resource
+                    decoded[next].resource = shared.resource
                     released.append(decoded[next])
                     next += 1
                 }
@@ -388,17 +460,29 @@ public final class TailSamplingProcessor: SpanProcessor {
 
     // MARK: - Output
 
-    /// Drops decided and departed traces from the front of `due` (`tick` would pass over them); the
-    /// first left is the oldest held.
+    /// Moves the due cursor past decided and departed traces (`tick` would pass over them); the first
+    /// it rests on is the oldest held.
     private func updateOldestHeld(_ state: inout State) {
-        while let first = state.due.first {
+        while state.dueStart < state.arrivals.count {
+            let first = state.arrivals[state.dueStart]
             if let entry = state.traces[first.id], entry.arrival == first.arrival, entry.decision == nil {
                 state.oldestHeldArrival = first.arrival
                 return
             }
-            state.due.removeFirst()
+            state.dueStart += 1
         }
         state.oldestHeldArrival = nil
+    }
+
+    /// Gives decoded spans of one trace, held without their trace id, the trace's id back.
+    static func restore(_ id: TraceID, in chunks: inout [ResourceSpans]) {
+        for chunk in chunks.indices {
+            for scope in chunks[chunk].scopeSpans.indices {
+                for span in chunks[chunk].scopeSpans[scope].spans.indices {
+                    chunks[chunk].scopeSpans[scope].spans[span].traceID = id
+                }
+            }
+        }
     }
 
     private func output(_ released: [ResourceSpans]) -> [SpanBatch] {
@@ -446,11 +530,12 @@ public final class TailSamplingProcessor: SpanProcessor {
     static let maximumResources = 4096
 
     /// The copy of `resource` kept in `resources` (the first one seen equal to it).
-    static func intern(_ resource: Resource, in resources: inout Set<Resource>) -> Resource {
-        if let kept = resources.firstIndex(of: resource) { return resources[kept] }
+    static func intern(_ resource: Resource, in resources: inout [Resource: SharedResource]) -> SharedResource {
+        if let kept = resources[resource] { return kept }
         if resources.count >= maximumResources { resources.removeAll(keepingCapacity: true) }
-        resources.insert(resource)
-        return resource
+        let shared = SharedResource(resource)
+        resources[resource] = shared
+        return shared
     }
 
     static func hasRoot(_ chunk: ResourceSpans) -> Bool {

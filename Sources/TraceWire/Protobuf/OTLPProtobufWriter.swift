@@ -6,14 +6,19 @@ import TraceModel
 /// and walking them twice. Sizes are worked out first, so every byte is written once, into an array of
 /// exactly the right size. For what keeps spans as bytes to decode later (tail sampling, disk queues).
 public enum OTLPProtobufWriter {
-    /// The request's bytes.
-    public static func request(_ batch: SpanBatch) -> [UInt8] {
+    /// The request's bytes. `held`: the form for what keeps the spans of one trace under its id (tail
+    /// sampling), which protobuf-c reads back to the same spans but for their trace id: without each
+    /// span's `trace_id` (18 bytes a span; decoded as the zero id, the keeper puts theirs back), and
+    /// without empty resource, scope and status messages (decoded as the empty ones they were).
+    public static func request(_ batch: SpanBatch, held: Bool = false) -> [UInt8] {
         var sizes = Sizes()
+        sizes.held = held
         var total = 0
         for resourceSpans in batch.resourceSpans { total += lengthDelimited(sizes.resourceSpans(resourceSpans)) }
         sizes.rewind()
         return [UInt8](unsafeUninitializedCapacity: total) { buffer, initialized in
             var out = Output(base: buffer.baseAddress!)
+            out.held = held
             for resourceSpans in batch.resourceSpans { out.resourceSpans(resourceSpans, sizes: &sizes) }
             initialized = out.position
             assert(initialized == total)
@@ -39,6 +44,8 @@ public enum OTLPProtobufWriter {
     struct Sizes {
         private var values: [Int] = []
         private var next = 0
+        /// Sized in the held form (`request(_:held:)`).
+        var held = false
 
         mutating func rewind() { next = 0 }
 
@@ -54,7 +61,8 @@ public enum OTLPProtobufWriter {
 
         mutating func resourceSpans(_ value: ResourceSpans) -> Int {
             let slot = reserve()
-            var size = lengthDelimited(OTLPProtobufWriter.resource(value.resource))
+            let resourceSize = OTLPProtobufWriter.resource(value.resource)
+            var size = held && resourceSize == 0 ? 0 : lengthDelimited(resourceSize)
             for scopeSpans in value.scopeSpans { size += lengthDelimited(self.scopeSpans(scopeSpans)) }
             size += string(value.schemaURL)
             values[slot] = size
@@ -63,9 +71,12 @@ public enum OTLPProtobufWriter {
 
         mutating func scopeSpans(_ value: ScopeSpans) -> Int {
             let slot = reserve()
-            var size = lengthDelimited(scope(value.scope))
+            let scopeSize = scope(value.scope)
+            var size = held && scopeSize == 0 ? 0 : lengthDelimited(scopeSize)
             for span in value.spans {
-                let spanSize = OTLPProtobufWriter.span(span)
+                var spanSize = OTLPProtobufWriter.span(span)
+                // No trace id (18 bytes), and no empty status (2).
+                if held { spanSize -= 18 + (status(span.status) == 0 ? 2 : 0) }
                 values.append(spanSize)
                 size += lengthDelimited(spanSize)
             }
@@ -143,6 +154,8 @@ public enum OTLPProtobufWriter {
     struct Output {
         let base: UnsafeMutablePointer<UInt8>
         var position = 0
+        /// Written in the held form (`request(_:held:)`).
+        var held = false
 
         mutating func byte(_ value: UInt8) {
             base[position] = value
@@ -206,16 +219,22 @@ public enum OTLPProtobufWriter {
 
         mutating func resourceSpans(_ value: ResourceSpans, sizes: inout Sizes) {
             header(1, length: sizes.take())
-            header(1, length: OTLPProtobufWriter.resource(value.resource))
-            attributes(1, value.resource.attributes)
-            uint32(2, value.resource.droppedAttributesCount)
+            let resourceSize = OTLPProtobufWriter.resource(value.resource)
+            if !held || resourceSize != 0 {
+                header(1, length: resourceSize)
+                attributes(1, value.resource.attributes)
+                uint32(2, value.resource.droppedAttributesCount)
+            }
             for scopeSpans in value.scopeSpans {
                 header(2, length: sizes.take())
-                header(1, length: OTLPProtobufWriter.scope(scopeSpans.scope))
-                string(1, scopeSpans.scope.name)
-                string(2, scopeSpans.scope.version)
-                attributes(3, scopeSpans.scope.attributes)
-                uint32(4, scopeSpans.scope.droppedAttributesCount)
+                let scopeSize = OTLPProtobufWriter.scope(scopeSpans.scope)
+                if !held || scopeSize != 0 {
+                    header(1, length: scopeSize)
+                    string(1, scopeSpans.scope.name)
+                    string(2, scopeSpans.scope.version)
+                    attributes(3, scopeSpans.scope.attributes)
+                    uint32(4, scopeSpans.scope.droppedAttributesCount)
+                }
                 for span in scopeSpans.spans {
                     header(2, length: sizes.take())
                     self.span(span)
@@ -226,7 +245,7 @@ public enum OTLPProtobufWriter {
         }
 
         mutating func span(_ value: Span) {
-            id(1, value.traceID.high, value.traceID.low)
+            if !held { id(1, value.traceID.high, value.traceID.low) }
             id(2, value.spanID.value, nil)
             string(3, value.traceState)
             if value.parentSpanID.isValid { id(4, value.parentSpanID.value, nil) }
@@ -269,11 +288,14 @@ public enum OTLPProtobufWriter {
                 }
             }
             uint32(14, value.droppedLinksCount)
-            header(15, length: OTLPProtobufWriter.status(value.status))
-            string(2, value.status.message)
-            if value.status.code.rawValue != 0 {
-                tag(3, 0)
-                varint(UInt64(UInt32(bitPattern: value.status.code.rawValue)))
+            let statusSize = OTLPProtobufWriter.status(value.status)
+            if !held || statusSize != 0 {
+                header(15, length: statusSize)
+                string(2, value.status.message)
+                if value.status.code.rawValue != 0 {
+                    tag(3, 0)
+                    varint(UInt64(UInt32(bitPattern: value.status.code.rawValue)))
+                }
             }
             if value.flags != 0 {
                 // Field 16, wire type 5 (fixed32): 16 << 3 | 5 = 133, a two-byte varint.

@@ -379,6 +379,61 @@ struct TailSamplingProcessorTests {
         }
     }
 
+    @Test("spans held in the codec's held form, without their trace id, come out with it, as when held as values")
+    func heldWithoutTraceIDsReleasesTheirIDs() throws {
+        // The held form leaves each span's trace id out (the processor keeps chunks under it): this
+        // codec stores what it is given with the ids zeroed, as decoding the held form gives them.
+        let kept = Mutex<[SpanBatch]>([])
+        let store: @Sendable (SpanBatch) -> [UInt8] = { batch in
+            kept.withLock { batches in
+                batches.append(batch)
+                return withUnsafeBytes(of: UInt64(batches.count - 1).littleEndian, Array.init)
+            }
+        }
+        let codec = BatchCodec(encode: store, decode: { bytes in
+            kept.withLock { batches in
+                var joined = SpanBatch()
+                for start in stride(from: 0, to: bytes.count, by: 8) {
+                    let number = bytes[start..<start + 8].reversed().reduce(0) { $0 << 8 | Int($1) }
+                    joined.resourceSpans += batches[number].resourceSpans
+                }
+                return joined
+            }
+        }, encodeHeld: { batch in
+            var zeroed = batch
+            for r in zeroed.resourceSpans.indices {
+                for s in zeroed.resourceSpans[r].scopeSpans.indices {
+                    for i in zeroed.resourceSpans[r].scopeSpans[s].spans.indices { zeroed.resourceSpans[r].scopeSpans[s].spans[i].traceID = .zero }
+                }
+            }
+            return store(zeroed)
+        })
+        var arrivals: [(at: UInt64, batch: SpanBatch)] = []
+        for number in 1...40 {
+            let trace = TraceBuilder(UInt64(number))
+            for index in 0..<(number % 4 + 1) { trace.span(["planner", "coder"][index % 2], startMs: UInt64(index), error: number % 3 == 0) }
+            let start = Self.t0 + UInt64(number) * Self.second / 10
+            if number % 2 == 0 {
+                arrivals.append((start, trace.batch))  // every span in one request
+            } else {
+                for (index, chunk) in trace.chunks.enumerated() {  // one request per span
+                    arrivals.append((start + UInt64(index) * Self.second / 4, SpanBatch(resourceSpans: [chunk])))
+                }
+            }
+        }
+        arrivals.sort { $0.at < $1.at }
+        func run(_ processor: TailSamplingProcessor) -> [SpanBatch] {
+            var out: [SpanBatch] = []
+            for arrival in arrivals { out += processor.process(arrival.batch, now: arrival.at) + processor.tick(now: arrival.at) }
+            return out + processor.tick(now: Self.t0 + 60 * Self.second)
+        }
+        let yaml = "decision_wait: 2s\n" + Self.errorsOnly
+        let asValues = run(try Self.processor(yaml))
+        let asBytes = run(TailSamplingProcessor(configuration: try tailSampling(yaml), metrics: SelfMetrics(), codec: codec))
+        #expect(asValues.reduce(0) { $0 + $1.spanCount } > 10)
+        #expect(asBytes == asValues)
+    }
+
     @Test("decide_early refuses policies whose answers can change later, naming the key")
     func decideEarlyRefusesChangingPolicies() throws {
         for policy in ["{name: d, type: drop, drop: {drop_sub_policy: [{name: h, type: always_sample}]}}",
@@ -410,6 +465,20 @@ struct TailSamplingProcessorTests {
             #expect(processor.heldSpans == 1)
             #expect(TraceBuilder.spanIDs(released, of: first.id) == (block ? [1, 2] : []), "block_on_overflow: \(block)")
         }
+    }
+
+    @Test("max_held_bytes counts what each trace really holds: its record as well as its spans' bytes")
+    func maxHeldBytesCountsRecords() throws {
+        // Spans kept as 8 bytes a chunk: four single-span traces hold 32 bytes of spans, under the limit.
+        // Each trace also needs its 16-byte id, its arrival and deadline (16) and where its bytes are (8):
+        // three traces are past 100 bytes however compactly that is kept.
+        let codec = BatchCodec(encode: { _ in [UInt8](repeating: 0, count: 8) }, decode: { _ in SpanBatch() })
+        let yaml = "decision_wait: 10s\nmax_held_bytes: 100\npolicies: [{name: all, type: always_sample}]"
+        let processor = TailSamplingProcessor(configuration: try tailSampling(yaml), metrics: SelfMetrics(), codec: codec)
+        for number in 1...4 {
+            _ = processor.process(TraceBuilder(UInt64(number)).span().batch, now: Self.t0 + UInt64(number) * Self.second)
+        }
+        #expect(processor.heldSpans < 4)
     }
 }
 
