@@ -16,7 +16,8 @@ public final class BoundedBatchQueue: BatchSink, Sendable {
         case batch(SpanBatch)
         /// A batch written to the write-ahead log as `record`.
         case recorded(SpanBatch, record: UInt64)
-        /// Time has passed; coalesced, so at most one is pending.
+        /// Time has passed: at least every `tickInterval` while batches keep coming (so a consumer that
+        /// never finds the queue empty still lets time pass), and when `offerTick` wakes an idle one.
         case tick
     }
 
@@ -27,6 +28,7 @@ public final class BoundedBatchQueue: BatchSink, Sendable {
         var reservedBatches = 0
         var reservedSpans = 0
         var tickPending = false
+        var lastTick = ContinuousClock.now
         var closed = false
         var waiter: CheckedContinuation<Item?, Never>?
     }
@@ -38,12 +40,15 @@ public final class BoundedBatchQueue: BatchSink, Sendable {
     private let state = Mutex(State())
     /// When set, every accepted batch is written here before its offer completes.
     public let durableLog: DurableLog?
+    /// The longest the consumer goes without a `.tick`, busy or idle (idle, `offerTick` brings it).
+    public let tickInterval: Duration
 
     /// Creates a queue holding at most `maxBatches` batches and `maxSpans` spans.
-    public init(maxBatches: Int, maxSpans: Int, durableLog: DurableLog? = nil) {
+    public init(maxBatches: Int, maxSpans: Int, durableLog: DurableLog? = nil, tickInterval: Duration = .milliseconds(50)) {
         self.maxBatches = maxBatches
         self.maxSpans = maxSpans
         self.durableLog = durableLog
+        self.tickInterval = tickInterval
     }
 
     /// Batches waiting.
@@ -121,6 +126,7 @@ public final class BoundedBatchQueue: BatchSink, Sendable {
             guard !state.closed else { return nil }
             if let waiter = state.waiter {
                 state.waiter = nil
+                state.lastTick = .now
                 return waiter
             }
             state.tickPending = true
@@ -142,10 +148,10 @@ public final class BoundedBatchQueue: BatchSink, Sendable {
 
     /// The next item, waiting when there is none; nil once closed and drained.
     public func next() async -> Item? {
-        if let item = state.withLock({ Self.take(&$0) }) { return item }
+        if let item = state.withLock({ take(&$0) }) { return item }
         return await withCheckedContinuation { continuation in
             let immediate: Item?? = state.withLock { state in
-                if let item = Self.take(&state) { return .some(item) }
+                if let item = take(&state) { return .some(item) }
                 if state.closed { return .some(nil) }
                 state.waiter = continuation
                 return .none
@@ -158,16 +164,18 @@ public final class BoundedBatchQueue: BatchSink, Sendable {
         record.map { .recorded(batch, record: $0) } ?? .batch(batch)
     }
 
-    private static func take(_ state: inout State) -> Item? {
-        // A pending tick goes first: under sustained load the queue is never empty, and time must
-        // still pass for batch timeouts and sampling decisions.
-        if state.tickPending {
+    private func take(_ state: inout State) -> Item? {
+        // A tick goes first when one is pending or due: under sustained load the queue is never empty,
+        // the consumer never waits, and the task posting ticks may not get a thread (one core, a
+        // cooperative pool of one) — yet time must pass for batch timeouts and sampling decisions.
+        if state.tickPending || (!state.items.isEmpty && ContinuousClock.now - state.lastTick >= tickInterval) {
             state.tickPending = false
+            state.lastTick = .now
             return .tick
         }
         if let first = state.items.popFirst() {
             state.spans -= first.batch.spanCount
-            return item(first.batch, record: first.record)
+            return Self.item(first.batch, record: first.record)
         }
         return nil
     }

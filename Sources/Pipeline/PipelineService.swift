@@ -12,21 +12,18 @@ public func wallClockNanos() -> UInt64 {
 }
 
 /// The long-running traces pipeline: takes batches off the bounded queue, runs them through the
-/// processors and exporters, lets time pass every `tickInterval`, and on graceful shutdown drains the
+/// processors and exporters, lets time pass every `queue.tickInterval`, and on graceful shutdown drains the
 /// queue, flushes the processors and shuts the exporters down.
 public final class PipelineService: Service, Sendable {
     /// The queue receivers offer to.
     public let queue: BoundedBatchQueue
     private let runner: PipelineRunner
-    private let tickInterval: Duration
     private let logger: Logger
     private let started = Mutex(false)
 
-    public init(name: String, queue: BoundedBatchQueue, runner: PipelineRunner, tickInterval: Duration = .milliseconds(50),
-                metrics: SelfMetrics, logger: Logger) {
+    public init(name: String, queue: BoundedBatchQueue, runner: PipelineRunner, metrics: SelfMetrics, logger: Logger) {
         self.queue = queue
         self.runner = runner
-        self.tickInterval = tickInterval
         self.logger = logger
         let labels = [("pipeline", name)]
         let size = metrics.gauge("agenttrace_pipeline_queue_size", help: "Batches waiting in the pipeline queue.", labels: labels)
@@ -61,9 +58,10 @@ public final class PipelineService: Service, Sendable {
         await withTaskCancellationHandler {
             await withGracefulShutdownHandler {
                 await withDiscardingTaskGroup { group in
-                    group.addTask { [queue, tickInterval] in
+                    // Wakes an idle consumer; a busy one gets its ticks from the queue itself.
+                    group.addTask { [queue] in
                         while !Task.isCancelled {
-                            try? await Task.sleep(for: tickInterval)
+                            try? await Task.sleep(for: queue.tickInterval)
                             queue.offerTick()
                         }
                     }

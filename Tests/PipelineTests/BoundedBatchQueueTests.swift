@@ -91,6 +91,29 @@ struct BoundedBatchQueueTests {
         if case .tick? = await tick {} else { Issue.record("expected a tick") }
     }
 
+    @Test("a consumer that never finds the queue empty still gets a tick every tickInterval, with no offerTick")
+    func ticksUnderSustainedLoad() async {
+        // On one core the task posting ticks may never get a thread while the consumer is busy: the queue
+        // itself must put ticks between batches.
+        let queue = BoundedBatchQueue(maxBatches: 1000, maxSpans: 100_000, tickInterval: .milliseconds(20))
+        for _ in 0..<1000 { #expect(queue.offersNow(makeBatch(spans: 1))) }
+        let started = ContinuousClock.now
+        var ticks = 0
+        var batches = 0
+        while ContinuousClock.now - started < .milliseconds(300), let item = await queue.next() {
+            switch item {
+            case .tick: ticks += 1
+            case .batch, .recorded:
+                batches += 1
+                usleep(2_000)  // the processors' work: the consumer is busy, never waiting
+            }
+        }
+        #expect(batches > 50)
+        #expect(queue.count > 0, "the queue never ran dry")
+        // 300 ms of work at one tick per 20 ms: about 15; far fewer would mean time stood still.
+        #expect(ticks >= 5 && ticks <= 16, "\(ticks) ticks in 300 ms")
+    }
+
     @Test("an offer racing the consumer going to sleep is never left unseen: every batch arrives, in order")
     func noLostWakeUp() async {
         // A small queue keeps the consumer going to sleep and the producer meeting a full queue, so offers

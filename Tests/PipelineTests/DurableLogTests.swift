@@ -40,7 +40,7 @@ struct DurableLogTests {
         let folder = directory()
         let log = DurableLog(directory: folder, encode: encodeForTest, decode: decodeForTest)
         _ = try await log.open()
-        let queue = BoundedBatchQueue(maxBatches: 10, maxSpans: 1000, durableLog: log)
+        let queue = BoundedBatchQueue(maxBatches: 10, maxSpans: 1000, durableLog: log, tickInterval: .seconds(3600))
         #expect(await queue.offers(makeBatch(spans: 3, traceHigh: 7)))
         #expect(await queue.offers(makeBatch(spans: 4, traceHigh: 8)))
         #expect(try files(folder).count == 2)
@@ -68,11 +68,11 @@ struct DurableLogTests {
     func refusesWithoutWriting() async throws {
         let folder = directory()
         let log = DurableLog(directory: folder, encode: encodeForTest, decode: decodeForTest)
-        let early = BoundedBatchQueue(maxBatches: 10, maxSpans: 1000, durableLog: log)
+        let early = BoundedBatchQueue(maxBatches: 10, maxSpans: 1000, durableLog: log, tickInterval: .seconds(3600))
         #expect(await !early.offers(makeBatch(spans: 1)))
         #expect(early.isFull == false)  // the refused write gave its room back
         _ = try await log.open()
-        let queue = BoundedBatchQueue(maxBatches: 1, maxSpans: 1000, durableLog: log)
+        let queue = BoundedBatchQueue(maxBatches: 1, maxSpans: 1000, durableLog: log, tickInterval: .seconds(3600))
         #expect(await queue.offers(makeBatch(spans: 1)))
         #expect(await !queue.offers(makeBatch(spans: 1)))
         #expect(try files(folder).count == 1)
@@ -83,7 +83,7 @@ struct DurableLogTests {
     func queueOrderIsLogOrder() async throws {
         let log = DurableLog(directory: directory(), encode: encodeForTest, decode: decodeForTest)
         _ = try await log.open()
-        let queue = BoundedBatchQueue(maxBatches: 1000, maxSpans: 100_000, durableLog: log)
+        let queue = BoundedBatchQueue(maxBatches: 1000, maxSpans: 100_000, durableLog: log, tickInterval: .seconds(3600))
         await withTaskGroup(of: Void.self) { group in
             for high in 1...200 {
                 group.addTask { _ = await queue.offers(makeBatch(spans: 1, traceHigh: UInt64(high))) }

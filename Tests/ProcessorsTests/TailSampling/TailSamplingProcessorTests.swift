@@ -480,5 +480,46 @@ struct TailSamplingProcessorTests {
         }
         #expect(processor.heldSpans < 4)
     }
+
+    @Test("traces that keep receiving spans are decided decision_wait after their first span, not held forever",
+          arguments: [false, true])
+    func recurringTraces(asBytes: Bool) throws {
+        // bench/run cycles through 128 recorded requests: the same 4,096 trace ids come back every quarter
+        // second, each time with more spans. A codec that keeps each batch aside stands for binary OTLP.
+        let kept = Mutex<[SpanBatch]>([])
+        let codec = BatchCodec(encode: { batch in
+            kept.withLock { batches in
+                batches.append(batch)
+                return withUnsafeBytes(of: UInt64(batches.count - 1).littleEndian, Array.init)
+            }
+        }, decode: { bytes in
+            kept.withLock { batches in
+                var joined = SpanBatch()
+                for start in stride(from: 0, to: bytes.count, by: 8) {
+                    let number = bytes[start..<start + 8].reversed().reduce(0) { $0 << 8 | Int($1) }
+                    joined.resourceSpans += batches[number].resourceSpans
+                }
+                return joined
+            }
+        })
+        let configuration = try tailSampling("decision_wait: 10s\nnum_traces: 1000000\npolicies: [{name: all, type: always_sample}]")
+        let processor = asBytes ? TailSamplingProcessor(configuration: configuration, metrics: SelfMetrics(), codec: codec)
+                                : TailSamplingProcessor(configuration: configuration, metrics: SelfMetrics())
+        var released = 0
+        var firstRelease: UInt64?
+        for round in 0..<100 {
+            let now = Self.t0 + UInt64(round) * Self.second / 4
+            var batch = SpanBatch()
+            for trace in 1...20 { batch.append(contentsOf: TraceBuilder(UInt64(trace)).span().batch) }
+            released += processor.process(batch, now: now).reduce(0) { $0 + $1.spanCount }
+            let due = processor.tick(now: now).reduce(0) { $0 + $1.spanCount }
+            if due > 0, firstRelease == nil { firstRelease = now }
+            released += due
+        }
+        // Decided at 10 s (round 40) with the 41 rounds' spans each trace had; later spans pass at once.
+        #expect(firstRelease == Self.t0 + 10 * Self.second)
+        #expect(released == 100 * 20)
+        #expect(processor.heldSpans == 0)
+    }
 }
 
