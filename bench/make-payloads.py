@@ -125,7 +125,8 @@ def make_small_request(rng, index, spans_per_request, base_ns):
         for n in range(count):
             trace_number = n // 16
             span = scope_spans.spans.add()
-            span.trace_id = struct.pack(">QQ", 0x5A11_0000_0000_0000 | index, (service_index << 32) | trace_number + 1)
+            # The same A6 E7 00 00 start as the agent shape: bench/rotate.lua stamps each request's trace ids there.
+            span.trace_id = struct.pack(">QQ", 0xA6E7_0000_0000_0000 | index, (service_index << 32) | trace_number + 1)
             span.span_id = struct.pack(">Q", rng.getrandbits(63) | 1)
             if n % 16 == 0:
                 root = span.span_id

@@ -15,6 +15,28 @@ struct TailSamplingProcessorTests {
         TailSamplingProcessor(configuration: try tailSampling(yaml), metrics: SelfMetrics())
     }
 
+    /// A codec that keeps each encoded batch aside and writes its number: what the processor does
+    /// around the codec (resources kept beside the bytes, chunks joined and decoded as one request) is
+    /// what is tested; the binary OTLP codec itself is tested in TraceWireTests.
+    static func keepingCodec() -> BatchCodec {
+        let kept = Mutex<[SpanBatch]>([])
+        return BatchCodec(encode: { batch in
+            kept.withLock { batches in
+                batches.append(batch)
+                return withUnsafeBytes(of: UInt64(batches.count - 1).littleEndian, Array.init)
+            }
+        }, decode: { bytes in
+            kept.withLock { batches in
+                var joined = SpanBatch()
+                for start in stride(from: 0, to: bytes.count, by: 8) {
+                    let number = bytes[start..<start + 8].reversed().reduce(0) { $0 << 8 | Int($1) }
+                    joined.resourceSpans += batches[number].resourceSpans
+                }
+                return joined
+            }
+        })
+    }
+
     static let errorsOnly = "policies: [{name: errors, type: status_code, status_code: {status_codes: [ERROR]}}]"
 
     @Test("a trace is held for decision_wait after its first span, then released whole or not at all")
@@ -323,25 +345,7 @@ struct TailSamplingProcessorTests {
 
     @Test("spans held as bytes come out as the values that went in, resources and order too, as when held as values, with and without decide_early")
     func heldAsBytesReleasesWhatHeldAsValuesReleases() throws {
-        // A codec that keeps each encoded batch aside and writes its number: what the processor does
-        // around the codec (resources kept beside the bytes, chunks joined and decoded as one request)
-        // is what is tested; the binary OTLP codec itself is tested in TraceWireTests.
-        let kept = Mutex<[SpanBatch]>([])
-        let codec = BatchCodec(encode: { batch in
-            kept.withLock { batches in
-                batches.append(batch)
-                return withUnsafeBytes(of: UInt64(batches.count - 1).littleEndian, Array.init)
-            }
-        }, decode: { bytes in
-            kept.withLock { batches in
-                var joined = SpanBatch()
-                for start in stride(from: 0, to: bytes.count, by: 8) {
-                    let number = bytes[start..<start + 8].reversed().reduce(0) { $0 << 8 | Int($1) }
-                    joined.resourceSpans += batches[number].resourceSpans
-                }
-                return joined
-            }
-        })
+        let codec = Self.keepingCodec()
         var random = SplitMix64(seed: 7)
         var arrivals: [(at: UInt64, batch: SpanBatch)] = []
         for number in 1...120 {
@@ -484,24 +488,9 @@ struct TailSamplingProcessorTests {
     @Test("traces that keep receiving spans are decided decision_wait after their first span, not held forever",
           arguments: [false, true])
     func recurringTraces(asBytes: Bool) throws {
-        // bench/run cycles through 128 recorded requests: the same 4,096 trace ids come back every quarter
-        // second, each time with more spans. A codec that keeps each batch aside stands for binary OTLP.
-        let kept = Mutex<[SpanBatch]>([])
-        let codec = BatchCodec(encode: { batch in
-            kept.withLock { batches in
-                batches.append(batch)
-                return withUnsafeBytes(of: UInt64(batches.count - 1).littleEndian, Array.init)
-            }
-        }, decode: { bytes in
-            kept.withLock { batches in
-                var joined = SpanBatch()
-                for start in stride(from: 0, to: bytes.count, by: 8) {
-                    let number = bytes[start..<start + 8].reversed().reduce(0) { $0 << 8 | Int($1) }
-                    joined.resourceSpans += batches[number].resourceSpans
-                }
-                return joined
-            }
-        })
+        // The same 20 trace ids come back every quarter second with more spans (a recording sent in a
+        // loop does this). A codec that keeps each batch aside stands for binary OTLP.
+        let codec = Self.keepingCodec()
         let configuration = try tailSampling("decision_wait: 10s\nnum_traces: 1000000\npolicies: [{name: all, type: always_sample}]")
         let processor = asBytes ? TailSamplingProcessor(configuration: configuration, metrics: SelfMetrics(), codec: codec)
                                 : TailSamplingProcessor(configuration: configuration, metrics: SelfMetrics())
