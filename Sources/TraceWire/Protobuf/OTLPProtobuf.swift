@@ -67,7 +67,7 @@ public final class OTLPProtobufCodec {
                 switch trace_wire_scan_export_trace_request(data, buffer.count, UInt32(Self.maximumNestingDepth)) {
                 case TRACE_WIRE_SCAN_OK: break
                 case TRACE_WIRE_SCAN_TOO_DEEP:
-                    return .failure(OTLPDecodingError("protobuf message nested deeper than \(Self.maximumNestingDepth) levels"))
+                    return .failure(OTLPProtobufReader.tooDeep)
                 default:
                     return .failure(OTLPDecodingError("malformed protobuf: broken tag, varint or length"))
                 }

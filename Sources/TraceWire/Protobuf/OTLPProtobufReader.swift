@@ -12,6 +12,8 @@ struct OTLPProtobufReader {
     /// Messages nested deeper than this below the request are refused: the request itself needs 6
     /// levels, each level of AnyValue arrays or maps 2 more.
     static let maximumNestingDepth = 64
+    /// The refusal for nesting beyond it (the reference decoder gives the same).
+    static let tooDeep = OTLPDecodingError("protobuf message nested deeper than \(maximumNestingDepth) levels")
 
     private var strings = StringCache()
     /// Bytes of model the current request may still produce: a message that would expand beyond
@@ -306,7 +308,7 @@ struct OTLPProtobufReader {
     @inline(__always)
     private mutating func enter(_ input: inout ProtobufInput) throws(OTLPDecodingError) -> ProtobufInput {
         guard depthLeft > 0 else {
-            throw OTLPDecodingError("protobuf message nested deeper than \(Self.maximumNestingDepth) levels")
+            throw Self.tooDeep
         }
         depthLeft -= 1
         return ProtobufInput(try input.lengthDelimited())
@@ -479,9 +481,8 @@ struct ProtobufInput {
         var cursor = self
         var count = 0
         while true {
-            guard let length = try? cursor.lengthDelimited() else { return count }
+            guard (try? cursor.lengthDelimited()) != nil else { return count }
             count += 1
-            _ = length  // only skipped
             guard !cursor.isAtEnd, let next = try? cursor.key(), next == key else { return count }
         }
     }

@@ -18,14 +18,18 @@ struct TailSamplingProcessorTests {
     /// A codec that keeps each encoded batch aside and writes its number: what the processor does
     /// around the codec (resources kept beside the bytes, chunks joined and decoded as one request) is
     /// what is tested; the binary OTLP codec itself is tested in TraceWireTests.
-    static func keepingCodec() -> BatchCodec {
+    /// `heldWithoutTraceIDs`: the codec also has the held form, which leaves each span's trace id out
+    /// (the processor keeps chunks under it): it stores what it is given with the ids zeroed, as
+    /// decoding the held form gives them.
+    static func keepingCodec(heldWithoutTraceIDs: Bool = false) -> BatchCodec {
         let kept = Mutex<[SpanBatch]>([])
-        return BatchCodec(encode: { batch in
+        let store: @Sendable (SpanBatch) -> [UInt8] = { batch in
             kept.withLock { batches in
                 batches.append(batch)
                 return withUnsafeBytes(of: UInt64(batches.count - 1).littleEndian, Array.init)
             }
-        }, decode: { bytes in
+        }
+        let decode: BatchCodec.Decode = { bytes in
             kept.withLock { batches in
                 var joined = SpanBatch()
                 for start in stride(from: 0, to: bytes.count, by: 8) {
@@ -34,6 +38,16 @@ struct TailSamplingProcessorTests {
                 }
                 return joined
             }
+        }
+        guard heldWithoutTraceIDs else { return BatchCodec(encode: store, decode: decode) }
+        return BatchCodec(encode: store, decode: decode, encodeHeld: { batch in
+            var zeroed = batch
+            for r in zeroed.resourceSpans.indices {
+                for s in zeroed.resourceSpans[r].scopeSpans.indices {
+                    for i in zeroed.resourceSpans[r].scopeSpans[s].spans.indices { zeroed.resourceSpans[r].scopeSpans[s].spans[i].traceID = .zero }
+                }
+            }
+            return store(zeroed)
         })
     }
 
@@ -385,33 +399,7 @@ struct TailSamplingProcessorTests {
 
     @Test("spans held in the codec's held form, without their trace id, come out with it, as when held as values")
     func heldWithoutTraceIDsReleasesTheirIDs() throws {
-        // The held form leaves each span's trace id out (the processor keeps chunks under it): this
-        // codec stores what it is given with the ids zeroed, as decoding the held form gives them.
-        let kept = Mutex<[SpanBatch]>([])
-        let store: @Sendable (SpanBatch) -> [UInt8] = { batch in
-            kept.withLock { batches in
-                batches.append(batch)
-                return withUnsafeBytes(of: UInt64(batches.count - 1).littleEndian, Array.init)
-            }
-        }
-        let codec = BatchCodec(encode: store, decode: { bytes in
-            kept.withLock { batches in
-                var joined = SpanBatch()
-                for start in stride(from: 0, to: bytes.count, by: 8) {
-                    let number = bytes[start..<start + 8].reversed().reduce(0) { $0 << 8 | Int($1) }
-                    joined.resourceSpans += batches[number].resourceSpans
-                }
-                return joined
-            }
-        }, encodeHeld: { batch in
-            var zeroed = batch
-            for r in zeroed.resourceSpans.indices {
-                for s in zeroed.resourceSpans[r].scopeSpans.indices {
-                    for i in zeroed.resourceSpans[r].scopeSpans[s].spans.indices { zeroed.resourceSpans[r].scopeSpans[s].spans[i].traceID = .zero }
-                }
-            }
-            return store(zeroed)
-        })
+        let codec = Self.keepingCodec(heldWithoutTraceIDs: true)
         var arrivals: [(at: UInt64, batch: SpanBatch)] = []
         for number in 1...40 {
             let trace = TraceBuilder(UInt64(number))
