@@ -185,7 +185,11 @@ public final class PipelineRunner: Sendable {
             record = passedRecord
             index += 1
         }
-        for batch in batches where !batch.isEmpty { await export(batch) }
+        for var batch in batches where !batch.isEmpty {
+            // The request's bytes serve the processors only; exporters' queues should not hold them too.
+            batch.received = .none
+            await export(batch)
+        }
     }
 
     /// Before a `tick` or `flush`: the record what `index` passes on counts as coming from. One that said

@@ -82,37 +82,107 @@ public struct SpanLink: Sendable, Hashable {
 /// One operation in a trace: the OTLP `Span` message as a value.
 public struct Span: Sendable, Hashable {
     /// The trace this span belongs to.
-    public var traceID: TraceID
+    public var traceID: TraceID { didSet { received = .none } }
     /// This span's id.
-    public var spanID: SpanID
+    public var spanID: SpanID { didSet { received = .none } }
     /// The parent's id; `.zero` for a root span.
-    public var parentSpanID: SpanID
+    public var parentSpanID: SpanID { didSet { received = .none } }
     /// The W3C tracestate header value.
-    public var traceState: String
+    public var traceState: String {
+        get { storedTraceState }
+        _modify {
+            received = .none
+            yield &storedTraceState
+        }
+        set {
+            received = .none
+            storedTraceState = newValue
+        }
+    }
     /// W3C trace flags in the low byte, OTLP's `SpanFlags` above it.
-    public var flags: UInt32
+    public var flags: UInt32 { didSet { received = .none } }
     /// The operation's name.
-    public var name: String
+    public var name: String {
+        get { storedName }
+        _modify {
+            received = .none
+            yield &storedName
+        }
+        set {
+            received = .none
+            storedName = newValue
+        }
+    }
     /// The span's role.
-    public var kind: SpanKind
+    public var kind: SpanKind { didSet { received = .none } }
     /// Start, in nanoseconds since the Unix epoch.
-    public var startTimeUnixNano: UInt64
+    public var startTimeUnixNano: UInt64 { didSet { received = .none } }
     /// End, in nanoseconds since the Unix epoch.
-    public var endTimeUnixNano: UInt64
+    public var endTimeUnixNano: UInt64 { didSet { received = .none } }
     /// The span's attributes.
-    public var attributes: [Attribute]
+    public var attributes: [Attribute] {
+        get { storedAttributes }
+        _modify {
+            received = .none
+            yield &storedAttributes
+        }
+        set {
+            received = .none
+            storedAttributes = newValue
+        }
+    }
     /// Attributes the sender had to drop.
-    public var droppedAttributesCount: UInt32
+    public var droppedAttributesCount: UInt32 { didSet { received = .none } }
     /// The span's events.
-    public var events: [SpanEvent]
+    public var events: [SpanEvent] {
+        get { storedEvents }
+        _modify {
+            received = .none
+            yield &storedEvents
+        }
+        set {
+            received = .none
+            storedEvents = newValue
+        }
+    }
     /// Events the sender had to drop.
-    public var droppedEventsCount: UInt32
+    public var droppedEventsCount: UInt32 { didSet { received = .none } }
     /// The span's links.
-    public var links: [SpanLink]
+    public var links: [SpanLink] {
+        get { storedLinks }
+        _modify {
+            received = .none
+            yield &storedLinks
+        }
+        set {
+            received = .none
+            storedLinks = newValue
+        }
+    }
     /// Links the sender had to drop.
-    public var droppedLinksCount: UInt32
+    public var droppedLinksCount: UInt32 { didSet { received = .none } }
     /// The outcome.
-    public var status: SpanStatus
+    public var status: SpanStatus {
+        get { storedStatus }
+        _modify {
+            received = .none
+            yield &storedStatus
+        }
+        set {
+            received = .none
+            storedStatus = newValue
+        }
+    }
+    /// Where the span sits in the binary OTLP request it was decoded from; forgotten when any field changes.
+    public var received = ReceivedSpanBytes.none
+    // Strings, arrays and the status behind accessors that forget `received` and still change them in
+    // place (a `didSet` would copy an array for every append through `inout`).
+    private var storedTraceState: String
+    private var storedName: String
+    private var storedAttributes: [Attribute]
+    private var storedEvents: [SpanEvent]
+    private var storedLinks: [SpanLink]
+    private var storedStatus: SpanStatus
 
     /// Creates a span; every field but the ids has OTLP's default.
     public init(traceID: TraceID, spanID: SpanID, parentSpanID: SpanID = .zero, traceState: String = "",
@@ -123,19 +193,19 @@ public struct Span: Sendable, Hashable {
         self.traceID = traceID
         self.spanID = spanID
         self.parentSpanID = parentSpanID
-        self.traceState = traceState
+        storedTraceState = traceState
         self.flags = flags
-        self.name = name
+        storedName = name
         self.kind = kind
         self.startTimeUnixNano = startTimeUnixNano
         self.endTimeUnixNano = endTimeUnixNano
-        self.attributes = attributes
+        storedAttributes = attributes
         self.droppedAttributesCount = droppedAttributesCount
-        self.events = events
+        storedEvents = events
         self.droppedEventsCount = droppedEventsCount
-        self.links = links
+        storedLinks = links
         self.droppedLinksCount = droppedLinksCount
-        self.status = status
+        storedStatus = status
     }
 
     /// True for a span without a parent.
@@ -143,4 +213,29 @@ public struct Span: Sendable, Hashable {
 
     /// End minus start in nanoseconds; zero when the clock went backwards.
     public var durationNanos: UInt64 { endTimeUnixNano >= startTimeUnixNano ? endTimeUnixNano - startTimeUnixNano : 0 }
+}
+
+/// Where a span decoded from binary OTLP sits in the request it arrived in (`SpanBatch.received`), so
+/// what keeps spans as bytes copies them instead of encoding them again. Not part of the span's value:
+/// any two compare equal and hash alike.
+public struct ReceivedSpanBytes: Sendable, Hashable {
+    /// The request's `ReceivedRequest.serial`; 0: none.
+    public var request: UInt64
+    /// The span message's first byte in the request.
+    public var offset: UInt32
+    /// The span message's length.
+    public var length: UInt32
+
+    /// Not from a received request (or changed since).
+    public static let none = ReceivedSpanBytes(request: 0, offset: 0, length: 0)
+
+    /// Creates a location.
+    public init(request: UInt64, offset: UInt32, length: UInt32) {
+        self.request = request
+        self.offset = offset
+        self.length = length
+    }
+
+    public static func == (lhs: ReceivedSpanBytes, rhs: ReceivedSpanBytes) -> Bool { true }
+    public func hash(into hasher: inout Hasher) {}
 }

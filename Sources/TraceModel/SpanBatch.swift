@@ -1,3 +1,5 @@
+import Synchronization
+
 /// The entity that produced spans (OTLP `Resource`).
 public struct Resource: Sendable, Hashable {
     /// Resource attributes, such as `service.name`.
@@ -77,6 +79,9 @@ public struct ResourceSpans: Sendable, Hashable {
 public struct SpanBatch: Sendable, Hashable {
     /// The spans, grouped by resource and scope.
     public var resourceSpans: [ResourceSpans]
+    /// The binary OTLP request the batch was decoded from, while it moves through the processors:
+    /// spans that still match their bytes (`Span.received`) are copied from it, not encoded again.
+    public var received = ReceivedRequest.none
 
     /// Creates a batch.
     public init(resourceSpans: [ResourceSpans] = []) {
@@ -155,4 +160,38 @@ extension SpanBatch {
         if currentSpans > 0 { result.append(current) }
         return result
     }
+}
+
+/// The bytes of a binary OTLP request, kept with the batch decoded from it. Not part of the batch's
+/// value: any two compare equal and hash alike.
+public struct ReceivedRequest: Sendable, Hashable {
+    /// Unique per request in the process (`Span.received` names it); 0: none.
+    public let serial: UInt64
+    /// The request's bytes.
+    public let bytes: [UInt8]
+
+    /// No request.
+    public static let none = ReceivedRequest(serial: 0, bytes: [])
+
+    private init(serial: UInt64, bytes: [UInt8]) {
+        self.serial = serial
+        self.bytes = bytes
+    }
+
+    /// Keeps `bytes` under a serial no other request in the process has.
+    public init(_ bytes: [UInt8]) {
+        self.init(serial: ReceivedRequest.serials.add(1, ordering: .relaxed).newValue, bytes: bytes)
+    }
+
+    private static let serials = Atomic<UInt64>(0)
+
+    /// The bytes of `span`, when they came in this request.
+    public func bytes(of span: Span) -> ArraySlice<UInt8>? {
+        guard serial != 0, span.received.request == serial else { return nil }
+        let start = Int(span.received.offset)
+        return bytes[start..<start + Int(span.received.length)]
+    }
+
+    public static func == (lhs: ReceivedRequest, rhs: ReceivedRequest) -> Bool { true }
+    public func hash(into hasher: inout Hasher) {}
 }

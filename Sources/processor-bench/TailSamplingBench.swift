@@ -2,6 +2,8 @@
 // bench-shaped batches through `tail_sampling`, holding spans encoded with the collector's own codec
 // (`BatchCodec.otlp()`), with bench/tail-sampling.py's policies.
 //
+// Each batch is decoded from its binary OTLP request first, as the receiver hands it on (with the request's
+// bytes, which held spans are copied from).
 // tail_sampling: decision_wait 10s as bench/run; `process`, `tick` and the closing `flush` are what
 // bench/callgrind-tail-sampling counts, so every span is split, held, decided and (when its trace is
 // sampled) given back, as in a long run.
@@ -40,7 +42,8 @@ func residentBytes() -> Int {
 
 func runTailSampling(count: Int, early: Bool = false) throws {
     var random = Random(state: 20_261_129)
-    let prepared = (0..<count).map { agentBatch($0, random: &random) }
+    let codec = BatchCodec.otlp()
+    let prepared = try (0..<count).map { try codec.decode(codec.encode(agentBatch($0, random: &random))) }
     let processor = try tailSamplingProcessor("decision_wait: 10s\nnum_traces: 1000000\ndecide_early: \(early)")
     var now: UInt64 = 1_767_225_600_000_000_000
     var nextTick = now
@@ -70,9 +73,10 @@ func runTailSamplingMemory(count: Int) throws {
     var now: UInt64 = 1_767_225_600_000_000_000
     for index in 0..<count {
         if index == warmup { before = residentBytes() }
-        let made = agentBatch(index, random: &random)
+        let request = codec.encode(agentBatch(index, random: &random))
+        let made = try codec.decode(request)
         if index >= warmup {
-            wire += codec.encode(made).count
+            wire += request.count
             spans += made.spanCount
         }
         now += 7_750_000

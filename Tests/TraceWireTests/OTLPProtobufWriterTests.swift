@@ -32,6 +32,81 @@ struct OTLPProtobufWriterTests {
         #expect(held.count <= OTLPProtobufWriter.request(batch).count - 18 * batch.spanCount)
     }
 
+    /// `batch` with every span's trace id zero: what the held form decodes to.
+    static func withZeroTraceIDs(_ batch: SpanBatch) -> SpanBatch {
+        var zeroed = batch
+        for r in zeroed.resourceSpans.indices {
+            for s in zeroed.resourceSpans[r].scopeSpans.indices {
+                for i in zeroed.resourceSpans[r].scopeSpans[s].spans.indices { zeroed.resourceSpans[r].scopeSpans[s].spans[i].traceID = .zero }
+            }
+        }
+        return zeroed
+    }
+
+    // The request comes from protobuf-c (the reference packer); the held form must carry each unchanged span's
+    // bytes as they arrived (but for the leading trace id) and the changed ones as they are now.
+    @Test("the held form copies spans unchanged since they arrived and encodes changed ones", arguments: 0..<100)
+    func heldFormCopiesReceivedSpans(seed: Int) throws {
+        var generator = SpanGenerator(seed: UInt64(seed) &+ 11_000)
+        let request = OTLPProtobufCodec().encodeRequestUsingProtobufC(generator.batch())
+        var batch = try OTLPProtobufCodec().decodeRequest(request)
+        #expect(batch.received.serial != 0)
+        var unchanged: [ArraySlice<UInt8>] = []
+        var count = 0
+        for r in batch.resourceSpans.indices {
+            for s in batch.resourceSpans[r].scopeSpans.indices {
+                for i in batch.resourceSpans[r].scopeSpans[s].spans.indices {
+                    count += 1
+                    if count % 3 == 0 {
+                        batch.resourceSpans[r].scopeSpans[s].spans[i].name += " (changed)"
+                    } else {
+                        let bytes = try #require(batch.received.bytes(of: batch.resourceSpans[r].scopeSpans[s].spans[i]))
+                        unchanged.append(bytes.dropFirst(18))
+                    }
+                }
+            }
+        }
+        let held = OTLPProtobufWriter.request(batch, held: true)
+        #expect(try OTLPProtobufCodec().decodeRequestUsingProtobufC(held) == Self.withZeroTraceIDs(batch))
+        for bytes in unchanged { #expect(held.firstRange(of: bytes) != nil) }
+    }
+
+    // Spans moved into a batch decoded from another request point into that other request: they are encoded.
+    @Test("spans from another request are encoded, not read from this one's bytes")
+    func heldFormOtherRequest() throws {
+        var first = SpanGenerator(seed: 12_001)
+        var second = SpanGenerator(seed: 12_002)
+        let codec = OTLPProtobufCodec()
+        var batch = try codec.decodeRequest(codec.encodeRequestUsingProtobufC(first.batch()))
+        let other = try codec.decodeRequest(codec.encodeRequestUsingProtobufC(second.batch()))
+        #expect(other.received.serial != batch.received.serial)
+        batch.append(contentsOf: other)
+        #expect(try codec.decodeRequestUsingProtobufC(OTLPProtobufWriter.request(batch, held: true)) == Self.withZeroTraceIDs(batch))
+    }
+
+    @Test("changing any field of a span forgets where it arrived")
+    func changesForgetReceivedBytes() throws {
+        var generator = SpanGenerator(seed: 12_003)
+        let codec = OTLPProtobufCodec()
+        let batch = try codec.decodeRequest(codec.encodeRequestUsingProtobufC(generator.batch()))
+        let span = try #require(batch.resourceSpans.first?.scopeSpans.first?.spans.first)
+        #expect(span.received.request == batch.received.serial)
+        let changes: [(inout Span) -> Void] = [
+            { $0.traceID = TraceID(high: 1, low: 2) }, { $0.spanID = SpanID(3) }, { $0.parentSpanID = SpanID(4) },
+            { $0.traceState += "x" }, { $0.flags ^= 1 }, { $0.name += "x" }, { $0.kind = $0.kind == .client ? .server : .client },
+            { $0.startTimeUnixNano += 1 }, { $0.endTimeUnixNano += 1 }, { $0.attributes.append(Attribute("k", "v")) },
+            { $0.droppedAttributesCount += 1 }, { $0.events.append(SpanEvent(name: "e")) }, { $0.droppedEventsCount += 1 },
+            { $0.links.append(SpanLink(traceID: .zero, spanID: .zero)) }, { $0.droppedLinksCount += 1 },
+            { $0.status.message += "x" },
+        ]
+        for change in changes {
+            var changed = span
+            change(&changed)
+            #expect(changed.received.request == 0)
+            #expect(batch.received.bytes(of: changed) == nil)
+        }
+    }
+
     @Test("zero values, empty strings in a oneof, large varints and big messages pack as protobuf-c packs them")
     func edgeCases() throws {
         let long = String(repeating: "x", count: 20_000)

@@ -142,7 +142,7 @@ public final class TailSamplingProcessor: SpanProcessor {
                     shared = kept
                 }
                 for (id, chunk) in Self.split(resourceSpans) {
-                    accept(chunk, of: id, resource: shared, now: now, into: &released, state: &state)
+                    accept(chunk, of: id, resource: shared, received: batch.received, now: now, into: &released, state: &state)
                 }
             }
             metrics.update(state)
@@ -211,7 +211,7 @@ public final class TailSamplingProcessor: SpanProcessor {
 
     // MARK: - Arrival
 
-    private func accept(_ chunk: ResourceSpans, of id: TraceID, resource: SharedResource?, now: UInt64,
+    private func accept(_ chunk: ResourceSpans, of id: TraceID, resource: SharedResource?, received: ReceivedRequest, now: UInt64,
                         into released: inout [ResourceSpans], state: inout State) {
         let spans = chunk.spanCount
         if state.sampledCache.contains(id) {
@@ -232,7 +232,7 @@ public final class TailSamplingProcessor: SpanProcessor {
                 if decision == .sampled { released.append(chunk) }
                 return
             }
-            let size = hold(chunk, of: id, resource: resource, in: &state.traces[slot: slot], slab: &state.slab, spanBytes: &state.spanBytes)
+            let size = hold(chunk, of: id, resource: resource, received: received, in: &state.traces[slot: slot], slab: &state.slab, spanBytes: &state.spanBytes)
             state.heldSpans += spans
             guard !tooLarge(size, id, now: now, state: &state) else { return }
             if Self.hasRoot(chunk) { hurry(id, now: now, state: &state) }
@@ -242,7 +242,7 @@ public final class TailSamplingProcessor: SpanProcessor {
         makeRoom(now: now, into: &released, state: &state)
         let deadline = now &+ configuration.decisionWaitNanos
         var entry = Entry(arrival: now, deadline: deadline)
-        let size = hold(chunk, of: id, resource: resource, in: &entry, slab: &state.slab, spanBytes: &state.spanBytes)
+        let size = hold(chunk, of: id, resource: resource, received: received, in: &entry, slab: &state.slab, spanBytes: &state.spanBytes)
         state.traces[id] = entry
         state.arrivals.append((id, now))
         state.heldSpans += spans
@@ -269,7 +269,8 @@ public final class TailSamplingProcessor: SpanProcessor {
 
     /// Keeps a chunk of an undecided trace and adds it to the trace's summary; returns the trace's size
     /// (its spans' binary OTLP, trace ids included, whether or not they are kept).
-    private func hold(_ chunk: ResourceSpans, of id: TraceID, resource: SharedResource?, in entry: inout Entry, slab: inout ByteSlab,
+    private func hold(_ chunk: ResourceSpans, of id: TraceID, resource: SharedResource?, received: ReceivedRequest,
+                      in entry: inout Entry, slab: inout ByteSlab,
                       spanBytes: inout Int) -> Int {
         let spansBefore = entry.summary.spanCount
         entry.summary.observe(chunk, checks: configuration.checks)
@@ -287,7 +288,10 @@ public final class TailSamplingProcessor: SpanProcessor {
                 // The trace id is the table's key: 18 bytes a span (tag, length, 16 bytes) not kept,
                 // but counted in the trace's size (its wire size, which `maximum_trace_size_bytes` and
                 // `bytes_limiting` read).
-                let bytes = encodeHeld(SpanBatch(resourceSpans: [bare]))
+                // Spans unchanged since they arrived are copied from the request's bytes.
+                var held = SpanBatch(resourceSpans: [bare])
+                held.received = received
+                let bytes = encodeHeld(held)
                 (size, stored) = (bytes.count + 18 * (entry.summary.spanCount - spansBefore), bytes.count)
                 entry.append(.encoded(slab.append(bytes), resource ?? SharedResource(chunk.resource)))
             } else {

@@ -36,17 +36,15 @@ public final class OTLPProtobufCodec {
     }
 
     /// Decodes a binary `ExportTraceServiceRequest`. Spans with malformed ids decode with zero ids,
-    /// so the receiver can count them as rejected rather than fail the request.
+    /// so the receiver can count them as rejected rather than fail the request. The batch keeps a copy of
+    /// the bytes (`SpanBatch.received`) and every span its place in them (`Span.received`).
     public func decodeRequest(_ bytes: UnsafeRawBufferPointer) throws(OTLPDecodingError) -> SpanBatch {
-        try reader.request(bytes)
+        try reader.request(ReceivedRequest([UInt8](bytes)))
     }
 
     /// Decodes from any contiguous byte collection.
     public func decodeRequest(_ bytes: [UInt8]) throws(OTLPDecodingError) -> SpanBatch {
-        let result: Result<SpanBatch, OTLPDecodingError> = bytes.withUnsafeBytes { buffer in
-            Result { () throws(OTLPDecodingError) in try decodeRequest(buffer) }
-        }
-        return try result.get()
+        try reader.request(ReceivedRequest(bytes))
     }
 
     /// True when the last `decodeRequest` met a singular message field sent twice, which the

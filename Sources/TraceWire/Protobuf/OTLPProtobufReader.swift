@@ -23,14 +23,30 @@ struct OTLPProtobufReader {
     /// Set when the last request sent a singular message field twice (merged here by the specification,
     /// differently by protobuf-c): the differential checks skip such inputs.
     package private(set) var mergedSingularMessage = false
+    /// The request being read and its serial, for each span's `received` location (serial 0: none).
+    private var requestStart: UnsafePointer<UInt8>?
+    private var requestSerial: UInt64 = 0
 
-    mutating func request(_ bytes: UnsafeRawBufferPointer) throws(OTLPDecodingError) -> SpanBatch {
+    /// Reads `received`'s bytes; every span notes where it sits in them.
+    mutating func request(_ received: ReceivedRequest) throws(OTLPDecodingError) -> SpanBatch {
+        let result: Result<SpanBatch, OTLPDecodingError> = received.bytes.withUnsafeBytes { bytes in
+            Result { () throws(OTLPDecodingError) in try request(bytes, serial: received.serial) }
+        }
+        var batch = try result.get()
+        if !batch.resourceSpans.isEmpty { batch.received = received }
+        return batch
+    }
+
+    mutating func request(_ bytes: UnsafeRawBufferPointer, serial: UInt64 = 0) throws(OTLPDecodingError) -> SpanBatch {
         budget = max(bytes.count * 32, 1 << 20)
         depthLeft = Self.maximumNestingDepth
         mergedSingularMessage = false
         var batch = SpanBatch()
         guard let base = bytes.baseAddress, bytes.count > 0 else { return batch }
         var input = ProtobufInput(base.assumingMemoryBound(to: UInt8.self), count: bytes.count)
+        requestStart = input.start
+        requestSerial = serial
+        defer { requestStart = nil }
         while !input.isAtEnd {
             let key = try input.key()
             switch key {
@@ -130,6 +146,8 @@ struct OTLPProtobufReader {
         try spend(MemoryLayout<Span>.stride)
         var span = Span(traceID: .zero, spanID: .zero)
         var sawStatus = false
+        let start = input.start
+        let length = input.remaining
         while !input.isAtEnd {
             let key = try input.key()
             switch key {
@@ -165,6 +183,9 @@ struct OTLPProtobufReader {
             case Key.fixed32(16): span.flags = try input.fixed32()
             default: try input.skip(key, known: 0x1_FFFE)
             }
+        }
+        if requestSerial != 0, let requestStart {
+            span.received = ReceivedSpanBytes(request: requestSerial, offset: UInt32(start - requestStart), length: UInt32(length))
         }
         return span
     }
@@ -370,6 +391,10 @@ struct ProtobufInput {
     }
 
     var isAtEnd: Bool { position >= end }
+    /// Where the unread bytes start.
+    var start: UnsafePointer<UInt8> { position }
+    /// Bytes not read yet.
+    var remaining: Int { end - position }
 
     private static func malformed() -> OTLPDecodingError {
         OTLPDecodingError("malformed protobuf: broken tag, varint or length")

@@ -9,16 +9,20 @@ public enum OTLPProtobufWriter {
     /// The request's bytes. `held`: the form for what keeps the spans of one trace under its id (tail
     /// sampling), which protobuf-c reads back to the same spans but for their trace id: without each
     /// span's `trace_id` (18 bytes a span; decoded as the zero id, the keeper puts theirs back), and
-    /// without empty resource, scope and status messages (decoded as the empty ones they were).
+    /// without empty resource, scope and status messages (decoded as the empty ones they were). In the
+    /// held form, spans unchanged since they were decoded (`SpanBatch.received`) are copied as they
+    /// arrived, but for a leading `trace_id`: nothing is encoded again.
     public static func request(_ batch: SpanBatch, held: Bool = false) -> [UInt8] {
         var sizes = Sizes()
         sizes.held = held
+        if held { sizes.received = batch.received }
         var total = 0
         for resourceSpans in batch.resourceSpans { total += lengthDelimited(sizes.resourceSpans(resourceSpans)) }
         sizes.rewind()
         return [UInt8](unsafeUninitializedCapacity: total) { buffer, initialized in
             var out = Output(base: buffer.baseAddress!)
             out.held = held
+            out.received = sizes.received
             for resourceSpans in batch.resourceSpans { out.resourceSpans(resourceSpans, sizes: &sizes) }
             initialized = out.position
             assert(initialized == total)
@@ -46,6 +50,8 @@ public enum OTLPProtobufWriter {
         private var next = 0
         /// Sized in the held form (`request(_:held:)`).
         var held = false
+        /// Where held spans unchanged since they arrived are copied from.
+        var received = ReceivedRequest.none
 
         mutating func rewind() { next = 0 }
 
@@ -74,6 +80,12 @@ public enum OTLPProtobufWriter {
             let scopeSize = scope(value.scope)
             var size = held && scopeSize == 0 ? 0 : lengthDelimited(scopeSize)
             for span in value.spans {
+                if held, let bytes = received.bytes(of: span) {
+                    let spanSize = withoutTraceID(bytes).count
+                    values.append(spanSize)
+                    size += lengthDelimited(spanSize)
+                    continue
+                }
                 var spanSize = OTLPProtobufWriter.span(span)
                 // No trace id (18 bytes), and no empty status (2).
                 if held { spanSize -= 18 + (status(span.status) == 0 ? 2 : 0) }
@@ -84,6 +96,14 @@ public enum OTLPProtobufWriter {
             values[slot] = size
             return size
         }
+    }
+
+    /// A received span's bytes without its `trace_id` when that comes first, as SDKs write it (the held
+    /// form); otherwise as they are (the keeper gives every span its trace's id back either way).
+    static func withoutTraceID(_ bytes: ArraySlice<UInt8>) -> ArraySlice<UInt8> {
+        let start = bytes.startIndex
+        guard bytes.count >= 18, bytes[start] == 0x0A, bytes[start + 1] == 0x10 else { return bytes }
+        return bytes.dropFirst(18)
     }
 
     static func resource(_ value: Resource) -> Int {
@@ -156,6 +176,8 @@ public enum OTLPProtobufWriter {
         var position = 0
         /// Written in the held form (`request(_:held:)`).
         var held = false
+        /// Where held spans unchanged since they arrived are copied from.
+        var received = ReceivedRequest.none
 
         mutating func byte(_ value: UInt8) {
             base[position] = value
@@ -237,7 +259,11 @@ public enum OTLPProtobufWriter {
                 }
                 for span in scopeSpans.spans {
                     header(2, length: sizes.take())
-                    self.span(span)
+                    if held, let bytes = received.bytes(of: span) {
+                        copy(withoutTraceID(bytes))
+                    } else {
+                        self.span(span)
+                    }
                 }
                 string(3, scopeSpans.schemaURL)
             }
@@ -303,6 +329,13 @@ public enum OTLPProtobufWriter {
                 byte(0x01)
                 fixed32(value.flags)
             }
+        }
+
+        mutating func copy(_ bytes: ArraySlice<UInt8>) {
+            bytes.withUnsafeBufferPointer { source in
+                if let from = source.baseAddress { (base + position).update(from: from, count: source.count) }
+            }
+            position += bytes.count
         }
 
         mutating func fixed32(_ value: UInt32) {
