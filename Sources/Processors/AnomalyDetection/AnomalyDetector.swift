@@ -85,13 +85,13 @@ struct AnomalyDetector {
         var latencyObservations = 0
         /// The agent-wide error share baseline (for the baseline gauge).
         var errorShare = 0.0
-        /// What each span shape seen resolves to: its series' slots, found by hashing the shape once.
-        var routes: [RouteKey: Route] = [:]
     }
 
     /// A span's shape: the strings that decide which series it feeds. Spans of one shape feed the same series,
     /// so the shape is hashed once per span instead of every series key (agent, operation, model, peer) per signal.
     struct RouteKey: Hashable {
+        /// The agent's slot.
+        var agent: Int
         var operation: String?
         var model: String?
         var tool: String?
@@ -227,7 +227,9 @@ struct AnomalyDetector {
     private(set) var agents: [AgentState] = []
     private var agentSlots: [String: Int] = [:]
     /// Span shapes cached over every agent (bounded by `max_series`: past it, every agent's cache is emptied).
-    private var routeCount = 0
+    /// What each agent's span shapes seen resolve to: their series' slots, found by hashing the shape once.
+    /// Apart from `agents`, so a lookup never copies an agent's state.
+    private var routes: [RouteKey: Route] = [:]
     private(set) var traces: [TraceKey: TraceState] = [:]
     /// The trace the latest span belonged to, held out of `traces` while its spans keep coming (one hash a trace,
     /// not a span); put back at the end of `observe`.
@@ -343,7 +345,7 @@ struct AnomalyDetector {
 
     /// The slots of the span's shape: cached per agent, made on first sight.
     private mutating func resolveRoute(_ key: RouteKey, agent: Int, now: UInt64) -> Route {
-        if let route = agents[agent].routes[key] { return route }
+        if let route = routes[key] { return route }
         let name = agents[agent].name
         var route = Route()
         route.isLLMCall = key.operation.map { $0 != "execute_tool" && $0 != "invoke_agent" && $0 != "create_agent" } ?? false
@@ -360,12 +362,8 @@ struct AnomalyDetector {
             route.errorsAgent = slot(SeriesKey(signal: .errors, agent: name, a: "", b: ""), now: now)
             if let peer = key.peer { route.errorsEdge = slot(SeriesKey(signal: .errors, agent: name, a: peer, b: ""), now: now) }
         }
-        if routeCount >= configuration.maxSeries {
-            for index in agents.indices { agents[index].routes = [:] }
-            routeCount = 0
-        }
-        agents[agent].routes[key] = route
-        routeCount += 1
+        if routes.count >= configuration.maxSeries { routes = [:] }
+        routes[key] = route
         return route
     }
 
@@ -373,7 +371,7 @@ struct AnomalyDetector {
         let facts = SpanFacts(span.attributes)
         let isError = span.status.code == .error
         let peer = span.kind == .client ? facts.peer : nil
-        let key = RouteKey(operation: facts.operation, model: facts.model, tool: facts.tool, peer: peer,
+        let key = RouteKey(agent: agent, operation: facts.operation, model: facts.model, tool: facts.tool, peer: peer,
                            name: facts.operation == nil && peer == nil ? span.name : nil)
         var route = resolveRoute(key, agent: agent, now: now)
         // latency: per agent and operation. Failed calls often end early; their durations would teach the
@@ -399,7 +397,7 @@ struct AnomalyDetector {
             } else {
                 tokenSlot = slot(SeriesKey(signal: .tokens, agent: agents[agent].name, a: facts.model ?? "", b: ""), now: now)
                 route.tokens = tokenSlot
-                agents[agent].routes[key]?.tokens = tokenSlot
+                routes[key]?.tokens = tokenSlot
             }
             var anomalous = observeValue(tokenSlot, isLatency: false, total, span, agent: agent, now: now, fired: &fired, facts: facts)
             anomalous = addToRate(agent, total, span, now: now, fired: &fired) || anomalous
@@ -425,7 +423,7 @@ struct AnomalyDetector {
             if route.isLLMCall, let model = facts.model {
                 anomalous = observeCallee(agent, kind: "model", model, span, now: now, fired: &fired, slots: &callees) || anomalous
             }
-            agents[agent].routes[key]?.callees = callees
+            routes[key]?.callees = callees
             if anomalous { signals.append(.newInteraction) }
         }
     }
@@ -785,8 +783,7 @@ struct AnomalyDetector {
             for (new, old) in keptAgents.enumerated() { newSlot[old] = new }
             agents = keptAgents.map { agents[$0] }
             agentSlots = Dictionary(uniqueKeysWithValues: agents.enumerated().map { ($0.element.name, $0.offset) })
-            for index in agents.indices { agents[index].routes = [:] }
-            routeCount = 0
+            routes = [:]
             if keptAgents.count != agentsBefore {
                 traces = Dictionary(uniqueKeysWithValues: traces.compactMap { key, state in
                     newSlot[key.agent].map { (TraceKey(trace: key.trace, agent: $0), state) }
