@@ -63,7 +63,14 @@ public struct Attribute: Sendable, Hashable {
 extension Array where Element == Attribute {
     /// The value of the first attribute with `key`; OTLP keys are unique, so first is the only one.
     public subscript(key: String) -> AttributeValue? {
-        first { $0.key == key }?.value
+        // By index, lengths first (stored, not counted): no copy of an attribute, and most keys differ in length.
+        let length = key.utf8.count
+        var index = startIndex
+        while index < endIndex {
+            if self[index].key.utf8.count == length, self[index].key == key { return self[index].value }
+            index += 1
+        }
+        return nil
     }
 
     /// Sets `key`, replacing an existing value or appending a new attribute.
