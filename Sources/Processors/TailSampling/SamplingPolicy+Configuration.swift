@@ -100,7 +100,7 @@ extension SamplingPolicy {
                 default: throw ConfigurationError(key: settings.keyPath("status_codes"), "unknown status code \"\(name)\"; expected OK, ERROR or UNSET")
                 }
             }
-            return exists(.statusCode(codes))
+            return exists(.statusCode(mask: codes.reduce(0) { $0 | 1 << UInt8($1.rawValue) }))
         case "string_attribute":
             let key = try requiredKey(settings)
             let values = try settings.stringList("values", default: [])

@@ -150,7 +150,8 @@ enum ExistenceCheck: Sendable {
     case string(key: String, matcher: StringMatcher)
     /// Non-boolean values read as false.
     case boolean(key: String, value: Bool)
-    case statusCode(Set<SpanStatus.Code>)
+    /// One bit per `SpanStatus.Code` (its raw value): a mask, not a set, as it is asked of every span.
+    case statusCode(mask: UInt8)
     case traceState(key: String, values: Set<String>)
     case traceFlags
 
@@ -181,8 +182,8 @@ enum ExistenceCheck: Sendable {
         case .boolean(let key, let expected):
             func matches(_ value: AttributeValue?) -> Bool { value.map { ($0.boolValue ?? false) == expected } ?? false }
             return Self.resourceOrSpan(chunk, resource: { matches($0.attributes[key]) }, span: { matches($0.attributes[key]) })
-        case .statusCode(let codes):
-            return Self.span(chunk) { codes.contains($0.status.code) }
+        case .statusCode(let mask):
+            return Self.span(chunk) { mask & 1 << UInt8($0.status.code.rawValue) != 0 }
         case .traceState(let key, let values):
             return Self.span(chunk) { span in
                 guard !span.traceState.isEmpty, let value = SamplingPolicy.traceStateValue(span.traceState, key: key) else { return false }
