@@ -63,11 +63,16 @@ public struct Attribute: Sendable, Hashable {
 extension Array where Element == Attribute {
     /// The value of the first attribute with `key`; OTLP keys are unique, so first is the only one.
     public subscript(key: String) -> AttributeValue? {
-        // By index, lengths first (stored, not counted): no copy of an attribute, and most keys differ in length.
+        index(ofKey: key).map { self[$0].value }
+    }
+
+    /// Where the attribute with `key` is. By index, lengths first (stored, not counted): no copy of an
+    /// attribute, and most keys differ in length.
+    public func index(ofKey key: String) -> Int? {
         let length = key.utf8.count
         var index = startIndex
         while index < endIndex {
-            if self[index].key.utf8.count == length, self[index].key == key { return self[index].value }
+            if self[index].key.utf8.count == length, self[index].key == key { return index }
             index += 1
         }
         return nil
@@ -75,7 +80,7 @@ extension Array where Element == Attribute {
 
     /// Sets `key`, replacing an existing value or appending a new attribute.
     public mutating func set(_ key: String, _ value: AttributeValue) {
-        if let index = firstIndex(where: { $0.key == key }) {
+        if let index = index(ofKey: key) {
             self[index].value = value
         } else {
             append(Attribute(key, value))

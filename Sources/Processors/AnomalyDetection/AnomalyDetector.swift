@@ -226,9 +226,8 @@ struct AnomalyDetector {
     /// Every agent, in the order first seen, and where each name's state is.
     private(set) var agents: [AgentState] = []
     private var agentSlots: [String: Int] = [:]
-    /// Span shapes cached over every agent (bounded by `max_series`: past it, every agent's cache is emptied).
     /// What each agent's span shapes seen resolve to: their series' slots, found by hashing the shape once.
-    /// Apart from `agents`, so a lookup never copies an agent's state.
+    /// Apart from `agents`, so a lookup never copies an agent's state; bounded by `max_series` (past it, emptied).
     private var routes: [RouteKey: Route] = [:]
     private(set) var traces: [TraceKey: TraceState] = [:]
     /// The trace the latest span belonged to, held out of `traces` while its spans keep coming (one hash a trace,
@@ -343,10 +342,10 @@ struct AnomalyDetector {
         return agent
     }
 
-    /// The slots of the span's shape: cached per agent, made on first sight.
-    private mutating func resolveRoute(_ key: RouteKey, agent: Int, now: UInt64) -> Route {
+    /// The slots of the span's shape: cached per agent and shape, made on first sight.
+    private mutating func resolveRoute(_ key: RouteKey, now: UInt64) -> Route {
         if let route = routes[key] { return route }
-        let name = agents[agent].name
+        let name = agents[key.agent].name
         var route = Route()
         route.isLLMCall = key.operation.map { $0 != "execute_tool" && $0 != "invoke_agent" && $0 != "create_agent" } ?? false
         route.toolIsSpanName = key.tool == nil && key.operation == "execute_tool"
@@ -373,7 +372,7 @@ struct AnomalyDetector {
         let peer = span.kind == .client ? facts.peer : nil
         let key = RouteKey(agent: agent, operation: facts.operation, model: facts.model, tool: facts.tool, peer: peer,
                            name: facts.operation == nil && peer == nil ? span.name : nil)
-        var route = resolveRoute(key, agent: agent, now: now)
+        var route = resolveRoute(key, now: now)
         // latency: per agent and operation. Failed calls often end early; their durations would teach the
         // baseline the wrong thing.
         if let slot = route.latency, !isError,

@@ -50,7 +50,7 @@ public enum OTLPProtobufWriter {
         private var next = 0
         /// Sized in the held form (`request(_:held:)`).
         var held = false
-        /// Where held spans unchanged since they arrived are copied from.
+        /// Where held spans unchanged since they arrived are copied from (set in the held form only).
         var received = ReceivedRequest.none
 
         mutating func rewind() { next = 0 }
@@ -80,7 +80,7 @@ public enum OTLPProtobufWriter {
             let scopeSize = scope(value.scope)
             var size = held && scopeSize == 0 ? 0 : lengthDelimited(scopeSize)
             for span in value.spans {
-                if held, let bytes = received.bytes(of: span) {
+                if let bytes = received.bytes(of: span) {
                     let spanSize = withoutTraceID(bytes).count
                     values.append(spanSize)
                     size += lengthDelimited(spanSize)
@@ -176,7 +176,7 @@ public enum OTLPProtobufWriter {
         var position = 0
         /// Written in the held form (`request(_:held:)`).
         var held = false
-        /// Where held spans unchanged since they arrived are copied from.
+        /// Where held spans unchanged since they arrived are copied from (set in the held form only).
         var received = ReceivedRequest.none
 
         mutating func byte(_ value: UInt8) {
@@ -259,7 +259,7 @@ public enum OTLPProtobufWriter {
                 }
                 for span in scopeSpans.spans {
                     header(2, length: sizes.take())
-                    if held, let bytes = received.bytes(of: span) {
+                    if let bytes = received.bytes(of: span) {
                         copy(withoutTraceID(bytes))
                     } else {
                         self.span(span)
