@@ -173,9 +173,10 @@ public final class AnomalyDetectionProcessor: SpanProcessor, Service {
         if evictions > 0 { metrics.evictions.increment(by: Int64(evictions)) }
         if dropped > 0 { metrics.droppedTraces.increment(by: Int64(dropped)) }
         guard !fired.isEmpty else { return }
-        for entry in fired { metrics.fired[entry.signal]?.increment() }
         let list = fired.map(\.alert)
         alerts.record(list)
+        // Counted after they are in the log: whoever reads the counter finds the alerts at /api/alerts.
+        for entry in fired { metrics.fired[entry.signal]?.increment() }
         fileIncidents(list, ownEdges: edges)
     }
 

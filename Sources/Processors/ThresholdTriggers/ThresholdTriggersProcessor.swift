@@ -28,6 +28,8 @@ public final class ThresholdTriggersProcessor: SpanProcessor, Service {
 
     private let state: Mutex<State>
     private let alerts: AlertLog
+    /// Each rule's fired-alerts counter, by rule name.
+    private let firedCounters: [String: Counter]
     /// The delivery service, when the processor has sinks.
     public let delivery: AlertDelivery?
     private let logger: Logger
@@ -47,6 +49,7 @@ public final class ThresholdTriggersProcessor: SpanProcessor, Service {
                 droppedGroups: metrics.counter("agenttrace_triggers_dropped_matches_total",
                                                help: "Matches not tracked because max_groups groups were held.", labels: labels))
         }
+        firedCounters = Dictionary(evaluator.rules.map { ($0.name, $0.metrics.fired) }, uniquingKeysWith: { first, _ in first })
         state = Mutex(State(evaluator: evaluator))
         self.alerts = alerts ?? AlertLog.shared(in: context)
         logger = context.logger
@@ -92,7 +95,9 @@ public final class ThresholdTriggersProcessor: SpanProcessor, Service {
             }
         }
         if !fired.isEmpty {
+            // Counted after they are in the log: whoever reads the counter finds the alerts at /api/alerts.
             alerts.record(fired)
+            for alert in fired { firedCounters[alert.rule]?.increment() }
             delivery?.enqueue(fired)
         }
         return [output]

@@ -40,7 +40,7 @@ struct TriggerEvaluator {
     struct RuleMetrics {
         /// Spans that met the condition and the filters.
         let matched: Counter
-        /// Alerts fired.
+        /// Alerts fired (counted by the processor once they are in the alert log).
         let fired: Counter
         /// Alerts held back by the cooldown.
         let suppressed: Counter
@@ -260,7 +260,6 @@ struct TriggerEvaluator {
             rule.metrics.suppressed.increment()
             return nil
         case .fire(let matches, let suppressed):
-            rule.metrics.fired.increment()
             return makeAlert(rule, observed: observed, span, resource, now: now, group: group, matches: matches, suppressed: suppressed)
         }
     }
