@@ -143,8 +143,23 @@ final class GRPCConnectionHandler: ChannelInboundHandler {
         events.closed(reason)
         session?.sendGoAway(errorCode: errorCode)
         flush(context: context)
-        context.close(promise: nil)
+        closeLingering(context: context)
     }
+
+    /// Closes once what is queued (the GOAWAY) has been written: the output first, so the peer reads the
+    /// GOAWAY and then the end of the stream, and the whole connection when the peer closes its side or after
+    /// `lingerTime`. Input meanwhile is read and discarded (`closedFor` is set): closing a socket with unread
+    /// input makes the kernel answer with a reset, which can reach the peer before the GOAWAY does.
+    private func closeLingering(context: ChannelHandlerContext) {
+        let channel = context.channel
+        let written = context.eventLoop.makePromise(of: Void.self)
+        context.writeAndFlush(wrapOutboundOut(channel.allocator.buffer(capacity: 0)), promise: written)
+        written.futureResult.whenComplete { _ in channel.close(mode: .output, promise: nil) }
+        context.eventLoop.scheduleTask(in: Self.lingerTime) { channel.close(promise: nil) }
+    }
+
+    /// How long a connection closed for an error keeps reading (and discarding) before it closes regardless.
+    static let lingerTime = TimeAmount.seconds(1)
 
     func channelActive(context: ChannelHandlerContext) {
         do {
@@ -187,7 +202,7 @@ final class GRPCConnectionHandler: ChannelInboundHandler {
                 self.events.closed(.protocolError)
                 session.terminate(errorCode: error.isFlood ? 0xB : 0x1)  // ENHANCE_YOUR_CALM : PROTOCOL_ERROR
                 flush(context: context)
-                context.close(promise: nil)
+                closeLingering(context: context)
             }
             return
         }
@@ -286,6 +301,8 @@ final class GRPCConnectionHandler: ChannelInboundHandler {
             if !session.isActive, !quiescing, !peerSentGoAway, closedFor == nil {
                 closedFor = .protocolError
                 events.closed(.protocolError)
+                closeLingering(context: context)
+                return
             }
             context.close(promise: nil)
         }
