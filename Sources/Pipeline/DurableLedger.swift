@@ -11,6 +11,10 @@ import DequeModule
 /// chain and no processor can still hold a span of it: everything below the oldest record any processor
 /// may hold, up to the last record finished.
 ///
+/// Batches between processors wait in the queue in front of the next stage; the ledger keeps, per
+/// stage, the records of the batches waiting there, in order, so a record is never released while its
+/// spans are on their way from one processor to the next.
+///
 /// What a processor passes on is counted as coming from the oldest record it may hold (or the input's,
 /// when older): never younger than the truth, so the log may keep a record longer than needed (a
 /// duplicate after a crash) but never forgets one too early.
@@ -25,6 +29,8 @@ public struct DurableLedger: Sendable {
     /// record is not older than a later call's tells nothing the later one does not, and is dropped.
     /// So the first intake is the oldest record the processor may hold.
     private var intakes: [Deque<Intake>]
+    /// Per stage (each processor, then the exporters), the records of the batches waiting in its queue.
+    private var waiting: [Deque<UInt64>]
     /// The highest record whose batch has been through the chain.
     private var highestFinished: UInt64 = 0
     /// Everything up to here has been released.
@@ -33,6 +39,17 @@ public struct DurableLedger: Sendable {
     /// A ledger for a chain of `processors` processors.
     public init(processors: Int) {
         intakes = Array(repeating: [], count: processors)
+        waiting = Array(repeating: [], count: processors + 1)
+    }
+
+    /// A batch whose spans come from `record` and later records joins the queue of stage `stage`.
+    public mutating func send(_ record: UInt64, to stage: Int) {
+        waiting[stage].append(record)
+    }
+
+    /// The batch at the front of stage `stage`'s queue has been taken (by the exporters, for the last stage).
+    public mutating func arrive(at stage: Int) {
+        waiting[stage].removeFirst()
     }
 
     /// The oldest record whose spans `processor` may still hold; nil when it holds none.
@@ -77,6 +94,9 @@ public struct DurableLedger: Sendable {
         var limit = highestFinished
         for intake in intakes {
             if let oldest = intake.first?.record { limit = min(limit, oldest - 1) }
+        }
+        for queue in waiting {
+            if let oldest = queue.min() { limit = min(limit, oldest - 1) }
         }
         guard limit > released else { return nil }
         released = limit

@@ -94,10 +94,18 @@ public struct ProcessorInstance: Sendable {
 }
 
 /// Runs batches through the processor chain, in order, and hands what comes out to every exporter.
-/// Used by one task at a time: the pipeline service with the wall clock, or `replay` with a virtual one.
+///
+/// Each processor runs on a task of its own, a stage, and the exporters on one more: stage `i` takes
+/// batches and ticks from a small bounded queue (`StageQueue`), calls processor `i`, and sends what comes
+/// out to stage `i + 1`. Every processor still sees every batch and tick in the order they were handed to
+/// the runner, with the `now` they came with, one call at a time; but consecutive processors work on
+/// different batches at once, so a chain uses as many cores as the machine gives its tasks. `process`
+/// and `tick` return once the first stage has taken the work; `drain` waits until it has been exported.
+/// It is fed by one task at a time: the pipeline service with the wall clock, or `replay` with a virtual one.
 ///
 /// In a durable pipeline the runner also keeps the `DurableLedger`: it tells the ledger what each
-/// processor is handed and what it still holds, and releases the write-ahead-log records nothing needs.
+/// processor is handed, what it still holds and what waits in a stage's queue, and releases the
+/// write-ahead-log records nothing needs.
 public final class PipelineRunner: Sendable {
     /// The processors, in pipeline order.
     public let processors: [ProcessorInstance]
@@ -105,11 +113,33 @@ public final class PipelineRunner: Sendable {
     public let exporters: [ExporterInstance]
     /// The write-ahead log whose records this runner releases once exported, when the pipeline is durable.
     public let durableLog: DurableLog?
-    /// What the write-ahead log still needs (only read and written by the task running the pipeline).
+    /// What the write-ahead log still needs.
     private let ledger: Mutex<DurableLedger>
     /// Each processor as a `HandOffSpanProcessor`, when it is one (looked up once, not per batch).
     private let handOffs: [(any HandOffSpanProcessor)?]
+    /// The queue in front of each stage: one per processor, then the exporters'.
+    private let stages: [StageQueue<Work>]
+    /// The stages' tasks, started on first use.
+    private let stageTasks = Mutex<[Task<Void, Never>]?>(nil)
     private let logger: Logger
+
+    /// Items waiting in front of each stage, at most.
+    static let stageCapacity = 4
+
+    /// What flows from stage to stage.
+    enum Work: Sendable {
+        /// A batch handed to the runner at `now`; `record`: the oldest write-ahead-log record its spans can
+        /// come from (durable pipelines only).
+        case batch(SpanBatch, record: UInt64?, now: UInt64)
+        /// Time passes.
+        case tick(now: UInt64)
+        /// Everything that came of the batch of `record` is ahead of this (durable pipelines only).
+        case finished(record: UInt64)
+        /// Everything handed to the runner before this has been exported once the exporters' stage sees it.
+        case drained(AsyncStream<Void>.Continuation)
+        /// The end: each stage drains and flushes its processor, passes that on and stops.
+        case shutdown(now: UInt64)
+    }
 
     public init(processors: [ProcessorInstance], exporters: [ExporterInstance], durableLog: DurableLog? = nil, logger: Logger) {
         self.processors = processors
@@ -117,6 +147,7 @@ public final class PipelineRunner: Sendable {
         self.exporters = exporters
         self.durableLog = durableLog
         ledger = Mutex(DurableLedger(processors: processors.count))
+        stages = (0...processors.count).map { _ in StageQueue(capacity: Self.stageCapacity) }
         self.logger = logger
     }
 
@@ -129,67 +160,119 @@ public final class PipelineRunner: Sendable {
                 throw PipelineError.exporterFailedToStart(instance.id.description, "\(error)")
             }
         }
+        startStages()
     }
 
-    /// Runs a batch that arrived at `now` through the chain and exports what comes out; `record` is its
-    /// write-ahead-log record in a durable pipeline.
+    /// Hands a batch that arrived at `now` to the chain; `record` is its write-ahead-log record in a durable
+    /// pipeline. Returns once the first stage has room for it.
     public func process(_ batch: SpanBatch, record: UInt64? = nil, now: UInt64) async {
-        await run(from: 0, [batch], record: durableLog == nil ? nil : record, now: now)
-        if durableLog != nil, let record { ledger.withLock { $0.finish(record) } }
-        await releaseWhatIsDone()
+        startStages()
+        let record = durableLog == nil ? nil : record
+        await send(.batch(batch, record: record, now: now), to: 0)
+        if let record { await stages[0].send(.finished(record: record)) }
     }
 
     /// Lets every processor see the time; what falls due continues down the chain.
     public func tick(now: UInt64) async {
-        for index in processors.indices {
-            await handOffs[index]?.waitForRoom()
-            let record = oldestRecord(heldBy: index)
-            let due = processors[index].processor.tick(now: now)
-            settle(index)
-            if !due.isEmpty { await run(from: index + 1, due, record: record, now: now) }
-        }
-        await releaseWhatIsDone()
+        startStages()
+        await stages[0].send(.tick(now: now))
+    }
+
+    /// Returns once everything handed to the runner so far has been through the chain and the exporters.
+    public func drain() async {
+        startStages()
+        let (done, continuation) = AsyncStream<Void>.makeStream()
+        await stages[0].send(.drained(continuation))
+        for await _ in done {}
     }
 
     /// Flushes every processor in order, exports the rest and shuts the exporters down (one shared with
     /// other pipelines once the last of them shuts down).
     public func shutdown(now: UInt64) async {
-        for index in processors.indices {
-            await handOffs[index]?.drain()
-            let record = oldestRecord(heldBy: index)
-            let held = processors[index].processor.flush()
-            settle(index)
-            if !held.isEmpty { await run(from: index + 1, held, record: record, now: now) }
-        }
-        await releaseWhatIsDone()
+        startStages()
+        await stages[0].send(.shutdown(now: now))
+        for task in stageTasks.withLock({ $0 ?? [] }) { await task.value }
         for instance in exporters { await instance.lifecycle.release(instance.exporter) }
     }
 
-    /// `record`: the oldest write-ahead-log record `batches` can come from (nil outside durable pipelines).
-    private func run(from first: Int, _ batches: [SpanBatch], record: UInt64?, now: UInt64) async {
-        var batches = batches
-        var record = record
-        var index = first
-        while index < processors.count, !batches.isEmpty {
-            let processor = processors[index].processor
-            var passed: [SpanBatch] = []
-            var passedRecord: UInt64?
-            for batch in batches {
-                await handOffs[index]?.waitForRoom()
-                let from = record.map { record in ledger.withLock { $0.hand(to: index, now: now, record: record) } }
-                passed += processor.process(batch, now: now)
-                settle(index)
-                if let from { passedRecord = min(passedRecord ?? from, from) }
+    private func startStages() {
+        stageTasks.withLock { tasks in
+            guard tasks == nil else { return }
+            tasks = stages.indices.map { index in
+                Task { [self] in
+                    if index < processors.count { await runProcessor(index) } else { await runExporters() }
+                }
             }
-            batches = passed
-            record = passedRecord
-            index += 1
         }
-        for var batch in batches where !batch.isEmpty {
-            // The request's bytes serve the processors only; exporters' queues should not hold them too.
-            batch.received = .none
-            await export(batch)
+    }
+
+    /// Stage `index`: processor `index`, until the shutdown has passed through it.
+    private func runProcessor(_ index: Int) async {
+        let processor = processors[index].processor
+        while true {
+            switch await stages[index].next() {
+            case .batch(let batch, let record, let now):
+                await handOffs[index]?.waitForRoom()
+                let from = record.map { record in
+                    ledger.withLock { ledger in
+                        ledger.arrive(at: index)
+                        return ledger.hand(to: index, now: now, record: record)
+                    }
+                }
+                let passed = processor.process(batch, now: now)
+                settle(index)
+                for batch in passed { await send(.batch(batch, record: from, now: now), to: index + 1) }
+            case .tick(let now):
+                await handOffs[index]?.waitForRoom()
+                let record = oldestRecord(heldBy: index)
+                let due = processor.tick(now: now)
+                settle(index)
+                for batch in due { await send(.batch(batch, record: record, now: now), to: index + 1) }
+                await stages[index + 1].send(.tick(now: now))
+            case .shutdown(let now):
+                await handOffs[index]?.drain()
+                let record = oldestRecord(heldBy: index)
+                let held = processor.flush()
+                settle(index)
+                for batch in held { await send(.batch(batch, record: record, now: now), to: index + 1) }
+                await stages[index + 1].send(.shutdown(now: now))
+                return
+            case let work:
+                await stages[index + 1].send(work)
+            }
         }
+    }
+
+    /// The last stage: hands batches to every exporter and releases the write-ahead log's records.
+    private func runExporters() async {
+        let index = processors.count
+        while true {
+            switch await stages[index].next() {
+            case .batch(var batch, let record, _):
+                if !batch.isEmpty {
+                    // The request's bytes serve the processors only; exporters' queues should not hold them too.
+                    batch.received = .none
+                    await export(batch)
+                }
+                if record != nil { ledger.withLock { $0.arrive(at: index) } }
+            case .tick:
+                await releaseWhatIsDone()
+            case .finished(let record):
+                ledger.withLock { $0.finish(record) }
+                await releaseWhatIsDone()
+            case .drained(let continuation):
+                continuation.finish()
+            case .shutdown:
+                await releaseWhatIsDone()
+                return
+            }
+        }
+    }
+
+    /// Sends a batch to stage `index`, noting in a durable pipeline that its record waits there.
+    private func send(_ work: Work, to index: Int) async {
+        if case .batch(_, let record?, _) = work { ledger.withLock { $0.send(record, to: index) } }
+        await stages[index].send(work)
     }
 
     /// Before a `tick` or `flush`: the record what `index` passes on counts as coming from. One that said

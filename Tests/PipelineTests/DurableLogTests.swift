@@ -109,6 +109,7 @@ struct DurableLogTests {
     func accept(_ batch: SpanBatch, _ log: DurableLog, _ runner: PipelineRunner, now: UInt64) async throws {
         let record = try await log.append(batch)
         await runner.process(batch, record: record, now: now)
+        await runner.drain()
     }
 
     @Test("the runner releases records once the exporters have their spans, not while a processor holds them")
@@ -121,6 +122,7 @@ struct DurableLogTests {
         for spans in 1...3 { try await accept(makeBatch(spans: spans), log, runner, now: 1) }
         #expect(log.usage.records == 3)  // held by the processor: still needed
         await runner.tick(now: 2)
+        await runner.drain()
         #expect(await exporter.batches.count == 3)
         #expect(log.usage.records == 0)
         #expect(try files(folder).isEmpty)
@@ -156,11 +158,13 @@ struct DurableLogTests {
         try await accept(makeBatch(spans: 1), log, runner, now: 11)  // record 2
         // The first processor passes 3 spans (records 1 and 2) on; the second holds them from now on.
         await runner.tick(now: 20)
+        await runner.drain()
         #expect(await exporter.batches.isEmpty)
         #expect(log.usage.records == 2)
         try await accept(makeBatch(spans: 2), log, runner, now: 30)  // record 3: held by the first
         #expect(log.usage.records == 3)
         await runner.tick(now: 40)  // 5 spans in the second: all leave
+        await runner.drain()
         #expect(await exporter.batches.map(\.spanCount) == [5])
         #expect(log.usage.records == 0)
         await log.close()

@@ -76,8 +76,10 @@ struct PipelineRunnerTests {
         var batch = makeBatch(spans: 1)
         batch.resourceSpans[0].scopeSpans[0].spans[0].name = "op"
         await runner.process(batch, now: 1)
+        await runner.drain()
         #expect(await exporter.batches.isEmpty)
         await runner.tick(now: 2)
+        await runner.drain()
         let exported = await exporter.batches
         #expect(exported.count == 1)
         #expect(exported.first?.resourceSpans[0].scopeSpans[0].spans[0].name == "op-a-b")
@@ -93,6 +95,7 @@ struct PipelineRunnerTests {
         let runner = PipelineRunner(processors: [], exporters: [good, bad], logger: Logger(label: "test"))
         try await runner.start()
         await runner.process(makeBatch(spans: 4), now: 1)
+        await runner.drain()
         #expect(good.tally.sent.load(ordering: .relaxed) == 4)
         #expect(bad.tally.failed.load(ordering: .relaxed) == 4)
         let text = String(decoding: metrics.render(), as: UTF8.self)
@@ -125,5 +128,62 @@ struct PipelineRunnerTests {
         #expect(await exporter.batches.map(\.spanCount) == [2, 3])
         let text = String(decoding: metrics.render(), as: UTF8.self)
         #expect(text.contains("agenttrace_exporter_sent_spans_total{exporter=\"file\"} 5"))
+    }
+
+    @Test("consecutive processors work on different batches at once, each seeing every batch in order")
+    func stagesOverlap() async throws {
+        // The second processor, given the first batch, waits until the first processor has been given the
+        // second batch: a runner that ran the whole chain for one batch before the next never gets there.
+        let exporter = RecordingExporter()
+        let overlap = Overlap()
+        let runner = PipelineRunner(
+            processors: [ProcessorInstance(id: ComponentID("first"), processor: overlap.first),
+                         ProcessorInstance(id: ComponentID("second"), processor: overlap.second)],
+            exporters: [ExporterInstance(id: ComponentID("rec"), exporter: exporter, metrics: SelfMetrics())],
+            logger: Logger(label: "test"))
+        try await runner.start()
+        for spans in 1...5 { await runner.process(makeBatch(spans: spans), now: UInt64(spans)) }
+        await runner.shutdown(now: 10)
+        #expect(overlap.secondWaitedFor)
+        #expect(overlap.first.seen.withLock { $0 } == [1, 2, 3, 4, 5])
+        #expect(overlap.second.seen.withLock { $0 } == [1, 2, 3, 4, 5])
+        #expect(await exporter.batches.map(\.spanCount) == [1, 2, 3, 4, 5])
+    }
+}
+
+/// Two processors that record the batches they see (by span count); the second, on its first batch,
+/// spins until the first has seen a second batch (up to 10 s).
+final class Overlap: Sendable {
+    final class Recorder: SpanProcessor {
+        let seen = Mutex<[Int]>([])
+        let onProcess: @Sendable (Int) -> Void
+        init(onProcess: @escaping @Sendable (Int) -> Void) { self.onProcess = onProcess }
+        var oldestHeldArrival: UInt64? { nil }
+        func process(_ batch: SpanBatch, now: UInt64) -> [SpanBatch] {
+            let count = seen.withLock { seen in
+                seen.append(batch.spanCount)
+                return seen.count
+            }
+            onProcess(count)
+            return [batch]
+        }
+    }
+
+    let first: Recorder
+    let second: Recorder
+    private let waited = Flag()
+    /// True once the second processor, on its first batch, saw the first processor given a second batch.
+    var secondWaitedFor: Bool { waited.isSet }
+
+    init() {
+        let firstRecorder = Recorder { _ in }
+        first = firstRecorder
+        let waited = waited
+        second = Recorder { count in
+            guard count == 1 else { return }
+            let deadline = ContinuousClock.now + .seconds(10)
+            while firstRecorder.seen.withLock({ $0.count }) < 2, ContinuousClock.now < deadline {}
+            if firstRecorder.seen.withLock({ $0.count }) >= 2 { waited.set() }
+        }
     }
 }
