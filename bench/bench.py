@@ -305,6 +305,47 @@ def summarize(results):
     }
 
 
+# Issue 17's table: each figure is a ratio of two rows of the same run, with its goal (at least, or for
+# service_graph's cost at most a drop of). Figures whose rows were not measured are left out.
+CHAIN_PROCESSORS = "enrichment, anomaly_detection, triggers, service_graph, tail_sampling 10s, batch"
+CHAIN = f"default chain ({CHAIN_PROCESSORS}) -> nop"
+PINNED_GOALS = [
+    ("ingest -> nop vs rotel, OTLP/HTTP", "AgentTrace ingest -> nop, OTLP/HTTP{s}", "rotel (blackhole), OTLP/HTTP{s}", 1.3),
+    ("ingest -> nop vs rotel, OTLP/gRPC", "AgentTrace ingest -> nop, OTLP/gRPC{s}", "rotel (blackhole), OTLP/gRPC{s}", 1.3),
+    ("default chain -> nop vs rotel raw", f"AgentTrace {CHAIN}, OTLP/HTTP{{s}}", "rotel (blackhole), OTLP/HTTP{s}", (0.8, 0.5)),
+    ("tail_sampling alone vs batch alone", "AgentTrace tail_sampling, batch -> nop, OTLP/HTTP{s}",
+     "AgentTrace batch -> nop, OTLP/HTTP{s}", 0.8),
+    ("service_graph on vs off (default chain)", f"AgentTrace {CHAIN}, OTLP/HTTP{{s}}",
+     "AgentTrace default chain without service_graph -> nop, OTLP/HTTP{s}", 0.85),
+    ("default chain -> zipkin vs -> nop", "AgentTrace default chain -> zipkin (JSON, local sink), OTLP/HTTP{s}",
+     f"AgentTrace {CHAIN}, OTLP/HTTP{{s}}", 0.85),
+    ("default chain -> otlp vs -> nop", "AgentTrace default chain -> otlp gRPC (AgentTrace nop sink), OTLP/HTTP{s}",
+     f"AgentTrace {CHAIN}, OTLP/HTTP{{s}}", 0.85),
+]
+UNPINNED_GOALS = [
+    ("both cores: batch -> nop vs rotel", "AgentTrace batch -> nop, OTLP/HTTP{s}", "rotel (blackhole), OTLP/HTTP{s}", 2.0),
+    ("both cores: default chain vs rotel raw", f"AgentTrace {CHAIN}, OTLP/HTTP{{s}}", "rotel (blackhole), OTLP/HTTP{s}", 1.0),
+]
+
+
+def goals_table(rates, unpinned):
+    """Issue 17's figures from this run's rows: `| figure | payload | measured | goal | met |`."""
+    lines = ["| figure | payload | measured | goal | met |", "|---|---|---|---|---|"]
+    for figure, numerator, denominator, goal in (UNPINNED_GOALS if unpinned else PINNED_GOALS):
+        for index, (suffix, payload) in enumerate(((("", "agent"), (" [small spans]", "small")))):
+            top, bottom = rates.get(numerator.format(s=suffix)), rates.get(denominator.format(s=suffix))
+            if not top or not bottom:
+                continue
+            wanted = goal[index] if isinstance(goal, tuple) else goal
+            ratio = top / bottom
+            if figure.startswith("service_graph"):
+                measured, target = f"{(ratio - 1) * 100:+.0f}%", f">= {(wanted - 1) * 100:+.0f}%"
+            else:
+                measured, target = f"{ratio:.2f}x", f">= {wanted:.1f}x"
+            lines.append(f"| {figure} | {payload} | {measured} | {target} | {'yes' if ratio >= wanted else 'no'} |")
+    return "\n".join(lines) if len(lines) > 2 else ""
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--agenttrace", required=True)
@@ -355,7 +396,7 @@ def main():
                      "--otlp-grpc-endpoint", f"127.0.0.1:{grpc_port}"]
     sink_port = 19411
     grpc_sink_port = 19317
-    chain = "enrichment, anomaly_detection, triggers, service_graph, tail_sampling 10s, batch"
+    chain = CHAIN_PROCESSORS
     builds = ([("AgentTrace (baseline)", args.baseline)] if args.baseline else []) + [("AgentTrace", args.agenttrace)]
     # Rows measured on the small-span payload too (the others only on the agent payload).
     small_rows = {"ingest -> nop", "batch -> nop", "tail_sampling, batch -> nop", f"default chain ({chain}) -> nop",
@@ -448,6 +489,9 @@ service:
         lines.append(f"| {name}{marks} | {r['spans_per_s']:,.0f} ({r['min']:,.0f}-{r['max']:,.0f}) | {versus} | {latency} | "
                      f"{r['cpu_per_million']:.2f} | {r['rss']:.0f} | {r['refused']} | {r['failed']} | {r['load_share'] * 100:.0f}% |")
     table = "\n".join(lines)
+    goals = goals_table(rates, args.unpinned)
+    if goals:
+        table += "\n\nIssue 17's figures (ratios of the rows above, medians):\n\n" + goals
     print(table)
 
     now = datetime.datetime.now(datetime.timezone.utc)

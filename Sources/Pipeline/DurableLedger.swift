@@ -11,9 +11,9 @@ import DequeModule
 /// chain and no processor can still hold a span of it: everything below the oldest record any processor
 /// may hold, up to the last record finished.
 ///
-/// Batches between processors wait in the queue in front of the next stage; the ledger keeps, per
-/// stage, the records of the batches waiting there, in order, so a record is never released while its
-/// spans are on their way from one processor to the next.
+/// Batches between stages of the runner wait in the queue in front of the next stage; the ledger keeps,
+/// per stage, the records of the batches waiting there or being run, in order, so a record is never
+/// released while its spans are on their way from one processor to the next.
 ///
 /// What a processor passes on is counted as coming from the oldest record it may hold (or the input's,
 /// when older): never younger than the truth, so the log may keep a record longer than needed (a
@@ -29,17 +29,17 @@ public struct DurableLedger: Sendable {
     /// record is not older than a later call's tells nothing the later one does not, and is dropped.
     /// So the first intake is the oldest record the processor may hold.
     private var intakes: [Deque<Intake>]
-    /// Per stage (each processor, then the exporters), the records of the batches waiting in its queue.
+    /// Per stage of the runner, the records of the batches waiting in its queue or being run by it.
     private var waiting: [Deque<UInt64>]
     /// The highest record whose batch has been through the chain.
     private var highestFinished: UInt64 = 0
     /// Everything up to here has been released.
     private var released: UInt64 = 0
 
-    /// A ledger for a chain of `processors` processors.
-    public init(processors: Int) {
+    /// A ledger for a chain of `processors` processors run in `stages` stages.
+    public init(processors: Int, stages: Int = 1) {
         intakes = Array(repeating: [], count: processors)
-        waiting = Array(repeating: [], count: processors + 1)
+        waiting = Array(repeating: [], count: max(stages, 1))
     }
 
     /// A batch whose spans come from `record` and later records joins the queue of stage `stage`.
@@ -47,7 +47,8 @@ public struct DurableLedger: Sendable {
         waiting[stage].append(record)
     }
 
-    /// The batch at the front of stage `stage`'s queue has been taken (by the exporters, for the last stage).
+    /// The stage `stage` is done with the batch at the front of its queue: its processors hold what they
+    /// kept of it and the rest is with the next stage, or with the exporters.
     public mutating func arrive(at stage: Int) {
         waiting[stage].removeFirst()
     }

@@ -1,4 +1,5 @@
 import Logging
+import NIOCore
 import Prometheus
 import Synchronization
 import TraceModel
@@ -95,13 +96,15 @@ public struct ProcessorInstance: Sendable {
 
 /// Runs batches through the processor chain, in order, and hands what comes out to every exporter.
 ///
-/// Each processor runs on a task of its own, a stage, and the exporters on one more: stage `i` takes
-/// batches and ticks from a small bounded queue (`StageQueue`), calls processor `i`, and sends what comes
-/// out to stage `i + 1`. Every processor still sees every batch and tick in the order they were handed to
-/// the runner, with the `now` they came with, one call at a time; but consecutive processors work on
-/// different batches at once, so a chain uses as many cores as the machine gives its tasks. `process`
-/// and `tick` return once the first stage has taken the work; `drain` waits until it has been exported.
-/// It is fed by one task at a time: the pipeline service with the wall clock, or `replay` with a virtual one.
+/// The chain is cut into stages, one per core the process may use (no more than processors plus one):
+/// consecutive processors, as evenly as their number allows, the last stage also handing batches to the
+/// exporters. Each stage is a task that takes batches and ticks from a small bounded queue (`StageQueue`),
+/// runs them through its processors and sends what comes out to the next stage. Every processor still
+/// sees every batch and tick in the order they were handed to the runner, with the `now` they came with,
+/// one call at a time; but stages work on different batches at once, so a chain spreads over the cores.
+/// On one core there is one stage and no hand-off. `process` and `tick` return once the first stage has
+/// done the work and the second has room for what came out; `drain` waits until it has been exported. The runner is fed by one task at a time:
+/// the pipeline service with the wall clock, or `replay` with a virtual one.
 ///
 /// In a durable pipeline the runner also keeps the `DurableLedger`: it tells the ledger what each
 /// processor is handed, what it still holds and what waits in a stage's queue, and releases the
@@ -117,8 +120,10 @@ public final class PipelineRunner: Sendable {
     private let ledger: Mutex<DurableLedger>
     /// Each processor as a `HandOffSpanProcessor`, when it is one (looked up once, not per batch).
     private let handOffs: [(any HandOffSpanProcessor)?]
-    /// The queue in front of each stage: one per processor, then the exporters'.
-    private let stages: [StageQueue<Work>]
+    /// The processors each stage runs, in order; the last stage also exports.
+    let stageProcessors: [Range<Int>]
+    /// The queue in front of each stage after the first (which runs in the task feeding the runner).
+    private let queues: [StageQueue<Work>]
     /// The stages' tasks, started on first use.
     private let stageTasks = Mutex<[Task<Void, Never>]?>(nil)
     private let logger: Logger
@@ -135,19 +140,27 @@ public final class PipelineRunner: Sendable {
         case tick(now: UInt64)
         /// Everything that came of the batch of `record` is ahead of this (durable pipelines only).
         case finished(record: UInt64)
-        /// Everything handed to the runner before this has been exported once the exporters' stage sees it.
+        /// Everything handed to the runner before this has been exported once the last stage sees it.
         case drained(AsyncStream<Void>.Continuation)
-        /// The end: each stage drains and flushes its processor, passes that on and stops.
+        /// The end: each stage drains and flushes its processors, passes that on and stops.
         case shutdown(now: UInt64)
     }
 
-    public init(processors: [ProcessorInstance], exporters: [ExporterInstance], durableLog: DurableLog? = nil, logger: Logger) {
+    /// `stages`: how many stages to cut the chain into; by default one per core the process may use.
+    public init(processors: [ProcessorInstance], exporters: [ExporterInstance], durableLog: DurableLog? = nil,
+                stages: Int = System.coreCount, logger: Logger) {
         self.processors = processors
         handOffs = processors.map { $0.processor as? any HandOffSpanProcessor }
         self.exporters = exporters
         self.durableLog = durableLog
-        ledger = Mutex(DurableLedger(processors: processors.count))
-        stages = (0...processors.count).map { _ in StageQueue(capacity: Self.stageCapacity) }
+        // The exporters count as one more member of the chain, the last.
+        let members = processors.count + 1
+        let count = min(max(stages, 1), members)
+        stageProcessors = (0..<count).map { stage in
+            (stage * members / count)..<min((stage + 1) * members / count, processors.count)
+        }
+        ledger = Mutex(DurableLedger(processors: processors.count, stages: count))
+        queues = (1..<max(count, 1)).map { _ in StageQueue(capacity: Self.stageCapacity) }
         self.logger = logger
     }
 
@@ -163,26 +176,27 @@ public final class PipelineRunner: Sendable {
         startStages()
     }
 
-    /// Hands a batch that arrived at `now` to the chain; `record` is its write-ahead-log record in a durable
-    /// pipeline. Returns once the first stage has room for it.
+    /// Runs a batch that arrived at `now` through the first stage and hands what comes out to the next;
+    /// `record` is its write-ahead-log record in a durable pipeline. Returns once the next stage has room.
     public func process(_ batch: SpanBatch, record: UInt64? = nil, now: UInt64) async {
         startStages()
         let record = durableLog == nil ? nil : record
-        await send(.batch(batch, record: record, now: now), to: 0)
-        if let record { await stages[0].send(.finished(record: record)) }
+        if let record { ledger.withLock { $0.send(record, to: 0) } }
+        await handle(.batch(batch, record: record, now: now), at: 0)
+        if let record { await handle(.finished(record: record), at: 0) }
     }
 
     /// Lets every processor see the time; what falls due continues down the chain.
     public func tick(now: UInt64) async {
         startStages()
-        await stages[0].send(.tick(now: now))
+        await handle(.tick(now: now), at: 0)
     }
 
     /// Returns once everything handed to the runner so far has been through the chain and the exporters.
     public func drain() async {
         startStages()
         let (done, continuation) = AsyncStream<Void>.makeStream()
-        await stages[0].send(.drained(continuation))
+        await handle(.drained(continuation), at: 0)
         for await _ in done {}
     }
 
@@ -190,89 +204,109 @@ public final class PipelineRunner: Sendable {
     /// other pipelines once the last of them shuts down).
     public func shutdown(now: UInt64) async {
         startStages()
-        await stages[0].send(.shutdown(now: now))
+        await handle(.shutdown(now: now), at: 0)
         for task in stageTasks.withLock({ $0 ?? [] }) { await task.value }
         for instance in exporters { await instance.lifecycle.release(instance.exporter) }
     }
 
+    /// The tasks of the stages after the first.
     private func startStages() {
         stageTasks.withLock { tasks in
             guard tasks == nil else { return }
-            tasks = stages.indices.map { index in
+            tasks = queues.indices.map { index in
                 Task { [self] in
-                    if index < processors.count { await runProcessor(index) } else { await runExporters() }
+                    while await handle(queues[index].next(), at: index + 1) {}
                 }
             }
         }
     }
 
-    /// Stage `index`: processor `index`, until the shutdown has passed through it.
-    private func runProcessor(_ index: Int) async {
-        let processor = processors[index].processor
-        while true {
-            switch await stages[index].next() {
-            case .batch(let batch, let record, let now):
+    /// Does one item of work at stage `stage`; false once it was the shutdown.
+    @discardableResult
+    private func handle(_ work: Work, at stage: Int) async -> Bool {
+        let members = stageProcessors[stage]
+        let isLast = stage == stageProcessors.count - 1
+        switch work {
+        case .batch(let batch, let record, let now):
+            let (passed, from) = await run(members, [batch], record: record, now: now)
+            await pass(passed, record: from, now: now, from: stage)
+            // Only now: until its processors hold it or the next stage (or the exporters) has it, the
+            // batch's record is kept as waiting here.
+            if record != nil { ledger.withLock { $0.arrive(at: stage) } }
+        case .tick(let now):
+            for index in members {
                 await handOffs[index]?.waitForRoom()
-                let from = record.map { record in
-                    ledger.withLock { ledger in
-                        ledger.arrive(at: index)
-                        return ledger.hand(to: index, now: now, record: record)
-                    }
+                let record = oldestRecord(heldBy: index)
+                let due = processors[index].processor.tick(now: now)
+                settle(index)
+                if !due.isEmpty {
+                    let (passed, from) = await run(index + 1..<members.upperBound, due, record: record, now: now)
+                    await pass(passed, record: from, now: now, from: stage)
                 }
-                let passed = processor.process(batch, now: now)
-                settle(index)
-                for batch in passed { await send(.batch(batch, record: from, now: now), to: index + 1) }
-            case .tick(let now):
-                await handOffs[index]?.waitForRoom()
-                let record = oldestRecord(heldBy: index)
-                let due = processor.tick(now: now)
-                settle(index)
-                for batch in due { await send(.batch(batch, record: record, now: now), to: index + 1) }
-                await stages[index + 1].send(.tick(now: now))
-            case .shutdown(let now):
-                await handOffs[index]?.drain()
-                let record = oldestRecord(heldBy: index)
-                let held = processor.flush()
-                settle(index)
-                for batch in held { await send(.batch(batch, record: record, now: now), to: index + 1) }
-                await stages[index + 1].send(.shutdown(now: now))
-                return
-            case let work:
-                await stages[index + 1].send(work)
             }
-        }
-    }
-
-    /// The last stage: hands batches to every exporter and releases the write-ahead log's records.
-    private func runExporters() async {
-        let index = processors.count
-        while true {
-            switch await stages[index].next() {
-            case .batch(var batch, let record, _):
-                if !batch.isEmpty {
-                    // The request's bytes serve the processors only; exporters' queues should not hold them too.
-                    batch.received = .none
-                    await export(batch)
-                }
-                if record != nil { ledger.withLock { $0.arrive(at: index) } }
-            case .tick:
-                await releaseWhatIsDone()
-            case .finished(let record):
+            if isLast { await releaseWhatIsDone() } else { await queues[stage].send(.tick(now: now)) }
+        case .finished(let record):
+            if isLast {
                 ledger.withLock { $0.finish(record) }
                 await releaseWhatIsDone()
-            case .drained(let continuation):
-                continuation.finish()
-            case .shutdown:
-                await releaseWhatIsDone()
-                return
+            } else {
+                await queues[stage].send(.finished(record: record))
             }
+        case .drained(let continuation):
+            if isLast { continuation.finish() } else { await queues[stage].send(.drained(continuation)) }
+        case .shutdown(let now):
+            for index in members {
+                await handOffs[index]?.drain()
+                let record = oldestRecord(heldBy: index)
+                let held = processors[index].processor.flush()
+                settle(index)
+                if !held.isEmpty {
+                    let (passed, from) = await run(index + 1..<members.upperBound, held, record: record, now: now)
+                    await pass(passed, record: from, now: now, from: stage)
+                }
+            }
+            if isLast { await releaseWhatIsDone() } else { await queues[stage].send(.shutdown(now: now)) }
+            return false
         }
+        return true
     }
 
-    /// Sends a batch to stage `index`, noting in a durable pipeline that its record waits there.
-    private func send(_ work: Work, to index: Int) async {
-        if case .batch(_, let record?, _) = work { ledger.withLock { $0.send(record, to: index) } }
-        await stages[index].send(work)
+    /// Runs `batches` through the processors `members`, in order; returns what comes out and the record it
+    /// counts as coming from (nil outside durable pipelines).
+    private func run(_ members: Range<Int>, _ batches: [SpanBatch], record: UInt64?, now: UInt64) async -> ([SpanBatch], UInt64?) {
+        var batches = batches
+        var record = record
+        for index in members where !batches.isEmpty {
+            let processor = processors[index].processor
+            var passed: [SpanBatch] = []
+            var passedRecord: UInt64?
+            for batch in batches {
+                await handOffs[index]?.waitForRoom()
+                let from = record.map { record in ledger.withLock { $0.hand(to: index, now: now, record: record) } }
+                passed += processor.process(batch, now: now)
+                settle(index)
+                if let from { passedRecord = min(passedRecord ?? from, from) }
+            }
+            batches = passed
+            record = passedRecord
+        }
+        return (batches, record)
+    }
+
+    /// What stage `stage` passes on: to the next stage, or from the last to every exporter.
+    private func pass(_ batches: [SpanBatch], record: UInt64?, now: UInt64, from stage: Int) async {
+        if stage + 1 < stageProcessors.count {
+            for batch in batches {
+                if let record { ledger.withLock { $0.send(record, to: stage + 1) } }
+                await queues[stage].send(.batch(batch, record: record, now: now))
+            }
+            return
+        }
+        for var batch in batches where !batch.isEmpty {
+            // The request's bytes serve the processors only; exporters' queues should not hold them too.
+            batch.received = .none
+            await export(batch)
+        }
     }
 
     /// Before a `tick` or `flush`: the record what `index` passes on counts as coming from. One that said

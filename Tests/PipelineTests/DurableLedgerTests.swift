@@ -92,26 +92,28 @@ struct DurableLedgerTests {
 
     @Test("spans passed on and waiting in the next stage's queue keep their record")
     func waitingBetweenStages() {
-        var ledger = DurableLedger(processors: 2)
+        // Three stages: each processor, then the exporters. A stage is done with a batch (`arrive`) once
+        // its processor holds what it kept and the next stage has the rest.
+        var ledger = DurableLedger(processors: 2, stages: 3)
         ledger.send(1, to: 0)
-        ledger.arrive(at: 0)
         _ = ledger.hand(to: 0, now: 10, record: 1)
         ledger.settle(0, oldestHeldArrival: 10)
-        ledger.send(2, to: 0)
         ledger.arrive(at: 0)
+        ledger.send(2, to: 0)
         // Record 2 comes; the first processor passes everything on (record 1's spans too) to the second
         // stage's queue, and the marker of record 1 reaches the end of the chain meanwhile.
         let from = ledger.hand(to: 0, now: 20, record: 2)
         #expect(from == 1)
         ledger.settle(0, oldestHeldArrival: nil)
         ledger.send(from, to: 1)
+        ledger.arrive(at: 0)
         ledger.finish(1)
         #expect(ledger.releasable() == nil)
-        // The second stage takes the batch and passes it to the exporters' stage, which exports it.
-        ledger.arrive(at: 1)
+        // The second stage runs the batch and passes it to the exporters' stage, which exports it.
         _ = ledger.hand(to: 1, now: 20, record: from)
         ledger.settle(1, oldestHeldArrival: nil)
         ledger.send(from, to: 2)
+        ledger.arrive(at: 1)
         ledger.finish(2)
         #expect(ledger.releasable() == nil)
         ledger.arrive(at: 2)

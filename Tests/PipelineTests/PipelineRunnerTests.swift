@@ -1,4 +1,5 @@
 import Logging
+import NIOCore
 import Synchronization
 import Testing
 import TraceModel
@@ -130,7 +131,7 @@ struct PipelineRunnerTests {
         #expect(text.contains("agenttrace_exporter_sent_spans_total{exporter=\"file\"} 5"))
     }
 
-    @Test("consecutive processors work on different batches at once, each seeing every batch in order")
+    @Test("stages work on different batches at once, each processor seeing every batch in order")
     func stagesOverlap() async throws {
         // The second processor, given the first batch, waits until the first processor has been given the
         // second batch: a runner that ran the whole chain for one batch before the next never gets there.
@@ -140,7 +141,8 @@ struct PipelineRunnerTests {
             processors: [ProcessorInstance(id: ComponentID("first"), processor: overlap.first),
                          ProcessorInstance(id: ComponentID("second"), processor: overlap.second)],
             exporters: [ExporterInstance(id: ComponentID("rec"), exporter: exporter, metrics: SelfMetrics())],
-            logger: Logger(label: "test"))
+            stages: 2, logger: Logger(label: "test"))
+        #expect(runner.stageProcessors == [0..<1, 1..<2])
         try await runner.start()
         for spans in 1...5 { await runner.process(makeBatch(spans: spans), now: UInt64(spans)) }
         await runner.shutdown(now: 10)
@@ -148,6 +150,24 @@ struct PipelineRunnerTests {
         #expect(overlap.first.seen.withLock { $0 } == [1, 2, 3, 4, 5])
         #expect(overlap.second.seen.withLock { $0 } == [1, 2, 3, 4, 5])
         #expect(await exporter.batches.map(\.spanCount) == [1, 2, 3, 4, 5])
+    }
+
+    @Test("the chain is cut into as many stages as asked (at most processors plus one), evenly, in order")
+    func stageCuts() {
+        func cuts(_ processors: Int, _ stages: Int) -> [Range<Int>] {
+            PipelineRunner(processors: (0..<processors).map { ProcessorInstance(id: ComponentID("p/\($0)"), processor: Rename("")) },
+                           exporters: [], stages: stages, logger: Logger(label: "test")).stageProcessors
+        }
+        // The default chain's six processors on two cores: three, then three and the exporters.
+        #expect(cuts(6, 2) == [0..<3, 3..<6])
+        #expect(cuts(6, 1) == [0..<6])
+        #expect(cuts(2, 8) == [0..<1, 1..<2, 2..<2])  // the last stage only exports
+        #expect(cuts(0, 4) == [0..<0])
+        #expect(cuts(5, 3) == [0..<2, 2..<4, 4..<5])
+        // By default, one stage per core the process may use (its CPU affinity).
+        let byDefault = PipelineRunner(processors: (0..<6).map { ProcessorInstance(id: ComponentID("p/\($0)"), processor: Rename("")) },
+                                       exporters: [], logger: Logger(label: "test"))
+        #expect(byDefault.stageProcessors.count == min(System.coreCount, 7))
     }
 }
 
