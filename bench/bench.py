@@ -341,7 +341,7 @@ def goals_table(rates, unpinned):
             if figure.startswith("service_graph"):
                 measured, target = f"{(ratio - 1) * 100:+.0f}%", f">= {(wanted - 1) * 100:+.0f}%"
             else:
-                measured, target = f"{ratio:.2f}x", f">= {wanted:.1f}x"
+                measured, target = f"{ratio:.2f}x", f">= {wanted:g}x"
             lines.append(f"| {figure} | {payload} | {measured} | {target} | {'yes' if ratio >= wanted else 'no'} |")
     return "\n".join(lines) if len(lines) > 2 else ""
 

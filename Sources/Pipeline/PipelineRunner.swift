@@ -98,13 +98,14 @@ public struct ProcessorInstance: Sendable {
 ///
 /// The chain is cut into stages, one per core the process may use (no more than processors plus one):
 /// consecutive processors, as evenly as their number allows, the last stage also handing batches to the
-/// exporters. Each stage is a task that takes batches and ticks from a small bounded queue (`StageQueue`),
-/// runs them through its processors and sends what comes out to the next stage. Every processor still
-/// sees every batch and tick in the order they were handed to the runner, with the `now` they came with,
-/// one call at a time; but stages work on different batches at once, so a chain spreads over the cores.
-/// On one core there is one stage and no hand-off. `process` and `tick` return once the first stage has
-/// done the work and the second has room for what came out; `drain` waits until it has been exported. The runner is fed by one task at a time:
-/// the pipeline service with the wall clock, or `replay` with a virtual one.
+/// exporters. The first stage runs in the task feeding the runner; each later one is a task that takes
+/// batches and ticks from a small bounded queue (`StageQueue`). A stage runs its work through its
+/// processors and sends what comes out to the next stage. Every processor still sees every batch and tick
+/// in the order they were handed to the runner, with the `now` they came with, one call at a time; but
+/// stages work on different batches at once, so a chain spreads over the cores. On one core there is one
+/// stage and no hand-off. `process` and `tick` return once the first stage has done the work and the
+/// second has room for what came out; `drain` waits until it has been exported. The runner is fed by one
+/// task at a time: the pipeline service with the wall clock, or `replay` with a virtual one.
 ///
 /// In a durable pipeline the runner also keeps the `DurableLedger`: it tells the ledger what each
 /// processor is handed, what it still holds and what waits in a stage's queue, and releases the
@@ -160,7 +161,7 @@ public final class PipelineRunner: Sendable {
             (stage * members / count)..<min((stage + 1) * members / count, processors.count)
         }
         ledger = Mutex(DurableLedger(processors: processors.count, stages: count))
-        queues = (1..<max(count, 1)).map { _ in StageQueue(capacity: Self.stageCapacity) }
+        queues = (1..<count).map { _ in StageQueue(capacity: Self.stageCapacity) }
         self.logger = logger
     }
 
@@ -234,16 +235,7 @@ public final class PipelineRunner: Sendable {
             // batch's record is kept as waiting here.
             if record != nil { ledger.withLock { $0.arrive(at: stage) } }
         case .tick(let now):
-            for index in members {
-                await handOffs[index]?.waitForRoom()
-                let record = oldestRecord(heldBy: index)
-                let due = processors[index].processor.tick(now: now)
-                settle(index)
-                if !due.isEmpty {
-                    let (passed, from) = await run(index + 1..<members.upperBound, due, record: record, now: now)
-                    await pass(passed, record: from, now: now, from: stage)
-                }
-            }
+            await letGo(members, at: stage, now: now, flushing: false)
             if isLast { await releaseWhatIsDone() } else { await queues[stage].send(.tick(now: now)) }
         case .finished(let record):
             if isLast {
@@ -255,20 +247,27 @@ public final class PipelineRunner: Sendable {
         case .drained(let continuation):
             if isLast { continuation.finish() } else { await queues[stage].send(.drained(continuation)) }
         case .shutdown(let now):
-            for index in members {
-                await handOffs[index]?.drain()
-                let record = oldestRecord(heldBy: index)
-                let held = processors[index].processor.flush()
-                settle(index)
-                if !held.isEmpty {
-                    let (passed, from) = await run(index + 1..<members.upperBound, held, record: record, now: now)
-                    await pass(passed, record: from, now: now, from: stage)
-                }
-            }
+            await letGo(members, at: stage, now: now, flushing: true)
             if isLast { await releaseWhatIsDone() } else { await queues[stage].send(.shutdown(now: now)) }
             return false
         }
         return true
+    }
+
+    /// Asks each processor of `members` in turn for what it lets go (`tick`, or `flush` at the end, after
+    /// the hand-off processors' work is done) and runs that through the rest of the stage and on.
+    private func letGo(_ members: Range<Int>, at stage: Int, now: UInt64, flushing: Bool) async {
+        for index in members {
+            if flushing { await handOffs[index]?.drain() } else { await handOffs[index]?.waitForRoom() }
+            let record = oldestRecord(heldBy: index)
+            let processor = processors[index].processor
+            let out = flushing ? processor.flush() : processor.tick(now: now)
+            settle(index)
+            if !out.isEmpty {
+                let (passed, from) = await run(index + 1..<members.upperBound, out, record: record, now: now)
+                await pass(passed, record: from, now: now, from: stage)
+            }
+        }
     }
 
     /// Runs `batches` through the processors `members`, in order; returns what comes out and the record it
