@@ -7,11 +7,16 @@ import Synchronization
 struct ByteSlab {
     /// A page of bytes, shared by the chunks written into it.
     final class Page: Sendable {
+        /// The bytes written so far; the page's room is the array's capacity, reserved once and never
+        /// regrown (reserved, not filled: zeroing a fresh page first wrote every byte twice).
         let bytes: Mutex<[UInt8]>
+        let capacity: Int
 
-        /// A page of `capacity` bytes, allocated once at its full size (never regrown).
         init(capacity: Int) {
-            bytes = Mutex([UInt8](repeating: 0, count: capacity))
+            var bytes: [UInt8] = []
+            bytes.reserveCapacity(capacity)
+            self.bytes = Mutex(bytes)
+            self.capacity = capacity
         }
     }
 
@@ -33,10 +38,10 @@ struct ByteSlab {
     /// Copies `bytes` into the current page, moving to another when it is full (a chunk larger than a
     /// page gets a page of its own).
     mutating func append(_ bytes: [UInt8]) -> Chunk {
-        if used + bytes.count > pages[pages.count - 1].bytes.withLock({ $0.count }) { nextPage(fitting: bytes.count) }
+        if used + bytes.count > pages[pages.count - 1].capacity { nextPage(fitting: bytes.count) }
         let offset = used
         let page = pages[pages.count - 1]
-        page.bytes.withLock { $0.replaceSubrange(offset..<offset + bytes.count, with: bytes) }
+        page.bytes.withLock { $0.append(contentsOf: bytes) }
         used += bytes.count
         return Chunk(page: page, offset: Int32(offset), count: Int32(bytes.count))
     }
@@ -49,6 +54,7 @@ struct ByteSlab {
             free.append(pages.removeFirst())
         }
         if let reusable = free.first, count <= Self.pageSize {
+            reusable.bytes.withLock { $0.removeAll(keepingCapacity: true) }
             pages.append(reusable)
             for spare in free.dropFirst().prefix(Self.sparePages) { pages.insert(spare, at: pages.count - 1) }
         } else {

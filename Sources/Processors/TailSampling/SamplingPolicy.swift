@@ -95,11 +95,13 @@ public struct TraceSummary: Sendable {
                 if check.matches(chunk) { matched |= 1 << slot }
             }
             for scope in chunk.scopeSpans {
-                for span in scope.spans {
-                    if spans < .max { spans += 1 }
-                    guard !checks.latency.isEmpty else { continue }
-                    if earliestStart == 0 || span.startTimeUnixNano < earliestStart { earliestStart = span.startTimeUnixNano }
-                    if latestEnd == 0 || span.endTimeUnixNano > latestEnd { latestEnd = span.endTimeUnixNano }
+                spans = Int32(clamping: Int(spans) + scope.spans.count)
+                guard !checks.latency.isEmpty else { continue }
+                // By index: the times are read in place rather than the span copied.
+                for index in scope.spans.indices {
+                    let (start, end) = (scope.spans[index].startTimeUnixNano, scope.spans[index].endTimeUnixNano)
+                    if earliestStart == 0 || start < earliestStart { earliestStart = start }
+                    if latestEnd == 0 || end > latestEnd { latestEnd = end }
                     // Go's `duration.Milliseconds()`: signed, truncated toward zero (an end before the
                     // start gives a negative duration, which no threshold passes).
                     let nanoseconds = Int64(clamping: latestEnd) &- Int64(clamping: earliestStart)
@@ -163,27 +165,30 @@ enum ExistenceCheck: Sendable {
                 let number = value.intValue ?? 0
                 return number >= low && number <= high
             }
-            return Self.resourceOrSpan(chunk, resource: { inRange($0.attributes[key]) }, span: { inRange($0.attributes[key]) })
+            return Self.resourceOrSpan(chunk, key, resource: inRange, span: inRange)
         case .decimal(let key, let low, let high):
             func inRange(_ value: AttributeValue?) -> Bool {
                 guard let value else { return false }
                 let number = value.doubleValue ?? 0
                 return number >= low && number <= high
             }
-            return Self.resourceOrSpan(chunk, resource: { inRange($0.attributes[key]) }, span: { inRange($0.attributes[key]) })
+            return Self.resourceOrSpan(chunk, key, resource: inRange, span: inRange)
         case .string(let key, let matcher):
             return Self.resourceOrSpan(
-                chunk,
-                resource: { resource in resource.attributes[key].map { matcher.matches($0.stringValue ?? "") } ?? false },
-                span: { span in
-                    guard let text = span.attributes[key]?.stringValue, !text.isEmpty else { return false }
+                chunk, key,
+                resource: { value in value.map { matcher.matches($0.stringValue ?? "") } ?? false },
+                span: { value in
+                    guard let text = value?.stringValue, !text.isEmpty else { return false }
                     return matcher.matches(text)
                 })
         case .boolean(let key, let expected):
             func matches(_ value: AttributeValue?) -> Bool { value.map { ($0.boolValue ?? false) == expected } ?? false }
-            return Self.resourceOrSpan(chunk, resource: { matches($0.attributes[key]) }, span: { matches($0.attributes[key]) })
+            return Self.resourceOrSpan(chunk, key, resource: matches, span: matches)
         case .statusCode(let mask):
-            return Self.span(chunk) { mask & 1 << UInt8($0.status.code.rawValue) != 0 }
+            for scopeSpans in chunk.scopeSpans {
+                for index in scopeSpans.spans.indices where mask & 1 << UInt8(scopeSpans.spans[index].status.code.rawValue) != 0 { return true }
+            }
+            return false
         case .traceState(let key, let values):
             return Self.span(chunk) { span in
                 guard !span.traceState.isEmpty, let value = SamplingPolicy.traceStateValue(span.traceState, key: key) else { return false }
@@ -194,13 +199,22 @@ enum ExistenceCheck: Sendable {
         }
     }
 
-    /// The resource, then the spans, as the Collector checks "resource or span" policies.
-    static func resourceOrSpan(_ chunk: ResourceSpans, resource: (Resource) -> Bool, span: (Span) -> Bool) -> Bool {
-        resource(chunk.resource) || Self.span(chunk, span)
+    /// The resource's attribute `key`, then the spans', as the Collector checks "resource or span" policies.
+    /// Each span's attribute is read in place (a span passed to a closure is copied whole).
+    static func resourceOrSpan(_ chunk: ResourceSpans, _ key: String, resource: (AttributeValue?) -> Bool,
+                               span: (AttributeValue?) -> Bool) -> Bool {
+        if resource(chunk.resource.attributes[key]) { return true }
+        for scopeSpans in chunk.scopeSpans {
+            for index in scopeSpans.spans.indices where span(scopeSpans.spans[index].attributes[key]) { return true }
+        }
+        return false
     }
 
     static func span(_ chunk: ResourceSpans, _ matches: (Span) -> Bool) -> Bool {
-        chunk.scopeSpans.contains { $0.spans.contains(where: matches) }
+        for scopeSpans in chunk.scopeSpans {
+            for index in scopeSpans.spans.indices where matches(scopeSpans.spans[index]) { return true }
+        }
+        return false
     }
 }
 

@@ -1,23 +1,54 @@
 import Pipeline
 import Prometheus
 
+/// One counter per decision, found without hashing (several are counted for every trace).
+struct DecisionCounters: Sendable {
+    private let sampled: Counter
+    private let notSampled: Counter
+    private let dropped: Counter
+
+    init(_ make: (SamplingDecision) -> Counter) {
+        (sampled, notSampled, dropped) = (make(.sampled), make(.notSampled), make(.dropped))
+    }
+
+    subscript(decision: SamplingDecision) -> Counter {
+        switch decision {
+        case .sampled: sampled
+        case .notSampled: notSampled
+        case .dropped: dropped
+        }
+    }
+}
+
+/// A counter for each value of a flag.
+struct FlagCounters: Sendable {
+    private let yes: Counter
+    private let no: Counter
+
+    init(_ make: (Bool) -> Counter) {
+        (yes, no) = (make(true), make(false))
+    }
+
+    subscript(flag: Bool) -> Counter { flag ? yes : no }
+}
+
 /// The processor's metrics, named after the OpenTelemetry Collector's `otelcol_processor_tail_sampling_*`
 /// with the prefix `agenttrace_tail_sampling_`.
 struct TailSamplingMetrics: Sendable {
     /// Per policy (in evaluation order) and decision.
-    let policyDecisions: [[SamplingDecision: Counter]]
-    let finalDecisions: [SamplingDecision: Counter]
+    let policyDecisions: [DecisionCounters]
+    let finalDecisions: DecisionCounters
     /// Spans held until their trace's decision, by whether it was sampled.
-    let decidedSpans: [Bool: Counter]
+    let decidedSpans: FlagCounters
     let tracesOnMemory: Gauge
     let spansOnMemory: Gauge
     let bytesOnMemory: Gauge
     let droppedTooEarly: Counter
     /// Evictions at `num_traces`, by whether spans were lost (an undecided trace evicted).
-    let evicted: [Bool: Counter]
+    let evicted: FlagCounters
     let newTraces: Counter
-    let cacheReleases: [Bool: Counter]
-    let lateSpans: [SamplingDecision: Counter]
+    let cacheReleases: FlagCounters
+    let lateSpans: DecisionCounters
     let lateSpanAge: ValueHistogram
     let removalAge: ValueHistogram
     let decisionAge: ValueHistogram
@@ -31,16 +62,13 @@ struct TailSamplingMetrics: Sendable {
 
     init(_ metrics: SelfMetrics, policies: [String], instance: String) {
         let p = Self.prefix
-        func byDecision(_ name: String, help: String, labels: [(String, String)] = []) -> [SamplingDecision: Counter] {
-            Dictionary(uniqueKeysWithValues: SamplingDecision.allCases.map { decision in
-                (decision, metrics.counter(p + name, help: help,
-                                           labels: labels + [("sampled", decision.sampledLabel), ("decision", decision.rawValue)]))
-            })
+        func byDecision(_ name: String, help: String, labels: [(String, String)] = []) -> DecisionCounters {
+            DecisionCounters { decision in
+                metrics.counter(p + name, help: help, labels: labels + [("sampled", decision.sampledLabel), ("decision", decision.rawValue)])
+            }
         }
-        func byFlag(_ name: String, help: String, label: String) -> [Bool: Counter] {
-            Dictionary(uniqueKeysWithValues: [true, false].map { flag in
-                (flag, metrics.counter(p + name, help: help, labels: [(label, String(flag))]))
-            })
+        func byFlag(_ name: String, help: String, label: String) -> FlagCounters {
+            FlagCounters { flag in metrics.counter(p + name, help: help, labels: [(label, String(flag))]) }
         }
         // As the Collector labels them: "<instance>.<policy>" when the processor has a name.
         policyDecisions = policies.map { policy in

@@ -215,12 +215,12 @@ public final class TailSamplingProcessor: SpanProcessor {
                         into released: inout [ResourceSpans], state: inout State) {
         let spans = chunk.spanCount
         if state.sampledCache.contains(id) {
-            metrics.cacheReleases[true]!.increment(by: Int64(spans))
+            metrics.cacheReleases[true].increment(by: Int64(spans))
             released.append(chunk)
             return
         }
         if state.notSampledCache.contains(id) {
-            metrics.cacheReleases[false]!.increment(by: Int64(spans))
+            metrics.cacheReleases[false].increment(by: Int64(spans))
             return
         }
         if let slot = state.traces.slot(of: id) {
@@ -228,34 +228,34 @@ public final class TailSamplingProcessor: SpanProcessor {
                 // A late span of a decided trace follows the decision.
                 state.traces[slot: slot].summary.spanCount += spans
                 metrics.lateSpanAge.record(Double(now &- state.traces[slot: slot].decidedAt) / 1e9)
-                metrics.lateSpans[decision]!.increment(by: Int64(spans))
+                metrics.lateSpans[decision].increment(by: Int64(spans))
                 if decision == .sampled { released.append(chunk) }
                 return
             }
-            let size = hold(chunk, of: id, resource: resource, received: received, in: &state.traces[slot: slot], slab: &state.slab, spanBytes: &state.spanBytes)
+            let (size, sure) = hold(chunk, of: id, resource: resource, received: received, in: &state.traces[slot: slot], slab: &state.slab,
+                                    spanBytes: &state.spanBytes)
             state.heldSpans += spans
             guard !tooLarge(size, id, now: now, state: &state) else { return }
             if Self.hasRoot(chunk) { hurry(id, now: now, state: &state) }
-            decideIfSure(id, now: now, into: &released, state: &state)
+            if sure { decideEarly(id, now: now, into: &released, state: &state) }
             return
         }
         makeRoom(now: now, into: &released, state: &state)
         let deadline = now &+ configuration.decisionWaitNanos
         var entry = Entry(arrival: now, deadline: deadline)
-        let size = hold(chunk, of: id, resource: resource, received: received, in: &entry, slab: &state.slab, spanBytes: &state.spanBytes)
+        let (size, sure) = hold(chunk, of: id, resource: resource, received: received, in: &entry, slab: &state.slab, spanBytes: &state.spanBytes)
         state.traces[id] = entry
         state.arrivals.append((id, now))
         state.heldSpans += spans
         metrics.newTraces.increment()
         if tooLarge(size, id, now: now, state: &state) { return }
         if Self.hasRoot(chunk) { hurry(id, now: now, state: &state) }
-        decideIfSure(id, now: now, into: &released, state: &state)
+        if sure { decideEarly(id, now: now, into: &released, state: &state) }
     }
 
     /// With `decide_early`, a trace that some policy samples whatever is still to come is decided now:
     /// waiting could only give the same answer.
-    private func decideIfSure(_ id: TraceID, now: UInt64, into released: inout [ResourceSpans], state: inout State) {
-        guard configuration.decideEarly, let summary = state.traces[id]?.summary, isSure(summary, of: id) else { return }
+    private func decideEarly(_ id: TraceID, now: UInt64, into released: inout [ResourceSpans], state: inout State) {
         metrics.earlyDecisions.increment()
         decide(id, now: now, into: &released, state: &state)
     }
@@ -268,16 +268,18 @@ public final class TailSamplingProcessor: SpanProcessor {
     }
 
     /// Keeps a chunk of an undecided trace and adds it to the trace's summary; returns the trace's size
-    /// (its spans' binary OTLP, trace ids included, whether or not they are kept).
+    /// (its spans' binary OTLP, trace ids included, whether or not they are kept) and whether, with
+    /// `decide_early`, some policy now samples it for good.
     private func hold(_ chunk: ResourceSpans, of id: TraceID, resource: SharedResource?, received: ReceivedRequest,
                       in entry: inout Entry, slab: inout ByteSlab,
-                      spanBytes: inout Int) -> Int {
+                      spanBytes: inout Int) -> (size: Int, sure: Bool) {
         let spansBefore = entry.summary.spanCount
         entry.summary.observe(chunk, checks: configuration.checks)
+        let sure = isSure(entry.summary, of: id)
         let size: Int
         let stored: Int
-        if codec != nil, isSure(entry.summary, of: id) {
-            // `decideIfSure` decides the trace right after: encoding the chunk would only be undone.
+        if codec != nil, sure {
+            // `decideEarly` decides the trace right after: encoding the chunk would only be undone.
             // (With `decide_early` no size limit or byte budget reads the size.)
             (size, stored) = (0, 0)
             entry.append(.value(chunk))
@@ -306,7 +308,7 @@ public final class TailSamplingProcessor: SpanProcessor {
         }
         entry.summary.sizeBytes += size
         spanBytes += stored
-        return entry.summary.sizeBytes
+        return (entry.summary.sizeBytes, sure)
     }
 
     /// Bytes of a trace's spans counted in `State.spanBytes`.
@@ -354,7 +356,7 @@ public final class TailSamplingProcessor: SpanProcessor {
                 }
             }
             state.traces[oldest.id] = nil
-            metrics.evicted[entry.decision == nil && !configuration.blockOnOverflow]!.increment()
+            metrics.evicted[entry.decision == nil && !configuration.blockOnOverflow].increment()
             metrics.removalAge.record(Double(now &- entry.arrival) / 1e9)
         }
     }
@@ -395,7 +397,7 @@ public final class TailSamplingProcessor: SpanProcessor {
         var dropped = false
         for (index, policy) in configuration.policies.enumerated() {
             let decision = policy.evaluate(trace, now: now)
-            metrics.policyDecisions[index][decision]!.increment()
+            metrics.policyDecisions[index][decision].increment()
             if decision == .dropped {
                 dropped = true
                 break
@@ -407,7 +409,7 @@ public final class TailSamplingProcessor: SpanProcessor {
         }
         // "Any drop wins, then any sampled, else not sampled."
         let decision: SamplingDecision = dropped ? .dropped : sampled ? .sampled : .notSampled
-        metrics.finalDecisions[decision]!.increment()
+        metrics.finalDecisions[decision].increment()
         metrics.decisionAge.record(Double(now &- entry.arrival) / 1e9)
         settle(id, decision, now: now, into: &released, state: &state)
     }
@@ -447,7 +449,7 @@ public final class TailSamplingProcessor: SpanProcessor {
                 }
             }
         }
-        metrics.decidedSpans[decision == .sampled]!.increment(by: Int64(spans))
+        metrics.decidedSpans[decision == .sampled].increment(by: Int64(spans))
         let cache = decision == .sampled ? \State.sampledCache : \State.notSampledCache
         if state[keyPath: cache].capacity > 0 {
             state[keyPath: cache].insert(id)
@@ -494,40 +496,48 @@ public final class TailSamplingProcessor: SpanProcessor {
     }
 
     /// The spans of one resource, one chunk per trace, in order of first appearance (each chunk keeps
-    /// the resource and the scopes its spans came in).
+    /// the resource and the scopes its spans came in). Spans of a trace mostly come in runs: each run is
+    /// looked up and appended at once.
     static func split(_ resourceSpans: ResourceSpans) -> [(TraceID, ResourceSpans)] {
-        guard let first = resourceSpans.scopeSpans.first(where: { !$0.spans.isEmpty })?.spans.first?.traceID else { return [] }
+        guard let first = resourceSpans.scopeSpans.first(where: { !$0.spans.isEmpty })?.spans[0].traceID else { return [] }
         // Often every span is of one trace: the chunk is the input itself.
-        if resourceSpans.scopeSpans.allSatisfy({ $0.spans.allSatisfy { $0.traceID == first } }) {
-            return [(first, resourceSpans)]
-        }
+        if allOf(first, resourceSpans) { return [(first, resourceSpans)] }
         var chunks: [(TraceID, ResourceSpans)] = []
         var lastScope: [Int] = []
         var positions: [TraceID: Int] = [:]
         for (scopeIndex, scopeSpans) in resourceSpans.scopeSpans.enumerated() {
-            var lastID: TraceID?
-            var lastPosition = 0
-            for span in scopeSpans.spans {
+            let spans = scopeSpans.spans
+            var start = spans.startIndex
+            while start < spans.endIndex {
+                let id = spans[start].traceID
+                var end = start + 1
+                while end < spans.endIndex, spans[end].traceID == id { end += 1 }
                 let position: Int
-                if span.traceID == lastID {
-                    position = lastPosition
-                } else if let known = positions[span.traceID] {
+                if let known = positions[id] {
                     position = known
                 } else {
                     position = chunks.count
-                    positions[span.traceID] = position
-                    chunks.append((span.traceID, ResourceSpans(resource: resourceSpans.resource, scopeSpans: [], schemaURL: resourceSpans.schemaURL)))
+                    positions[id] = position
+                    chunks.append((id, ResourceSpans(resource: resourceSpans.resource, scopeSpans: [], schemaURL: resourceSpans.schemaURL)))
                     lastScope.append(-1)
                 }
                 if lastScope[position] != scopeIndex {
                     chunks[position].1.scopeSpans.append(ScopeSpans(scope: scopeSpans.scope, spans: [], schemaURL: scopeSpans.schemaURL))
                     lastScope[position] = scopeIndex
                 }
-                chunks[position].1.scopeSpans[chunks[position].1.scopeSpans.count - 1].spans.append(span)
-                (lastID, lastPosition) = (span.traceID, position)
+                chunks[position].1.scopeSpans[chunks[position].1.scopeSpans.count - 1].spans.append(contentsOf: spans[start..<end])
+                start = end
             }
         }
         return chunks
+    }
+
+    /// Whether every span of `resourceSpans` is of trace `id`.
+    private static func allOf(_ id: TraceID, _ resourceSpans: ResourceSpans) -> Bool {
+        for scopeSpans in resourceSpans.scopeSpans {
+            for index in scopeSpans.spans.indices where scopeSpans.spans[index].traceID != id { return false }
+        }
+        return true
     }
 
     /// Distinct resources remembered at most (`State.resources`).
@@ -543,7 +553,10 @@ public final class TailSamplingProcessor: SpanProcessor {
     }
 
     static func hasRoot(_ chunk: ResourceSpans) -> Bool {
-        chunk.scopeSpans.contains { $0.spans.contains { !$0.parentSpanID.isValid } }
+        for scopeSpans in chunk.scopeSpans {
+            for index in scopeSpans.spans.indices where !scopeSpans.spans[index].parentSpanID.isValid { return true }
+        }
+        return false
     }
 }
 
