@@ -188,6 +188,7 @@ let package = Package(
         .executableTarget(name: "processor-bench", dependencies: [
             "Processors", "ServiceGraph", "Pipeline", "TraceModel", .product(name: "Logging", package: "swift-log"),
             "Exporters", "ConfigYAML",  // the tail_sampling modes: the collector's codec, policies from YAML
+            "TraceWire",  // zipkin_json
         ]),
         // Fuzzing (docs/fuzzing.md). The targets are a library so a unit test replays the kept crash inputs
         // through the very functions the fuzzer calls; the one executable is a libFuzzer driver when

@@ -122,9 +122,33 @@ public struct JSONWriter: Sendable {
         needsComma = true
     }
 
-    /// Writes bytes as lowercase hex in a string (OTLP/JSON's form for trace and span ids).
-    public mutating func hex(_ value: String) {
-        string(value)
+    /// Writes a 64-bit word as a string of 16 lowercase hex digits (a span id in OTLP/JSON and Zipkin).
+    public mutating func hex(_ word: UInt64) {
+        separate()
+        bytes.append(UInt8(ascii: "\""))
+        Self.appendHex(word, to: &bytes)
+        bytes.append(UInt8(ascii: "\""))
+        needsComma = true
+    }
+
+    /// Writes two 64-bit words as one string of 32 lowercase hex digits (a trace id).
+    public mutating func hex(_ high: UInt64, _ low: UInt64) {
+        separate()
+        bytes.append(UInt8(ascii: "\""))
+        Self.appendHex(high, to: &bytes)
+        Self.appendHex(low, to: &bytes)
+        bytes.append(UInt8(ascii: "\""))
+        needsComma = true
+    }
+
+    /// Appends a word's 16 hex digits, most significant first, without making a `String` of them.
+    private static func appendHex(_ word: UInt64, to output: inout [UInt8]) {
+        var shift: UInt64 = 64
+        while shift > 0 {
+            shift -= 4
+            let nibble = UInt8(truncatingIfNeeded: (word >> shift) & 0xF)
+            output.append(nibble < 10 ? nibble &+ UInt8(ascii: "0") : nibble &- 10 &+ UInt8(ascii: "a"))
+        }
     }
 
     /// Writes a plain JSON number: integral values without a fraction, the shortest round-tripping text

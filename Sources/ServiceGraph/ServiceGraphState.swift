@@ -135,6 +135,8 @@ public struct ServiceGraphState: Sendable {
     /// `virtual_node_peer_attributes` as `SpanFacts` keys, so the peer is read from the span's one pass over
     /// its attributes; nil when one of them is not a key `SpanFacts` finds (then each is searched for).
     private let peerFacts: [SpanFacts.Key]?
+    /// `ttl` in nanoseconds (a `Duration`'s conversion costs more than the span's other arithmetic).
+    private let ttlNanos: UInt64
     /// Halves dropped because the store was full.
     public private(set) var droppedSpans = 0
     /// Halves that expired without a partner or a peer attribute.
@@ -149,6 +151,7 @@ public struct ServiceGraphState: Sendable {
         self.agentItems = agentItems ?? StoreBudget(limit: configuration.maxItems)
         let peerFacts = configuration.virtualNodePeerAttributes.compactMap(SpanFacts.key)
         self.peerFacts = peerFacts.count == configuration.virtualNodePeerAttributes.count ? peerFacts : nil
+        ttlNanos = UInt64(clamping: configuration.ttl.nanoseconds)
     }
 
     /// Unpaired halves held (agent-edge bookkeeping is bounded separately by the same limit).
@@ -180,7 +183,7 @@ public struct ServiceGraphState: Sendable {
             (resource.attributes[key] ?? span.attributes[key]).map(AttributeText.plain) ?? ""
         }
         let none = [String](repeating: "", count: dimensions.count)
-        let deadline = now &+ UInt64(clamping: configuration.ttl.nanoseconds)
+        let deadline = now &+ ttlNanos
         let me = PairKey(trace: span.traceID, span: span.spanID)
         let facts = SpanFacts(span.attributes)
         // Where this span's and its parent's entries are, once looked up (nil inside: no entry).
@@ -549,14 +552,14 @@ struct SpanFacts {
     }
 
     /// The graph's key for an attribute name: most names are passed over on their first byte and length,
-    /// and the one candidate left is compared once.
+    /// and the one or two candidates left are compared.
     static func key(_ name: String) -> Key? {
         let utf8 = name.utf8
-        guard let first = utf8.first, let last = utf8.last else { return nil }
+        guard let first = utf8.first else { return nil }
         let candidate: Key
         switch (first, utf8.count) {
-        case (UInt8(ascii: "a"), 12): candidate = last == UInt8(ascii: "e") ? .agentSource : .agentTarget
-        case (UInt8(ascii: "g"), 21): candidate = last == UInt8(ascii: "e") ? .operation : .responseModel
+        case (UInt8(ascii: "a"), 12): candidate = name == Key.agentSource.name ? .agentSource : .agentTarget
+        case (UInt8(ascii: "g"), 21): candidate = name == Key.operation.name ? .operation : .responseModel
         case (UInt8(ascii: "g"), 20): candidate = .requestModel
         case (UInt8(ascii: "g"), 13): candidate = .system
         case (UInt8(ascii: "g"), 16): candidate = .toolName

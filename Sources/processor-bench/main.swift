@@ -9,6 +9,8 @@
 // every 50 ms like the pipeline's. All are made before the first is processed, so counting only the processor's
 // functions counts the processor alone. `service_graph` runs two shards (the default on two cores) and waits for
 // them before it exits, so their work is all counted.
+// `zipkin_json` translates and writes BATCHES agent batches as the Zipkin exporter's JSON body (`zipkinJSON`, counted
+// by bench/callgrind-processor zipkin_json).
 // `service_graph_render` builds a graph of 1,001 nodes and 3,000 edges (bench/live-view.py's: 2,000 client/server
 // pairs among 1,000 services, and `user` calling each service) and renders `/api/service-graph` RENDERS times
 // (`renderNodeGraph`, the route's own work: the snapshot and its JSON).
@@ -18,6 +20,7 @@ import Pipeline
 import Processors
 import ServiceGraph
 import TraceModel
+import TraceWire
 
 /// SplitMix64: a fixed sequence for a fixed seed.
 struct Random {
@@ -224,6 +227,12 @@ func renderGraph(nodes: Int, edges: Int) async -> ServiceGraphProcessor {
     return processor
 }
 
+/// What the Zipkin exporter does with a batch for a JSON request body.
+@inline(never)
+func zipkinJSON(_ batch: SpanBatch) -> Int {
+    ZipkinEncoder.json(ZipkinTranslator.spans(from: batch)).count
+}
+
 /// What `GET /api/service-graph` does for its answer: the snapshot and its JSON.
 @inline(never)
 func renderNodeGraph(_ processor: ServiceGraphProcessor) -> Int {
@@ -244,6 +253,11 @@ func main() async {
         } catch {
             print("processor-bench: \(error)")
         }
+    } else if type == "zipkin_json" {
+        var random = Random(state: 20_261_129)
+        let prepared = (0..<count).map { agentBatch($0, random: &random) }
+        let bytes = prepared.reduce(0) { $0 + zipkinJSON($1) }
+        print("processor-bench: zipkin_json: \(count * 512) spans, \(bytes) bytes")
     } else if type == "service_graph_render" {
         let processor = await renderGraph(nodes: 1000, edges: 2000)
         var bytes = 0

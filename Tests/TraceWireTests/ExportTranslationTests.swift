@@ -129,6 +129,25 @@ struct ExportTranslationTests {
         #expect(ownHostOnly.tags.contains { $0 == ("server.address", "agents.example.com") })
     }
 
+    /// Expected values from zipkin.md's ranking (peer.service before server.address before net.peer.name ...;
+    /// network.peer.address before net.peer.ip; network.peer.port before net.peer.port), whatever order the
+    /// attributes come in; a key's first value is its value, and a value that does not serve (empty, not an
+    /// IP literal, not a port) passes the part to the next ranked key.
+    @Test("Zipkin: each part of the remote endpoint comes from the best-ranked key that serves, in any attribute order")
+    func zipkinRemoteEndpointRanking() throws {
+        let ranked = try Self.zipkinSpan(kind: .client, [
+            Attribute("net.peer.name", "legacy"), Attribute("net.peer.ip", "192.0.2.1"), Attribute("net.peer.port", .int(80)),
+            Attribute("server.address", "api.example.com"), Attribute("peer.service", ""),
+            Attribute("network.peer.address", "not-an-ip"), Attribute("server.socket.address", "::ffff:198.51.100.9"),
+            Attribute("network.peer.port", .int(70000)), Attribute("server.socket.port", "8443"),
+            Attribute("server.address", "second.example.com"),
+        ])
+        #expect(ranked.remoteEndpoint == ZipkinSpan.Endpoint(serviceName: "api.example.com", ipv4: [198, 51, 100, 9], ipv6: nil, port: 8443))
+        let firstValueOnly = try Self.zipkinSpan(kind: .client, [Attribute("network.peer.port", "x"), Attribute("network.peer.port", .int(9000)),
+                                                                 Attribute("net.peer.port", .int(81)), Attribute("peer.service", "payments")])
+        #expect(firstValueOnly.remoteEndpoint == ZipkinSpan.Endpoint(serviceName: "payments", ipv4: nil, ipv6: nil, port: 81))
+    }
+
     /// Expected values from the Collector's jaeger translator (contrib pkg/translator/jaeger,
     /// `makeJaegerProtoReferences`): a link to the parent is not added again, it overrides the parent
     /// reference's type with `refTypeFromLink` (FOLLOWS_FROM unless `opentracing.ref_type = child_of`).

@@ -86,7 +86,7 @@ enum JaegerQueryJSON {
         let span = stored.span
         writer.beginObject()
         writer.key("traceID"); writer.string(traceIDText(span.traceID))
-        writer.key("spanID"); writer.string(span.spanID.hex)
+        writer.key("spanID"); writer.hex(span.spanID.value)
         writer.key("flags"); writer.integer(span.flags)
         writer.key("operationName"); writer.string(span.operationName)
         writer.key("references")
@@ -95,7 +95,7 @@ enum JaegerQueryJSON {
             writer.beginObject()
             writer.key("refType"); writer.string(reference.followsFrom ? "FOLLOWS_FROM" : "CHILD_OF")
             writer.key("traceID"); writer.string(traceIDText(reference.traceID))
-            writer.key("spanID"); writer.string(reference.spanID.hex)
+            writer.key("spanID"); writer.hex(reference.spanID.value)
             writer.endObject()
         }
         writer.endArray()

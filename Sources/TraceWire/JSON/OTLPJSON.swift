@@ -426,13 +426,13 @@ enum OTLPJSONEncoder {
     static func span(_ span: Span, into writer: inout JSONWriter) {
         writer.beginObject()
         writer.key("traceId")
-        writer.string(span.traceID.hex)
+        writer.hex(span.traceID.high, span.traceID.low)
         writer.key("spanId")
-        writer.string(span.spanID.hex)
+        writer.hex(span.spanID.value)
         string("traceState", span.traceState, into: &writer)
         if span.parentSpanID.isValid {
             writer.key("parentSpanId")
-            writer.string(span.parentSpanID.hex)
+            writer.hex(span.parentSpanID.value)
         }
         uint32("flags", span.flags, into: &writer)
         string("name", span.name, into: &writer)
@@ -464,9 +464,9 @@ enum OTLPJSONEncoder {
             for link in span.links {
                 writer.beginObject()
                 writer.key("traceId")
-                writer.string(link.traceID.hex)
+                writer.hex(link.traceID.high, link.traceID.low)
                 writer.key("spanId")
-                writer.string(link.spanID.hex)
+                writer.hex(link.spanID.value)
                 string("traceState", link.traceState, into: &writer)
                 attributes(link.attributes, into: &writer)
                 uint32("droppedAttributesCount", link.droppedAttributesCount, into: &writer)

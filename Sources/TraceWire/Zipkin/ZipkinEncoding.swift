@@ -17,13 +17,13 @@ public final class ZipkinEncoder {
         for span in spans {
             writer.beginObject()
             writer.key("traceId")
-            writer.string(span.traceID.hex)
+            writer.hex(span.traceID.high, span.traceID.low)
             if let parent = span.parentID {
                 writer.key("parentId")
-                writer.string(parent.hex)
+                writer.hex(parent.value)
             }
             writer.key("id")
-            writer.string(span.id.hex)
+            writer.hex(span.id.value)
             if let kind = span.kind {
                 writer.key("kind")
                 writer.string(kind.rawValue)

@@ -50,9 +50,16 @@ public enum ZipkinTranslator {
     /// Where a span's remote endpoint is read from: which attributes name the remote service and its
     /// address and port, best first.
     struct RemoteKeys: Sendable {
-        var service: [String]
-        var address: [String]
-        var port: [String]
+        let service: [String]
+        let address: [String]
+        let port: [String]
+        /// Bit n set when some key is n bytes long (all are under 64): most attributes are passed over on their length.
+        let lengths: UInt64
+
+        init(service: [String], address: [String], port: [String]) {
+            (self.service, self.address, self.port) = (service, address, port)
+            lengths = (service + address + port).reduce(0) { $0 | 1 << UInt64($1.utf8.count) }
+        }
 
         /// CLIENT, PRODUCER and INTERNAL spans: zipkin.md "Remote endpoint" ranking. "If Zipkin
         /// `SpanKind` resolves to either `SpanKind.CLIENT` or `SpanKind.PRODUCER` then the service SHOULD
@@ -157,35 +164,53 @@ public enum ZipkinTranslator {
         )
     }
 
+    /// The remote endpoint: for each part, the best-ranked key whose (first) value serves. One pass over the
+    /// attributes, each key compared with the rankings by length first, rather than a search per ranked key.
     static func remoteEndpoint(_ attributes: [Attribute], keys: RemoteKeys = .outgoing) -> ZipkinSpan.Endpoint? {
         var endpoint = ZipkinSpan.Endpoint()
-        endpoint.serviceName = keys.service.lazy.compactMap { key -> String? in
-            guard let value = attributes[key] else { return nil }
-            let text = AttributeText.string(value)
-            // An IP literal in client.address is the caller's address, not its name.
-            if key == "client.address", IPAddress.v4(text) != nil || IPAddress.v6(text) != nil { return nil }
-            return text.isEmpty ? nil : text
-        }.first
-        for key in keys.address {
-            guard let text = attributes[key]?.stringValue else { continue }
-            if let v4 = IPAddress.v4(text) {
-                endpoint.ipv4 = v4
-            } else if let v6 = IPAddress.v6(text) {
-                if v6.prefix(12) == [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xFF, 0xFF] { endpoint.ipv4 = Array(v6.suffix(4)) } else { endpoint.ipv6 = v6 }
-            } else {
-                continue
+        var serviceRank = Int.max, addressRank = Int.max, portRank = Int.max
+        // Ranks already met: later attributes with the same key are not the value `attributes[key]` reads.
+        var seenService: UInt32 = 0, seenAddress: UInt32 = 0, seenPort: UInt32 = 0
+        func rank(of key: String, in ranking: [String], seen: inout UInt32) -> Int? {
+            let length = key.utf8.count
+            for (rank, candidate) in ranking.enumerated() where candidate.utf8.count == length && candidate == key {
+                let bit: UInt32 = 1 << UInt32(rank)
+                let first = seen & bit == 0
+                seen |= bit
+                return first ? rank : nil
             }
-            break
+            return nil
         }
-        for key in keys.port {
-            let port: Int? = switch attributes[key] {
-            case .int(let number)?: Int(exactly: number)
-            case .string(let text)?: Int(text)
-            default: nil
+        let lengths = keys.lengths
+        for attribute in attributes {
+            let key = attribute.key
+            let length = key.utf8.count
+            guard length < 64, lengths & (1 << UInt64(length)) != 0 else { continue }
+            if let rank = rank(of: key, in: keys.service, seen: &seenService), rank < serviceRank {
+                let text = AttributeText.string(attribute.value)
+                // An IP literal in client.address is the caller's address, not its name.
+                let isAddress = key == "client.address" && (IPAddress.v4(text) != nil || IPAddress.v6(text) != nil)
+                if !text.isEmpty, !isAddress { (serviceRank, endpoint.serviceName) = (rank, text) }
             }
-            if let port, (1...65535).contains(port) {
-                endpoint.port = port
-                break
+            if let rank = rank(of: key, in: keys.address, seen: &seenAddress), rank < addressRank, let text = attribute.value.stringValue {
+                if let v4 = IPAddress.v4(text) {
+                    (addressRank, endpoint.ipv4, endpoint.ipv6) = (rank, v4, nil)
+                } else if let v6 = IPAddress.v6(text) {
+                    addressRank = rank
+                    if v6.prefix(12) == [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xFF, 0xFF] {
+                        (endpoint.ipv4, endpoint.ipv6) = (Array(v6.suffix(4)), nil)
+                    } else {
+                        (endpoint.ipv4, endpoint.ipv6) = (nil, v6)
+                    }
+                }
+            }
+            if let rank = rank(of: key, in: keys.port, seen: &seenPort), rank < portRank {
+                let port: Int? = switch attribute.value {
+                case .int(let number): Int(exactly: number)
+                case .string(let text): Int(text)
+                default: nil
+                }
+                if let port, (1...65535).contains(port) { (portRank, endpoint.port) = (rank, port) }
             }
         }
         guard endpoint.serviceName != nil || endpoint.ipv4 != nil || endpoint.ipv6 != nil else { return nil }
@@ -203,6 +228,8 @@ struct TagList {
     /// Entries from here on were added after `sealed()` and are not in `index`.
     private var firstUnindexed = 0
     private var isSealed = false
+    /// Entries blanked by `remove`.
+    private var removed = 0
 
     /// A copy whose later additions do not grow the shared index.
     func sealed() -> TagList {
@@ -238,10 +265,11 @@ struct TagList {
         guard let position = position(of: key) else { return }
         // Keep positions stable for the shared index: blank the key instead of shifting.
         entries[position] = ("", "")
+        removed += 1
     }
 
-    /// The tags, without removed ones.
-    var tags: [(key: String, value: String)] { entries.filter { !$0.key.isEmpty } }
+    /// The tags, without removed ones (the entries themselves, uncopied, when none was).
+    var tags: [(key: String, value: String)] { removed == 0 ? entries : entries.filter { !$0.key.isEmpty } }
 }
 
 /// IP address literals, parsed by the C library.
