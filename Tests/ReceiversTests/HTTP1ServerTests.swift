@@ -108,4 +108,19 @@ struct HTTP1ServerTests {
         #expect(sink.received.withLock { $0.count } == 1)
         #expect(connection.channel.isActive)
     }
+
+    @Test("a full pipeline refuses on the head: 503 with Retry-After once the body has passed, no decode, the connection kept")
+    func refusedOnHead() throws {
+        let sink = RecordingSink(accepting: false, full: true)
+        let offload = DeferredOffload()
+        let connection = try HTTP1Connection(responder: responder(sink, limit: 4 << 20, offload: offload.offload))
+        var big = valid
+        big.attributes = [Attribute("blob", .string(String(repeating: "z", count: 300 << 10)))]
+        // A body that would be decoded off the loop: refused before any of it is gathered, nothing is handed over.
+        let responses = try connection.send(HTTP1Connection.post(request([big])) + HTTP1Connection.post(request([valid])))
+        #expect(responses.map(\.status) == [503, 503])
+        #expect(responses.first?.header("retry-after") == "1")
+        #expect(offload.pending.withLockedValue { $0.isEmpty })
+        #expect(connection.channel.isActive)
+    }
 }

@@ -165,6 +165,9 @@ public struct TraceIngest: Sendable {
         return offer(decode(plain, format: format, codec: codecs.codec(on: eventLoop)), on: eventLoop)
     }
 
+    /// Whether the pipeline would refuse a request now.
+    var isFull: Bool { sink.isFull }
+
     /// The protobuf codec of `eventLoop`, for encoding answers there.
     func codec(on eventLoop: any EventLoop) -> OTLPProtobufCodec {
         codecs.codec(on: eventLoop)
