@@ -552,7 +552,8 @@ struct SpanFacts {
     }
 
     /// The graph's key for an attribute name: most names are passed over on their first byte and length,
-    /// and the one or two candidates left are compared.
+    /// and the one or two candidates left are compared. Inlined, so a name in an array is read in place.
+    @inline(__always)
     static func key(_ name: String) -> Key? {
         let utf8 = name.utf8
         guard let first = utf8.first else { return nil }

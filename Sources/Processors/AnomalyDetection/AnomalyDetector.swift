@@ -153,25 +153,23 @@ struct AnomalyDetector {
         var serverAddress: String?
 
         init(_ attributes: [Attribute]) {
-            var index = 0
-            while index < attributes.count {
-                let attribute = attributes[index]
-                index += 1
-                // The key's length (stored, not counted) picks the one or two names it can be.
-                let key = attribute.key
-                switch key.utf8.count {
-                case 12: if key == "peer.service" { peerService = attribute.value.stringValue }
-                case 14: if key == "server.address" { serverAddress = attribute.value.stringValue }
-                case 16: if key == "gen_ai.tool.name" { tool = attribute.value.stringValue }
-                case 20: if key == "gen_ai.request.model" { requestModel = attribute.value.stringValue }
+            // Keys and values are read where they lie (an attribute taken out of the array is a copy: a retain and
+            // a release for its key and its value); the key's length (stored, not counted) picks the one or two
+            // names it can be.
+            for index in attributes.indices {
+                switch attributes[index].key.utf8.count {
+                case 12: if attributes[index].key == "peer.service" { peerService = attributes[index].value.stringValue }
+                case 14: if attributes[index].key == "server.address" { serverAddress = attributes[index].value.stringValue }
+                case 16: if attributes[index].key == "gen_ai.tool.name" { tool = attributes[index].value.stringValue }
+                case 20: if attributes[index].key == "gen_ai.request.model" { requestModel = attributes[index].value.stringValue }
                 case 21:
-                    if key == "gen_ai.operation.name" {
-                        operation = attribute.value.stringValue
-                    } else if key == "gen_ai.response.model" {
-                        responseModel = attribute.value.stringValue
+                    if attributes[index].key == "gen_ai.operation.name" {
+                        operation = attributes[index].value.stringValue
+                    } else if attributes[index].key == "gen_ai.response.model" {
+                        responseModel = attributes[index].value.stringValue
                     }
-                case 25: if key == "gen_ai.usage.input_tokens" { inputTokens = Self.integer(attribute.value) }
-                case 26: if key == "gen_ai.usage.output_tokens" { outputTokens = Self.integer(attribute.value) }
+                case 25: if attributes[index].key == "gen_ai.usage.input_tokens" { inputTokens = Self.integer(attributes[index].value) }
+                case 26: if attributes[index].key == "gen_ai.usage.output_tokens" { outputTokens = Self.integer(attributes[index].value) }
                 default: continue
                 }
             }
