@@ -185,34 +185,32 @@ enum ExistenceCheck: Sendable {
             func matches(_ value: AttributeValue?) -> Bool { value.map { ($0.boolValue ?? false) == expected } ?? false }
             return Self.resourceOrSpan(chunk, key, resource: matches, span: matches)
         case .statusCode(let mask):
-            for scopeSpans in chunk.scopeSpans {
-                for index in scopeSpans.spans.indices where mask & 1 << UInt8(scopeSpans.spans[index].status.code.rawValue) != 0 { return true }
-            }
-            return false
+            return chunk.containsSpan { spans, index in mask & 1 << UInt8(spans[index].status.code.rawValue) != 0 }
         case .traceState(let key, let values):
-            return Self.span(chunk) { span in
-                guard !span.traceState.isEmpty, let value = SamplingPolicy.traceStateValue(span.traceState, key: key) else { return false }
+            return chunk.containsSpan { spans, index in
+                let traceState = spans[index].traceState
+                guard !traceState.isEmpty, let value = SamplingPolicy.traceStateValue(traceState, key: key) else { return false }
                 return values.contains(value)
             }
         case .traceFlags:
-            return Self.span(chunk) { $0.flags & 0x01 != 0 }
+            return chunk.containsSpan { spans, index in spans[index].flags & 0x01 != 0 }
         }
     }
 
     /// The resource's attribute `key`, then the spans', as the Collector checks "resource or span" policies.
-    /// Each span's attribute is read in place (a span passed to a closure is copied whole).
     static func resourceOrSpan(_ chunk: ResourceSpans, _ key: String, resource: (AttributeValue?) -> Bool,
                                span: (AttributeValue?) -> Bool) -> Bool {
-        if resource(chunk.resource.attributes[key]) { return true }
-        for scopeSpans in chunk.scopeSpans {
-            for index in scopeSpans.spans.indices where span(scopeSpans.spans[index].attributes[key]) { return true }
-        }
-        return false
+        resource(chunk.resource.attributes[key]) || chunk.containsSpan { spans, index in span(spans[index].attributes[key]) }
     }
+}
 
-    static func span(_ chunk: ResourceSpans, _ matches: (Span) -> Bool) -> Bool {
-        for scopeSpans in chunk.scopeSpans {
-            for index in scopeSpans.spans.indices where matches(scopeSpans.spans[index]) { return true }
+extension ResourceSpans {
+    /// Whether some span matches. `matches` is given each scope's spans and an index, and reads the fields it
+    /// needs where the span lies: a span handed to a closure is copied whole (a retain and a release for each
+    /// of its strings and arrays), which cost more than most checks.
+    func containsSpan(where matches: (_ spans: [Span], _ index: Int) -> Bool) -> Bool {
+        for scopeSpans in scopeSpans {
+            for index in scopeSpans.spans.indices where matches(scopeSpans.spans, index) { return true }
         }
         return false
     }

@@ -501,7 +501,7 @@ public final class TailSamplingProcessor: SpanProcessor {
     static func split(_ resourceSpans: ResourceSpans) -> [(TraceID, ResourceSpans)] {
         guard let first = resourceSpans.scopeSpans.first(where: { !$0.spans.isEmpty })?.spans[0].traceID else { return [] }
         // Often every span is of one trace: the chunk is the input itself.
-        if allOf(first, resourceSpans) { return [(first, resourceSpans)] }
+        if !resourceSpans.containsSpan(where: { spans, index in spans[index].traceID != first }) { return [(first, resourceSpans)] }
         var chunks: [(TraceID, ResourceSpans)] = []
         var lastScope: [Int] = []
         var positions: [TraceID: Int] = [:]
@@ -532,14 +532,6 @@ public final class TailSamplingProcessor: SpanProcessor {
         return chunks
     }
 
-    /// Whether every span of `resourceSpans` is of trace `id`.
-    private static func allOf(_ id: TraceID, _ resourceSpans: ResourceSpans) -> Bool {
-        for scopeSpans in resourceSpans.scopeSpans {
-            for index in scopeSpans.spans.indices where scopeSpans.spans[index].traceID != id { return false }
-        }
-        return true
-    }
-
     /// Distinct resources remembered at most (`State.resources`).
     static let maximumResources = 4096
 
@@ -553,10 +545,7 @@ public final class TailSamplingProcessor: SpanProcessor {
     }
 
     static func hasRoot(_ chunk: ResourceSpans) -> Bool {
-        for scopeSpans in chunk.scopeSpans {
-            for index in scopeSpans.spans.indices where !scopeSpans.spans[index].parentSpanID.isValid { return true }
-        }
-        return false
+        chunk.containsSpan { spans, index in !spans[index].parentSpanID.isValid }
     }
 }
 
