@@ -41,6 +41,15 @@ struct FanOutSink: BatchSink {
     }
 
     var isFull: Bool { sinks.contains { $0.isFull } }
+
+    var waitWhenFull: Duration { sinks.map(\.waitWhenFull).max() ?? .zero }
+
+    /// Room in every pipeline, one after the other.
+    func waitForRoom(bytes: Int, until deadline: NIODeadline, on eventLoop: any EventLoop) -> EventLoopFuture<Bool> {
+        sinks.reduce(eventLoop.makeSucceededFuture(true)) { room, sink in
+            room.flatMap { $0 ? sink.waitForRoom(bytes: bytes, until: deadline, on: eventLoop) : eventLoop.makeSucceededFuture(false) }
+        }
+    }
 }
 
 /// Lines on standard output that tell scripts and tests where the collector listens and when it is ready.
@@ -134,7 +143,7 @@ public final class Collector: Sendable {
                     .appendingPathComponent("pipeline-\(pipeline.name.replacingOccurrences(of: "/", with: "_"))"))
             }
             let queue = BoundedBatchQueue(maxBatches: configuration.queue.maxBatches, maxSpans: configuration.queue.maxSpans,
-                                          durableLog: durableLog)
+                                          durableLog: durableLog, waitWhenFull: configuration.queue.waitWhenFull)
             let runner = PipelineRunner(processors: processors, exporters: pipelineExporters, durableLog: durableLog,
                                         logger: logger.with(component: "pipeline", pipeline.name))
             pipelines.append(BuiltPipeline(name: pipeline.name, queue: queue, runner: runner))

@@ -20,6 +20,9 @@ public struct CollectorConfiguration: Sendable {
         public var maxBatches = 1024
         /// Spans held at most. Default 1,000,000.
         public var maxSpans = 1_000_000
+        /// How long a receiver holds a request while the queue is full, letting it in as room frees, before
+        /// answering 503 / UNAVAILABLE. Default 2s; 0s refuses at once.
+        public var waitWhenFull: Duration = .seconds(2)
     }
 
     /// Declared receivers, by id, with their raw settings.
@@ -126,6 +129,10 @@ public struct CollectorConfiguration: Sendable {
             guard let queueSection = try service.section("queue") else { return }
             queue.maxBatches = try queueSection.int("max_batches", default: queue.maxBatches, in: 1...1_000_000)
             queue.maxSpans = try queueSection.int("max_spans", default: queue.maxSpans, in: 1...1_000_000_000)
+            queue.waitWhenFull = try queueSection.duration("wait_when_full", default: queue.waitWhenFull)
+            if queue.waitWhenFull > .seconds(60) {
+                throw ConfigurationError(key: queueSection.keyPath("wait_when_full"), "at most 60s: SDKs give up on an export after 10s")
+            }
             try queueSection.finish()
         }
         let pipelinesSection = problems.check("service.pipelines") { () throws in try service.section("pipelines") } ?? nil

@@ -4,8 +4,9 @@ import Synchronization
 import TraceModel
 
 /// The bounded queue between receivers and the processor chain. Receivers `offer` without waiting and
-/// learn at once when it is full (so the sender gets 429/503 and retries: backpressure, never a silent
-/// drop); the pipeline task is the only consumer.
+/// learn at once when it is full; they then hold the request for up to `waitWhenFull` (`waitForRoom`:
+/// each batch the consumer takes lets the longest-waiting request in), and past it the sender gets 503 /
+/// UNAVAILABLE and retries: backpressure, never a silent drop. The pipeline task is the only consumer.
 ///
 /// In a durable pipeline an offer that fits reserves its room, and the batch is written to the
 /// write-ahead log on the log's own thread; right after the write, on that thread, it is queued with its
@@ -31,6 +32,16 @@ public final class BoundedBatchQueue: BatchSink, Sendable {
         var lastTick = ContinuousClock.now
         var closed = false
         var waiter: CheckedContinuation<Item?, Never>?
+        /// Requests waiting for room, longest-waiting first, and the bytes they hold.
+        var roomWaiters: Deque<RoomWaiter> = []
+        var waitingBytes = 0
+        var nextWaiterID: UInt64 = 0
+    }
+
+    private struct RoomWaiter {
+        let id: UInt64
+        let bytes: Int
+        let promise: EventLoopPromise<Bool>
     }
 
     /// The most batches held at once.
@@ -42,13 +53,52 @@ public final class BoundedBatchQueue: BatchSink, Sendable {
     public let durableLog: DurableLog?
     /// The longest the consumer goes without a `.tick`, busy or idle (idle, `offerTick` brings it).
     public let tickInterval: Duration
+    /// How long a receiver holds a request while the queue is full (`service.queue.wait_when_full`).
+    public let waitWhenFull: Duration
+    /// The most request bytes held waiting for room at once; past it a full queue refuses at once.
+    public let maxWaitingBytes: Int
 
     /// Creates a queue holding at most `maxBatches` batches and `maxSpans` spans.
-    public init(maxBatches: Int, maxSpans: Int, durableLog: DurableLog? = nil, tickInterval: Duration = .milliseconds(50)) {
+    public init(maxBatches: Int, maxSpans: Int, durableLog: DurableLog? = nil, tickInterval: Duration = .milliseconds(50),
+                waitWhenFull: Duration = .zero, maxWaitingBytes: Int = 64 << 20) {
         self.maxBatches = maxBatches
         self.maxSpans = maxSpans
         self.durableLog = durableLog
         self.tickInterval = tickInterval
+        self.waitWhenFull = waitWhenFull
+        self.maxWaitingBytes = maxWaitingBytes
+    }
+
+    /// Requests waiting for room.
+    public var waitingRequests: Int { state.withLock { $0.roomWaiters.count } }
+
+    public func waitForRoom(bytes: Int, until deadline: NIODeadline, on eventLoop: any EventLoop) -> EventLoopFuture<Bool> {
+        let promise = eventLoop.makePromise(of: Bool.self)
+        let registered: UInt64?? = state.withLock { state in
+            if hasRoom(state, for: 1) { return .some(nil) }
+            guard !state.closed, waitWhenFull > .zero, state.waitingBytes + bytes <= maxWaitingBytes else { return .none }
+            state.nextWaiterID &+= 1
+            state.roomWaiters.append(RoomWaiter(id: state.nextWaiterID, bytes: bytes, promise: promise))
+            state.waitingBytes += bytes
+            return .some(state.nextWaiterID)
+        }
+        switch registered {
+        case .none:
+            promise.succeed(false)
+        case .some(.none):
+            promise.succeed(true)
+        case .some(.some(let id)):
+            let timeout = eventLoop.scheduleTask(deadline: deadline) { [self] in
+                let expired = state.withLock { state -> RoomWaiter? in
+                    guard let index = state.roomWaiters.firstIndex(where: { $0.id == id }) else { return nil }
+                    state.waitingBytes -= state.roomWaiters[index].bytes
+                    return state.roomWaiters.remove(at: index)
+                }
+                expired?.promise.succeed(false)
+            }
+            promise.futureResult.whenComplete { _ in timeout.cancel() }
+        }
+        return promise.futureResult
     }
 
     /// Batches waiting.
@@ -90,10 +140,12 @@ public final class BoundedBatchQueue: BatchSink, Sendable {
     }
 
     private func unreserve(spans: Int) {
-        state.withLock { state in
+        let admitted = state.withLock { state in
             state.reservedBatches -= 1
             state.reservedSpans -= spans
+            return admit(&state)
         }
+        admitted?.promise.succeed(true)
     }
 
     /// Hands a batch to a waiting consumer or queues it, in one step under the lock, so an offer and the
@@ -101,21 +153,23 @@ public final class BoundedBatchQueue: BatchSink, Sendable {
     /// has its room and goes in even past the limits; it is refused only once the queue is closed.
     private func enqueue(_ batch: SpanBatch, record: UInt64?, reserved: Bool) -> Bool {
         let spans = batch.spanCount
-        let (taken, waiter) = state.withLock { state -> (Bool, CheckedContinuation<Item?, Never>?) in
+        let (taken, waiter, admitted) = state.withLock { state -> (Bool, CheckedContinuation<Item?, Never>?, RoomWaiter?) in
             if reserved {
                 state.reservedBatches -= 1
                 state.reservedSpans -= spans
             }
-            guard !state.closed, reserved || hasRoom(state, for: spans) else { return (false, nil) }
+            guard !state.closed, reserved || hasRoom(state, for: spans) else { return (false, nil, nil) }
             if let waiter = state.waiter {
-                // The consumer sleeps only when nothing is queued and no tick is pending.
+                // The consumer sleeps only when nothing is queued and no tick is pending. Handed over
+                // directly, the batch takes no room, so the longest-waiting request may come in too.
                 state.waiter = nil
-                return (true, waiter)
+                return (true, waiter, admit(&state))
             }
             state.items.append((batch, record))
             state.spans += spans
-            return (true, nil)
+            return (true, nil, nil)
         }
+        admitted?.promise.succeed(true)
         waiter?.resume(returning: Self.item(batch, record: record))
         return taken
     }
@@ -135,29 +189,47 @@ public final class BoundedBatchQueue: BatchSink, Sendable {
         waiter?.resume(returning: .tick)
     }
 
-    /// Refuses further offers; the consumer still receives what is queued, then nil.
+    /// Refuses further offers (and every request waiting for room); the consumer still receives what is
+    /// queued, then nil.
     public func close() {
-        let waiter = state.withLock { state in
+        let (waiter, roomWaiters) = state.withLock { state in
             state.closed = true
             let waiter = state.waiter
             state.waiter = nil
-            return waiter
+            let roomWaiters = state.roomWaiters
+            state.roomWaiters = []
+            state.waitingBytes = 0
+            return (waiter, roomWaiters)
         }
         waiter?.resume(returning: nil)
+        for roomWaiter in roomWaiters { roomWaiter.promise.succeed(false) }
     }
 
     /// The next item, waiting when there is none; nil once closed and drained.
     public func next() async -> Item? {
-        if let item = state.withLock({ take(&$0) }) { return item }
+        let (item, admitted) = state.withLock { state in
+            let item = take(&state)
+            return (item, item == nil ? nil : admit(&state))
+        }
+        admitted?.promise.succeed(true)
+        if let item { return item }
         return await withCheckedContinuation { continuation in
-            let immediate: Item?? = state.withLock { state in
-                if let item = take(&state) { return .some(item) }
-                if state.closed { return .some(nil) }
+            let (immediate, admitted): (Item??, RoomWaiter?) = state.withLock { state in
+                if let item = take(&state) { return (.some(item), admit(&state)) }
+                if state.closed { return (.some(nil), nil) }
                 state.waiter = continuation
-                return .none
+                return (.none, nil)
             }
+            admitted?.promise.succeed(true)
             if let immediate { continuation.resume(returning: immediate) }
         }
+    }
+
+    /// The longest-waiting request, when a batch has just left and there is room for another.
+    private func admit(_ state: inout State) -> RoomWaiter? {
+        guard !state.roomWaiters.isEmpty, hasRoom(state, for: 1), let first = state.roomWaiters.popFirst() else { return nil }
+        state.waitingBytes -= first.bytes
+        return first
     }
 
     private static func item(_ batch: SpanBatch, record: UInt64?) -> Item {

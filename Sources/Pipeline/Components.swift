@@ -65,13 +65,24 @@ public protocol BatchSink: Sendable {
     /// batch is being written ahead, off the event loop, and the future (on `eventLoop`) says whether
     /// it was taken.
     func offer(_ batch: SpanBatch, on eventLoop: any EventLoop) -> OfferOutcome
-    /// True when an offer would be refused now: receivers then answer "retry later" before spending
-    /// time decoding a request that cannot be taken.
+    /// True when an offer would be refused now: receivers then wait for room, or answer "retry later"
+    /// before spending time decoding a request that cannot be taken.
     var isFull: Bool { get }
+    /// How long receivers hold a request for room while the sink is full before answering "retry later";
+    /// zero refuses at once.
+    var waitWhenFull: Duration { get }
+    /// Completes on `eventLoop` with true once there may be room (the offer that follows can still find it
+    /// taken, and then waits again), false at `deadline`, when the sink closes, or when requests of too
+    /// many `bytes` wait already.
+    func waitForRoom(bytes: Int, until deadline: NIODeadline, on eventLoop: any EventLoop) -> EventLoopFuture<Bool>
 }
 
 extension BatchSink {
     public var isFull: Bool { false }
+    public var waitWhenFull: Duration { .zero }
+    public func waitForRoom(bytes: Int, until deadline: NIODeadline, on eventLoop: any EventLoop) -> EventLoopFuture<Bool> {
+        eventLoop.makeSucceededFuture(!isFull)
+    }
 }
 
 /// What became of an offer.

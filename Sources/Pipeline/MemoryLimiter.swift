@@ -142,4 +142,12 @@ public struct MemoryLimitedSink: BatchSink {
         }
         return inner.isFull
     }
+
+    public var waitWhenFull: Duration { inner.waitWhenFull }
+
+    /// Over the memory limit there is nothing to wait for that a retry would not see as well: refused at once.
+    public func waitForRoom(bytes: Int, until deadline: NIODeadline, on eventLoop: any EventLoop) -> EventLoopFuture<Bool> {
+        guard !limiter.isRefusing else { return eventLoop.makeSucceededFuture(false) }
+        return inner.waitForRoom(bytes: bytes, until: deadline, on: eventLoop)
+    }
 }

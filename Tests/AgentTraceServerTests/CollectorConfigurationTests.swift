@@ -154,6 +154,17 @@ struct CollectorConfigurationTests {
         #expect(try CollectorConfiguration(yaml: configured, environment: [:]).adminLimits.idleTimeout == .seconds(7))
     }
 
+    @Test("service.queue wait_when_full: 2s by default, 0s to refuse at once, at most 60s, and the queue gets it")
+    func queueWaitWhenFull() throws {
+        #expect(try CollectorConfiguration(yaml: Self.minimal, environment: [:]).queue.waitWhenFull == .seconds(2))
+        let off = Self.minimal + "\n  queue:\n    wait_when_full: 0s\n"
+        #expect(try CollectorConfiguration(yaml: off, environment: [:]).queue.waitWhenFull == .zero)
+        let long = Self.minimal + "\n  queue:\n    wait_when_full: 90s\n"
+        #expect(failure(long)?.key == "service.queue.wait_when_full")
+        let built = try build(Self.minimal + "\n  queue:\n    wait_when_full: 750ms\n")
+        #expect(built.pipelines.map(\.queue.waitWhenFull) == [.milliseconds(750)])
+    }
+
     @Test("several pipelines may list one exporter: it is built once and all of them feed it")
     func sharedExporter() throws {
         // "The same receiver can be included in multiple pipelines and multiple pipelines can include the

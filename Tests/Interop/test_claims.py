@@ -75,6 +75,7 @@ def wait_until(predicate, timeout, what):
 README_METRICS = {
     "agenttrace_receiver_accepted_spans_total": {"receiver", "transport"},
     "agenttrace_receiver_refused_spans_total": {"receiver", "transport"},
+    "agenttrace_receiver_held_requests_total": {"receiver", "transport"},
     "agenttrace_receiver_requests_total": {"receiver", "transport", "code"},
     "agenttrace_receiver_decode_errors_total": {"receiver", "transport", "encoding"},
     "agenttrace_receiver_connections_closed_total": {"receiver", "transport", "reason"},
@@ -342,8 +343,9 @@ def test_exporter_insecure_skip_verify(start_collector, certs, skip):  # noqa: F
 
 def test_a_full_queue_answers_503_and_unavailable_and_loses_no_acknowledged_span(start_collector):
     """README Exporters: "A full queue is not a drop: the pipeline waits, its own queue fills, and receivers
-    answer 503/UNAVAILABLE so SDKs retry"; "What the receivers answer": 503 with `Retry-After: 1`, "nothing was
-    accepted"; `service: queue: max_batches`; `retry_on_failure: max_elapsed_time: 0` = retry forever."""
+    hold each new request for up to `service.queue.wait_when_full` ... past that they answer 503/UNAVAILABLE
+    so SDKs retry"; "What the receivers answer": 503 with `Retry-After: 1`, "nothing was accepted";
+    `service: queue: max_batches`; `retry_on_failure: max_elapsed_time: 0` = retry forever."""
     down = fakes.ReservedPort()
     backend = None
     try:
@@ -352,26 +354,29 @@ def test_a_full_queue_answers_503_and_unavailable_and_loses_no_acknowledged_span
                                    "sending_queue": {"queue_size": 1, "num_consumers": 1},
                                    "retry_on_failure": {"initial_interval": "100ms", "max_interval": "200ms",
                                                         "max_elapsed_time": "0s"}}},
-            "service": {"queue": {"max_batches": 2},
+            "service": {"queue": {"max_batches": 2, "wait_when_full": "700ms"},
                         "pipelines": {"traces": {"exporters": ["otlp"]}}}})
         assert col.scrape().value("agenttrace_pipeline_queue_capacity", pipeline="traces") == 2
         acknowledged, refused = set(), []
         for i in range(40):
             req, key = one_span_json("fill-%d" % i)
+            started = time.monotonic()
             r = post_json(col, req)
             if r.status == 200:
                 acknowledged.add(key)
             else:
-                refused.append(r)
+                refused.append((r, time.monotonic() - started))
             if len(refused) >= 3:
                 break
         assert refused, "40 requests were all accepted with the backend down and every queue of size 1-2"
-        for r in refused:
+        for r, waited in refused:
             assert r.status == 503 and r.headers.get("retry-after") == "1", (r.status, r.headers)
+            assert 0.65 <= waited < 5, "a refused request was held %.2fs, not wait_when_full (700ms)" % waited
         req, key = one_span_json("grpc-when-full")
         with h.grpc_channel(col.grpc_address) as ch:
             res = h.grpc_export(ch, h.request_to_protobuf(req), timeout=5)
         assert res.code == grpc.StatusCode.UNAVAILABLE, res
+        assert col.scrape().value("agenttrace_receiver_held_requests_total", receiver="otlp", transport="grpc") >= 1
         ms = col.scrape()
         assert ms.value("agenttrace_receiver_requests_total", receiver="otlp", transport="http", code="503") >= len(refused)
         assert ms.value("agenttrace_exporter_send_failed_spans_total", exporter="otlp") == 0
@@ -385,6 +390,50 @@ def test_a_full_queue_answers_503_and_unavailable_and_loses_no_acknowledged_span
         for r_key in got:
             assert r_key in acknowledged, "a span answered 503/UNAVAILABLE was delivered: %s" % (r_key,)
         assert col.scrape().value("agenttrace_exporter_send_failed_spans_total", exporter="otlp") == 0
+    finally:
+        down.release()
+        if backend is not None:
+            backend.close()
+
+
+def test_a_full_queue_holds_requests_and_takes_them_as_it_drains(start_collector):
+    """README Exporters: "receivers hold each new request for up to `service.queue.wait_when_full` (2s), letting
+    the longest-waiting one in as each batch leaves the queue"; counted in agenttrace_receiver_held_requests_total.
+    The backend is down while forty clients post at once, so the pipeline fills; it comes up within the wait,
+    and every request is answered 200 (none 503) and delivered."""
+    down = fakes.ReservedPort()
+    backend = None
+    try:
+        col = start_collector("held", send_batch_size=1, timeout="10ms", overrides={
+            "exporters": {"otlp": {"protocol": "http/protobuf", "endpoint": "http://127.0.0.1:%d" % down.port,
+                                   "sending_queue": {"queue_size": 1, "num_consumers": 1},
+                                   "retry_on_failure": {"initial_interval": "100ms", "max_interval": "200ms",
+                                                        "max_elapsed_time": "0s"}}},
+            "service": {"queue": {"max_batches": 1, "wait_when_full": "8s"},
+                        "pipelines": {"traces": {"exporters": ["otlp"]}}}})
+        results, keys = {}, []
+
+        def post(i):
+            req, key = one_span_json("held-%d" % i)
+            keys.append(key)
+            results[i] = post_json(col, req).status
+
+        threads = [threading.Thread(target=post, args=(i,)) for i in range(40)]
+        for t in threads:
+            t.start()
+        wait_until(lambda: col.scrape().value("agenttrace_receiver_held_requests_total", receiver="otlp",
+                                              transport="http") >= 1, 5, "a request held while the queue is full")
+        time.sleep(0.5)
+        assert len(results) < 40, "every request was answered while the backend was down: %s" % results
+        assert 503 not in results.values(), results
+        port = down.release()
+        backend = fakes.OTLPHttpFake(port=port).start()
+        for t in threads:
+            t.join(timeout=15)
+        assert sorted(results.values()) == [200] * 40, results
+        missing = backend.wait_for_keys(set(keys), timeout=20)
+        assert not missing, "%d acknowledged spans never reached the backend" % len(missing)
+        assert col.scrape().value("agenttrace_receiver_requests_total", receiver="otlp", transport="http", code="503") == 0
     finally:
         down.release()
         if backend is not None:

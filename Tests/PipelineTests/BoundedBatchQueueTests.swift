@@ -1,6 +1,7 @@
 import NIOCore
 import NIOEmbedded
 import NIOPosix
+import Synchronization
 import Testing
 import TraceModel
 @testable import Pipeline
@@ -22,6 +23,13 @@ extension BatchSink {
         let loop = MultiThreadedEventLoopGroup.singleton.any()
         return (try? await offer(batch, on: loop).future(on: loop).get()) ?? false
     }
+}
+
+/// The value of a future already completed (on an `EmbeddedEventLoop`); nil while it is pending.
+func answer<Value: Sendable>(_ future: EventLoopFuture<Value>) -> Value? {
+    let result = Mutex<Value?>(nil)
+    future.whenSuccess { value in result.withLock { $0 = value } }
+    return result.withLock { $0 }
 }
 
 func makeBatch(spans: Int, traceHigh: UInt64 = 1) -> SpanBatch {
@@ -75,6 +83,69 @@ struct BoundedBatchQueueTests {
         #expect(first.spanCount == 1)
         #expect(second.spanCount == 2)
         #expect(await queue.next() == nil)
+    }
+
+    @Test("a full queue holds requests for room: each batch taken lets the longest-waiting one in")
+    func waitForRoomInOrder() async {
+        let queue = BoundedBatchQueue(maxBatches: 1, maxSpans: 1000, waitWhenFull: .seconds(2))
+        let loop = EmbeddedEventLoop()
+        let deadline = loop.now + .seconds(2)
+        #expect(queue.offersNow(makeBatch(spans: 1)))
+        let first = queue.waitForRoom(bytes: 100, until: deadline, on: loop)
+        let second = queue.waitForRoom(bytes: 100, until: deadline, on: loop)
+        #expect(queue.waitingRequests == 2)
+        #expect(answer(first) == nil)
+        _ = await queue.next()
+        loop.run()
+        #expect(answer(first) == true)
+        #expect(answer(second) == nil)
+        #expect(queue.offersNow(makeBatch(spans: 1)))
+        _ = await queue.next()
+        loop.run()
+        #expect(answer(second) == true)
+        #expect(queue.waitingRequests == 0)
+        // With room, the answer is at once.
+        #expect(answer(queue.waitForRoom(bytes: 100, until: deadline, on: loop)) == true)
+    }
+
+    @Test("a batch handed straight to a sleeping consumer takes no room: the next waiting request comes in")
+    func waitForRoomPastSleepingConsumer() async {
+        let queue = BoundedBatchQueue(maxBatches: 1, maxSpans: 1000, waitWhenFull: .seconds(2))
+        let loop = EmbeddedEventLoop()
+        #expect(queue.offersNow(makeBatch(spans: 1)))
+        let first = queue.waitForRoom(bytes: 1, until: loop.now + .seconds(2), on: loop)
+        let second = queue.waitForRoom(bytes: 1, until: loop.now + .seconds(2), on: loop)
+        _ = await queue.next()
+        #expect(answer(first) == true)
+        async let sleeping = queue.next()
+        // Let the consumer fall asleep on the empty queue: the first request's batch then goes straight to it.
+        try? await Task.sleep(for: .milliseconds(100))
+        #expect(queue.offersNow(makeBatch(spans: 1, traceHigh: 7)))
+        _ = await sleeping
+        #expect(queue.count == 0)
+        #expect(answer(second) == true)
+    }
+
+    @Test("a request waiting for room is refused at its deadline, when the queue closes, or past the bytes allowed to wait")
+    func waitForRoomRefusals() {
+        let queue = BoundedBatchQueue(maxBatches: 1, maxSpans: 1000, waitWhenFull: .seconds(2), maxWaitingBytes: 1000)
+        let loop = EmbeddedEventLoop()
+        #expect(queue.offersNow(makeBatch(spans: 1)))
+        let expiring = queue.waitForRoom(bytes: 600, until: loop.now + .seconds(2), on: loop)
+        #expect(answer(queue.waitForRoom(bytes: 600, until: loop.now + .seconds(5), on: loop)) == false)
+        loop.advanceTime(by: .milliseconds(1999))
+        #expect(answer(expiring) == nil)
+        loop.advanceTime(by: .milliseconds(1))
+        #expect(answer(expiring) == false)
+        #expect(queue.waitingRequests == 0)
+        let closing = queue.waitForRoom(bytes: 900, until: loop.now + .seconds(2), on: loop)
+        #expect(answer(closing) == nil)
+        queue.close()
+        #expect(answer(closing) == false)
+        // A queue that does not hold requests refuses at once.
+        let refusing = BoundedBatchQueue(maxBatches: 1, maxSpans: 1000)
+        #expect(refusing.offersNow(makeBatch(spans: 1)))
+        #expect(answer(refusing.waitForRoom(bytes: 1, until: loop.now + .seconds(2), on: loop)) == false)
     }
 
     @Test("a waiting consumer is woken by an offer and by a tick")

@@ -82,6 +82,31 @@ struct TraceIngestTests {
         #expect(metrics.value("agenttrace_receiver_decode_errors_total", ["encoding": "protobuf"]) == 0)
     }
 
+    @Test("a full pipeline that holds requests: one is taken as soon as room frees, another refused at the deadline, undecoded")
+    func heldForRoom() async throws {
+        let queue = BoundedBatchQueue(maxBatches: 1, maxSpans: 1000, waitWhenFull: .seconds(2))
+        let metrics = SelfMetrics()
+        let ingest = TraceIngest(maxBodySize: 1 << 20, sink: queue,
+                                 metrics: OTLPReceiverMetrics(receiver: "otlp", transport: "http", metrics: metrics),
+                                 group: loop, offload: RecordingOffload().offload)
+        guard case .accepted = queue.offer(batch([valid]), on: loop) else { Issue.record("room for one"); return }
+        let held = ingest.ingest(protobuf([valid]), format: .protobuf, compression: .identity, on: loop)
+        #expect(throws: NotCompleted.self) { try held.completedValue() }
+        _ = await queue.next()
+        loop.run()
+        #expect(try held.completedValue() == .accepted(rejectedSpans: 0))
+        #expect(queue.count == 1)
+
+        let refused = ingest.ingest(.bytes([0xFF, 0xFF]), format: .protobuf, compression: .identity, on: loop)
+        loop.advanceTime(by: .milliseconds(1999))
+        #expect(throws: NotCompleted.self) { try refused.completedValue() }
+        loop.advanceTime(by: .milliseconds(1))
+        #expect(try refused.completedValue() == .pipelineFull)
+        #expect(metrics.value("agenttrace_receiver_held_requests_total", [:]) == 2)
+        #expect(metrics.value("agenttrace_receiver_decode_errors_total", ["encoding": "protobuf"]) == 0)
+        #expect(metrics.value("agenttrace_receiver_accepted_spans_total", [:]) == 1)
+    }
+
     @Test("an offer the pipeline refuses is pipelineFull, and its spans count as refused")
     func offerRefused() throws {
         let metrics = SelfMetrics()

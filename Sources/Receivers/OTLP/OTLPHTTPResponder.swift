@@ -94,9 +94,9 @@ struct OTLPHTTPResponder: HTTP1Responder {
             return error(.unsupportedMediaType, .invalidArgument,
                          "unsupported Content-Encoding \(encoding); use gzip or none", format)
         }
-        // A full pipeline refuses on the head: the body is then dropped as it arrives rather than gathered
-        // into a buffer only to be refused (under overload most requests are refused).
-        if ingest.isFull { return unavailable(format) }
+        // A full pipeline that does not hold requests refuses on the head: the body is then dropped as it
+        // arrives rather than gathered into a buffer only to be refused.
+        if ingest.refusesAtOnce { return unavailable(format) }
         return nil
     }
 

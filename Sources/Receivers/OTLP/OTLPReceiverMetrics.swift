@@ -17,6 +17,8 @@ struct OTLPReceiverMetrics: Sendable {
     /// Counts the connections the server closed, by reason (`agenttrace_receiver_connections_closed_total`).
     let connectionEvents: ConnectionEvents
     let refusedSpans: Counter
+    /// Requests held while the pipeline was full, whether room came in time or not.
+    let heldRequests: Counter
     private let requests: [String: Counter]
     private let decodeErrors: [String: Counter]
     private let otherRequests: @Sendable (String) -> Counter
@@ -27,6 +29,9 @@ struct OTLPReceiverMetrics: Sendable {
                                         help: "Spans accepted into the pipeline.", labels: labels)
         refusedSpans = metrics.counter("agenttrace_receiver_refused_spans_total",
                                        help: "Spans refused: invalid ids, or the pipeline was full.", labels: labels)
+        heldRequests = metrics.counter("agenttrace_receiver_held_requests_total",
+                                       help: "Requests held while the pipeline queue was full (service.queue.wait_when_full), then taken or refused.",
+                                       labels: labels)
         let makeRequests: @Sendable (String) -> Counter = { code in
             metrics.counter("agenttrace_receiver_requests_total", help: "Requests answered, by HTTP status or gRPC status name.",
                             labels: labels + [("code", code)])

@@ -60,7 +60,8 @@ public struct IngestOffload: Sendable {
 
 /// The one ingest path of the `otlp` receiver, shared by OTLP/HTTP and OTLP/gRPC as the Collector's
 /// otlpreceiver shares its `internal/trace` Receiver between its gRPC and HTTP handlers: inflate (the
-/// size limit applies after decompression), refuse at once when the pipeline is full, decode
+/// size limit applies after decompression), hold the request while the pipeline is full (up to its
+/// `waitWhenFull`, then refuse), decode
 /// (protobuf or JSON), drop invalid spans, offer the batch, and count spans and decode errors in the
 /// receiver metrics. Counting requests by answer is left to the transport, which knows the answer.
 ///
@@ -147,9 +148,27 @@ public struct TraceIngest: Sendable {
     }
 
     /// Ingests one request; the future completes on `eventLoop` (already completed when the body was
-    /// small enough to handle inline).
+    /// small enough to handle inline and the pipeline had room).
     public func ingest(_ body: Body, format: Format, compression: Compression, on eventLoop: any EventLoop) -> EventLoopFuture<IngestOutcome> {
-        guard body.count <= offloadThreshold else { return offloaded(body, format: format, compression: compression, on: eventLoop) }
+        // A full pipeline: the request waits for room before any work is spent on it, or is refused at once
+        // (decoding what cannot be taken would only take time from the pipeline that has to catch up).
+        guard sink.isFull else { return handle(body, format: format, compression: compression, deadline: nil, on: eventLoop) }
+        guard sink.waitWhenFull > .zero else { return eventLoop.makeSucceededFuture(.pipelineFull) }
+        let deadline = eventLoop.now + TimeAmount(sink.waitWhenFull)
+        metrics.heldRequests.increment()
+        let ingest = self
+        return sink.waitForRoom(bytes: body.count, until: deadline, on: eventLoop).flatMap { room in
+            guard room else { return eventLoop.makeSucceededFuture(.pipelineFull) }
+            return ingest.handle(body, format: format, compression: compression, deadline: deadline, on: eventLoop)
+        }
+    }
+
+    /// Inflates, decodes and offers; `deadline` is how long it may still wait for room, once it has waited.
+    private func handle(_ body: Body, format: Format, compression: Compression, deadline: NIODeadline?,
+                        on eventLoop: any EventLoop) -> EventLoopFuture<IngestOutcome> {
+        guard body.count <= offloadThreshold else {
+            return offloaded(body, format: format, compression: compression, deadline: deadline, on: eventLoop)
+        }
         var plain = body
         if compression == .gzip {
             // Inflates inline only up to the threshold: a small body that inflates further goes off the loop
@@ -158,22 +177,23 @@ public struct TraceIngest: Sendable {
             switch inflate(body, limit: inlineLimit) {
             case .success(let inflated): plain = .buffer(inflated)
             case .failure(.tooLarge) where inlineLimit < maxBodySize:
-                return offloaded(body, format: format, compression: compression, on: eventLoop)
+                return offloaded(body, format: format, compression: compression, deadline: deadline, on: eventLoop)
             case .failure(let stop): return eventLoop.makeSucceededFuture(stop.outcome(limit: maxBodySize))
             }
         }
-        return offer(decode(plain, format: format, codec: codecs.codec(on: eventLoop)), on: eventLoop)
+        return offer(decode(plain, format: format, codec: codecs.codec(on: eventLoop)), bytes: body.count, deadline: deadline, on: eventLoop)
     }
 
-    /// Whether the pipeline would refuse a request now.
-    var isFull: Bool { sink.isFull }
+    /// Whether the pipeline would refuse a request now, without holding it for room.
+    var refusesAtOnce: Bool { sink.waitWhenFull == .zero && sink.isFull }
 
     /// The protobuf codec of `eventLoop`, for encoding answers there.
     func codec(on eventLoop: any EventLoop) -> OTLPProtobufCodec {
         codecs.codec(on: eventLoop)
     }
 
-    private func offloaded(_ body: Body, format: Format, compression: Compression, on eventLoop: any EventLoop) -> EventLoopFuture<IngestOutcome> {
+    private func offloaded(_ body: Body, format: Format, compression: Compression, deadline: NIODeadline?,
+                           on eventLoop: any EventLoop) -> EventLoopFuture<IngestOutcome> {
         let ingest = self
         return offload.run(eventLoop) {
             var plain = body
@@ -186,7 +206,7 @@ public struct TraceIngest: Sendable {
             // The loop's codec belongs to the loop; this thread gets its own for this request.
             return ingest.decode(plain, format: format, codec: OTLPProtobufCodec())
         }.flatMap { decoded in
-            ingest.offer(decoded, on: eventLoop)
+            ingest.offer(decoded, bytes: body.count, deadline: deadline, on: eventLoop)
         }
     }
 
@@ -199,11 +219,8 @@ public struct TraceIngest: Sendable {
         }
     }
 
-    /// Checks fullness, decodes and validates an uncompressed body.
+    /// Decodes and validates an uncompressed body.
     private func decode(_ body: Body, format: Format, codec: OTLPProtobufCodec) -> DecodedRequest {
-        // A full pipeline refuses at once: decoding a request it cannot take would only take time
-        // from the pipeline that has to catch up.
-        guard !sink.isFull else { return .finished(.pipelineFull) }
         var batch: SpanBatch
         do {
             batch = try body.withUnsafeBytes { bytes in
@@ -222,8 +239,10 @@ public struct TraceIngest: Sendable {
         return .batch(batch, rejectedSpans: rejected)
     }
 
-    /// Offers a decoded batch and counts its spans; the answer waits for a durable pipeline's write.
-    private func offer(_ decoded: DecodedRequest, on eventLoop: any EventLoop) -> EventLoopFuture<IngestOutcome> {
+    /// Offers a decoded batch and counts its spans; the answer waits for a durable pipeline's write. Refused
+    /// for want of room, the batch waits for room until `deadline` (from now, when it had not waited yet) and
+    /// is offered again.
+    private func offer(_ decoded: DecodedRequest, bytes: Int, deadline: NIODeadline?, on eventLoop: any EventLoop) -> EventLoopFuture<IngestOutcome> {
         switch decoded {
         case .finished(let outcome):
             return eventLoop.makeSucceededFuture(outcome)
@@ -231,7 +250,18 @@ public struct TraceIngest: Sendable {
             let spans = batch.spanCount
             switch sink.offer(batch, on: eventLoop) {
             case .accepted: return eventLoop.makeSucceededFuture(offered(true, spans: spans, rejected: rejected))
-            case .refused: return eventLoop.makeSucceededFuture(offered(false, spans: spans, rejected: rejected))
+            case .refused:
+                let now = eventLoop.now
+                guard sink.waitWhenFull > .zero, deadline.map({ now < $0 }) ?? true else {
+                    return eventLoop.makeSucceededFuture(offered(false, spans: spans, rejected: rejected))
+                }
+                if deadline == nil { metrics.heldRequests.increment() }
+                let deadline = deadline ?? now + TimeAmount(sink.waitWhenFull)
+                let ingest = self
+                return sink.waitForRoom(bytes: bytes, until: deadline, on: eventLoop).flatMap { room in
+                    guard room else { return eventLoop.makeSucceededFuture(ingest.offered(false, spans: spans, rejected: rejected)) }
+                    return ingest.offer(decoded, bytes: bytes, deadline: deadline, on: eventLoop)
+                }
             case .pending(let taken):
                 return taken.map { [self] in offered($0, spans: spans, rejected: rejected) }
             }
