@@ -99,6 +99,18 @@ struct AnomalyDetector {
         var peer: String?
         /// The span name, only when it names the latency series (no GenAI operation and no peer).
         var name: String?
+
+        /// A set of places in `recentRoutes` (its first) from the agent and the strings' stored lengths: no
+        /// hashing of the strings.
+        var recentSet: Int {
+            var mixed = UInt(bitPattern: agent) &* 0x9E37_79B9
+            mixed = (mixed ^ UInt(bitPattern: operation?.utf8.count ?? -1)) &* 0x0100_0193
+            mixed = (mixed ^ UInt(bitPattern: model?.utf8.count ?? -1)) &* 0x0100_0193
+            mixed = (mixed ^ UInt(bitPattern: tool?.utf8.count ?? -1)) &* 0x0100_0193
+            mixed = (mixed ^ UInt(bitPattern: peer?.utf8.count ?? -1)) &* 0x0100_0193
+            mixed = (mixed ^ UInt(bitPattern: name?.utf8.count ?? -1)) &* 0x0100_0193
+            return Int(truncatingIfNeeded: (mixed >> 16) & UInt(AnomalyDetector.recentRouteCount - 1)) & ~(AnomalyDetector.recentWays - 1)
+        }
     }
 
     /// The slots a span shape's series live in (nil: not made yet, or the signal does not apply).
@@ -135,6 +147,19 @@ struct AnomalyDetector {
         var flagged = false
     }
 
+    /// One span of a batch, read where it lies: a `Span` passed by value is copied whole (a retain and a
+    /// release for each of its strings and arrays); this carries the batch's array and the span's place.
+    struct SpanRef {
+        let spans: [Span]
+        let index: Int
+
+        var kind: SpanKind { spans[index].kind }
+        var traceID: TraceID { spans[index].traceID }
+        var name: String { spans[index].name }
+        /// The span itself, copied: for an alert.
+        var span: Span { spans[index] }
+    }
+
     /// No repeated alert per signal, agent and subject inside the cooldown.
     struct Cooldown {
         var lastFired: UInt64
@@ -152,7 +177,10 @@ struct AnomalyDetector {
         var peerService: String?
         var serverAddress: String?
 
-        init(_ attributes: [Attribute]) {
+        init() {}
+
+        /// Reads `attributes`. Filled in place: an initializer that finds the facts copies them out once more.
+        mutating func read(_ attributes: [Attribute]) {
             // Keys and values are read where they lie (an attribute taken out of the array is a copy: a retain and
             // a release for its key and its value); the key's length (stored, not counted) picks the one or two
             // names it can be.
@@ -184,9 +212,16 @@ struct AnomalyDetector {
             }
         }
 
-        var model: String? { requestModel ?? responseModel }
+        // Not `??`: its autoclosure would capture (copy) the whole struct on every call.
+        var model: String? {
+            if let requestModel { return requestModel }
+            return responseModel
+        }
         /// The peer of a client call.
-        var peer: String? { peerService ?? serverAddress }
+        var peer: String? {
+            if let peerService { return peerService }
+            return serverAddress
+        }
     }
 
     /// A fired alert's signal, for the per-signal counters.
@@ -226,7 +261,17 @@ struct AnomalyDetector {
     private var agentSlots: [String: Int] = [:]
     /// What each agent's span shapes seen resolve to: their series' slots, found by hashing the shape once.
     /// Apart from `agents`, so a lookup never copies an agent's state; bounded by `max_series` (past it, emptied).
-    private var routes: [RouteKey: Route] = [:]
+    /// `routes` gives a shape's place in `routeKeys` and `routeTable`.
+    private var routes: [RouteKey: Int] = [:]
+    private var routeKeys: [RouteKey] = []
+    private var routeTable: [Route] = []
+    /// Shapes recently resolved, in sets of `recentWays` by `RouteKey.recentSet`, newest first: a span of a shape
+    /// seen lately is found by comparing its strings (the decoder shares equal ones, so mostly by reference)
+    /// instead of hashing five of them. Shapes whose strings have the same lengths share a set; past four, the
+    /// lookup goes on to `routes`.
+    private var recentRoutes = [Int](repeating: -1, count: AnomalyDetector.recentRouteCount)
+    static let recentRouteCount = 256
+    static let recentWays = 4
     private(set) var traces: [TraceKey: TraceState] = [:]
     /// The trace the latest span belonged to, held out of `traces` while its spans keep coming (one hash a trace,
     /// not a span); put back at the end of `observe`.
@@ -305,13 +350,14 @@ struct AnomalyDetector {
         var marks: [(Int, [Signal])] = []
         for index in spans.indices {
             var signals: [Signal] = []
-            observe(spans[index], agent: agent, now: now, fired: &fired, signals: &signals)
+            observe(SpanRef(spans: spans, index: index), agent: agent, now: now, fired: &fired, signals: &signals)
             if !signals.isEmpty { marks.append((index, signals)) }
         }
-        if let last = spans.last {
-            agents[agent].lastTrace = last.traceID
-            agents[agent].lastSpan = last.spanID
-            agents[agent].lastSpanName = last.name
+        if !spans.isEmpty {
+            let last = spans.count - 1
+            agents[agent].lastTrace = spans[last].traceID
+            agents[agent].lastSpan = spans[last].spanID
+            agents[agent].lastSpanName = spans[last].name
         }
         agents[agent].spans += spans.count
         closeOpenTrace()
@@ -341,8 +387,17 @@ struct AnomalyDetector {
     }
 
     /// The slots of the span's shape: cached per agent and shape, made on first sight.
-    private mutating func resolveRoute(_ key: RouteKey, now: UInt64) -> Route {
-        if let route = routes[key] { return route }
+    private mutating func resolveRoute(_ key: RouteKey, now: UInt64) -> Int {
+        let set = key.recentSet
+        for way in set..<set + Self.recentWays {
+            let recent = recentRoutes[way]
+            if recent < 0 { break }
+            if routeKeys[recent] == key { return recent }
+        }
+        if let known = routes[key] {
+            rememberRecent(known, in: set)
+            return known
+        }
         let name = agents[key.agent].name
         var route = Route()
         route.isLLMCall = key.operation.map { $0 != "execute_tool" && $0 != "invoke_agent" && $0 != "create_agent" } ?? false
@@ -359,22 +414,44 @@ struct AnomalyDetector {
             route.errorsAgent = slot(SeriesKey(signal: .errors, agent: name, a: "", b: ""), now: now)
             if let peer = key.peer { route.errorsEdge = slot(SeriesKey(signal: .errors, agent: name, a: peer, b: ""), now: now) }
         }
-        if routes.count >= configuration.maxSeries { routes = [:] }
-        routes[key] = route
-        return route
+        if routes.count >= configuration.maxSeries { forgetRoutes() }
+        routes[key] = routeTable.count
+        rememberRecent(routeTable.count, in: set)
+        routeKeys.append(key)
+        routeTable.append(route)
+        return routeTable.count - 1
     }
 
-    private mutating func observe(_ span: Span, agent: Int, now: UInt64, fired: inout [Fired], signals: inout [Signal]) {
-        let facts = SpanFacts(span.attributes)
-        let isError = span.status.code == .error
+    /// Puts `route` first in its set of `recentRoutes`; the oldest of the set leaves.
+    private mutating func rememberRecent(_ route: Int, in set: Int) {
+        var way = set + Self.recentWays - 1
+        while way > set {
+            recentRoutes[way] = recentRoutes[way - 1]
+            way -= 1
+        }
+        recentRoutes[set] = route
+    }
+
+    private mutating func forgetRoutes() {
+        routes = [:]
+        routeKeys = []
+        routeTable = []
+        for index in recentRoutes.indices { recentRoutes[index] = -1 }
+    }
+
+    private mutating func observe(_ span: SpanRef, agent: Int, now: UInt64, fired: inout [Fired], signals: inout [Signal]) {
+        var facts = SpanFacts()
+        facts.read(span.spans[span.index].attributes)
+        let isError = span.spans[span.index].status.code == .error
         let peer = span.kind == .client ? facts.peer : nil
         let key = RouteKey(agent: agent, operation: facts.operation, model: facts.model, tool: facts.tool, peer: peer,
                            name: facts.operation == nil && peer == nil ? span.name : nil)
-        var route = resolveRoute(key, now: now)
+        let routeIndex = resolveRoute(key, now: now)
+        var route = routeTable[routeIndex]
         // latency: per agent and operation. Failed calls often end early; their durations would teach the
         // baseline the wrong thing.
         if let slot = route.latency, !isError,
-           observeValue(slot, isLatency: true, Double(span.durationNanos) / 1e9, span, agent: agent, now: now, fired: &fired, facts: facts) {
+           observeValue(slot, isLatency: true, Double(span.spans[span.index].durationNanos) / 1e9, span, agent: agent, now: now, fired: &fired, facts: facts) {
             signals.append(.latency)
         }
         // errors: per agent, and per edge for client calls.
@@ -394,7 +471,7 @@ struct AnomalyDetector {
             } else {
                 tokenSlot = slot(SeriesKey(signal: .tokens, agent: agents[agent].name, a: facts.model ?? "", b: ""), now: now)
                 route.tokens = tokenSlot
-                routes[key]?.tokens = tokenSlot
+                routeTable[routeIndex].tokens = tokenSlot
             }
             var anomalous = observeValue(tokenSlot, isLatency: false, total, span, agent: agent, now: now, fired: &fired, facts: facts)
             anomalous = addToRate(agent, total, span, now: now, fired: &fired) || anomalous
@@ -420,7 +497,7 @@ struct AnomalyDetector {
             if route.isLLMCall, let model = facts.model {
                 anomalous = observeCallee(agent, kind: "model", model, span, now: now, fired: &fired, slots: &callees) || anomalous
             }
-            routes[key]?.callees = callees
+            routeTable[routeIndex].callees = callees
             if anomalous { signals.append(.newInteraction) }
         }
     }
@@ -433,7 +510,7 @@ struct AnomalyDetector {
     private func zThreshold(_ signal: Configuration.Signal) -> Double { configuration.sensitivity(of: signal).zThreshold }
 
     /// Latency and tokens per call: learns the value; fires when the recent level is far above the baseline.
-    private mutating func observeValue(_ slot: Int, isLatency: Bool, _ value: Double, _ span: Span, agent: Int, now: UInt64,
+    private mutating func observeValue(_ slot: Int, isLatency: Bool, _ value: Double, _ span: SpanRef, agent: Int, now: UInt64,
                                        fired: inout [Fired], facts: SpanFacts) -> Bool {
         let threshold = isLatency ? latencyZ : tokensZ
         let (far, score, count) = Self.learnValue(&series[slot], value, now: now, minSamples: minSamples, rate: learningRate, warmup: warmup,
@@ -458,7 +535,7 @@ struct AnomalyDetector {
             if let tool = facts.tool { labels.append(("tool", tool)) }
             if span.kind == .client, let peer = facts.peer { labels.append(("peer", peer)) }
             fire(key, signalSettings, value: .number(level), baseline: .number(baseline), threshold: .number(boundary), score: score,
-                 span: span, now: now, message: "\(key.agent): \(key.subject) takes \(Self.seconds(level))s recently, "
+                 span: span.span, now: now, message: "\(key.agent): \(key.subject) takes \(Self.seconds(level))s recently, "
                     + "typically \(Self.seconds(baseline))s (robust z \(Self.rounded(score)))", labels: labels, fired: &fired)
         } else {
             var tokenLabels: [(String, String)] = [("model", key.a)]
@@ -469,7 +546,7 @@ struct AnomalyDetector {
                 costText = ", this call $\(JSONWriter.numberText((cost * 1e6).rounded() / 1e6))"
             }
             fire(key, signalSettings, value: .number(level.rounded()), baseline: .number(baseline.rounded()),
-                 threshold: .number(boundary.rounded()), score: score, span: span, now: now,
+                 threshold: .number(boundary.rounded()), score: score, span: span.span, now: now,
                  message: "\(key.agent): \(Int(level.rounded())) tokens per call to \(key.a.isEmpty ? "its model" : key.a) recently, "
                     + "typically \(Int(baseline.rounded()))\(costText) (robust z \(Self.rounded(score)))", labels: tokenLabels, fired: &fired)
         }
@@ -492,7 +569,7 @@ struct AnomalyDetector {
     }
 
     /// Errors: the short window's error count against the long-run share.
-    private mutating func observeError(_ slot: Int, agentWide: Bool, _ isError: Bool, _ span: Span, agent: Int, now: UInt64,
+    private mutating func observeError(_ slot: Int, agentWide: Bool, _ isError: Bool, _ span: SpanRef, agent: Int, now: UInt64,
                                        fired: inout [Fired]) -> Bool {
         let (errors, expected, share, warm) = Self.learnError(&series[slot], isError, now: now, rate: errorRate, window: errorWindow,
                                                               minSamples: minSamples, warmup: warmup)
@@ -503,7 +580,7 @@ struct AnomalyDetector {
         let key = series[slot].key
         let where_ = key.a.isEmpty ? "" : " calling \(key.a)"
         fire(key, configuration.errors, value: .number(Double(errors)), baseline: .number(Self.rounded(expected, places: 3)),
-             threshold: .number(Double(configuration.minErrors)), score: score, span: span, now: now,
+             threshold: .number(Double(configuration.minErrors)), score: score, span: span.span, now: now,
              message: "\(key.agent)\(where_): \(errors) errors recently where \(Self.rounded(expected, places: 2)) were expected "
                 + "(usual error share \(Self.rounded(share * 100, places: 2))%)",
              labels: key.a.isEmpty ? [] : [("peer", key.a)], fired: &fired)
@@ -544,8 +621,8 @@ struct AnomalyDetector {
     }
 
     /// The agent's token rate: windows of `tokens.rate_window`, each sum one observation.
-    private mutating func addToRate(_ agent: Int, _ tokens: Double, _ span: Span, now: UInt64, fired: inout [Fired]) -> Bool {
-        let anomalous = now &- agents[agent].rateStart >= rateWindow ? closeRateWindows(agent, now: now, span: span, fired: &fired) : false
+    private mutating func addToRate(_ agent: Int, _ tokens: Double, _ span: SpanRef, now: UInt64, fired: inout [Fired]) -> Bool {
+        let anomalous = now &- agents[agent].rateStart >= rateWindow ? closeRateWindows(agent, now: now, span: span.span, fired: &fired) : false
         agents[agent].rateSum += tokens
         return anomalous
     }
@@ -584,7 +661,7 @@ struct AnomalyDetector {
     }
 
     /// Loop: counts the span in its trace; fires once per trace when a count is far above the agent's usual.
-    private mutating func countInTrace(_ span: Span, tool: String?, isLLMCall: Bool, agent: Int, now: UInt64, fired: inout [Fired]) -> Bool {
+    private mutating func countInTrace(_ span: SpanRef, tool: String?, isLLMCall: Bool, agent: Int, now: UInt64, fired: inout [Fired]) -> Bool {
         let key = TraceKey(trace: span.traceID, agent: agent)
         // Spans of one trace mostly come together: the trace stays open, out of the dictionary, until another's span.
         if openKey != key { openTrace(key, now: now) }
@@ -610,7 +687,7 @@ struct AnomalyDetector {
             let seriesKey = SeriesKey(signal: .loop, agent: name, a: what, b: what == "tool" ? toolName : "")
             fire(seriesKey, configuration.loop, value: .number(Double(count)), baseline: .number(baseline.typical.rounded()),
                  threshold: .number(max(Double(configuration.loopMinCount), baseline.level(atScore: threshold)).rounded(.up)),
-                 score: score, span: span, now: now,
+                 score: score, span: span.span, now: now,
                  message: "\(name): \(count) \(words) in one running trace, typically \(Int(baseline.typical.rounded())) per trace",
                  labels: what == "tool" ? [("tool", toolName)] : [], fired: &fired)
             return true
@@ -657,7 +734,7 @@ struct AnomalyDetector {
 
     /// New interaction: the first call of a callee by an agent past its warm-up. A callee seen before (even if
     /// its series was evicted since) is not new.
-    private mutating func observeCallee(_ agent: Int, kind: String, _ callee: String, _ span: Span, now: UInt64,
+    private mutating func observeCallee(_ agent: Int, kind: String, _ callee: String, _ span: SpanRef, now: UInt64,
                                         fired: inout [Fired], slots made: inout [Int]) -> Bool {
         let name = agents[agent].name
         let key = SeriesKey(signal: .newInteraction, agent: name, a: kind, b: callee)
@@ -670,7 +747,7 @@ struct AnomalyDetector {
         guard rememberCallee(Self.calleeHash(name, kind, callee)) else { return false }
         let state = agents[agent]
         guard configuration.newInteraction.enabled, isWarm(firstSeen: state.firstSeen, observations: state.spans, now: now) else { return false }
-        fire(key, configuration.newInteraction, value: .text(callee), baseline: .text(""), threshold: .text(""), score: 1, span: span,
+        fire(key, configuration.newInteraction, value: .text(callee), baseline: .text(""), threshold: .text(""), score: 1, span: span.span,
              now: now, message: "\(name) called \(kind) \(callee) for the first time", labels: [(kind, callee)], fired: &fired)
         return true
     }
@@ -780,7 +857,7 @@ struct AnomalyDetector {
             for (new, old) in keptAgents.enumerated() { newSlot[old] = new }
             agents = keptAgents.map { agents[$0] }
             agentSlots = Dictionary(uniqueKeysWithValues: agents.enumerated().map { ($0.element.name, $0.offset) })
-            routes = [:]
+            forgetRoutes()
             if keptAgents.count != agentsBefore {
                 traces = Dictionary(uniqueKeysWithValues: traces.compactMap { key, state in
                     newSlot[key.agent].map { (TraceKey(trace: key.trace, agent: $0), state) }
@@ -792,12 +869,14 @@ struct AnomalyDetector {
             // sorts every trace held.
             let excess = traces.count - configuration.maxTraces + configuration.maxTraces / 4
             let cutoff = Self.cutoff(traces.values.map(\.lastSeen), keeping: excess)
-            var removed = 0
-            traces = traces.filter { entry in
-                guard entry.value.lastSeen < cutoff else { return true }
-                removed += 1
-                return false
+            // Removed in place: filtering into a new dictionary copies every trace kept.
+            var doomed: [TraceKey] = []
+            doomed.reserveCapacity(excess)
+            for index in traces.indices where traces.values[index].lastSeen < cutoff {
+                doomed.append(traces.keys[index])
             }
+            for key in doomed { traces.removeValue(forKey: key) }
+            var removed = doomed.count
             if removed < excess {
                 let ties = traces.filter { $0.value.lastSeen == cutoff }.keys.sorted().prefix(excess - removed)
                 for key in ties { traces[key] = nil }
