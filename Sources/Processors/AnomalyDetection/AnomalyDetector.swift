@@ -100,15 +100,13 @@ struct AnomalyDetector {
         /// The span name, only when it names the latency series (no GenAI operation and no peer).
         var name: String?
 
-        /// A set of places in `recentRoutes` (its first) from the agent and the strings' stored lengths: no
-        /// hashing of the strings.
-        var recentSet: Int {
+        /// A set of places in `recentRoutes` (its first) from the agent and the strings' stored lengths (-1 for
+        /// none): no hashing of the strings.
+        static func recentSet(agent: Int, _ operation: Int, _ model: Int, _ tool: Int, _ peer: Int, _ name: Int) -> Int {
             var mixed = UInt(bitPattern: agent) &* 0x9E37_79B9
-            mixed = (mixed ^ UInt(bitPattern: operation?.utf8.count ?? -1)) &* 0x0100_0193
-            mixed = (mixed ^ UInt(bitPattern: model?.utf8.count ?? -1)) &* 0x0100_0193
-            mixed = (mixed ^ UInt(bitPattern: tool?.utf8.count ?? -1)) &* 0x0100_0193
-            mixed = (mixed ^ UInt(bitPattern: peer?.utf8.count ?? -1)) &* 0x0100_0193
-            mixed = (mixed ^ UInt(bitPattern: name?.utf8.count ?? -1)) &* 0x0100_0193
+            for length in [operation, model, tool, peer, name] {
+                mixed = (mixed ^ UInt(bitPattern: length)) &* 0x0100_0193
+            }
             return Int(truncatingIfNeeded: (mixed >> 16) & UInt(AnomalyDetector.recentRouteCount - 1)) & ~(AnomalyDetector.recentWays - 1)
         }
     }
@@ -387,13 +385,24 @@ struct AnomalyDetector {
     }
 
     /// The slots of the span's shape: cached per agent and shape, made on first sight.
-    private mutating func resolveRoute(_ key: RouteKey, now: UInt64) -> Int {
-        let set = key.recentSet
+    /// The span's shape is its agent, GenAI operation, model, tool, the peer of a client span, and its name when
+    /// there is neither operation nor peer. A recent shape is compared where both lie; the key is built otherwise.
+    private mutating func resolveRoute(agent: Int, _ facts: SpanFacts, peer: String?, _ span: SpanRef, now: UInt64) -> Int {
+        let model = facts.model
+        let usesName = facts.operation == nil && peer == nil
+        let set = RouteKey.recentSet(agent: agent, facts.operation?.utf8.count ?? -1, model?.utf8.count ?? -1, facts.tool?.utf8.count ?? -1,
+                                     peer?.utf8.count ?? -1, usesName ? span.spans[span.index].name.utf8.count : -1)
         for way in set..<set + Self.recentWays {
             let recent = recentRoutes[way]
             if recent < 0 { break }
-            if routeKeys[recent] == key { return recent }
+            if routeKeys[recent].agent == agent, routeKeys[recent].operation == facts.operation, routeKeys[recent].model == model,
+               routeKeys[recent].tool == facts.tool, routeKeys[recent].peer == peer,
+               usesName ? Self.same(routeKeys[recent].name, span.spans[span.index].name) : routeKeys[recent].name == nil {
+                return recent
+            }
         }
+        let key = RouteKey(agent: agent, operation: facts.operation, model: model, tool: facts.tool, peer: peer,
+                           name: usesName ? span.name : nil)
         if let known = routes[key] {
             rememberRecent(known, in: set)
             return known
@@ -422,6 +431,11 @@ struct AnomalyDetector {
         return routeTable.count - 1
     }
 
+    private static func same(_ stored: String?, _ name: String) -> Bool {
+        guard let stored else { return false }
+        return stored == name
+    }
+
     /// Puts `route` first in its set of `recentRoutes`; the oldest of the set leaves.
     private mutating func rememberRecent(_ route: Int, in set: Int) {
         var way = set + Self.recentWays - 1
@@ -444,9 +458,7 @@ struct AnomalyDetector {
         facts.read(span.spans[span.index].attributes)
         let isError = span.spans[span.index].status.code == .error
         let peer = span.kind == .client ? facts.peer : nil
-        let key = RouteKey(agent: agent, operation: facts.operation, model: facts.model, tool: facts.tool, peer: peer,
-                           name: facts.operation == nil && peer == nil ? span.name : nil)
-        let routeIndex = resolveRoute(key, now: now)
+        let routeIndex = resolveRoute(agent: agent, facts, peer: peer, span, now: now)
         var route = routeTable[routeIndex]
         // latency: per agent and operation. Failed calls often end early; their durations would teach the
         // baseline the wrong thing.
