@@ -121,20 +121,22 @@ public final class ServiceGraph: Sendable {
         /// batch merged bucket by bucket into both.
         var latency: [Double] = []
 
-        mutating func add(_ observation: EdgeObservation) {
+        /// Adds one call: its outcome, when it ended, and each side's seconds (the observation's plain fields,
+        /// so the observation itself, with its strings, is not copied).
+        mutating func add(failed isFailure: Bool, time: UInt64, clientSeconds client: Double?, serverSeconds server: Double?) {
             requests += 1
-            if observation.failed { failed += 1 }
-            let minute = Int64(observation.time / 60_000_000_000)
+            if isFailure { failed += 1 }
+            let minute = Int64(time / 60_000_000_000)
             if let index = minutes.firstIndex(where: { $0.minute == minute }) {
                 minutes[index].requests += 1
-                if observation.failed { minutes[index].failed += 1 }
+                if isFailure { minutes[index].failed += 1 }
             } else {
-                minutes.append((minute, 1, observation.failed ? 1 : 0))
+                minutes.append((minute, 1, isFailure ? 1 : 0))
             }
-            if observation.failed { callsByFailed.failed += 1 } else { callsByFailed.ok += 1 }
-            if let seconds = observation.serverSeconds { serverSeconds.append((observation.failed, seconds)) }
-            if let seconds = observation.clientSeconds { clientSeconds.append((observation.failed, seconds)) }
-            if let seconds = observation.serverSeconds ?? observation.clientSeconds { latency.append(seconds) }
+            if isFailure { callsByFailed.failed += 1 } else { callsByFailed.ok += 1 }
+            if let server { serverSeconds.append((isFailure, server)) }
+            if let client { clientSeconds.append((isFailure, client)) }
+            if let seconds = server ?? client { latency.append(seconds) }
         }
     }
 
@@ -237,20 +239,43 @@ public final class ServiceGraph: Sendable {
         var deltas: [EdgeDelta] = []
         var indexOf: [EdgeKey: Int] = [:]
         var tokens: [(agent: String, input: Int64, output: Int64)] = []
-        for observation in observations {
-            let key = EdgeKey(client: observation.client, server: observation.server, connectionType: observation.connectionType,
-                              dimensions: observation.dimensions, virtualNode: observation.virtualNode)
-            let index: Int
-            if let known = indexOf[key] {
-                index = known
-            } else {
-                index = keys.count
-                indexOf[key] = index
-                keys.append(key)
-                deltas.append(EdgeDelta())
+        // Observations are read where they lie (one taken out of the array is a copy of its strings), and the
+        // few edges of a batch are compared with (their strings mostly shared, so by reference) before any key
+        // is built and hashed.
+        for position in observations.indices {
+            var index = -1
+            for candidate in keys.indices.suffix(8).reversed()
+            where keys[candidate].client == observations[position].client && keys[candidate].server == observations[position].server
+                && keys[candidate].connectionType == observations[position].connectionType
+                && keys[candidate].virtualNode == observations[position].virtualNode
+                && keys[candidate].dimensions == observations[position].dimensions {
+                index = candidate
+                break
             }
-            deltas[index].add(observation)
-            if let usage = observation.tokens { tokens.append((usage.agent, usage.input, usage.output)) }
+            if index < 0 {
+                let key = EdgeKey(client: observations[position].client, server: observations[position].server,
+                                  connectionType: observations[position].connectionType, dimensions: observations[position].dimensions,
+                                  virtualNode: observations[position].virtualNode)
+                if let known = indexOf[key] {
+                    index = known
+                } else {
+                    index = keys.count
+                    indexOf[key] = index
+                    keys.append(key)
+                    deltas.append(EdgeDelta())
+                }
+            }
+            deltas[index].add(failed: observations[position].failed, time: observations[position].time,
+                              clientSeconds: observations[position].clientSeconds, serverSeconds: observations[position].serverSeconds)
+            if let usage = observations[position].tokens {
+                // Summed per agent (the agent of the previous call, mostly): one node lookup per agent, not per call.
+                if let last = tokens.indices.last, tokens[last].agent == usage.agent {
+                    tokens[last].input += usage.input
+                    tokens[last].output += usage.output
+                } else {
+                    tokens.append((usage.agent, usage.input, usage.output))
+                }
+            }
         }
         var dropped = 0
         var applied: [(key: EdgeKey, delta: Int)] = []

@@ -125,9 +125,9 @@ public final class ServiceGraphProcessor: HandOffSpanProcessor {
                     }
                     for scopeSpans in resourceSpans.scopeSpans {
                         // By index: the span is read in place rather than copied.
-                        for index in scopeSpans.spans.indices where count == 1 || scopeSpans.spans[index].traceID.low % count == mine {
-                            state.observe(scopeSpans.spans[index], service: service, resource: resourceSpans.resource, now: now,
-                                          into: &observations)
+                        let spans = scopeSpans.spans
+                        for index in spans.indices where count == 1 || spans[index].traceID.low % count == mine {
+                            state.observe(spans, at: index, service: service, resource: resourceSpans.resource, now: now, into: &observations)
                         }
                     }
                 }

@@ -45,6 +45,16 @@ public struct ServiceGraphState: Sendable {
         var span: SpanID
     }
 
+    /// The plain fields of a span that pairing reads besides its attributes: handed on without copying the
+    /// span (a `Span` passed by value is copied whole, a retain and a release for each string and array).
+    struct SpanHeader {
+        var trace: TraceID
+        var span: SpanID
+        var parent: SpanID
+        var kind: SpanKind
+        var end: UInt64
+    }
+
     /// One side of a call waiting for the other.
     struct Half: Sendable {
         var isClient: Bool
@@ -165,7 +175,7 @@ public struct ServiceGraphState: Sendable {
             skippedSpans += 1
             return edges
         }
-        observe(span, service: service, resource: resource, now: now, into: &edges)
+        observe([span], at: 0, service: service, resource: resource, now: now, into: &edges)
         return edges
     }
 
@@ -174,18 +184,22 @@ public struct ServiceGraphState: Sendable {
         skippedSpans += count
     }
 
-    /// Takes one span of `service`; appends the edges it completes to `edges`.
-    public mutating func observe(_ span: Span, service: String, resource: Resource, now: UInt64, into edges: inout [EdgeObservation]) {
-        let failed = span.status.code == .error
-        let seconds = Double(span.durationNanos) / 1e9
+    /// Takes the span at `index` of `spans`, of `service` (read where it lies); appends the edges it completes to
+    /// `edges`.
+    public mutating func observe(_ spans: [Span], at index: Int, service: String, resource: Resource, now: UInt64,
+                                 into edges: inout [EdgeObservation]) {
+        let span = SpanHeader(trace: spans[index].traceID, span: spans[index].spanID, parent: spans[index].parentSpanID,
+                              kind: spans[index].kind, end: spans[index].endTimeUnixNano)
+        let failed = spans[index].status.code == .error
+        let seconds = Double(spans[index].durationNanos) / 1e9
         // "upsertDimensions": each dimension from the resource, else the span (the connector's lookup order).
         let dimensions = configuration.dimensions.isEmpty ? [] : configuration.dimensions.map { key in
-            (resource.attributes[key] ?? span.attributes[key]).map(AttributeText.plain) ?? ""
+            (resource.attributes[key] ?? spans[index].attributes[key]).map(AttributeText.plain) ?? ""
         }
         let none = [String](repeating: "", count: dimensions.count)
         let deadline = now &+ ttlNanos
-        let me = PairKey(trace: span.traceID, span: span.spanID)
-        let facts = SpanFacts(span.attributes)
+        let me = PairKey(trace: span.trace, span: span.span)
+        let facts = SpanFacts(spans[index].attributes)
         // Where this span's and its parent's entries are, once looked up (nil inside: no entry).
         var mine: Int?? = nil
         var parents: Int?? = nil
@@ -193,28 +207,29 @@ public struct ServiceGraphState: Sendable {
         switch span.kind {
         case .client, .producer:
             let messaging = span.kind == .producer
-            if !messaging, let database = databaseNode(span, resource: resource, facts: facts) {
+            if !messaging, let database = databaseNode(spans[index].attributes, resource: resource, facts: facts) {
                 // No server span will come: the client's duration stands for both sides, as in Tempo.
                 edges.append(EdgeObservation(client: service, server: database, connectionType: "database", dimensions: dimensions + none,
-                                             failed: failed, clientSeconds: seconds, serverSeconds: seconds, time: span.endTimeUnixNano))
+                                             failed: failed, clientSeconds: seconds, serverSeconds: seconds, time: span.end))
             } else {
                 // The connector handles a PRODUCER exactly as a CLIENT ("override connection type and
                 // continue processing as span kind client"), peer attributes included.
                 let half = Half(isClient: true, messaging: messaging, service: service, failed: failed, seconds: seconds,
-                                peer: peerAttribute(span, facts: facts), dimensions: dimensions, time: span.endTimeUnixNano, deadline: deadline)
+                                peer: peerAttribute(spans[index].attributes, facts: facts), dimensions: dimensions, time: span.end,
+                                deadline: deadline)
                 mine = .some(pair(me, at: entries.find(me), half, into: &edges))
             }
         case .server, .consumer:
             let messaging = span.kind == .consumer
             let half = Half(isClient: false, messaging: messaging, service: service, failed: failed, seconds: seconds,
-                            peer: nil, dimensions: dimensions, time: span.endTimeUnixNano, deadline: deadline)
-            if !span.parentSpanID.isValid {
+                            peer: nil, dimensions: dimensions, time: span.end, deadline: deadline)
+            if !span.parent.isValid {
                 // A root server or consumer: nobody in the trace called it. Like Tempo, it waits out the
                 // ttl and then becomes an edge from `user` (a virtual node). It waits in its own slot, so
                 // a child SERVER keyed at this span id (waiting for a client) does not replace it.
                 mine = .some(placeRoot(me, at: entries.find(me), half))
             } else {
-                let parentKey = PairKey(trace: span.traceID, span: span.parentSpanID)
+                let parentKey = PairKey(trace: span.trace, span: span.parent)
                 parents = .some(pair(parentKey, at: entries.find(parentKey), half, into: &edges))
             }
         case .internal, .unspecified:
@@ -358,11 +373,11 @@ public struct ServiceGraphState: Sendable {
     }
 
     /// `mine` and `parents`: where the span's and its parent's entries are, when pairing looked them up.
-    private mutating func agentEdges(_ span: Span, facts: SpanFacts, key me: PairKey, mine: Int??, parents: Int??, service: String, failed: Bool,
+    private mutating func agentEdges(_ span: SpanHeader, facts: SpanFacts, key me: PairKey, mine: Int??, parents: Int??, service: String, failed: Bool,
                                      seconds: Double, dimensions: [String], none: [String], deadline: UInt64, into edges: inout [EdgeObservation]) {
         func edge(_ client: String, _ server: String, _ type: String) -> EdgeObservation {
             EdgeObservation(client: client, server: server, connectionType: type, dimensions: dimensions + none, failed: failed,
-                            clientSeconds: seconds, serverSeconds: nil, time: span.endTimeUnixNano)
+                            clientSeconds: seconds, serverSeconds: nil, time: span.end)
         }
         // Explicit agent-to-agent calls.
         if facts.any, let source = facts.text(.agentSource), let target = facts.text(.agentTarget), !source.isEmpty, !target.isEmpty {
@@ -405,19 +420,19 @@ public struct ServiceGraphState: Sendable {
             edges.append(EdgeObservation(client: service, server: child.service, connectionType: "agent", dimensions: none + child.dimensions,
                                          failed: child.failed, clientSeconds: nil, serverSeconds: child.seconds, time: child.time))
         }
-        guard span.parentSpanID.isValid else { return }
-        let parentKey = PairKey(trace: span.traceID, span: span.parentSpanID)
+        guard span.parent.isValid else { return }
+        let parentKey = PairKey(trace: span.trace, span: span.parent)
         // A span that is its own parent (hostile input) finds the entry just made for it, as a fresh look-up would.
         let index = parentKey == me ? entries.find(me) : parents ?? entries.find(parentKey)
         if let index, let parent = entries.slots[index].parent {
             if parent.service != service, !Self.isRequestPair(parent: parent.kind, child: span.kind) {
                 edges.append(EdgeObservation(client: parent.service, server: service, connectionType: "agent", dimensions: none + dimensions,
-                                             failed: failed, clientSeconds: nil, serverSeconds: seconds, time: span.endTimeUnixNano))
+                                             failed: failed, clientSeconds: nil, serverSeconds: seconds, time: span.end))
             }
             return
         }
         guard agentItems.reserve() else { return }
-        let child = Child(service: service, kind: span.kind, failed: failed, seconds: seconds, dimensions: dimensions, time: span.endTimeUnixNano)
+        let child = Child(service: service, kind: span.kind, failed: failed, seconds: seconds, dimensions: dimensions, time: span.end)
         if let index {
             if entries.slots[index].children.isEmpty {
                 entries.slots[index].bookkeepingDeadline = deadline
@@ -446,15 +461,15 @@ public struct ServiceGraphState: Sendable {
     /// The database a CLIENT span calls, nil when it is not a database call: with
     /// `database_name_attributes` the connector's rule ("getFirstMatchingValue(DatabaseNameAttributes,
     /// rAttributes, span.Attributes())"), else Tempo's (`SpanFacts.databaseNode`).
-    private func databaseNode(_ span: Span, resource: Resource, facts: SpanFacts) -> String? {
+    private func databaseNode(_ attributes: [Attribute], resource: Resource, facts: SpanFacts) -> String? {
         guard let names = configuration.databaseNameAttributes else { return facts.databaseNode }
         for name in names {
-            if let value = (resource.attributes[name] ?? span.attributes[name]).map(AttributeText.plain), !value.isEmpty { return value }
+            if let value = (resource.attributes[name] ?? attributes[name]).map(AttributeText.plain), !value.isEmpty { return value }
         }
         return nil
     }
 
-    private func peerAttribute(_ span: Span, facts: SpanFacts) -> String? {
+    private func peerAttribute(_ attributes: [Attribute], facts: SpanFacts) -> String? {
         if let peerFacts {
             for key in peerFacts {
                 if let value = facts.text(key), !value.isEmpty { return value }
@@ -462,7 +477,7 @@ public struct ServiceGraphState: Sendable {
             return nil
         }
         for key in configuration.virtualNodePeerAttributes {
-            if let value = span.attributes[key].map(AttributeText.plain), !value.isEmpty { return value }
+            if let value = attributes[key].map(AttributeText.plain), !value.isEmpty { return value }
         }
         return nil
     }
