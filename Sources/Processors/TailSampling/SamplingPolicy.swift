@@ -209,8 +209,10 @@ extension ResourceSpans {
     /// needs where the span lies: a span handed to a closure is copied whole (a retain and a release for each
     /// of its strings and arrays), which cost more than most checks.
     func containsSpan(where matches: (_ spans: [Span], _ index: Int) -> Bool) -> Bool {
-        for scopeSpans in scopeSpans {
-            for index in scopeSpans.spans.indices where matches(scopeSpans.spans, index) { return true }
+        // By index too: a scope taken out of the array is a copy of its name, version, attributes and spans.
+        for scope in scopeSpans.indices {
+            let spans = scopeSpans[scope].spans
+            for index in spans.indices where matches(spans, index) { return true }
         }
         return false
     }
