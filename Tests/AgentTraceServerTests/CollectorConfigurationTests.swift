@@ -154,9 +154,12 @@ struct CollectorConfigurationTests {
         #expect(try CollectorConfiguration(yaml: configured, environment: [:]).adminLimits.idleTimeout == .seconds(7))
     }
 
-    @Test("service.queue wait_when_full: 2s by default, 0s to refuse at once, at most 60s, and the queue gets it")
+    @Test("service.queue: 32 batches and 1,000,000 spans by default; wait_when_full 2s, 0s to refuse at once, at most 60s, and the queue gets it")
     func queueWaitWhenFull() throws {
-        #expect(try CollectorConfiguration(yaml: Self.minimal, environment: [:]).queue.waitWhenFull == .seconds(2))
+        let defaults = try CollectorConfiguration(yaml: Self.minimal, environment: [:]).queue
+        #expect(defaults.maxBatches == 32)
+        #expect(defaults.maxSpans == 1_000_000)
+        #expect(defaults.waitWhenFull == .seconds(2))
         let off = Self.minimal + "\n  queue:\n    wait_when_full: 0s\n"
         #expect(try CollectorConfiguration(yaml: off, environment: [:]).queue.waitWhenFull == .zero)
         let long = Self.minimal + "\n  queue:\n    wait_when_full: 90s\n"

@@ -341,6 +341,16 @@ def test_exporter_insecure_skip_verify(start_collector, certs, skip):  # noqa: F
 
 # --- a full queue is not a drop ------------------------------------------------------------------
 
+def stuck_pipeline(port, queue):
+    """Overrides for a pipeline that fills: an otlp exporter to `port` (down until the test brings it up) with a
+    queue of one, retrying forever every 100-200ms, and the pipeline queue set to `queue`."""
+    return {"exporters": {"otlp": {"protocol": "http/protobuf", "endpoint": "http://127.0.0.1:%d" % port,
+                                   "sending_queue": {"queue_size": 1, "num_consumers": 1},
+                                   "retry_on_failure": {"initial_interval": "100ms", "max_interval": "200ms",
+                                                        "max_elapsed_time": "0s"}}},
+            "service": {"queue": queue, "pipelines": {"traces": {"exporters": ["otlp"]}}}}
+
+
 def test_a_full_queue_answers_503_and_unavailable_and_loses_no_acknowledged_span(start_collector):
     """README Exporters: "A full queue is not a drop: the pipeline waits, its own queue fills, and receivers
     hold each new request for up to `service.queue.wait_when_full` ... past that they answer 503/UNAVAILABLE
@@ -349,13 +359,8 @@ def test_a_full_queue_answers_503_and_unavailable_and_loses_no_acknowledged_span
     down = fakes.ReservedPort()
     backend = None
     try:
-        col = start_collector("full", grpc={}, send_batch_size=1, timeout="10ms", overrides={
-            "exporters": {"otlp": {"protocol": "http/protobuf", "endpoint": "http://127.0.0.1:%d" % down.port,
-                                   "sending_queue": {"queue_size": 1, "num_consumers": 1},
-                                   "retry_on_failure": {"initial_interval": "100ms", "max_interval": "200ms",
-                                                        "max_elapsed_time": "0s"}}},
-            "service": {"queue": {"max_batches": 2, "wait_when_full": "700ms"},
-                        "pipelines": {"traces": {"exporters": ["otlp"]}}}})
+        col = start_collector("full", grpc={}, send_batch_size=1, timeout="10ms",
+                              overrides=stuck_pipeline(down.port, {"max_batches": 2, "wait_when_full": "700ms"}))
         assert col.scrape().value("agenttrace_pipeline_queue_capacity", pipeline="traces") == 2
         acknowledged, refused = set(), []
         for i in range(40):
@@ -404,13 +409,8 @@ def test_a_full_queue_holds_requests_and_takes_them_as_it_drains(start_collector
     down = fakes.ReservedPort()
     backend = None
     try:
-        col = start_collector("held", send_batch_size=1, timeout="10ms", overrides={
-            "exporters": {"otlp": {"protocol": "http/protobuf", "endpoint": "http://127.0.0.1:%d" % down.port,
-                                   "sending_queue": {"queue_size": 1, "num_consumers": 1},
-                                   "retry_on_failure": {"initial_interval": "100ms", "max_interval": "200ms",
-                                                        "max_elapsed_time": "0s"}}},
-            "service": {"queue": {"max_batches": 1, "wait_when_full": "8s"},
-                        "pipelines": {"traces": {"exporters": ["otlp"]}}}})
+        col = start_collector("held", send_batch_size=1, timeout="10ms",
+                              overrides=stuck_pipeline(down.port, {"max_batches": 1, "wait_when_full": "8s"}))
         results, keys = {}, []
 
         def post(i):
