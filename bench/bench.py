@@ -45,6 +45,17 @@ def wait_for_port(port, timeout=30.0):
     raise RuntimeError(f"nothing listens on 127.0.0.1:{port} after {timeout}s")
 
 
+def require_free_port(port):
+    """Fails when something already listens on `port` (a sink left behind by a run killed with SIGKILL): waiting
+    for the port would otherwise find that process and measure against it."""
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+            pass
+    except OSError:
+        return
+    raise RuntimeError(f"127.0.0.1:{port} is already taken by another process; stop it and run again")
+
+
 def cpu_seconds(pid):
     with open(f"/proc/{pid}/stat") as f:
         fields = f.read().rsplit(")", 1)[1].split()
@@ -347,6 +358,8 @@ def goals_table(rates, unpinned):
 
 
 def main():
+    # SIGTERM (a `kill`, a CI timeout) ends the run through its `finally`s, so no sink is left holding a port.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     parser = argparse.ArgumentParser()
     parser.add_argument("--agenttrace", required=True)
     parser.add_argument("--baseline", help="another agenttrace binary (an earlier build): each AgentTrace row is measured "
@@ -406,6 +419,8 @@ def main():
                                          "default chain -> zipkin (JSON, local sink)", "default chain -> otlp gRPC (AgentTrace nop sink)"])
     helpers = []  # the sinks: stopped however the run ends, so a failed run leaves no process holding a port
     try:
+        require_free_port(sink_port)
+        require_free_port(grpc_sink_port)
         sink = subprocess.Popen(pinned(load_core, [sys.executable, os.path.join(BENCH, "sink.py"), str(sink_port)]),
                                 stdout=subprocess.DEVNULL)
         helpers.append(sink)
