@@ -143,7 +143,9 @@ public struct MemoryLimitedSink: BatchSink {
         return inner.isFull
     }
 
-    public var waitWhenFull: Duration { inner.waitWhenFull }
+    /// Over the memory limit, none: waiting would hold more request bodies in memory, so receivers refuse at once
+    /// (on the HTTP head, before reading the body).
+    public var waitWhenFull: Duration { limiter.isRefusing ? .zero : inner.waitWhenFull }
 
     /// Over the memory limit there is nothing to wait for that a retry would not see as well: refused at once.
     public func waitForRoom(bytes: Int, until deadline: NIODeadline, on eventLoop: any EventLoop) -> EventLoopFuture<Bool> {

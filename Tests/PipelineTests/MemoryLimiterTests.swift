@@ -1,5 +1,6 @@
 import ConfigYAML
 import NIOCore
+import NIOEmbedded
 import Synchronization
 import Testing
 import TraceModel
@@ -33,6 +34,21 @@ struct MemoryLimiterTests {
         memory.resident.store(60 << 20, ordering: .relaxed)
         limiter.sample()
         #expect(!sink.isFull)
+    }
+
+    @Test("over the soft limit requests are not held for room (that would hold their bodies): refused at once")
+    func noWaitingOverTheLimit() {
+        let memory = FakeMemory()
+        let limiter = MemoryLimiter(configuration: MemoryLimiterConfiguration(limitMiB: 100, spikeLimitMiB: 20), metrics: SelfMetrics(),
+                                    readResident: { memory.resident.load(ordering: .relaxed) }, releaseFreedMemory: {})
+        let sink = MemoryLimitedSink(inner: BoundedBatchQueue(maxBatches: 1, maxSpans: 100, waitWhenFull: .seconds(2)), limiter: limiter)
+        memory.resident.store(10 << 20, ordering: .relaxed)
+        limiter.sample()
+        #expect(sink.waitWhenFull == .seconds(2))
+        memory.resident.store(90 << 20, ordering: .relaxed)
+        limiter.sample()
+        #expect(sink.waitWhenFull == .zero)
+        #expect(answer(sink.waitForRoom(bytes: 1, until: .now() + .seconds(2), on: EmbeddedEventLoop())) == false)
     }
 
     @Test("configuration: limit_mib is required, spike_limit_mib defaults to a fifth and stays below it")
