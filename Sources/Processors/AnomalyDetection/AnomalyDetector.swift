@@ -210,16 +210,9 @@ struct AnomalyDetector {
             }
         }
 
-        // Not `??`: its autoclosure would capture (copy) the whole struct on every call.
-        var model: String? {
-            if let requestModel { return requestModel }
-            return responseModel
-        }
+        var model: String? { requestModel ?? responseModel }
         /// The peer of a client call.
-        var peer: String? {
-            if let peerService { return peerService }
-            return serverAddress
-        }
+        var peer: String? { peerService ?? serverAddress }
     }
 
     /// A fired alert's signal, for the per-signal counters.

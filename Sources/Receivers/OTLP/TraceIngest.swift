@@ -153,13 +153,23 @@ public struct TraceIngest: Sendable {
         // A full pipeline: the request waits for room before any work is spent on it, or is refused at once
         // (decoding what cannot be taken would only take time from the pipeline that has to catch up).
         guard sink.isFull else { return handle(body, format: format, compression: compression, deadline: nil, on: eventLoop) }
-        guard sink.waitWhenFull > .zero else { return eventLoop.makeSucceededFuture(.pipelineFull) }
-        let deadline = eventLoop.now + TimeAmount(sink.waitWhenFull)
-        metrics.heldRequests.increment()
         let ingest = self
-        return sink.waitForRoom(bytes: body.count, until: deadline, on: eventLoop).flatMap { room in
-            guard room else { return eventLoop.makeSucceededFuture(.pipelineFull) }
-            return ingest.handle(body, format: format, compression: compression, deadline: deadline, on: eventLoop)
+        return whenRoom(bytes: body.count, deadline: nil, on: eventLoop, refused: { .pipelineFull }) { deadline in
+            ingest.handle(body, format: format, compression: compression, deadline: deadline, on: eventLoop)
+        }
+    }
+
+    /// Holds a request until the sink has room, then runs `next` with the deadline it may still wait until; `refused`
+    /// answers when the sink does not hold requests, at `deadline` (from now when nil: the request then starts to
+    /// count as held), or when the sink refuses to hold more.
+    private func whenRoom(bytes: Int, deadline: NIODeadline?, on eventLoop: any EventLoop, refused: @escaping @Sendable () -> IngestOutcome,
+                          then next: @escaping @Sendable (NIODeadline) -> EventLoopFuture<IngestOutcome>) -> EventLoopFuture<IngestOutcome> {
+        let now = eventLoop.now
+        guard sink.waitWhenFull > .zero, deadline.map({ now < $0 }) ?? true else { return eventLoop.makeSucceededFuture(refused()) }
+        if deadline == nil { metrics.heldRequests.increment() }
+        let deadline = deadline ?? now + TimeAmount(sink.waitWhenFull)
+        return sink.waitForRoom(bytes: bytes, until: deadline, on: eventLoop).flatMap { room in
+            room ? next(deadline) : eventLoop.makeSucceededFuture(refused())
         }
     }
 
@@ -251,16 +261,10 @@ public struct TraceIngest: Sendable {
             switch sink.offer(batch, on: eventLoop) {
             case .accepted: return eventLoop.makeSucceededFuture(offered(true, spans: spans, rejected: rejected))
             case .refused:
-                let now = eventLoop.now
-                guard sink.waitWhenFull > .zero, deadline.map({ now < $0 }) ?? true else {
-                    return eventLoop.makeSucceededFuture(offered(false, spans: spans, rejected: rejected))
-                }
-                if deadline == nil { metrics.heldRequests.increment() }
-                let deadline = deadline ?? now + TimeAmount(sink.waitWhenFull)
                 let ingest = self
-                return sink.waitForRoom(bytes: bytes, until: deadline, on: eventLoop).flatMap { room in
-                    guard room else { return eventLoop.makeSucceededFuture(ingest.offered(false, spans: spans, rejected: rejected)) }
-                    return ingest.offer(decoded, bytes: bytes, deadline: deadline, on: eventLoop)
+                return whenRoom(bytes: bytes, deadline: deadline, on: eventLoop,
+                                refused: { ingest.offered(false, spans: spans, rejected: rejected) }) { deadline in
+                    ingest.offer(decoded, bytes: bytes, deadline: deadline, on: eventLoop)
                 }
             case .pending(let taken):
                 return taken.map { [self] in offered($0, spans: spans, rejected: rejected) }
