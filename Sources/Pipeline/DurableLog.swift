@@ -12,12 +12,16 @@ public struct BatchCodec: Sendable {
 
     public let encode: Encode
     public let decode: Decode
-    /// The spans of one trace as kept under its id (tail sampling): `encode` without each span's trace
-    /// id, which `decode` then gives as the zero id for the keeper to put theirs back, and without what
-    /// decodes the same when left out. Nil when the format has no such form (then `encode` is used).
-    public let encodeHeld: Encode?
+    /// The spans a selection picks, as kept under their trace's id (tail sampling), from the request
+    /// they arrived in.
+    public typealias EncodeHeld = @Sendable (SpanSelection, ReceivedRequest) -> [UInt8]
+    /// The spans of one trace as kept under its id (tail sampling): one resource spans without its
+    /// resource and without each span's trace id, which `decode` then gives as the empty resource and
+    /// the zero id for the keeper to put theirs back, and without what decodes the same when left out.
+    /// Nil when the format has no such form (then `encode` is used).
+    public let encodeHeld: EncodeHeld?
 
-    public init(encode: @escaping Encode, decode: @escaping Decode, encodeHeld: Encode? = nil) {
+    public init(encode: @escaping Encode, decode: @escaping Decode, encodeHeld: EncodeHeld? = nil) {
         self.encode = encode
         self.decode = decode
         self.encodeHeld = encodeHeld

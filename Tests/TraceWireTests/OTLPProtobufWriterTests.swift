@@ -15,8 +15,9 @@ struct OTLPProtobufWriterTests {
     }
 
     // protobuf-c (the reference) and the reader the collector decodes with read the held form back: the
-    // same batch but for every span's trace id (zero).
-    @Test("the held form decodes to the batch with zero trace ids, at least 18 bytes a span smaller", arguments: 0..<100)
+    // same batch but for every span's trace id (zero) and resource (empty).
+    @Test("the held form decodes to the batch with zero trace ids and empty resources, at least 18 bytes a span smaller",
+          arguments: 0..<100)
     func heldForm(seed: Int) throws {
         var generator = SpanGenerator(seed: UInt64(seed) &+ 9_000)
         let batch = generator.batch()
@@ -26,16 +27,54 @@ struct OTLPProtobufWriterTests {
                 for i in zeroed.resourceSpans[r].scopeSpans[s].spans.indices { zeroed.resourceSpans[r].scopeSpans[s].spans[i].traceID = .zero }
             }
         }
-        let held = OTLPProtobufWriter.request(batch, held: true)
+        for r in zeroed.resourceSpans.indices { zeroed.resourceSpans[r].resource = Resource() }
+        let held = Self.held(batch)
         #expect(try OTLPProtobufCodec().decodeRequestUsingProtobufC(held) == zeroed)
         #expect(try OTLPProtobufCodec().decodeRequest(held) == zeroed)
         #expect(held.count <= OTLPProtobufWriter.request(batch).count - 18 * batch.spanCount)
     }
 
-    /// `batch` with every span's trace id zero: what the held form decodes to.
+    // A selection picks runs of spans across scopes; protobuf-c reads back exactly those spans, in
+    // their scopes and order (scopes with none picked left out), with zero trace ids and no resource.
+    @Test("the held form of a selection holds the picked spans and nothing else", arguments: 0..<100)
+    func heldSelection(seed: Int) throws {
+        var generator = SpanGenerator(seed: UInt64(seed) &+ 13_000)
+        let request = OTLPProtobufCodec().encodeRequestUsingProtobufC(generator.batch())
+        let batch = try OTLPProtobufCodec().decodeRequest(request)
+        for resourceSpans in batch.resourceSpans {
+            // Every other span, in runs of up to two.
+            var selection = SpanSelection(of: resourceSpans)
+            var expected = ResourceSpans(schemaURL: resourceSpans.schemaURL)
+            for (scopeIndex, scopeSpans) in resourceSpans.scopeSpans.enumerated() {
+                var picked = ScopeSpans(scope: scopeSpans.scope, spans: [], schemaURL: scopeSpans.schemaURL)
+                for start in stride(from: 0, to: scopeSpans.spans.count, by: 4) {
+                    let end = min(start + 2, scopeSpans.spans.count)
+                    selection.append(scope: scopeIndex, spans: start..<end)
+                    for index in start..<end {
+                        var span = scopeSpans.spans[index]
+                        span.traceID = .zero
+                        picked.spans.append(span)
+                    }
+                }
+                if !picked.spans.isEmpty { expected.scopeSpans.append(picked) }
+            }
+            let held = OTLPProtobufWriter.heldRequest(selection, received: batch.received)
+            let decoded = try OTLPProtobufCodec().decodeRequestUsingProtobufC(held)
+            #expect(decoded.resourceSpans == [expected])
+            #expect(try OTLPProtobufCodec().decodeRequest(held).resourceSpans == [expected])
+        }
+    }
+
+    /// The held form of each of the batch's resource spans, whole, one after another: one request.
+    static func held(_ batch: SpanBatch) -> [UInt8] {
+        batch.resourceSpans.flatMap { OTLPProtobufWriter.heldRequest(SpanSelection(whole: $0), received: batch.received) }
+    }
+
+    /// `batch` with every span's trace id zero and every resource empty: what the held form decodes to.
     static func withZeroTraceIDs(_ batch: SpanBatch) -> SpanBatch {
         var zeroed = batch
         for r in zeroed.resourceSpans.indices {
+            zeroed.resourceSpans[r].resource = Resource()
             for s in zeroed.resourceSpans[r].scopeSpans.indices {
                 for i in zeroed.resourceSpans[r].scopeSpans[s].spans.indices { zeroed.resourceSpans[r].scopeSpans[s].spans[i].traceID = .zero }
             }
@@ -66,7 +105,7 @@ struct OTLPProtobufWriterTests {
                 }
             }
         }
-        let held = OTLPProtobufWriter.request(batch, held: true)
+        let held = Self.held(batch)
         #expect(try OTLPProtobufCodec().decodeRequestUsingProtobufC(held) == Self.withZeroTraceIDs(batch))
         for bytes in unchanged { #expect(held.firstRange(of: bytes) != nil) }
     }
@@ -81,7 +120,7 @@ struct OTLPProtobufWriterTests {
         let other = try codec.decodeRequest(codec.encodeRequestUsingProtobufC(second.batch()))
         #expect(other.received.serial != batch.received.serial)
         batch.append(contentsOf: other)
-        #expect(try codec.decodeRequestUsingProtobufC(OTLPProtobufWriter.request(batch, held: true)) == Self.withZeroTraceIDs(batch))
+        #expect(try codec.decodeRequestUsingProtobufC(Self.held(batch)) == Self.withZeroTraceIDs(batch))
     }
 
     @Test("changing any field of a span forgets where it arrived")

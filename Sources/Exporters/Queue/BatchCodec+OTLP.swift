@@ -19,6 +19,6 @@ extension BatchCodec {
         let codec = Mutex(OTLPProtobufCodec(initialArenaCapacity: 64 << 10))
         return BatchCodec(encode: { batch in OTLPProtobufWriter.request(batch) },
                           decode: { bytes in try codec.withLock { try $0.decodeRequest(bytes) } },
-                          encodeHeld: { batch in OTLPProtobufWriter.request(batch, held: true) })
+                          encodeHeld: { selection, received in OTLPProtobufWriter.heldRequest(selection, received: received) })
     }
 }

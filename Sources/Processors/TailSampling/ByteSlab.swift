@@ -1,9 +1,10 @@
 import Synchronization
 
 /// Where held spans' bytes live: appended one after another into pages of 1 MiB. Traces are decided
-/// in about the order they arrived, so pages empty in order; an empty page at the front is written
-/// again rather than returned to the system, since a fresh page costs the kernel a zeroing fault per
-/// 4 KiB — more than the encoding itself at full ingest. Spare pages beyond a few are let go.
+/// in about the order they arrived, so pages empty in order; an empty page is written again rather
+/// than returned to the system, since a fresh page costs the kernel a zeroing fault per 4 KiB — more
+/// than the encoding itself at full ingest. Up to `sparePages` empty pages wait for reuse; beyond that
+/// they are let go.
 struct ByteSlab {
     /// A page of bytes, shared by the chunks written into it.
     final class Page: Sendable {
@@ -28,11 +29,15 @@ struct ByteSlab {
     }
 
     static let pageSize = 1 << 20
-    /// Empty pages kept for reuse at most.
-    static let sparePages = 4
-    /// Oldest first; the last is the one being written. (An Array: its elements can be checked for a
-    /// unique reference in place.)
+    /// Empty pages kept for reuse at most. Decisions come in bursts (every trace due since the last
+    /// tick, 50 ms of arrivals: 8 pages at 150 MB/s), and each page of a burst let go would be a fresh
+    /// one, faulted in, a few appends later.
+    static let sparePages = 64
+    /// Pages some chunk may still refer to, oldest first; the last is the one being written. (An Array:
+    /// its elements can be checked for a unique reference in place.)
     private var pages: [Page] = [Page(capacity: ByteSlab.pageSize)]
+    /// Empty pages of `pageSize`, to be written again.
+    private var spare: [Page] = []
     private var used = 0
 
     /// Copies `bytes` into the current page, moving to another when it is full (a chunk larger than a
@@ -46,17 +51,23 @@ struct ByteSlab {
         return Chunk(page: page, offset: Int32(offset), count: Int32(bytes.count))
     }
 
+    /// Pages written into and not yet spare (for tests).
+    var pagesInUse: Int { pages.count }
+    /// Empty pages waiting to be written again (for tests).
+    var sparePageCount: Int { spare.count }
+
     private mutating func nextPage(fitting count: Int) {
         used = 0
-        // Pages at the front that no chunk refers to any more are free: reuse the first, keep a few spare.
-        var free: [Page] = []
-        while pages.count > 1, isKnownUniquelyReferenced(&pages[0]) {
-            free.append(pages.removeFirst())
+        // Pages at the front that no chunk refers to any more are empty: they become spares.
+        var front = 0
+        while front < pages.count - 1, isKnownUniquelyReferenced(&pages[front]) { front += 1 }
+        for page in pages[..<front] where page.capacity == Self.pageSize && spare.count < Self.sparePages {
+            page.bytes.withLock { $0.removeAll(keepingCapacity: true) }
+            spare.append(page)
         }
-        if let reusable = free.first, count <= Self.pageSize {
-            reusable.bytes.withLock { $0.removeAll(keepingCapacity: true) }
+        pages.removeFirst(front)
+        if count <= Self.pageSize, let reusable = spare.popLast() {
             pages.append(reusable)
-            for spare in free.dropFirst().prefix(Self.sparePages) { pages.insert(spare, at: pages.count - 1) }
         } else {
             pages.append(Page(capacity: max(Self.pageSize, count)))
         }

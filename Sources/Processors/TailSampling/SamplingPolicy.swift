@@ -61,14 +61,14 @@ public struct TraceSummary: Sendable {
     }
 
     /// Adds a chunk: runs every check not yet matched over its resource and spans, in order.
-    mutating func observe(_ chunk: ResourceSpans, checks: PolicyChecks) {
+    mutating func observe(_ chunk: SpanSelection, checks: PolicyChecks) {
         gathered.observe(chunk, checks: checks)
     }
 
     /// A summary of a whole trace at once (tests, and policies evaluated on their own).
     public init(_ trace: SampledTrace, checks: PolicyChecks) {
         self.init(traceID: trace.traceID)
-        for chunk in trace.chunks { observe(chunk, checks: checks) }
+        for chunk in trace.chunks { observe(SpanSelection(whole: chunk), checks: checks) }
         spanCount = trace.spanCount
         sizeBytes = trace.sizeBytes
     }
@@ -90,16 +90,17 @@ public struct TraceSummary: Sendable {
         }
 
         /// Adds a chunk: runs every check not yet matched over its resource and spans, in order.
-        mutating func observe(_ chunk: ResourceSpans, checks: PolicyChecks) {
+        mutating func observe(_ chunk: SpanSelection, checks: PolicyChecks) {
             for (slot, check) in checks.existence.enumerated() where matched & (1 << slot) == 0 {
                 if check.matches(chunk) { matched |= 1 << slot }
             }
-            for scope in chunk.scopeSpans {
-                spans = Int32(clamping: Int(spans) + scope.spans.count)
-                guard !checks.latency.isEmpty else { continue }
+            spans = Int32(clamping: Int(spans) + chunk.spanCount)
+            guard !checks.latency.isEmpty else { return }
+            for run in chunk.runs {
+                let scopeSpans = chunk.resourceSpans.scopeSpans[run.scope].spans
                 // By index: the times are read in place rather than the span copied.
-                for index in scope.spans.indices {
-                    let (start, end) = (scope.spans[index].startTimeUnixNano, scope.spans[index].endTimeUnixNano)
+                for index in run.spans {
+                    let (start, end) = (scopeSpans[index].startTimeUnixNano, scopeSpans[index].endTimeUnixNano)
                     if earliestStart == 0 || start < earliestStart { earliestStart = start }
                     if latestEnd == 0 || end > latestEnd { latestEnd = end }
                     // Go's `duration.Milliseconds()`: signed, truncated toward zero (an end before the
@@ -157,7 +158,7 @@ enum ExistenceCheck: Sendable {
     case traceState(key: String, values: Set<String>)
     case traceFlags
 
-    func matches(_ chunk: ResourceSpans) -> Bool {
+    func matches(_ chunk: SpanSelection) -> Bool {
         switch self {
         case .numeric(let key, let low, let high):
             func inRange(_ value: AttributeValue?) -> Bool {
@@ -198,23 +199,9 @@ enum ExistenceCheck: Sendable {
     }
 
     /// The resource's attribute `key`, then the spans', as the Collector checks "resource or span" policies.
-    static func resourceOrSpan(_ chunk: ResourceSpans, _ key: String, resource: (AttributeValue?) -> Bool,
+    static func resourceOrSpan(_ chunk: SpanSelection, _ key: String, resource: (AttributeValue?) -> Bool,
                                span: (AttributeValue?) -> Bool) -> Bool {
         resource(chunk.resource.attributes[key]) || chunk.containsSpan { spans, index in span(spans[index].attributes[key]) }
-    }
-}
-
-extension ResourceSpans {
-    /// Whether some span matches. `matches` is given each scope's spans and an index, and reads the fields it
-    /// needs where the span lies: a span handed to a closure is copied whole (a retain and a release for each
-    /// of its strings and arrays), which cost more than most checks.
-    func containsSpan(where matches: (_ spans: [Span], _ index: Int) -> Bool) -> Bool {
-        // By index too: a scope taken out of the array is a copy of its name, version, attributes and spans.
-        for scope in scopeSpans.indices {
-            let spans = scopeSpans[scope].spans
-            for index in spans.indices where matches(spans, index) { return true }
-        }
-        return false
     }
 }
 

@@ -211,12 +211,12 @@ public final class TailSamplingProcessor: SpanProcessor {
 
     // MARK: - Arrival
 
-    private func accept(_ chunk: ResourceSpans, of id: TraceID, resource: SharedResource?, received: ReceivedRequest, now: UInt64,
+    private func accept(_ chunk: SpanSelection, of id: TraceID, resource: SharedResource?, received: ReceivedRequest, now: UInt64,
                         into released: inout [ResourceSpans], state: inout State) {
         let spans = chunk.spanCount
         if state.sampledCache.contains(id) {
             metrics.cacheReleases[true].increment(by: Int64(spans))
-            released.append(chunk)
+            released.append(chunk.copied())
             return
         }
         if state.notSampledCache.contains(id) {
@@ -229,7 +229,7 @@ public final class TailSamplingProcessor: SpanProcessor {
                 state.traces[slot: slot].summary.spanCount += spans
                 metrics.lateSpanAge.record(Double(now &- state.traces[slot: slot].decidedAt) / 1e9)
                 metrics.lateSpans[decision].increment(by: Int64(spans))
-                if decision == .sampled { released.append(chunk) }
+                if decision == .sampled { released.append(chunk.copied()) }
                 return
             }
             let (size, sure) = hold(chunk, of: id, resource: resource, received: received, in: &state.traces[slot: slot], slab: &state.slab,
@@ -270,7 +270,7 @@ public final class TailSamplingProcessor: SpanProcessor {
     /// Keeps a chunk of an undecided trace and adds it to the trace's summary; returns the trace's size
     /// (its spans' binary OTLP, trace ids included, whether or not they are kept) and whether, with
     /// `decide_early`, some policy now samples it for good.
-    private func hold(_ chunk: ResourceSpans, of id: TraceID, resource: SharedResource?, received: ReceivedRequest,
+    private func hold(_ chunk: SpanSelection, of id: TraceID, resource: SharedResource?, received: ReceivedRequest,
                       in entry: inout Entry, slab: inout ByteSlab,
                       spanBytes: inout Int) -> (size: Int, sure: Bool) {
         let spansBefore = entry.summary.spanCount
@@ -282,29 +282,28 @@ public final class TailSamplingProcessor: SpanProcessor {
             // `decideEarly` decides the trace right after: encoding the chunk would only be undone.
             // (With `decide_early` no size limit or byte budget reads the size.)
             (size, stored) = (0, 0)
-            entry.append(.value(chunk))
+            entry.append(.value(chunk.copied()))
         } else if let codec {
-            var bare = chunk
-            bare.resource = Resource()
             if let encodeHeld = codec.encodeHeld {
                 // The trace id is the table's key: 18 bytes a span (tag, length, 16 bytes) not kept,
                 // but counted in the trace's size (its wire size, which `maximum_trace_size_bytes` and
-                // `bytes_limiting` read).
+                // `bytes_limiting` read). The resource is kept beside the bytes.
                 // Spans unchanged since they arrived are copied from the request's bytes.
-                var held = SpanBatch(resourceSpans: [bare])
-                held.received = received
-                let bytes = encodeHeld(held)
+                let bytes = encodeHeld(chunk, received)
                 (size, stored) = (bytes.count + 18 * (entry.summary.spanCount - spansBefore), bytes.count)
                 entry.append(.encoded(slab.append(bytes), resource ?? SharedResource(chunk.resource)))
             } else {
+                var bare = chunk.copied()
+                bare.resource = Resource()
                 let bytes = codec.encode(SpanBatch(resourceSpans: [bare]))
                 (size, stored) = (bytes.count, bytes.count)
                 entry.append(.encoded(slab.append(bytes), resource ?? SharedResource(chunk.resource)))
             }
         } else {
-            size = SpanSize.estimate(chunk)
+            let copied = chunk.copied()
+            size = SpanSize.estimate(copied)
             stored = size
-            entry.append(.value(chunk))
+            entry.append(.value(copied))
         }
         entry.summary.sizeBytes += size
         spanBytes += stored
@@ -495,18 +494,18 @@ public final class TailSamplingProcessor: SpanProcessor {
         released.isEmpty ? [] : [SpanBatch(resourceSpans: released)]
     }
 
-    /// The spans of one resource, one chunk per trace, in order of first appearance (each chunk keeps
-    /// the resource and the scopes its spans came in). Spans of a trace mostly come in runs: each run is
-    /// looked up and appended at once.
-    static func split(_ resourceSpans: ResourceSpans) -> [(TraceID, ResourceSpans)] {
+    /// The spans of one resource, one chunk per trace, in order of first appearance: each a selection
+    /// of the resource's spans, in place (none is copied). Spans of a trace mostly come in runs: each
+    /// run is looked up and picked at once.
+    static func split(_ resourceSpans: ResourceSpans) -> [(TraceID, SpanSelection)] {
+        let whole = SpanSelection(whole: resourceSpans)
         guard let first = resourceSpans.scopeSpans.first(where: { !$0.spans.isEmpty })?.spans[0].traceID else { return [] }
-        // Often every span is of one trace: the chunk is the input itself.
-        if !resourceSpans.containsSpan(where: { spans, index in spans[index].traceID != first }) { return [(first, resourceSpans)] }
-        var chunks: [(TraceID, ResourceSpans)] = []
-        var lastScope: [Int] = []
+        // Often every span is of one trace: the chunk is the whole input.
+        if !whole.containsSpan(where: { spans, index in spans[index].traceID != first }) { return [(first, whole)] }
+        var chunks: [(TraceID, SpanSelection)] = []
         var positions: [TraceID: Int] = [:]
-        for (scopeIndex, scopeSpans) in resourceSpans.scopeSpans.enumerated() {
-            let spans = scopeSpans.spans
+        for scopeIndex in resourceSpans.scopeSpans.indices {
+            let spans = resourceSpans.scopeSpans[scopeIndex].spans
             var start = spans.startIndex
             while start < spans.endIndex {
                 let id = spans[start].traceID
@@ -518,14 +517,9 @@ public final class TailSamplingProcessor: SpanProcessor {
                 } else {
                     position = chunks.count
                     positions[id] = position
-                    chunks.append((id, ResourceSpans(resource: resourceSpans.resource, scopeSpans: [], schemaURL: resourceSpans.schemaURL)))
-                    lastScope.append(-1)
+                    chunks.append((id, SpanSelection(of: resourceSpans)))
                 }
-                if lastScope[position] != scopeIndex {
-                    chunks[position].1.scopeSpans.append(ScopeSpans(scope: scopeSpans.scope, spans: [], schemaURL: scopeSpans.schemaURL))
-                    lastScope[position] = scopeIndex
-                }
-                chunks[position].1.scopeSpans[chunks[position].1.scopeSpans.count - 1].spans.append(contentsOf: spans[start..<end])
+                chunks[position].1.append(scope: scopeIndex, spans: start..<end)
                 start = end
             }
         }
@@ -544,7 +538,7 @@ public final class TailSamplingProcessor: SpanProcessor {
         return shared
     }
 
-    static func hasRoot(_ chunk: ResourceSpans) -> Bool {
+    static func hasRoot(_ chunk: SpanSelection) -> Bool {
         chunk.containsSpan { spans, index in !spans[index].parentSpanID.isValid }
     }
 }

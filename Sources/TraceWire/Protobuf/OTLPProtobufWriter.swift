@@ -6,26 +6,66 @@ import TraceModel
 /// and walking them twice. Sizes are worked out first, so every byte is written once, into an array of
 /// exactly the right size. For what keeps spans as bytes to decode later (tail sampling, disk queues).
 public enum OTLPProtobufWriter {
-    /// The request's bytes. `held`: the form for what keeps the spans of one trace under its id (tail
-    /// sampling), which protobuf-c reads back to the same spans but for their trace id: without each
-    /// span's `trace_id` (18 bytes a span; decoded as the zero id, the keeper puts theirs back), and
-    /// without empty resource, scope and status messages (decoded as the empty ones they were). In the
-    /// held form, spans unchanged since they were decoded (`SpanBatch.received`) are copied as they
-    /// arrived, but for a leading `trace_id`: nothing is encoded again.
-    public static func request(_ batch: SpanBatch, held: Bool = false) -> [UInt8] {
+    /// The request's bytes.
+    public static func request(_ batch: SpanBatch) -> [UInt8] {
         var sizes = Sizes()
-        sizes.held = held
-        if held { sizes.received = batch.received }
         var total = 0
         for resourceSpans in batch.resourceSpans { total += lengthDelimited(sizes.resourceSpans(resourceSpans)) }
         sizes.rewind()
         return [UInt8](unsafeUninitializedCapacity: total) { buffer, initialized in
             var out = Output(base: buffer.baseAddress!)
-            out.held = held
-            out.received = sizes.received
             for resourceSpans in batch.resourceSpans { out.resourceSpans(resourceSpans, sizes: &sizes) }
             initialized = out.position
             assert(initialized == total)
+        }
+    }
+
+    /// The held form of the spans `selection` picks: what keeps the spans of one trace under its id (tail
+    /// sampling). A request of one resource spans, which protobuf-c reads back to the picked spans in
+    /// their scopes but for their trace id and resource: without each span's `trace_id` (18 bytes a span;
+    /// decoded as the zero id), without the resource (decoded as the empty one), both of which the keeper
+    /// keeps beside the bytes and gives back, and without empty scope and status messages (decoded as
+    /// the empty ones they were). Spans unchanged since they were decoded from `received` are copied as
+    /// they arrived, but for a leading `trace_id`: nothing is encoded again.
+    public static func heldRequest(_ selection: SpanSelection, received: ReceivedRequest) -> [UInt8] {
+        var sizes = Sizes()
+        sizes.held = true
+        sizes.received = received
+        let total = lengthDelimited(sizes.selection(selection))
+        sizes.rewind()
+        return [UInt8](unsafeUninitializedCapacity: total) { buffer, initialized in
+            var out = Output(base: buffer.baseAddress!)
+            out.held = true
+            out.received = received
+            out.selection(selection, sizes: &sizes)
+            initialized = out.position
+            assert(initialized == total)
+        }
+    }
+
+    /// The indices of a scope's spans that are written: all of them, or those of a selection's runs.
+    struct PickedSpans: Sequence, IteratorProtocol {
+        private var runs: ArraySlice<SpanSelection.Run>
+        private var current: Range<Int>
+
+        /// All `count` spans.
+        init(all count: Int) {
+            runs = []
+            current = 0..<count
+        }
+
+        /// The spans of `runs` (of one scope), in order.
+        init(_ runs: ArraySlice<SpanSelection.Run>) {
+            self.runs = runs
+            current = 0..<0
+        }
+
+        mutating func next() -> Int? {
+            while current.isEmpty {
+                guard let run = runs.popFirst() else { return nil }
+                current = run.spans
+            }
+            return current.popFirst()
         }
     }
 
@@ -48,7 +88,7 @@ public enum OTLPProtobufWriter {
     struct Sizes {
         private var values: [Int] = []
         private var next = 0
-        /// Sized in the held form (`request(_:held:)`).
+        /// Sized in the held form (`heldRequest`).
         var held = false
         /// Where held spans unchanged since they arrived are copied from (set in the held form only).
         var received = ReceivedRequest.none
@@ -68,18 +108,31 @@ public enum OTLPProtobufWriter {
         mutating func resourceSpans(_ value: ResourceSpans) -> Int {
             let slot = reserve()
             let resourceSize = OTLPProtobufWriter.resource(value.resource)
-            var size = held && resourceSize == 0 ? 0 : lengthDelimited(resourceSize)
-            for scopeSpans in value.scopeSpans { size += lengthDelimited(self.scopeSpans(scopeSpans)) }
+            var size = lengthDelimited(resourceSize)
+            for scopeSpans in value.scopeSpans {
+                size += lengthDelimited(self.scopeSpans(scopeSpans, PickedSpans(all: scopeSpans.spans.count)))
+            }
             size += string(value.schemaURL)
             values[slot] = size
             return size
         }
 
-        mutating func scopeSpans(_ value: ScopeSpans) -> Int {
+        /// A resource spans of the selection's spans, without the resource (`heldRequest`).
+        mutating func selection(_ value: SpanSelection) -> Int {
+            let slot = reserve()
+            var size = 0
+            value.forEachScope { scopeSpans, runs in size += lengthDelimited(self.scopeSpans(scopeSpans, PickedSpans(runs))) }
+            size += string(value.resourceSpans.schemaURL)
+            values[slot] = size
+            return size
+        }
+
+        mutating func scopeSpans(_ value: ScopeSpans, _ picked: PickedSpans) -> Int {
             let slot = reserve()
             let scopeSize = scope(value.scope)
             var size = held && scopeSize == 0 ? 0 : lengthDelimited(scopeSize)
-            for span in value.spans {
+            for index in picked {
+                let span = value.spans[index]
                 if let bytes = received.bytes(of: span) {
                     let spanSize = withoutTraceID(bytes).count
                     values.append(spanSize)
@@ -174,7 +227,7 @@ public enum OTLPProtobufWriter {
     struct Output {
         let base: UnsafeMutablePointer<UInt8>
         var position = 0
-        /// Written in the held form (`request(_:held:)`).
+        /// Written in the held form (`heldRequest`).
         var held = false
         /// Where held spans unchanged since they arrived are copied from (set in the held form only).
         var received = ReceivedRequest.none
@@ -241,31 +294,40 @@ public enum OTLPProtobufWriter {
 
         mutating func resourceSpans(_ value: ResourceSpans, sizes: inout Sizes) {
             header(1, length: sizes.take())
-            let resourceSize = OTLPProtobufWriter.resource(value.resource)
-            if !held || resourceSize != 0 {
-                header(1, length: resourceSize)
-                attributes(1, value.resource.attributes)
-                uint32(2, value.resource.droppedAttributesCount)
-            }
+            header(1, length: OTLPProtobufWriter.resource(value.resource))
+            attributes(1, value.resource.attributes)
+            uint32(2, value.resource.droppedAttributesCount)
             for scopeSpans in value.scopeSpans {
+                self.scopeSpans(scopeSpans, PickedSpans(all: scopeSpans.spans.count), sizes: &sizes)
+            }
+            string(3, value.schemaURL)
+        }
+
+        /// A resource spans of the selection's spans, without the resource (`heldRequest`).
+        mutating func selection(_ value: SpanSelection, sizes: inout Sizes) {
+            header(1, length: sizes.take())
+            value.forEachScope { scopeSpans, runs in self.scopeSpans(scopeSpans, PickedSpans(runs), sizes: &sizes) }
+            string(3, value.resourceSpans.schemaURL)
+        }
+
+        mutating func scopeSpans(_ value: ScopeSpans, _ picked: PickedSpans, sizes: inout Sizes) {
+            header(2, length: sizes.take())
+            let scopeSize = OTLPProtobufWriter.scope(value.scope)
+            if !held || scopeSize != 0 {
+                header(1, length: scopeSize)
+                string(1, value.scope.name)
+                string(2, value.scope.version)
+                attributes(3, value.scope.attributes)
+                uint32(4, value.scope.droppedAttributesCount)
+            }
+            for index in picked {
                 header(2, length: sizes.take())
-                let scopeSize = OTLPProtobufWriter.scope(scopeSpans.scope)
-                if !held || scopeSize != 0 {
-                    header(1, length: scopeSize)
-                    string(1, scopeSpans.scope.name)
-                    string(2, scopeSpans.scope.version)
-                    attributes(3, scopeSpans.scope.attributes)
-                    uint32(4, scopeSpans.scope.droppedAttributesCount)
+                let span = value.spans[index]
+                if let bytes = received.bytes(of: span) {
+                    copy(withoutTraceID(bytes))
+                } else {
+                    self.span(span)
                 }
-                for span in scopeSpans.spans {
-                    header(2, length: sizes.take())
-                    if let bytes = received.bytes(of: span) {
-                        copy(withoutTraceID(bytes))
-                    } else {
-                        self.span(span)
-                    }
-                }
-                string(3, scopeSpans.schemaURL)
             }
             string(3, value.schemaURL)
         }

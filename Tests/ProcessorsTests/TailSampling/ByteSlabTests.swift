@@ -39,4 +39,33 @@ struct ByteSlabTests {
         #expect(ByteSlab.join([again]) == Self.bytes(700_000, seed: 5))
         #expect(ByteSlab.join([held]) == Self.bytes(600_000, seed: 9))
     }
+
+    @Test("pages emptied together (a tick deciding many traces) are each written again, not faulted in anew")
+    func burst() {
+        var slab = ByteSlab()
+        // Ten pages' worth, one 600 kB chunk a page.
+        var early: [ByteSlab.Chunk]? = (0..<10).map { slab.append(Self.bytes(600_000, seed: $0)) }
+        let earlyPages = Set(early!.map { ObjectIdentifier($0.page) })
+        let stillHeld = slab.append(Self.bytes(600_000, seed: 99))
+        early = nil
+        // Nine more pages: every one of them is an emptied page.
+        let later = (0..<9).map { slab.append(Self.bytes(600_000, seed: 20 + $0)) }
+        #expect(later.allSatisfy { earlyPages.contains(ObjectIdentifier($0.page)) })
+        #expect(Set(later.map { ObjectIdentifier($0.page) }).count == 9)
+        #expect(slab.sparePageCount == 1)
+        for (index, chunk) in later.enumerated() { #expect(ByteSlab.join([chunk]) == Self.bytes(600_000, seed: 20 + index)) }
+        #expect(ByteSlab.join([stillHeld]) == Self.bytes(600_000, seed: 99))
+    }
+
+    @Test("at most sparePages empty pages wait for reuse")
+    func spareBound() {
+        var slab = ByteSlab()
+        var early: [ByteSlab.Chunk]? = (0..<(ByteSlab.sparePages + 20)).map { slab.append(Self.bytes(600_000, seed: $0)) }
+        _ = slab.append(Self.bytes(600_000, seed: 1))
+        early = nil
+        _ = early
+        _ = slab.append(Self.bytes(600_000, seed: 2))
+        #expect(slab.sparePageCount == ByteSlab.sparePages - 1)
+        #expect(slab.pagesInUse == 2)
+    }
 }

@@ -40,14 +40,13 @@ struct TailSamplingProcessorTests {
             }
         }
         guard heldWithoutTraceIDs else { return BatchCodec(encode: store, decode: decode) }
-        return BatchCodec(encode: store, decode: decode, encodeHeld: { batch in
-            var zeroed = batch
-            for r in zeroed.resourceSpans.indices {
-                for s in zeroed.resourceSpans[r].scopeSpans.indices {
-                    for i in zeroed.resourceSpans[r].scopeSpans[s].spans.indices { zeroed.resourceSpans[r].scopeSpans[s].spans[i].traceID = .zero }
-                }
+        return BatchCodec(encode: store, decode: decode, encodeHeld: { selection, _ in
+            var zeroed = selection.copied()
+            zeroed.resource = Resource()
+            for s in zeroed.scopeSpans.indices {
+                for i in zeroed.scopeSpans[s].spans.indices { zeroed.scopeSpans[s].spans[i].traceID = .zero }
             }
-            return store(zeroed)
+            return store(SpanBatch(resourceSpans: [zeroed]))
         })
     }
 
@@ -271,9 +270,11 @@ struct TailSamplingProcessorTests {
                                      scopeSpans: [ScopeSpans(scope: InstrumentationScope(name: "lib"), spans: spans)])
         let chunks = TailSamplingProcessor.split(resource)
         #expect(chunks.map(\.0) == [a.id, b.id])
-        #expect(chunks[0].1.scopeSpans.map { $0.spans.map(\.spanID.value) } == [[1, 2]])
-        #expect(chunks[0].1.scopeSpans[0].scope.name == "lib")
-        #expect(chunks[1].1.resource == resource.resource)
+        #expect(chunks[0].1.runs == [SpanSelection.Run(scope: 0, spans: 0..<1), SpanSelection.Run(scope: 0, spans: 2..<3)])
+        #expect(chunks[0].1.copied().scopeSpans.map { $0.spans.map(\.spanID.value) } == [[1, 2]])
+        #expect(chunks[0].1.copied().scopeSpans[0].scope.name == "lib")
+        #expect(chunks[1].1.copied().resource == resource.resource)
+        #expect(chunks[1].1.spanCount == 1)
     }
 
     @Test("decide_early: a trace a policy samples for good goes on at once and its later spans pass straight through; the rest wait")
