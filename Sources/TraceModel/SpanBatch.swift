@@ -185,11 +185,12 @@ public struct ReceivedRequest: Sendable, Hashable {
 
     private static let serials = Atomic<UInt64>(0)
 
-    /// The bytes of `span`, when they came in this request.
-    public func bytes(of span: Span) -> ArraySlice<UInt8>? {
-        guard serial != 0, span.received.request == serial else { return nil }
-        let start = Int(span.received.offset)
-        return bytes[start..<start + Int(span.received.length)]
+    /// The bytes of a span at `place` (its `Span.received`), when it came in this request. (Given the
+    /// place rather than the span, so that a span in an array is read where it lies, not copied.)
+    public func bytes(at place: ReceivedSpanBytes) -> ArraySlice<UInt8>? {
+        guard serial != 0, place.request == serial else { return nil }
+        let start = Int(place.offset)
+        return bytes[start..<start + Int(place.length)]
     }
 
     public static func == (lhs: ReceivedRequest, rhs: ReceivedRequest) -> Bool { true }

@@ -99,7 +99,7 @@ struct OTLPProtobufWriterTests {
                     if count % 3 == 0 {
                         batch.resourceSpans[r].scopeSpans[s].spans[i].name += " (changed)"
                     } else {
-                        let bytes = try #require(batch.received.bytes(of: batch.resourceSpans[r].scopeSpans[s].spans[i]))
+                        let bytes = try #require(batch.received.bytes(at: batch.resourceSpans[r].scopeSpans[s].spans[i].received))
                         unchanged.append(bytes.dropFirst(18))
                     }
                 }
@@ -142,7 +142,7 @@ struct OTLPProtobufWriterTests {
             var changed = span
             change(&changed)
             #expect(changed.received.request == 0)
-            #expect(batch.received.bytes(of: changed) == nil)
+            #expect(batch.received.bytes(at: changed.received) == nil)
         }
     }
 

@@ -132,16 +132,15 @@ public enum OTLPProtobufWriter {
             let scopeSize = scope(value.scope)
             var size = held && scopeSize == 0 ? 0 : lengthDelimited(scopeSize)
             for index in picked {
-                let span = value.spans[index]
-                if let bytes = received.bytes(of: span) {
+                if let bytes = received.bytes(at: value.spans[index].received) {
                     let spanSize = withoutTraceID(bytes).count
                     values.append(spanSize)
                     size += lengthDelimited(spanSize)
                     continue
                 }
-                var spanSize = OTLPProtobufWriter.span(span)
+                var spanSize = OTLPProtobufWriter.span(value.spans[index])
                 // No trace id (18 bytes), and no empty status (2).
-                if held { spanSize -= 18 + (status(span.status) == 0 ? 2 : 0) }
+                if held { spanSize -= 18 + (status(value.spans[index].status) == 0 ? 2 : 0) }
                 values.append(spanSize)
                 size += lengthDelimited(spanSize)
             }
@@ -322,11 +321,10 @@ public enum OTLPProtobufWriter {
             }
             for index in picked {
                 header(2, length: sizes.take())
-                let span = value.spans[index]
-                if let bytes = received.bytes(of: span) {
+                if let bytes = received.bytes(at: value.spans[index].received) {
                     copy(withoutTraceID(bytes))
                 } else {
-                    self.span(span)
+                    self.span(value.spans[index])
                 }
             }
             string(3, value.schemaURL)
