@@ -149,7 +149,7 @@ public final class PipelineRunner: Sendable {
 
     /// `stages`: how many stages to cut the chain into; by default one per core the process may use.
     public init(processors: [ProcessorInstance], exporters: [ExporterInstance], durableLog: DurableLog? = nil,
-                stages: Int = System.coreCount, logger: Logger) {
+                stages: Int = UsableCores.count, logger: Logger) {
         self.processors = processors
         handOffs = processors.map { $0.processor as? any HandOffSpanProcessor }
         self.exporters = exporters

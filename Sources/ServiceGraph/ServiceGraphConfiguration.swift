@@ -71,7 +71,7 @@ public struct ServiceGraphConfiguration: Sendable, Equatable {
     }
 
     /// One shard per core, at most 8.
-    public static var defaultShards: Int { min(max(ProcessInfo.processInfo.activeProcessorCount, 1), 8) }
+    public static var defaultShards: Int { min(UsableCores.count, 8) }
 
     public init() {}
 

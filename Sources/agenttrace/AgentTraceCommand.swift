@@ -134,6 +134,7 @@ struct Serve: AsyncParsableCommand {
     @OptionGroup var options: ConfigOptions
 
     func run() async throws {
+        UsableCores.sizeNIOSingletons()
         do {
             let configuration = try options.load()
             let logger = options.makeLogger(level: configuration.logLevel)
@@ -181,6 +182,7 @@ struct Replay: AsyncParsableCommand {
     }
 
     func run() async throws {
+        UsableCores.sizeNIOSingletons()
         let summary: ReplaySummary
         do {
             summary = try await replay()

@@ -1175,6 +1175,7 @@ class Collector:
         self.stop_requested = False   # SIGTERM sent (by stop() or terminate())
         self.admin_headers = {}       # sent with every admin_get (an Authorization header when admin auth is on)
         self.admin_ssl = None         # an ssl.SSLContext when the admin API serves TLS
+        self.cpus = None              # a set of CPU numbers: the process's affinity (as `taskset -c`) when set
 
     # -- life cycle --
 
@@ -1184,6 +1185,7 @@ class Collector:
             [self.binary, "serve", "--config", self.config_path],
             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=self._stderr,
             cwd=self.workdir, start_new_session=True,
+            preexec_fn=(lambda: os.sched_setaffinity(0, self.cpus)) if self.cpus else None,
         )
         t = threading.Thread(target=self._pump, name="agenttrace-stdout", daemon=True)
         t.start()

@@ -1,6 +1,8 @@
 """`agenttrace version` and `agenttrace validate`."""
 
 import copy
+import json
+import os
 import re
 import subprocess
 
@@ -429,3 +431,43 @@ def test_debug_exporter_verbosity(agenttrace_bin, tmp_path, verbosity, span_line
     assert len(per_span) == span_lines, "\n".join(exporter_lines)
     assert sorted(re.search(r"span_id=([0-9a-f]+)", ln).group(1) for ln in per_span) == \
         (sorted(ids) if span_lines else [])
+
+
+def _thread_names(pid):
+    """The names of a process's threads (/proc/PID/task/*/comm)."""
+    names = []
+    for tid in os.listdir("/proc/%d/task" % pid):
+        try:
+            with open("/proc/%d/task/%s/comm" % (pid, tid)) as f:
+                names.append(f.read().strip())
+        except OSError:
+            pass  # the thread ended meanwhile
+    return names
+
+
+@pytest.mark.parametrize("pinned", [True, False])
+def test_threads_follow_the_cpu_affinity(agenttrace_bin, tmp_path, pinned):
+    """The event loops and the blocking pool are sized by the cores the process may use (its affinity, as
+    `taskset -c` sets it; docs/architecture.md), not by every online core: threads beyond the cores only hand
+    work to each other. The oracle is the affinity Python gives the child before exec."""
+    allowed = sorted(os.sched_getaffinity(0))
+    c = h.Collector(agenttrace_bin, str(tmp_path / "collector"))
+    if pinned:
+        c.cpus = {allowed[0]}
+    c.start()
+    try:
+        # A request, so that every pool the ingest path uses has started.
+        trace = h.Trace()
+        trace.span("svc", "op", 2)
+        reply = c.post_traces(json.dumps(h.otlp_request(trace.spans)).encode(), content_type="application/json")
+        assert reply.status == 200, reply
+        names = _thread_names(c.proc.pid)
+        loops = [n for n in names if n.startswith("NIO-SGLTN-")]
+        pool = [n for n in names if n.startswith("SGLTN-TP-")]
+        want = 1 if pinned else len(allowed)
+        assert 1 <= len(loops) <= want, (want, names)
+        assert len(pool) <= want, (want, names)
+        if pinned:
+            assert len(loops) == 1, names
+    finally:
+        c.stop(timeout=15.0)
