@@ -498,8 +498,8 @@ public final class TailSamplingProcessor: SpanProcessor {
     /// of the resource's spans, in place (none is copied). Spans of a trace mostly come in runs: each
     /// run is looked up and picked at once.
     static func split(_ resourceSpans: ResourceSpans) -> [(TraceID, SpanSelection)] {
-        let whole = SpanSelection(whole: resourceSpans)
         guard let first = resourceSpans.scopeSpans.first(where: { !$0.spans.isEmpty })?.spans[0].traceID else { return [] }
+        let whole = SpanSelection(whole: resourceSpans)
         // Often every span is of one trace: the chunk is the whole input.
         if !whole.containsSpan(where: { spans, index in spans[index].traceID != first }) { return [(first, whole)] }
         var chunks: [(TraceID, SpanSelection)] = []
