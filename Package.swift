@@ -211,6 +211,7 @@ let package = Package(
             ]
         ),
 
+        .testTarget(name: "TraceModelTests", dependencies: ["TraceModel"]),
         .testTarget(name: "TraceWireTests", dependencies: [
             "TraceWire", "TraceModel",
             .product(name: "NIOCore", package: "swift-nio"),

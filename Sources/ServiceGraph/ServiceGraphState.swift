@@ -43,6 +43,9 @@ public struct ServiceGraphState: Sendable {
     struct PairKey: Hashable, Sendable {
         var trace: TraceID
         var span: SpanID
+
+        /// The ids' fast keyed hash (`IdentifierHashing`): the store looks up two keys a span.
+        func _rawHashValue(seed: Int) -> Int { IdentifierHashing.hash(trace.high, trace.low, span.value, seed: seed) }
     }
 
     /// The plain fields of a span that pairing reads besides its attributes: handed on without copying the

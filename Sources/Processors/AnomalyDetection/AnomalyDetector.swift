@@ -132,6 +132,11 @@ struct AnomalyDetector {
         var agent: Int
 
         static func < (lhs: TraceKey, rhs: TraceKey) -> Bool { (lhs.trace, lhs.agent) < (rhs.trace, rhs.agent) }
+
+        /// The ids' fast keyed hash (`IdentifierHashing`): looked up for every span.
+        func _rawHashValue(seed: Int) -> Int {
+            IdentifierHashing.hash(trace.high, trace.low, UInt64(bitPattern: Int64(agent)), seed: seed)
+        }
     }
 
     struct TraceState {

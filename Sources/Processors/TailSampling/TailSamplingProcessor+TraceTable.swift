@@ -32,33 +32,45 @@ extension TailSamplingProcessor {
             slots[id].map { Int($0) }
         }
 
+        /// Where the record of this life of the trace (first span at `arrival`) is, if it has one.
+        func slot(of id: TraceID, arrival: UInt64) -> Int? {
+            guard let slot = slots[id].map({ Int($0) }), records[slot].arrival == arrival else { return nil }
+            return slot
+        }
+
+        /// Where the record of this life of the trace is while it is undecided.
+        func undecidedSlot(of id: TraceID, arrival: UInt64) -> Int? {
+            guard let slot = slot(of: id, arrival: arrival), records[slot].decision == nil else { return nil }
+            return slot
+        }
+
         /// The record in a slot `slot(of:)` gave, to read or change in place.
         subscript(slot slot: Int) -> Entry {
             get { records[slot] }
             _modify { yield &records[slot] }
         }
 
-        /// The trace's record; setting nil forgets the trace and frees its slot.
-        subscript(id: TraceID) -> Entry? {
-            get { slots[id].map { records[Int($0)] } }
-            set {
-                if let newValue {
-                    if let slot = slots[id] {
-                        records[Int(slot)] = newValue
-                    } else if let slot = vacant.popLast() {
-                        records[Int(slot)] = newValue
-                        slots[id] = slot
-                    } else {
-                        // At most `num_traces` (100,000,000) records: a slot number fits 32 bits.
-                        slots[id] = UInt32(records.count)
-                        records.append(newValue)
-                    }
-                } else if let slot = slots.removeValue(forKey: id) {
-                    // The vacant record holds no chunk, so the pages its spans were on can be reused.
-                    records[Int(slot)] = .vacant
-                    vacant.append(slot)
-                }
+        /// Keeps `entry` for `id`, which has no record; returns its slot.
+        mutating func insert(_ entry: Entry, for id: TraceID) -> Int {
+            let slot: UInt32
+            if let vacant = vacant.popLast() {
+                slot = vacant
+                records[Int(slot)] = entry
+            } else {
+                // At most `num_traces` (100,000,000) records: a slot number fits 32 bits.
+                slot = UInt32(records.count)
+                records.append(entry)
             }
+            slots[id] = slot
+            return Int(slot)
+        }
+
+        /// Forgets the trace `id`, whose record is in `slot`, and frees the slot.
+        mutating func remove(_ id: TraceID, at slot: Int) {
+            slots[id] = nil
+            // The vacant record holds no chunk, so the pages its spans were on can be reused.
+            records[slot] = .vacant
+            vacant.append(UInt32(slot))
         }
 
         /// Forgets every trace and lets go of the room.

@@ -159,16 +159,16 @@ public final class TailSamplingProcessor: SpanProcessor {
             var decided = 0
             while let first = state.rootDue.first, first.deadline <= now {
                 state.rootDue.removeFirst()
-                guard let entry = state.traces[first.id], entry.arrival == first.arrival, entry.decision == nil else { continue }
-                decide(first.id, now: now, into: &released, state: &state)
+                guard let slot = state.traces.undecidedSlot(of: first.id, arrival: first.arrival) else { continue }
+                decide(first.id, at: slot, now: now, into: &released, state: &state)
                 decided += 1
             }
             while state.dueStart < state.arrivals.count {
                 let next = state.arrivals[state.dueStart]
                 guard next.arrival &+ configuration.decisionWaitNanos <= now else { break }
                 state.dueStart += 1
-                guard let entry = state.traces[next.id], entry.arrival == next.arrival, entry.decision == nil else { continue }
-                decide(next.id, now: now, into: &released, state: &state)
+                guard let slot = state.traces.undecidedSlot(of: next.id, arrival: next.arrival) else { continue }
+                decide(next.id, at: slot, now: now, into: &released, state: &state)
                 decided += 1
             }
             if decided > 0 { metrics.decisionTime.record((ContinuousClock.now - started) / .milliseconds(1)) }
@@ -185,8 +185,8 @@ public final class TailSamplingProcessor: SpanProcessor {
             if !configuration.dropPendingTracesOnShutdown {
                 // "Every pending trace is decided immediately on partial data", as the Collector drains.
                 for (id, arrival) in state.arrivals {
-                    guard let entry = state.traces[id], entry.arrival == arrival, entry.decision == nil else { continue }
-                    decide(id, now: entry.deadline, into: &released, state: &state)
+                    guard let slot = state.traces.undecidedSlot(of: id, arrival: arrival) else { continue }
+                    decide(id, at: slot, now: state.traces[slot: slot].deadline, into: &released, state: &state)
                 }
             }
             state.traces.removeAll()
@@ -235,29 +235,29 @@ public final class TailSamplingProcessor: SpanProcessor {
             let (size, sure) = hold(chunk, of: id, resource: resource, received: received, in: &state.traces[slot: slot], slab: &state.slab,
                                     spanBytes: &state.spanBytes)
             state.heldSpans += spans
-            guard !tooLarge(size, id, now: now, state: &state) else { return }
-            if Self.hasRoot(chunk) { hurry(id, now: now, state: &state) }
-            if sure { decideEarly(id, now: now, into: &released, state: &state) }
+            guard !tooLarge(size, id, at: slot, now: now, state: &state) else { return }
+            if Self.hasRoot(chunk) { hurry(id, at: slot, now: now, state: &state) }
+            if sure { decideEarly(id, at: slot, now: now, into: &released, state: &state) }
             return
         }
         makeRoom(now: now, into: &released, state: &state)
         let deadline = now &+ configuration.decisionWaitNanos
         var entry = Entry(arrival: now, deadline: deadline)
         let (size, sure) = hold(chunk, of: id, resource: resource, received: received, in: &entry, slab: &state.slab, spanBytes: &state.spanBytes)
-        state.traces[id] = entry
+        let slot = state.traces.insert(entry, for: id)
         state.arrivals.append((id, now))
         state.heldSpans += spans
         metrics.newTraces.increment()
-        if tooLarge(size, id, now: now, state: &state) { return }
-        if Self.hasRoot(chunk) { hurry(id, now: now, state: &state) }
-        if sure { decideEarly(id, now: now, into: &released, state: &state) }
+        if tooLarge(size, id, at: slot, now: now, state: &state) { return }
+        if Self.hasRoot(chunk) { hurry(id, at: slot, now: now, state: &state) }
+        if sure { decideEarly(id, at: slot, now: now, into: &released, state: &state) }
     }
 
     /// With `decide_early`, a trace that some policy samples whatever is still to come is decided now:
     /// waiting could only give the same answer.
-    private func decideEarly(_ id: TraceID, now: UInt64, into released: inout [ResourceSpans], state: inout State) {
+    private func decideEarly(_ id: TraceID, at slot: Int, now: UInt64, into released: inout [ResourceSpans], state: inout State) {
         metrics.earlyDecisions.increment()
-        decide(id, now: now, into: &released, state: &state)
+        decide(id, at: slot, now: now, into: &released, state: &state)
     }
 
     /// With `decide_early`, whether some policy samples the trace whatever is still to come.
@@ -316,20 +316,20 @@ public final class TailSamplingProcessor: SpanProcessor {
     }
 
     /// A root span arrived: decide `decision_wait_after_root_received` from now if that is sooner.
-    private func hurry(_ id: TraceID, now: UInt64, state: inout State) {
-        guard let wait = configuration.decisionWaitAfterRootNanos, let entry = state.traces[id] else { return }
+    private func hurry(_ id: TraceID, at slot: Int, now: UInt64, state: inout State) {
+        guard let wait = configuration.decisionWaitAfterRootNanos else { return }
         let deadline = now &+ wait
-        guard deadline < entry.deadline else { return }
-        state.traces[id]?.deadline = deadline
-        state.rootDue.append((deadline, id, entry.arrival))
+        guard deadline < state.traces[slot: slot].deadline else { return }
+        state.traces[slot: slot].deadline = deadline
+        state.rootDue.append((deadline, id, state.traces[slot: slot].arrival))
     }
 
     /// Over `maximum_trace_size_bytes` (strictly): the trace is not sampled at once and its spans go.
-    private func tooLarge(_ size: Int, _ id: TraceID, now: UInt64, state: inout State) -> Bool {
+    private func tooLarge(_ size: Int, _ id: TraceID, at slot: Int, now: UInt64, state: inout State) -> Bool {
         guard configuration.maximumTraceSizeBytes > 0, size > configuration.maximumTraceSizeBytes else { return false }
         metrics.tooLarge.increment()
         var ignored: [ResourceSpans] = []
-        settle(id, .notSampled, now: now, into: &ignored, state: &state)
+        settle(id, at: slot, .notSampled, now: now, into: &ignored, state: &state)
         return true
     }
 
@@ -344,19 +344,20 @@ public final class TailSamplingProcessor: SpanProcessor {
         warnFull(now: now, state: &state)
         while full(), let oldest = state.arrivals.popFirst() {
             state.dueStart = max(state.dueStart - 1, 0)
-            guard let entry = state.traces[oldest.id], entry.arrival == oldest.arrival else { continue }
-            if entry.decision == nil {
+            guard let slot = state.traces.slot(of: oldest.id, arrival: oldest.arrival) else { continue }
+            let undecided = state.traces[slot: slot].decision == nil
+            if undecided {
                 if configuration.blockOnOverflow {
-                    decide(oldest.id, now: now, into: &released, state: &state)
+                    decide(oldest.id, at: slot, evicting: true, now: now, into: &released, state: &state)
                 } else {
                     metrics.droppedTooEarly.increment()
-                    state.heldSpans -= entry.heldSpans
-                    state.spanBytes -= storedBytes(entry)
+                    state.heldSpans -= state.traces[slot: slot].heldSpans
+                    state.spanBytes -= storedBytes(state.traces[slot: slot])
                 }
             }
-            state.traces[oldest.id] = nil
-            metrics.evicted[entry.decision == nil && !configuration.blockOnOverflow].increment()
-            metrics.removalAge.record(Double(now &- entry.arrival) / 1e9)
+            state.traces.remove(oldest.id, at: slot)
+            metrics.evicted[undecided && !configuration.blockOnOverflow].increment()
+            metrics.removalAge.record(Double(now &- oldest.arrival) / 1e9)
         }
     }
 
@@ -371,7 +372,7 @@ public final class TailSamplingProcessor: SpanProcessor {
 
     /// Drops queue entries of traces that have left, so the queues stay near the number of traces held.
     private func compactQueues(_ state: inout State) {
-        func live(_ id: TraceID, _ arrival: UInt64) -> Bool { state.traces[id]?.arrival == arrival }
+        func live(_ id: TraceID, _ arrival: UInt64) -> Bool { state.traces.slot(of: id, arrival: arrival) != nil }
         let limit = 2 * state.traces.count + 1024
         if state.arrivals.count > limit {
             // The cursor keeps its place: it rests after the live traces it had passed.
@@ -389,9 +390,10 @@ public final class TailSamplingProcessor: SpanProcessor {
 
     // MARK: - Decision
 
-    private func decide(_ id: TraceID, now: UInt64, into released: inout [ResourceSpans], state: inout State) {
-        guard let entry = state.traces[id] else { return }
-        let trace = TraceSummary(traceID: id, gathered: entry.summary)
+    /// Decides the trace `id`, whose record is in `slot`; `evicting`: the caller forgets it right after.
+    private func decide(_ id: TraceID, at slot: Int, evicting: Bool = false, now: UInt64, into released: inout [ResourceSpans],
+                        state: inout State) {
+        let trace = TraceSummary(traceID: id, gathered: state.traces[slot: slot].summary)
         var sampled = false
         var dropped = false
         for (index, policy) in configuration.policies.enumerated() {
@@ -409,14 +411,15 @@ public final class TailSamplingProcessor: SpanProcessor {
         // "Any drop wins, then any sampled, else not sampled."
         let decision: SamplingDecision = dropped ? .dropped : sampled ? .sampled : .notSampled
         metrics.finalDecisions[decision].increment()
-        metrics.decisionAge.record(Double(now &- entry.arrival) / 1e9)
-        settle(id, decision, now: now, into: &released, state: &state)
+        metrics.decisionAge.record(Double(now &- state.traces[slot: slot].arrival) / 1e9)
+        settle(id, at: slot, decision, evicting: evicting, now: now, into: &released, state: &state)
     }
 
     /// Applies a decision: releases or drops the spans held, remembers it in the cache (and then
     /// forgets the trace) or on the trace itself for its late spans.
-    private func settle(_ id: TraceID, _ decision: SamplingDecision, now: UInt64, into released: inout [ResourceSpans], state: inout State) {
-        guard var entry = state.traces[id] else { return }
+    private func settle(_ id: TraceID, at slot: Int, _ decision: SamplingDecision, evicting: Bool = false, now: UInt64,
+                        into released: inout [ResourceSpans], state: inout State) {
+        let entry = state.traces[slot: slot]
         let spans = entry.heldSpans
         state.heldSpans -= spans
         state.spanBytes -= storedBytes(entry)
@@ -452,14 +455,14 @@ public final class TailSamplingProcessor: SpanProcessor {
         let cache = decision == .sampled ? \State.sampledCache : \State.notSampledCache
         if state[keyPath: cache].capacity > 0 {
             state[keyPath: cache].insert(id)
-            state.traces[id] = nil
+            guard !evicting else { return }
+            state.traces.remove(id, at: slot)
             metrics.removalAge.record(Double(now &- entry.arrival) / 1e9)
         } else {
-            entry.firstChunk = nil
-            entry.moreChunks = []
-            entry.decision = decision
-            entry.deadline = now
-            state.traces[id] = entry
+            state.traces[slot: slot].firstChunk = nil
+            state.traces[slot: slot].moreChunks = []
+            state.traces[slot: slot].decision = decision
+            state.traces[slot: slot].deadline = now
         }
     }
 
@@ -470,7 +473,7 @@ public final class TailSamplingProcessor: SpanProcessor {
     private func updateOldestHeld(_ state: inout State) {
         while state.dueStart < state.arrivals.count {
             let first = state.arrivals[state.dueStart]
-            if let entry = state.traces[first.id], entry.arrival == first.arrival, entry.decision == nil {
+            if state.traces.undecidedSlot(of: first.id, arrival: first.arrival) != nil {
                 state.oldestHeldArrival = first.arrival
                 return
             }
