@@ -897,9 +897,36 @@ struct AnomalyDetector {
     }
 
     /// The `count`-th smallest of `times` (1-based): entries older than it go, and as many at it as needed.
+    /// Found by selection (Hoare's partition around the middle element, narrowing to the side that holds
+    /// it), linear on average: sorting every trace held cost more than the rest of the cut.
     static func cutoff(_ times: [UInt64], keeping count: Int) -> UInt64 {
-        let sorted = times.sorted()
-        return sorted[min(max(count, 1), sorted.count) - 1]
+        var values = times
+        let target = min(max(count, 1), values.count) - 1
+        var low = 0
+        var high = values.count - 1
+        while low < high {
+            let pivot = values[low + (high - low) / 2]
+            var left = low
+            var right = high
+            while left <= right {
+                while values[left] < pivot { left += 1 }
+                while values[right] > pivot { right -= 1 }
+                if left <= right {
+                    values.swapAt(left, right)
+                    left += 1
+                    right -= 1
+                }
+            }
+            // [low...right] <= pivot <= [left...high], and everything strictly between equals the pivot.
+            if target <= right {
+                high = right
+            } else if target >= left {
+                low = left
+            } else {
+                return values[target]
+            }
+        }
+        return values[target]
     }
 
     // MARK: alerts

@@ -373,6 +373,23 @@ struct AnomalyDetectionTests {
         #expect(dropped.map { !$0.hasSuffix(" 0") } == true, "\(String(describing: dropped))")
     }
 
+    @Test("the eviction cut-off is the count-th smallest time, as sorting finds it, ties and edges included")
+    func cutoffSelectsAsSortingWould() {
+        var generator = SystemRandomNumberGenerator()
+        for size in [1, 2, 3, 7, 64, 1000, 4099] {
+            for spread in [UInt64(3), 1_000, .max] {
+                let times = (0..<size).map { _ in UInt64.random(in: 0...spread, using: &generator) }
+                let sorted = times.sorted()
+                for count in [0, 1, 2, size / 4, size / 2, size - 1, size, size + 5] {
+                    let expected = sorted[min(max(count, 1), size) - 1]
+                    #expect(AnomalyDetector.cutoff(times, keeping: count) == expected, "size \(size), spread \(spread), count \(count)")
+                }
+            }
+        }
+        #expect(AnomalyDetector.cutoff([5, 5, 5, 5], keeping: 3) == 5)
+        #expect(AnomalyDetector.cutoff(Array((0..<100).reversed()), keeping: 10) == 9)
+    }
+
     @Test("metrics: alerts per signal and the learned baselines per agent")
     func metrics() throws {
         let run = try SwarmRun()
