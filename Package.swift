@@ -212,6 +212,7 @@ let package = Package(
         ),
 
         .testTarget(name: "TraceModelTests", dependencies: ["TraceModel"]),
+        .testTarget(name: "JSONTextTests", dependencies: ["JSONText"]),
         .testTarget(name: "TraceWireTests", dependencies: [
             "TraceWire", "TraceModel",
             .product(name: "NIOCore", package: "swift-nio"),

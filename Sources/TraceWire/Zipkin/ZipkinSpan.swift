@@ -239,11 +239,20 @@ struct TagList {
         return copy
     }
 
+    /// Up to this many tags, a key is found by comparing lengths, then the few of its length, rather than by
+    /// hashing it (a span's tags are mostly its resource's dozen and its own).
+    static let scannedAtMost = 24
+
     private func position(of key: String) -> Int? {
-        if let position = index[key], position < entries.count, entries[position].key == key { return position }
+        let length = key.utf8.count
         var position = firstUnindexed
+        if entries.count <= Self.scannedAtMost {
+            position = 0
+        } else if let indexed = index[key], indexed < entries.count, entries[indexed].key == key {
+            return indexed
+        }
         while position < entries.count {
-            if entries[position].key == key { return position }
+            if entries[position].key.utf8.count == length, entries[position].key == key { return position }
             position += 1
         }
         return nil
