@@ -555,6 +555,9 @@ struct SpanFacts {
         }
     }
 
+    /// Bit n set when some key's name is n bytes long.
+    static let keyLengths: UInt32 = 1 << 7 | 1 << 9 | 1 << 12 | 1 << 13 | 1 << 14 | 1 << 16 | 1 << 17 | 1 << 20 | 1 << 21 | 1 << 25 | 1 << 26
+
     private let attributes: [Attribute]
     /// The index of each key's first attribute (as `[Attribute]`'s subscript finds it), -1 when absent; inline,
     /// so a span costs no allocation.
@@ -574,9 +577,11 @@ struct SpanFacts {
     @inline(__always)
     static func key(_ name: String) -> Key? {
         let utf8 = name.utf8
-        guard let first = utf8.first else { return nil }
+        let length = utf8.count
+        // Lengths no key has (`agent.name`, most of an SDK's own) are passed over before a byte is read.
+        guard length < 32, Self.keyLengths & 1 << UInt32(length) != 0, let first = utf8.first else { return nil }
         let candidate: Key
-        switch (first, utf8.count) {
+        switch (first, length) {
         case (UInt8(ascii: "a"), 12): candidate = name == Key.agentSource.name ? .agentSource : .agentTarget
         case (UInt8(ascii: "g"), 21): candidate = name == Key.operation.name ? .operation : .responseModel
         case (UInt8(ascii: "g"), 20): candidate = .requestModel
