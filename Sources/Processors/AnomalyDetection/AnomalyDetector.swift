@@ -899,7 +899,8 @@ struct AnomalyDetector {
     /// The `count`-th smallest of `times` (1-based): entries older than it go, and as many at it as needed.
     /// Found by selection (Hoare's partition around the middle element, narrowing to the side that holds
     /// it), linear on average: sorting every trace held cost more than the rest of the cut.
-    static func cutoff(_ times: [UInt64], keeping count: Int) -> UInt64 {
+    static func cutoff(_ times: consuming [UInt64], keeping count: Int) -> UInt64 {
+        // Taken over from the caller, which made it for this: partitioned in place, not copied first.
         var values = times
         let target = min(max(count, 1), values.count) - 1
         var low = 0

@@ -34,7 +34,7 @@ extension TailSamplingProcessor {
 
         /// Where the record of this life of the trace (first span at `arrival`) is, if it has one.
         func slot(of id: TraceID, arrival: UInt64) -> Int? {
-            guard let slot = slots[id].map({ Int($0) }), records[slot].arrival == arrival else { return nil }
+            guard let slot = slot(of: id), records[slot].arrival == arrival else { return nil }
             return slot
         }
 

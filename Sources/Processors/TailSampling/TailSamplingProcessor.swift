@@ -235,9 +235,7 @@ public final class TailSamplingProcessor: SpanProcessor {
             let (size, sure) = hold(chunk, of: id, resource: resource, received: received, in: &state.traces[slot: slot], slab: &state.slab,
                                     spanBytes: &state.spanBytes)
             state.heldSpans += spans
-            guard !tooLarge(size, id, at: slot, now: now, state: &state) else { return }
-            if Self.hasRoot(chunk) { hurry(id, at: slot, now: now, state: &state) }
-            if sure { decideEarly(id, at: slot, now: now, into: &released, state: &state) }
+            held(chunk, of: id, at: slot, size: size, sure: sure, now: now, into: &released, state: &state)
             return
         }
         makeRoom(now: now, into: &released, state: &state)
@@ -248,7 +246,14 @@ public final class TailSamplingProcessor: SpanProcessor {
         state.arrivals.append((id, now))
         state.heldSpans += spans
         metrics.newTraces.increment()
-        if tooLarge(size, id, at: slot, now: now, state: &state) { return }
+        held(chunk, of: id, at: slot, size: size, sure: sure, now: now, into: &released, state: &state)
+    }
+
+    /// What follows holding a chunk of an undecided trace (its record in `slot`, `size` its bytes so far):
+    /// a trace grown too large goes, a root span hurries the decision, and one sure to be sampled is decided.
+    private func held(_ chunk: SpanSelection, of id: TraceID, at slot: Int, size: Int, sure: Bool, now: UInt64,
+                      into released: inout [ResourceSpans], state: inout State) {
+        guard !tooLarge(size, id, at: slot, now: now, state: &state) else { return }
         if Self.hasRoot(chunk) { hurry(id, at: slot, now: now, state: &state) }
         if sure { decideEarly(id, at: slot, now: now, into: &released, state: &state) }
     }
