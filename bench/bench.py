@@ -29,6 +29,9 @@ import sys
 import tempfile
 import time
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import profile_costs  # noqa: E402
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BENCH = os.path.join(ROOT, "bench")
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
@@ -203,6 +206,21 @@ def measure(collector, list_file, spans_per_request, warmup, seconds, connection
     }
 
 
+def profile_run(collector, list_file, warmup, seconds, connections, load_core, grpc_body=None):
+    """One more run of a row, under `perf record -g` (999 Hz) for its measured window: where its CPU goes
+    (`profile_costs.shares`). Kept apart from the measured rounds, whose figures perf would lower."""
+    with collector, tempfile.TemporaryDirectory() as directory:
+        load = (lambda duration: run_h2load(collector.port, grpc_body, duration, connections, 16, load_core)) if grpc_body \
+            else (lambda duration: run_wrk(collector.port, list_file, duration, connections, load_core))
+        load(warmup)
+        data = os.path.join(directory, "perf.data")
+        perf = subprocess.Popen(["perf", "record", "-F", "999", "-g", "-p", str(collector.process.pid), "-o", data,
+                                 "--", "sleep", str(seconds)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        load(seconds + 1)
+        perf.wait()
+        return profile_costs.read_profile(data)
+
+
 AGENTTRACE_CONFIGS = {
     "ingest -> nop": """
 receivers: {otlp: {protocols: {http: {endpoint: "127.0.0.1:PORT"}, grpc: {endpoint: "127.0.0.1:GRPCPORT"}}}}
@@ -225,6 +243,19 @@ service:
 receivers: {otlp: {protocols: {http: {endpoint: "127.0.0.1:PORT"}}}}
 processors:
   tail_sampling: {decision_wait: 10s, num_traces: 1000000, policies: [{name: errors, type: status_code, status_code: {status_codes: [ERROR]}}, {name: baseline, type: probabilistic, probabilistic: {sampling_percentage: 10}}]}
+  batch: {send_batch_size: 8192, timeout: 200ms}
+exporters: {nop: {}}
+service:
+  admin: {endpoint: "127.0.0.1:ADMINPORT"}
+  telemetry: {logs: {level: warn}}
+  pipelines: {traces: {receivers: [otlp], processors: [tail_sampling, batch], exporters: [nop]}}
+""",
+    # The same with a 2 s decision_wait: the measured window (after 5 s of warm-up) is all steady state, traces
+    # decided and their memory written again, where the 10 s row's first half is the store filling up.
+    "tail_sampling 2s, batch -> nop": """
+receivers: {otlp: {protocols: {http: {endpoint: "127.0.0.1:PORT"}}}}
+processors:
+  tail_sampling: {decision_wait: 2s, num_traces: 1000000, policies: [{name: errors, type: status_code, status_code: {status_codes: [ERROR]}}, {name: baseline, type: probabilistic, probabilistic: {sampling_percentage: 10}}]}
   batch: {send_batch_size: 8192, timeout: 200ms}
 exporters: {nop: {}}
 service:
@@ -339,9 +370,14 @@ UNPINNED_GOALS = [
 ]
 
 
-def goals_table(rates, unpinned):
-    """Issue 17's figures from this run's rows: `| figure | payload | measured | goal | met |`."""
-    lines = ["| figure | payload | measured | goal | met |", "|---|---|---|---|---|"]
+def goals_table(rates, unpinned, profiles=None, cpu=None):
+    """Issue 17's figures from this run's rows: `| figure | payload | measured | goal | met |`, and with
+    `profiles` (row -> `profile_costs.shares`) and `cpu` (row -> CPU s per M spans) a last column for a goal
+    not met: what the row spends a span beyond the row it is compared with, part by part (against rotel,
+    beyond AgentTrace's own ingest -> nop on the same transport and payload)."""
+    profiles = profiles or {}
+    lines = ["| figure | payload | measured | goal | met |" + (" where the gap goes (perf, µs a span) |" if profiles else ""),
+             "|---|---|---|---|---|" + ("---|" if profiles else "")]
     for figure, numerator, denominator, goal in (UNPINNED_GOALS if unpinned else PINNED_GOALS):
         for index, (suffix, payload) in enumerate(((("", "agent"), (" [small spans]", "small")))):
             top, bottom = rates.get(numerator.format(s=suffix)), rates.get(denominator.format(s=suffix))
@@ -353,7 +389,18 @@ def goals_table(rates, unpinned):
                 measured, target = f"{(ratio - 1) * 100:+.0f}%", f">= {(wanted - 1) * 100:+.0f}%"
             else:
                 measured, target = f"{ratio:.2f}x", f">= {wanted:g}x"
-            lines.append(f"| {figure} | {payload} | {measured} | {target} | {'yes' if ratio >= wanted else 'no'} |")
+            line = f"| {figure} | {payload} | {measured} | {target} | {'yes' if ratio >= wanted else 'no'} |"
+            if profiles:
+                row, base = numerator.format(s=suffix), denominator.format(s=suffix)
+                prefix = ""
+                if base.startswith("rotel"):
+                    base = "AgentTrace ingest -> nop, " + base.rsplit(", ", 1)[1]
+                    prefix = "beyond ingest -> nop: "
+                gap = ""
+                if ratio < wanted and row in profiles and base in profiles:
+                    gap = prefix + profile_costs.gap_line(profiles[row], cpu[row], profiles[base], cpu[base])
+                line += f" {gap} |"
+            lines.append(line)
     return "\n".join(lines) if len(lines) > 2 else ""
 
 
@@ -380,6 +427,9 @@ def main():
                         help="no taskset: collectors and the load generator share every core (the 'both cores' rows)")
     parser.add_argument("--smoke", action="store_true",
                         help="a few seconds per row, once, results not written: proves the suite runs and no row fails (CI)")
+    parser.add_argument("--profile", action="store_true",
+                        help="after the measured rounds, one more run of each AgentTrace row under perf record: where its CPU goes, "
+                             "and for each goal not met, where the gap goes")
     parser.add_argument("--only", action="append", default=[],
                         help="measure only the rows whose name contains this text (repeatable); rotel rows need 'rotel'")
     args = parser.parse_args()
@@ -393,12 +443,22 @@ def main():
     measured = {}  # row name -> list of measurements
     order = []
 
+    profiles = {}  # row name -> profile_costs.shares, from the profiling round
+    profiling = [False]
+
     def add(name, collector, payloads, grpc=False):
         if args.only and not any(text in name for text in args.only):
             return
-        print(f"measuring {name} ...", file=sys.stderr, flush=True)
         with open(os.path.join(payloads, "grpc.list")) as f:
             grpc_body = f.readline().strip()
+        if profiling[0]:
+            if name.startswith("AgentTrace ("):
+                return  # rotel and the baseline: measured, not profiled
+            print(f"profiling {name} ...", file=sys.stderr, flush=True)
+            profiles[name] = profile_run(collector, os.path.join(payloads, "protobuf.list"), args.warmup, args.seconds,
+                                         args.connections, load_core, grpc_body if grpc else None)
+            return
+        print(f"measuring {name} ...", file=sys.stderr, flush=True)
         result = measure(collector, os.path.join(payloads, "protobuf.list"), args.spans, args.warmup, args.seconds,
                          args.connections, load_core, grpc_body if grpc else None)
         if name not in measured:
@@ -412,7 +472,7 @@ def main():
     chain = CHAIN_PROCESSORS
     builds = ([("AgentTrace (baseline)", args.baseline)] if args.baseline else []) + [("AgentTrace", args.agenttrace)]
     # Rows measured on the small-span payload too (the others only on the agent payload).
-    small_rows = {"ingest -> nop", "batch -> nop", "tail_sampling, batch -> nop", f"default chain ({chain}) -> nop",
+    small_rows = {"ingest -> nop", "batch -> nop", "tail_sampling, batch -> nop", "tail_sampling 2s, batch -> nop", f"default chain ({chain}) -> nop",
                   "default chain without service_graph -> nop"}
     names = (list(AGENTTRACE_CONFIGS) + [f"default chain ({chain}) -> nop", "default chain without service_graph -> nop",
                                          "default chain without anomaly_detection -> nop",
@@ -443,12 +503,14 @@ service:
             helpers.append(grpc_sink)
             wait_for_port(grpc_sink_port)
             second_first = False
-            for _ in range(args.repeat):
+            for round_index in range(args.repeat + (1 if args.profile else 0)):
+                profiling[0] = round_index == args.repeat
                 for suffix, payloads in payload_sets:
                     # rotel first in each round, then every AgentTrace row: the two take turns round by round.
-                    add(f"rotel (blackhole), OTLP/HTTP{suffix}", Collector("rotel", rotel_command, port, collector_core), payloads)
-                    add(f"rotel (blackhole), OTLP/gRPC{suffix}", Collector("rotel", rotel_command, grpc_port, collector_core),
-                        payloads, grpc=True)
+                    if not profiling[0]:
+                        add(f"rotel (blackhole), OTLP/HTTP{suffix}", Collector("rotel", rotel_command, port, collector_core), payloads)
+                        add(f"rotel (blackhole), OTLP/gRPC{suffix}", Collector("rotel", rotel_command, grpc_port, collector_core),
+                            payloads, grpc=True)
                     for name in names:
                         if suffix and name not in small_rows:
                             continue
@@ -504,9 +566,15 @@ service:
         lines.append(f"| {name}{marks} | {r['spans_per_s']:,.0f} ({r['min']:,.0f}-{r['max']:,.0f}) | {versus} | {latency} | "
                      f"{r['cpu_per_million']:.2f} | {r['rss']:.0f} | {r['refused']} | {r['failed']} | {r['load_share'] * 100:.0f}% |")
     table = "\n".join(lines)
-    goals = goals_table(rates, args.unpinned)
+    cpu = {name: r["cpu_per_million"] for name, r in rows}
+    goals = goals_table(rates, args.unpinned, profiles, cpu)
     if goals:
         table += "\n\nIssue 17's figures (ratios of the rows above, medians):\n\n" + goals
+    if profiles:
+        table += ("\n\nWhere each row's CPU goes (one more run of the row under `perf record -g`, 999 Hz; each sample given "
+                  "to the stage whose work it is, see bench/profile_costs.py; µs a span = the row's median CPU s per M "
+                  "spans times the share):\n\n")
+        table += "\n".join(f"- {name}: {profile_costs.costs_line(profiles[name], cpu[name])}" for name in order if name in profiles)
     print(table)
 
     now = datetime.datetime.now(datetime.timezone.utc)
