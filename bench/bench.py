@@ -214,10 +214,18 @@ def profile_run(collector, list_file, warmup, seconds, connections, load_core, g
             else (lambda duration: run_wrk(collector.port, list_file, duration, connections, load_core))
         load(warmup)
         data = os.path.join(directory, "perf.data")
-        perf = subprocess.Popen(["perf", "record", "-F", "999", "-g", "-p", str(collector.process.pid), "-o", data,
-                                 "--", "sleep", str(seconds)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            perf = subprocess.Popen(["perf", "record", "-F", "999", "-g", "-p", str(collector.process.pid), "-o", data,
+                                     "--", "sleep", str(seconds)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        except FileNotFoundError:
+            print("no profile: perf is not installed (scripts/install-deps --bench)", file=sys.stderr)
+            return None
         load(seconds + 1)
-        perf.wait()
+        _, errors = perf.communicate()
+        if perf.returncode != 0 or not os.path.exists(data):
+            # perf_event_paranoid, a container without perf events: the row keeps its figures, without a profile.
+            print(f"no profile: perf record failed: {errors.strip()[-300:]}", file=sys.stderr)
+            return None
         return profile_costs.read_profile(data)
 
 
@@ -455,8 +463,10 @@ def main():
             if name.startswith("AgentTrace ("):
                 return  # rotel and the baseline: measured, not profiled
             print(f"profiling {name} ...", file=sys.stderr, flush=True)
-            profiles[name] = profile_run(collector, os.path.join(payloads, "protobuf.list"), args.warmup, args.seconds,
-                                         args.connections, load_core, grpc_body if grpc else None)
+            profile = profile_run(collector, os.path.join(payloads, "protobuf.list"), args.warmup, args.seconds,
+                                  args.connections, load_core, grpc_body if grpc else None)
+            if profile is not None:
+                profiles[name] = profile
             return
         print(f"measuring {name} ...", file=sys.stderr, flush=True)
         result = measure(collector, os.path.join(payloads, "protobuf.list"), args.spans, args.warmup, args.seconds,
