@@ -579,7 +579,10 @@ struct SpanFacts {
         let utf8 = name.utf8
         let length = utf8.count
         // Lengths no key has (`agent.name`, most of an SDK's own) are passed over before a byte is read.
-        guard length < 32, Self.keyLengths & 1 << UInt32(length) != 0, let first = utf8.first else { return nil }
+        guard length < 32, Self.keyLengths & 1 << UInt32(length) != 0 else { return nil }
+        // Every key is at least 7 bytes long, so the name has a first byte (read by index: `first` is a
+        // generic call the optimizer leaves out of line).
+        let first = utf8[utf8.startIndex]
         let candidate: Key
         switch (first, length) {
         case (UInt8(ascii: "a"), 12): candidate = name == Key.agentSource.name ? .agentSource : .agentTarget

