@@ -229,6 +229,19 @@ def profile_run(collector, list_file, warmup, seconds, connections, load_core, g
         return profile_costs.read_profile(data)
 
 
+# Tail sampling alone: traces with an error kept, and a 10% probabilistic baseline; WAIT is its decision_wait.
+TAIL_SAMPLING_CONFIG = """
+receivers: {otlp: {protocols: {http: {endpoint: "127.0.0.1:PORT"}}}}
+processors:
+  tail_sampling: {decision_wait: WAIT, num_traces: 1000000, policies: [{name: errors, type: status_code, status_code: {status_codes: [ERROR]}}, {name: baseline, type: probabilistic, probabilistic: {sampling_percentage: 10}}]}
+  batch: {send_batch_size: 8192, timeout: 200ms}
+exporters: {nop: {}}
+service:
+  admin: {endpoint: "127.0.0.1:ADMINPORT"}
+  telemetry: {logs: {level: warn}}
+  pipelines: {traces: {receivers: [otlp], processors: [tail_sampling, batch], exporters: [nop]}}
+"""
+
 AGENTTRACE_CONFIGS = {
     "ingest -> nop": """
 receivers: {otlp: {protocols: {http: {endpoint: "127.0.0.1:PORT"}, grpc: {endpoint: "127.0.0.1:GRPCPORT"}}}}
@@ -247,30 +260,10 @@ service:
   telemetry: {logs: {level: warn}}
   pipelines: {traces: {receivers: [otlp], processors: [batch], exporters: [nop]}}
 """,
-    "tail_sampling, batch -> nop": """
-receivers: {otlp: {protocols: {http: {endpoint: "127.0.0.1:PORT"}}}}
-processors:
-  tail_sampling: {decision_wait: 10s, num_traces: 1000000, policies: [{name: errors, type: status_code, status_code: {status_codes: [ERROR]}}, {name: baseline, type: probabilistic, probabilistic: {sampling_percentage: 10}}]}
-  batch: {send_batch_size: 8192, timeout: 200ms}
-exporters: {nop: {}}
-service:
-  admin: {endpoint: "127.0.0.1:ADMINPORT"}
-  telemetry: {logs: {level: warn}}
-  pipelines: {traces: {receivers: [otlp], processors: [tail_sampling, batch], exporters: [nop]}}
-""",
+    "tail_sampling, batch -> nop": TAIL_SAMPLING_CONFIG.replace("WAIT", "10s"),
     # The same with a 2 s decision_wait: the measured window (after 5 s of warm-up) is all steady state, traces
     # decided and their memory written again, where the 10 s row's first half is the store filling up.
-    "tail_sampling 2s, batch -> nop": """
-receivers: {otlp: {protocols: {http: {endpoint: "127.0.0.1:PORT"}}}}
-processors:
-  tail_sampling: {decision_wait: 2s, num_traces: 1000000, policies: [{name: errors, type: status_code, status_code: {status_codes: [ERROR]}}, {name: baseline, type: probabilistic, probabilistic: {sampling_percentage: 10}}]}
-  batch: {send_batch_size: 8192, timeout: 200ms}
-exporters: {nop: {}}
-service:
-  admin: {endpoint: "127.0.0.1:ADMINPORT"}
-  telemetry: {logs: {level: warn}}
-  pipelines: {traces: {receivers: [otlp], processors: [tail_sampling, batch], exporters: [nop]}}
-""",
+    "tail_sampling 2s, batch -> nop": TAIL_SAMPLING_CONFIG.replace("WAIT", "2s"),
     "batch -> otlp/http (local sink)": """
 receivers: {otlp: {protocols: {http: {endpoint: "127.0.0.1:PORT"}}}}
 processors: {batch: {send_batch_size: 8192, timeout: 200ms}}
