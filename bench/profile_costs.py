@@ -5,7 +5,7 @@ Each sample goes to one part, by its call stack (leaf first):
 - a page fault anywhere in the stack: "fresh memory (kernel page faults)" (zeroing pages first touched);
 - else the first processor or exporter found from the root down (the stage whose work it is), with tail
   sampling's decoding of kept traces and writing of the held form shown apart;
-- else request decoding, the pipeline's hand-offs, threads waking each other (futex, scheduling),
+- else request decoding, freeing the batches the pipeline lets go, the pipeline's queues, threads waking each other (futex, scheduling),
   glibc's malloc/free when perf could not walk past it (it keeps no frame pointers), or HTTP and sockets
   (everything else: the receivers' event loops, the kernel's socket work included).
 Retain/release (samples whose leaf is the Swift runtime's reference counting) is reported as well, as a
@@ -42,6 +42,10 @@ DECODING = ("OTLPProtobufReader", "OTLPProtobufCodec", "OTLPJSON")
 # glibc's allocator has no frame pointers: perf cannot walk from it to its caller.
 ALLOCATOR = {"malloc", "_int_malloc", "_int_free", "cfree@GLIBC_2.2.5", "free", "unlink_chunk.constprop.0",
              "malloc_consolidate", "_int_memalign", "sysmalloc"}
+# Swift's symbols for destroying a value (outlined destroy, value witness destroy, deallocating deinit).
+DESTROYING = ("WOe", "WOh", "wxx", "CfD")
+DEALLOCATING = {"swift_arrayDestroy", "_swift_release_dealloc", "swift_deallocObject", "swift_deallocClassInstance",
+                "swift_slowDealloc", "cfree@GLIBC_2.2.5", "free"}
 REFERENCE_COUNTING = ("swift_retain", "swift_release", "swift_bridgeObjectRetain", "swift_bridgeObjectRelease",
                       "swift_unknownObjectRetain", "swift_unknownObjectRelease")
 
@@ -60,7 +64,10 @@ def part_of(stack):
     if any(fragment in frame for frame in stack for fragment in DECODING):
         return "decoding requests"
     if any("8Pipeline" in frame for frame in stack):
-        return "pipeline hand-offs"
+        # Most of the pipeline's own samples destroy the batches it lets go (spans, their strings and arrays).
+        if stack[0] in REFERENCE_COUNTING or any(frame.endswith(DESTROYING) or frame in DEALLOCATING for frame in stack):
+            return "freeing batches let go"
+        return "pipeline queues"
     if any("futex" in frame or "dispatch_" in frame or "8Dispatch" in frame for frame in stack) \
             or stack[0].startswith(("finish_task_switch", "__schedule")):
         return "thread wake-ups (futex, scheduling)"

@@ -45,6 +45,14 @@ def test_a_type_named_inside_a_specialization_is_not_its_stage():
     assert profile_costs.part_of([SHARED_SPECIALIZATION, READER, INGEST, NIO_READ]) == "decoding requests"
 
 
+def test_the_pipeline_destroying_a_batch_is_freeing_not_queueing():
+    destroy = "$s8Pipeline17BoundedBatchQueueC4ItemOWOe"
+    offer = "$s8Pipeline17BoundedBatchQueueC5offer_2onAA12OfferOutcomeO10TraceModel04SpanC0V_7NIOCore9EventLoop_ptF"
+    assert profile_costs.part_of(["$s10TraceModel9AttributeVwxx", destroy, RUNNER]) == "freeing batches let go"
+    assert profile_costs.part_of(["swift_release", RUNNER]) == "freeing batches let go"
+    assert profile_costs.part_of(["_raw_spin_unlock_irqrestore", offer, INGEST, NIO_READ]) == "pipeline queues"
+
+
 def test_an_allocator_sample_without_a_caller_is_counted_as_such():
     assert profile_costs.part_of(["_int_malloc", "malloc", "[unknown]"]) == "malloc/free, caller not in the stack"
     assert profile_costs.part_of(["_copy_to_iter", "tcp_recvmsg", NIO_READ]) == "HTTP and sockets"
