@@ -386,10 +386,12 @@ def goals_table(rates, unpinned, profiles=None, cpu=None):
                 continue
             wanted = goal[index] if isinstance(goal, tuple) else goal
             ratio = top / bottom
+            # A ratio just under its goal gets another digit, so it never reads as the goal itself.
+            close = ratio < wanted and round(ratio, 2) >= wanted
             if figure.startswith("service_graph"):
-                measured, target = f"{(ratio - 1) * 100:+.0f}%", f">= {(wanted - 1) * 100:+.0f}%"
+                measured, target = f"{(ratio - 1) * 100:+.{2 if close else 0}f}%", f">= {(wanted - 1) * 100:+.0f}%"
             else:
-                measured, target = f"{ratio:.2f}x", f">= {wanted:g}x"
+                measured, target = f"{ratio:.{3 if close else 2}f}x", f">= {wanted:g}x"
             line = f"| {figure} | {payload} | {measured} | {target} | {'yes' if ratio >= wanted else 'no'} |"
             if profiles:
                 row, base = numerator.format(s=suffix), denominator.format(s=suffix)
