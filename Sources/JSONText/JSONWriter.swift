@@ -142,15 +142,17 @@ public struct JSONWriter: Sendable {
     }
 
     /// Appends a word's 16 hex digits, most significant first, without making a `String` of them: each
-    /// half's eight nibbles spread to a byte each and turned into digits together, then appended at once.
+    /// half's eight nibbles spread to a byte each and turned into digits together, then appended.
     private static func appendHex(_ word: UInt64, to output: inout [UInt8]) {
-        let digits = (hexDigits(UInt32(truncatingIfNeeded: word >> 32)).littleEndian,
-                      hexDigits(UInt32(truncatingIfNeeded: word)).littleEndian)
-        withUnsafeBytes(of: digits) { output.append(contentsOf: $0) }
+        func append(_ digits: UInt64) {
+            for shift in stride(from: UInt64(0), to: 64, by: 8) { output.append(UInt8(truncatingIfNeeded: digits >> shift)) }
+        }
+        append(hexDigits(UInt32(truncatingIfNeeded: word >> 32)))
+        append(hexDigits(UInt32(truncatingIfNeeded: word)))
     }
 
     /// A 32-bit value's eight lowercase hex digits as the bytes of a word, the most significant digit in
-    /// the lowest byte (first in memory on a little-endian machine, as `littleEndian` makes it anywhere).
+    /// the lowest byte.
     static func hexDigits(_ value: UInt32) -> UInt64 {
         var spread = UInt64(value)
         spread = (spread & 0xFFFF_0000) << 16 | spread & 0xFFFF
@@ -255,10 +257,11 @@ public struct JSONWriter: Sendable {
     static func needsEscaping(_ utf8: UnsafeBufferPointer<UInt8>) -> Bool {
         let ones: UInt64 = 0x0101_0101_0101_0101
         let highs: UInt64 = 0x8080_8080_8080_8080
-        let raw = UnsafeRawBufferPointer(utf8)
         var offset = 0
-        while offset + 8 <= raw.count {
-            let word = raw.loadUnaligned(fromByteOffset: offset, as: UInt64.self)
+        while offset + 8 <= utf8.count {
+            // Read by index, a byte at a time (the compiler makes one load of them), not through a raw pointer.
+            var word: UInt64 = 0
+            for index in 0..<8 { word |= UInt64(utf8[offset + index]) << (8 * UInt64(index)) }
             // Bytes of 0x80 and above (UTF-8 sequences) never need escaping: mask them out of every test.
             let ascii = ~word & highs
             let control = (word &- ones &* 0x20) & ascii
