@@ -164,20 +164,23 @@ class Collector:
             self.process.wait()
 
 
+def run_load(collector, list_file, seconds, connections, load_core, grpc_body=None):
+    """The row's load for `seconds`: h2load sending `grpc_body` over gRPC (no latency percentiles), else wrk
+    posting the bodies of `list_file` over HTTP."""
+    if grpc_body:
+        result = run_h2load(collector.port, grpc_body, seconds, connections, 16, load_core)
+        result["p50"] = result["p99"] = float("nan")
+        return result
+    return run_wrk(collector.port, list_file, seconds, connections, load_core)
+
+
 def measure(collector, list_file, spans_per_request, warmup, seconds, connections, load_core, grpc_body=None):
     with collector:
-        if grpc_body:
-            run_h2load(collector.port, grpc_body, warmup, connections, 16, load_core)
-        else:
-            run_wrk(collector.port, list_file, warmup, connections, load_core)
+        run_load(collector, list_file, warmup, connections, load_core, grpc_body)
         counted_before = collector.spans_counted()
         cpu_before = cpu_seconds(collector.process.pid)
         started = time.time()
-        if grpc_body:
-            result = run_h2load(collector.port, grpc_body, seconds, connections, 16, load_core)
-            result["p50"] = result["p99"] = float("nan")
-        else:
-            result = run_wrk(collector.port, list_file, seconds, connections, load_core)
+        result = run_load(collector, list_file, seconds, connections, load_core, grpc_body)
         elapsed = time.time() - started
         cpu = cpu_seconds(collector.process.pid) - cpu_before
         counted_after = collector.spans_counted()
@@ -210,9 +213,7 @@ def profile_run(collector, list_file, warmup, seconds, connections, load_core, g
     """One more run of a row, under `perf record -g` (999 Hz) for its measured window: where its CPU goes
     (`profile_costs.shares`). Kept apart from the measured rounds, whose figures perf would lower."""
     with collector, tempfile.TemporaryDirectory() as directory:
-        load = (lambda duration: run_h2load(collector.port, grpc_body, duration, connections, 16, load_core)) if grpc_body \
-            else (lambda duration: run_wrk(collector.port, list_file, duration, connections, load_core))
-        load(warmup)
+        run_load(collector, list_file, warmup, connections, load_core, grpc_body)
         data = os.path.join(directory, "perf.data")
         try:
             perf = subprocess.Popen(["perf", "record", "-F", "999", "-g", "-p", str(collector.process.pid), "-o", data,
@@ -220,7 +221,7 @@ def profile_run(collector, list_file, warmup, seconds, connections, load_core, g
         except FileNotFoundError:
             print("no profile: perf is not installed (scripts/install-deps --bench)", file=sys.stderr)
             return None
-        load(seconds + 1)
+        run_load(collector, list_file, seconds + 1, connections, load_core, grpc_body)
         _, errors = perf.communicate()
         if perf.returncode != 0 or not os.path.exists(data):
             # perf_event_paranoid, a container without perf events: the row keeps its figures, without a profile.
