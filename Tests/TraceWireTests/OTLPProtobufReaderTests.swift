@@ -3,8 +3,8 @@ import TraceModel
 @testable import TraceWire
 
 /// The reader against libprotobuf-c, the reference: the same batches from the same bytes, the same
-/// refusals, and the two documented departures (U+0000 kept, singular messages merged as the
-/// specification says).
+/// refusals, and the three documented departures (U+0000 kept, singular messages merged as the
+/// specification says, field numbers beyond 2^29 - 1 refused).
 @Suite("OTLP protobuf reader")
 struct OTLPProtobufReaderTests {
     static let field = OTLPProtobufTests.field
@@ -24,6 +24,8 @@ struct OTLPProtobufReaderTests {
             }
         case (.failure, .failure):
             break
+        case (.failure(let error), .success) where error.message == OTLPDecodingError.fieldNumberTooLarge.message:
+            break  // a departure of protobuf-c's: see fieldNumbersBeyondTheSpecification
         case (.success(let batch), .failure(let error)):
             Issue.record("read \(batch.spanCount) spans; protobuf-c refuses: \(error.message). \(comment?.rawValue ?? "")",
                          sourceLocation: sourceLocation)
@@ -126,6 +128,26 @@ struct OTLPProtobufReaderTests {
         #expect(try OTLPProtobufCodec().decodeRequest(tenByteVarint).resourceSpans[0].scopeSpans[0].spans[0].kind == .client)
         Self.expectSameAsProtobufC(fiveByteKey)
         Self.expectSameAsProtobufC(tenByteVarint)
+    }
+
+    @Test("a field number beyond 2^29 - 1 is refused, where protobuf-c skips it as an unknown field")
+    func fieldNumbersBeyondTheSpecification() throws {
+        // The span's name key (field 5, length-delimited: 0x2A) padded to five bytes with 0x10 in the fifth:
+        // field 2^29 + 5. The protobuf specification caps field numbers at 2^29 - 1 (keys fit 32 bits);
+        // protobuf-c keeps 32 bits of field number and skips the field; a name field follows.
+        let name = Self.field(5, Array("b".utf8))
+        let beyond = Self.request(span: Self.traceID + [0x2A | 0x80, 0x80, 0x80, 0x80, 0x10, 1, 0x61] + name)
+        do {
+            _ = try OTLPProtobufCodec().decodeRequest(beyond)
+            Issue.record("read a field number beyond 2^29 - 1")
+        } catch {
+            #expect(error.message == "malformed protobuf: a field number beyond 2^29 - 1")
+        }
+        #expect(try OTLPProtobufCodec().decodeRequestUsingProtobufC(beyond).resourceSpans[0].scopeSpans[0].spans[0].name == "b")
+        // Field 2^29 - 1 itself (key 0xFFFFFFFA, five bytes) is unknown to a span and skipped by both.
+        let widest = Self.request(span: Self.traceID + [0xFA, 0xFF, 0xFF, 0xFF, 0x0F, 1, 0x61] + name)
+        #expect(try OTLPProtobufCodec().decodeRequest(widest).resourceSpans[0].scopeSpans[0].spans[0].name == "b")
+        Self.expectSameAsProtobufC(widest)
     }
 
     @Test("AnyValue: the last member sent wins; bool of any wire type; the profiles string index reads as empty")

@@ -3,10 +3,11 @@ import TraceModel
 /// Binary OTLP `ExportTraceServiceRequest`s read straight into the span model, in one pass over the
 /// bytes: no protobuf-c structs built in an arena and walked again. The counterpart of
 /// `OTLPProtobufWriter`. It refuses what protobuf-c's unpack refuses (a known field with the wrong wire
-/// type, a broken tag, varint or length, groups) and reads what it reads, with two differences, both
+/// type, a broken tag, varint or length, groups) and reads what it reads, with three differences, all
 /// where protobuf-c departs from the protobuf specification: strings keep an embedded U+0000 (protobuf-c
-/// cuts them at it), and a singular message field sent twice is merged as the specification says
-/// (protobuf-c resets the first one's numbers). Tests and the fuzz target check it against protobuf-c
+/// cuts them at it), a singular message field sent twice is merged as the specification says
+/// (protobuf-c resets the first one's numbers), and a field number beyond the specification's 2^29 - 1
+/// is refused (protobuf-c keeps 32 bits of it and skips the field as unknown). Tests and the fuzz target check it against protobuf-c
 /// (`OTLPProtobufCodec.decodeRequestUsingProtobufC`). Not thread-safe: one per connection or task.
 struct OTLPProtobufReader {
     /// Messages nested deeper than this below the request are refused: the request itself needs 6
@@ -365,6 +366,12 @@ struct OTLPProtobufReader {
     }
 }
 
+extension OTLPDecodingError {
+    /// The refusal of a field number beyond the specification's 2^29 - 1, a key wider than 32 bits
+    /// (protobuf-c, the reference, keeps 32 bits of the number and skips the field as unknown).
+    package static let fieldNumberTooLarge = OTLPDecodingError("malformed protobuf: a field number beyond 2^29 - 1")
+}
+
 /// Protobuf keys (field number and wire type) as the switch statements above spell them.
 enum Key {
     static func varint(_ number: UInt32) -> UInt32 { number << 3 }
@@ -409,7 +416,8 @@ struct ProtobufInput {
             return UInt32(first)
         }
         let value = try varint(maximumBytes: 5)
-        guard value >> 3 != 0, value >> 3 <= 0x1FFF_FFFF else { throw Self.malformed() }
+        guard value >> 3 != 0 else { throw Self.malformed() }
+        guard value >> 3 <= 0x1FFF_FFFF else { throw .fieldNumberTooLarge }
         return UInt32(truncatingIfNeeded: value)
     }
 
