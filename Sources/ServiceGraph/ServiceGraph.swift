@@ -77,6 +77,19 @@ public final class ServiceGraph: Sendable {
         /// `percentilesTotal` values: made when asked for, not per batch, and kept while no call comes.
         var percentiles: [Double] = []
         var percentilesTotal: UInt64 = 0
+
+        /// Adds one call: its outcome, its minute, its time for the sketch (the server side's, else the
+        /// client's) and the server side's time, when it had one.
+        mutating func record(failed isFailure: Bool, minute: Int64, seconds: Double?, serverSeconds: Double?) {
+            requests += 1
+            if isFailure { failed += 1 }
+            buckets.add(minute: minute, requests: 1, failed: isFailure ? 1 : 0)
+            if let serverSeconds {
+                serverNanosSum &+= UInt64((serverSeconds * 1e9).rounded())
+                serverCount += 1
+            }
+            if let seconds { latency.add(seconds) }
+        }
     }
 
     /// The four series of one `SeriesKey`; `failed` only for failed calls, as the connector counts them.
@@ -94,6 +107,12 @@ public final class ServiceGraph: Sendable {
         let client: ValueHistogram
     }
 
+    /// An edge's series for calls that succeeded and for calls that failed, each once the first such call came.
+    struct EdgeSeries: Sendable {
+        var ok: EdgeMetrics?
+        var failed: EdgeMetrics?
+    }
+
     struct NodeStats: Sendable {
         var requests = 0
         var failed = 0
@@ -105,38 +124,13 @@ public final class ServiceGraph: Sendable {
         var percentilesTotal: UInt64 = 0
         var inputTokens: Int64 = 0
         var outputTokens: Int64 = 0
-    }
 
-    /// What one batch of observations adds to one edge, summed before the graph's lock is taken.
-    struct EdgeDelta {
-        var requests = 0
-        var failed = 0
-        var minutes: [(minute: Int64, requests: Int, failed: Int)] = []
-        /// Histogram observations, by the call's `failed` value.
-        var serverSeconds: [(failed: Bool, seconds: Double)] = []
-        var clientSeconds: [(failed: Bool, seconds: Double)] = []
-        var callsByFailed = (ok: 0, failed: 0)
-        /// The server side's time (else the client's) of each call, added to the edge's and the node's
-        /// sketches one by one: a batch brings a few calls per edge, so that is cheaper than a sketch per
-        /// batch merged bucket by bucket into both.
-        var latency: [Double] = []
-
-        /// Adds one call: its outcome, when it ended, and each side's seconds (the observation's plain fields,
-        /// so the observation itself, with its strings, is not copied).
-        mutating func add(failed isFailure: Bool, time: UInt64, clientSeconds client: Double?, serverSeconds server: Double?) {
+        /// Adds one call into this node: its outcome, its minute and its time for the sketch.
+        mutating func record(failed isFailure: Bool, minute: Int64, seconds: Double?) {
             requests += 1
             if isFailure { failed += 1 }
-            let minute = Int64(time / 60_000_000_000)
-            if let index = minutes.firstIndex(where: { $0.minute == minute }) {
-                minutes[index].requests += 1
-                if isFailure { minutes[index].failed += 1 }
-            } else {
-                minutes.append((minute, 1, isFailure ? 1 : 0))
-            }
-            if isFailure { callsByFailed.failed += 1 } else { callsByFailed.ok += 1 }
-            if let server { serverSeconds.append((isFailure, server)) }
-            if let client { clientSeconds.append((isFailure, client)) }
-            if let seconds = server ?? client { latency.append(seconds) }
+            buckets.add(minute: minute, requests: 1, failed: isFailure ? 1 : 0)
+            if let seconds { latency.add(seconds) }
         }
     }
 
@@ -198,6 +192,8 @@ public final class ServiceGraph: Sendable {
     private let skippedSpans: Counter
     /// Prometheus series by edge and `failed`, at most two per edge (so bounded by `max_edges`).
     private let series = Mutex<[SeriesKey: EdgeMetrics]>([:])
+    /// The same series by the edge's position in the graph (edges are never removed; bounded by `max_edges`).
+    private let seriesByEdge = Mutex<[EdgeSeries]>([])
     /// Per node, its token counters (`traces_service_graph_node_{input,output}_tokens_total`), bounded
     /// by `max_nodes` as the nodes are: what lives only in memory, exported so a cluster graph has it too.
     private let tokenSeries = Mutex<[String: (input: Counter, output: Counter)]>([:])
@@ -231,12 +227,17 @@ public final class ServiceGraph: Sendable {
         if skipped > 0 { skippedSpans.increment(by: Int64(skipped)) }
     }
 
-    /// Adds observed calls: sums them per edge first, then takes the lock once.
+    /// Adds observed calls: finds each one's edge first, then takes the lock once and adds the calls one
+    /// by one where they lie (no per-edge summary with arrays of its own to build and free).
     func record(_ observations: [EdgeObservation]) {
         guard !observations.isEmpty else { return }
         // In order of first appearance, so limits cut the same edges on every run.
         var keys: [EdgeKey] = []
-        var deltas: [EdgeDelta] = []
+        // Each observation's position in `keys`.
+        var keyOf = [Int](repeating: 0, count: observations.count)
+        // Calls and failed calls per key.
+        var calls: [Int] = []
+        var failedCalls: [Int] = []
         var indexOf: [EdgeKey: Int] = [:]
         var tokens: [(agent: String, input: Int64, output: Int64)] = []
         // Observations are read where they lie (one taken out of the array is a copy of its strings), and the
@@ -262,11 +263,13 @@ public final class ServiceGraph: Sendable {
                     index = keys.count
                     indexOf[key] = index
                     keys.append(key)
-                    deltas.append(EdgeDelta())
+                    calls.append(0)
+                    failedCalls.append(0)
                 }
             }
-            deltas[index].add(failed: observations[position].failed, time: observations[position].time,
-                              clientSeconds: observations[position].clientSeconds, serverSeconds: observations[position].serverSeconds)
+            keyOf[position] = index
+            calls[index] += 1
+            if observations[position].failed { failedCalls[index] += 1 }
             if let usage = observations[position].tokens {
                 // Summed per agent (the agent of the previous call, mostly): one node lookup per agent, not per call.
                 if let last = tokens.indices.last, tokens[last].agent == usage.agent {
@@ -278,27 +281,34 @@ public final class ServiceGraph: Sendable {
             }
         }
         var dropped = 0
-        var applied: [(key: EdgeKey, delta: Int)] = []
-        applied.reserveCapacity(keys.count)
+        // Each key's edge position in the graph, -1 where the limits dropped it.
+        var edgeOf = [Int](repeating: -1, count: keys.count)
         state.withLock { state in
             for (position, key) in keys.enumerated() {
-                let delta = deltas[position]
-                var index = state.edgeIndex[key]
-                if index == nil {
-                    let newNodes = (state.nodeIndex[key.client] == nil ? 1 : 0) + (state.nodeIndex[key.server] == nil ? 1 : 0)
-                    guard state.edgeStats.count < configuration.maxEdges, state.nodeStats.count + newNodes <= configuration.maxNodes else {
-                        dropped += delta.requests
-                        continue
-                    }
-                    let id = GraphSnapshot.Edge.id(source: key.client, target: key.server, connectionType: key.connectionType)
-                    let client = state.node(key.client)
-                    let server = state.node(key.server)
-                    index = state.addEdge(key, EdgeStats(id: id, client: client, server: server))
+                if let index = state.edgeIndex[key] {
+                    edgeOf[position] = index
+                    continue
                 }
-                guard let index else { continue }
-                Self.apply(delta, to: &state.edgeStats[index])
-                applied.append((key, position))
-                Self.apply(delta, to: &state.nodeStats[state.edgeStats[index].server])
+                let newNodes = (state.nodeIndex[key.client] == nil ? 1 : 0) + (state.nodeIndex[key.server] == nil ? 1 : 0)
+                guard state.edgeStats.count < configuration.maxEdges, state.nodeStats.count + newNodes <= configuration.maxNodes else {
+                    dropped += calls[position]
+                    continue
+                }
+                let id = GraphSnapshot.Edge.id(source: key.client, target: key.server, connectionType: key.connectionType)
+                let client = state.node(key.client)
+                let server = state.node(key.server)
+                edgeOf[position] = state.addEdge(key, EdgeStats(id: id, client: client, server: server))
+            }
+            for position in observations.indices {
+                let edge = edgeOf[keyOf[position]]
+                guard edge >= 0 else { continue }
+                let failed = observations[position].failed
+                let minute = Int64(observations[position].time / 60_000_000_000)
+                let server = observations[position].serverSeconds
+                // The server side's time, else the client's, for the edge's and the node's sketches.
+                let seconds = server ?? observations[position].clientSeconds
+                state.edgeStats[edge].record(failed: failed, minute: minute, seconds: seconds, serverSeconds: server)
+                state.nodeStats[state.edgeStats[edge].server].record(failed: failed, minute: minute, seconds: seconds)
             }
             for usage in tokens {
                 guard state.nodeIndex[usage.agent] != nil || state.nodeStats.count < configuration.maxNodes else { continue }
@@ -308,16 +318,19 @@ public final class ServiceGraph: Sendable {
             }
         }
         // The Prometheus series, outside the lock the APIs read under (registering a series is slow).
-        for (key, position) in applied {
-            let delta = deltas[position]
-            for failed in [false, true] {
-                let calls = failed ? delta.callsByFailed.failed : delta.callsByFailed.ok
-                guard calls > 0 else { continue }
-                let metrics = seriesFor(SeriesKey(edge: key, failed: failed))
-                metrics.total.increment(by: Int64(calls))
-                metrics.failed?.increment(by: Int64(calls))
-                for observed in delta.serverSeconds where observed.failed == failed { metrics.server.record(observed.seconds) }
-                for observed in delta.clientSeconds where observed.failed == failed { metrics.client.record(observed.seconds) }
+        let edgeSeries = series(of: keys, at: edgeOf, calls: calls, failedCalls: failedCalls)
+        for position in observations.indices where edgeOf[keyOf[position]] >= 0 {
+            let both = edgeSeries[keyOf[position]]
+            let series = observations[position].failed ? both.failed : both.ok
+            if let seconds = observations[position].serverSeconds { series?.server.record(seconds) }
+            if let seconds = observations[position].clientSeconds { series?.client.record(seconds) }
+        }
+        for (key, both) in edgeSeries.enumerated() where edgeOf[key] >= 0 {
+            let failed = failedCalls[key], ok = calls[key] - failed
+            if ok > 0 { both.ok?.total.increment(by: Int64(ok)) }
+            if failed > 0 {
+                both.failed?.total.increment(by: Int64(failed))
+                both.failed?.failed?.increment(by: Int64(failed))
             }
         }
         for usage in tokens where usage.input > 0 || usage.output > 0 {
@@ -334,22 +347,6 @@ public final class ServiceGraph: Sendable {
             counters?.output.increment(by: usage.output)
         }
         if dropped > 0 { droppedSpans.increment(by: Int64(dropped)) }
-    }
-
-    private static func apply(_ delta: EdgeDelta, to stats: inout EdgeStats) {
-        stats.requests += delta.requests
-        stats.failed += delta.failed
-        for minute in delta.minutes { stats.buckets.add(minute: minute.minute, requests: minute.requests, failed: minute.failed) }
-        for observed in delta.serverSeconds { stats.serverNanosSum &+= UInt64((observed.seconds * 1e9).rounded()) }
-        stats.serverCount += delta.serverSeconds.count
-        for seconds in delta.latency { stats.latency.add(seconds) }
-    }
-
-    private static func apply(_ delta: EdgeDelta, to node: inout NodeStats) {
-        node.requests += delta.requests
-        node.failed += delta.failed
-        for minute in delta.minutes { node.buckets.add(minute: minute.minute, requests: minute.requests, failed: minute.failed) }
-        for seconds in delta.latency { node.latency.add(seconds) }
     }
 
     /// Notes the `agent.*` attributes of resources (as `agent_enrichment` adds them) for their nodes'
@@ -397,6 +394,34 @@ public final class ServiceGraph: Sendable {
 
     /// Node names with details, for tests.
     var detailedNodes: [String] { state.withLock { $0.details.keys.sorted() } }
+
+    /// The series of each of `keys` at its edge position in the graph (`edges`, -1 where the limits dropped
+    /// it; nothing is registered for those), for the calls each brings: a `failed` value's series are
+    /// registered when the first call with it comes. Found by edge position, without hashing the key's
+    /// strings, once an edge has them.
+    private func series(of keys: [EdgeKey], at edges: [Int], calls: [Int], failedCalls: [Int]) -> [EdgeSeries] {
+        var found = seriesByEdge.withLock { known in edges.map { known.indices.contains($0) ? known[$0] : EdgeSeries() } }
+        var registered = false
+        for (position, key) in keys.enumerated() where edges[position] >= 0 {
+            if found[position].ok == nil, calls[position] > failedCalls[position] {
+                found[position].ok = seriesFor(SeriesKey(edge: key, failed: false))
+                registered = true
+            }
+            if found[position].failed == nil, failedCalls[position] > 0 {
+                found[position].failed = seriesFor(SeriesKey(edge: key, failed: true))
+                registered = true
+            }
+        }
+        guard registered else { return found }
+        seriesByEdge.withLock { known in
+            for (position, edge) in edges.enumerated() where edge >= 0 {
+                if known.count <= edge { known.append(contentsOf: repeatElement(EdgeSeries(), count: edge + 1 - known.count)) }
+                if known[edge].ok == nil { known[edge].ok = found[position].ok }
+                if known[edge].failed == nil { known[edge].failed = found[position].failed }
+            }
+        }
+        return found
+    }
 
     /// The series of `key`, registered on first use.
     private func seriesFor(_ key: SeriesKey) -> EdgeMetrics {

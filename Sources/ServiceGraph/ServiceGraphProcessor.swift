@@ -110,9 +110,12 @@ public final class ServiceGraphProcessor: HandOffSpanProcessor {
 
     public func process(_ batch: SpanBatch, now: UInt64) -> [SpanBatch] {
         let count = UInt64(shards.count)
+        // About one observation a span of the shard's share: room made once, not grown a call at a time.
+        let expected = batch.spanCount / shards.count + 8
         for (index, shard) in shards.enumerated() {
             let mine = UInt64(index)
             shard.submit(to: graph) { [graph] state, observations in
+                observations.reserveCapacity(expected)
                 // One shard notes the resources' agent attributes for the nodes' details.
                 if mine == 0 { graph.noteDetails(of: batch.resourceSpans.map(\.resource)) }
                 for resourceSpans in batch.resourceSpans {

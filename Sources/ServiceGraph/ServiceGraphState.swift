@@ -212,7 +212,7 @@ public struct ServiceGraphState: Sendable {
             let messaging = span.kind == .producer
             if !messaging, let database = databaseNode(spans[index].attributes, resource: resource, facts: facts) {
                 // No server span will come: the client's duration stands for both sides, as in Tempo.
-                edges.append(EdgeObservation(client: service, server: database, connectionType: "database", dimensions: dimensions + none,
+                edges.append(EdgeObservation(client: service, server: database, connectionType: "database", dimensions: Self.sides(dimensions, none),
                                              failed: failed, clientSeconds: seconds, serverSeconds: seconds, time: span.end))
             } else {
                 // The connector handles a PRODUCER exactly as a CLIENT ("override connection type and
@@ -282,7 +282,7 @@ public struct ServiceGraphState: Sendable {
             let none = [String](repeating: "", count: half.dimensions.count)
             if half.isClient, let peer = half.peer {
                 // onExpire: "if e.ServerService == "" { e.ServerService = p.getPeerHost(...) }" — CLIENT and PRODUCER alike.
-                edges.append(EdgeObservation(client: half.service, server: peer, connectionType: "virtual_node", dimensions: half.dimensions + none,
+                edges.append(EdgeObservation(client: half.service, server: peer, connectionType: "virtual_node", dimensions: Self.sides(half.dimensions, none),
                                              failed: half.failed, clientSeconds: half.seconds, serverSeconds: nil, time: half.time,
                                              virtualNode: "server"))
             } else {
@@ -295,7 +295,7 @@ public struct ServiceGraphState: Sendable {
             halves.release()
             // onExpire: "if e.ClientService == "" && e.Key.SpanIDIsEmpty() { e.ClientService = "user" }".
             edges.append(EdgeObservation(client: "user", server: root.service, connectionType: "virtual_node",
-                                         dimensions: [String](repeating: "", count: root.dimensions.count) + root.dimensions,
+                                         dimensions: Self.sides([String](repeating: "", count: root.dimensions.count), root.dimensions),
                                          failed: root.failed, clientSeconds: nil, serverSeconds: root.seconds, time: root.time,
                                          virtualNode: "client"))
         }
@@ -370,16 +370,23 @@ public struct ServiceGraphState: Sendable {
         let server = half.isClient ? other : half
         edges.append(EdgeObservation(client: client.service, server: server.service,
                                      connectionType: client.messaging || server.messaging ? "messaging_system" : "",
-                                     dimensions: client.dimensions + server.dimensions, failed: client.failed || server.failed,
+                                     dimensions: Self.sides(client.dimensions, server.dimensions), failed: client.failed || server.failed,
                                      clientSeconds: client.seconds, serverSeconds: server.seconds, time: max(client.time, server.time)))
         return remains
+    }
+
+    /// An edge's dimension values: the client side's, then the server side's. Without dimensions configured
+    /// both are empty, and so is the result, without the concatenation's call.
+    @inline(__always)
+    static func sides(_ client: [String], _ server: [String]) -> [String] {
+        client.isEmpty && server.isEmpty ? [] : client + server
     }
 
     /// `mine` and `parents`: where the span's and its parent's entries are, when pairing looked them up.
     private mutating func agentEdges(_ span: SpanHeader, facts: SpanFacts, key me: PairKey, mine: Int??, parents: Int??, service: String, failed: Bool,
                                      seconds: Double, dimensions: [String], none: [String], deadline: UInt64, into edges: inout [EdgeObservation]) {
         func edge(_ client: String, _ server: String, _ type: String) -> EdgeObservation {
-            EdgeObservation(client: client, server: server, connectionType: type, dimensions: dimensions + none, failed: failed,
+            EdgeObservation(client: client, server: server, connectionType: type, dimensions: Self.sides(dimensions, none), failed: failed,
                             clientSeconds: seconds, serverSeconds: nil, time: span.end)
         }
         // Explicit agent-to-agent calls.
@@ -420,7 +427,7 @@ public struct ServiceGraphState: Sendable {
             expiries.append((deadline, me))
         }
         for child in waiting where child.service != service && !Self.isRequestPair(parent: span.kind, child: child.kind) {
-            edges.append(EdgeObservation(client: service, server: child.service, connectionType: "agent", dimensions: none + child.dimensions,
+            edges.append(EdgeObservation(client: service, server: child.service, connectionType: "agent", dimensions: Self.sides(none, child.dimensions),
                                          failed: child.failed, clientSeconds: nil, serverSeconds: child.seconds, time: child.time))
         }
         guard span.parent.isValid else { return }
@@ -429,7 +436,7 @@ public struct ServiceGraphState: Sendable {
         let index = parentKey == me ? entries.find(me) : parents ?? entries.find(parentKey)
         if let index, let parent = entries.slots[index].parent {
             if parent.service != service, !Self.isRequestPair(parent: parent.kind, child: span.kind) {
-                edges.append(EdgeObservation(client: parent.service, server: service, connectionType: "agent", dimensions: none + dimensions,
+                edges.append(EdgeObservation(client: parent.service, server: service, connectionType: "agent", dimensions: Self.sides(none, dimensions),
                                              failed: failed, clientSeconds: nil, serverSeconds: seconds, time: span.end))
             }
             return
