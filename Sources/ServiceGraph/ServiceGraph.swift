@@ -21,7 +21,7 @@ public final class ServiceGraph: Sendable {
 
     /// One set of Prometheus series: an edge and its `failed` value, as the connector keys them
     /// ("buildMetricKey(clientName, serverName, connectionType, failed, dimensions)").
-    struct SeriesKey: Hashable, Sendable {
+    struct SeriesKey: Sendable {
         var edge: EdgeKey
         var failed: Bool
     }
@@ -190,9 +190,8 @@ public final class ServiceGraph: Sendable {
     private let droppedSpans: Counter
     private let unpairedSpans: Counter
     private let skippedSpans: Counter
-    /// Prometheus series by edge and `failed`, at most two per edge (so bounded by `max_edges`).
-    private let series = Mutex<[SeriesKey: EdgeMetrics]>([:])
-    /// The same series by the edge's position in the graph (edges are never removed; bounded by `max_edges`).
+    /// Prometheus series by the edge's position in the graph and `failed`, at most two per edge (so bounded
+    /// by `max_edges`).
     private let seriesByEdge = Mutex<[EdgeSeries]>([])
     /// Per node, its token counters (`traces_service_graph_node_{input,output}_tokens_total`), bounded
     /// by `max_nodes` as the nodes are: what lives only in memory, exported so a cluster graph has it too.
@@ -397,39 +396,28 @@ public final class ServiceGraph: Sendable {
 
     /// The series of each of `keys` at its edge position in the graph (`edges`, -1 where the limits dropped
     /// it; nothing is registered for those), for the calls each brings: a `failed` value's series are
-    /// registered when the first call with it comes. Found by edge position, without hashing the key's
-    /// strings, once an edge has them.
+    /// registered when the first call with it comes. Found by position, without hashing the key's strings;
+    /// edges are never removed, so a position names one edge for good.
     private func series(of keys: [EdgeKey], at edges: [Int], calls: [Int], failedCalls: [Int]) -> [EdgeSeries] {
-        var found = seriesByEdge.withLock { known in edges.map { known.indices.contains($0) ? known[$0] : EdgeSeries() } }
-        var registered = false
-        for (position, key) in keys.enumerated() where edges[position] >= 0 {
-            if found[position].ok == nil, calls[position] > failedCalls[position] {
-                found[position].ok = seriesFor(SeriesKey(edge: key, failed: false))
-                registered = true
-            }
-            if found[position].failed == nil, failedCalls[position] > 0 {
-                found[position].failed = seriesFor(SeriesKey(edge: key, failed: true))
-                registered = true
-            }
-        }
-        guard registered else { return found }
         seriesByEdge.withLock { known in
-            for (position, edge) in edges.enumerated() where edge >= 0 {
+            var found: [EdgeSeries] = []
+            found.reserveCapacity(keys.count)
+            for (position, key) in keys.enumerated() {
+                let edge = edges[position]
+                guard edge >= 0 else {
+                    found.append(EdgeSeries())
+                    continue
+                }
                 if known.count <= edge { known.append(contentsOf: repeatElement(EdgeSeries(), count: edge + 1 - known.count)) }
-                if known[edge].ok == nil { known[edge].ok = found[position].ok }
-                if known[edge].failed == nil { known[edge].failed = found[position].failed }
+                if known[edge].ok == nil, calls[position] > failedCalls[position] {
+                    known[edge].ok = makeMetrics(SeriesKey(edge: key, failed: false))
+                }
+                if known[edge].failed == nil, failedCalls[position] > 0 {
+                    known[edge].failed = makeMetrics(SeriesKey(edge: key, failed: true))
+                }
+                found.append(known[edge])
             }
-        }
-        return found
-    }
-
-    /// The series of `key`, registered on first use.
-    private func seriesFor(_ key: SeriesKey) -> EdgeMetrics {
-        series.withLock { series in
-            if let known = series[key] { return known }
-            let made = makeMetrics(key)
-            series[key] = made
-            return made
+            return found
         }
     }
 
